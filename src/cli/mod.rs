@@ -1,0 +1,6 @@
+//! The command-line edge: one module per subcommand, each turning arguments into calls on the
+//! library and results into text or JSON. Errors here are `anyhow`.
+
+pub mod list;
+pub mod trace;
+pub mod tui;
