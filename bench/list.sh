@@ -55,8 +55,9 @@ fi
 sleep 3
 
 # The processes bpftrace would be pointed at: every user-space process usdtop could scan.
+# (Kernel threads have no executable.)
 mapfile -t PIDS < <(for d in /proc/[0-9]*; do
-    [[ -s $d/maps ]] 2>/dev/null && echo "${d#/proc/}"; done)
+    readlink "$d/exe" >/dev/null 2>&1 && echo "${d#/proc/}"; done)
 objects=$("$USDTOP" list --json | jq -r .path 2>/dev/null | sort -u | wc -l || echo "?")
 probes_usdtop=$("$USDTOP" list --json | wc -l)
 echo "processes: ${#PIDS[@]}, objects with probes: $objects, probe lines (usdtop --json): $probes_usdtop"
