@@ -60,7 +60,10 @@ mapfile -t PIDS < <(for d in /proc/[0-9]*; do
     readlink "$d/exe" >/dev/null 2>&1 && echo "${d#/proc/}"; done)
 objects=$("$USDTOP" list --json | jq -r .path 2>/dev/null | sort -u | wc -l || echo "?")
 probes_usdtop=$("$USDTOP" list --json | wc -l)
+# bpftrace prints one line per probe per process; usdtop one per probe per object, with pids.
+per_process=$("$USDTOP" list --json | jq '.pids | length' | awk '{ s += $1 } END { print s + 0 }')
 echo "processes: ${#PIDS[@]}, objects with probes: $objects, probe lines (usdtop --json): $probes_usdtop"
+echo "probes x processes (usdtop): $per_process"
 
 echo "== usdtop list, cold (fresh process each run)"
 hyperfine -N --warmup 2 --runs 30 --output=null --export-json "$WORK/cold.json" \

@@ -55,6 +55,14 @@ pub struct MappedObject {
     pub start: u64,
 }
 
+impl MappedObject {
+    /// A path to this object that works from usdtop's own mount namespace (what a uprobe is
+    /// attached to): the first candidate that is the mapped inode, else the first that exists.
+    pub fn host_path(&self) -> PathBuf {
+        best_open_path(self)
+    }
+}
+
 /// A live process and the objects it maps (executable first, then in address order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -319,7 +327,7 @@ impl ProbeCache {
             return hit.clone();
         }
         self.stats.misses += 1;
-        let read = read_probes(&best_open_path(obj)).map(|mut o| {
+        let read = read_probes(&obj.host_path()).map(|mut o| {
             o.path = obj.path.clone();
             o
         });
