@@ -160,6 +160,17 @@ pub fn readelf_section_offset(path: &Path, section: &str) -> Option<u64> {
         })
 }
 
+/// Size of a section (from `readelf -SW`).
+pub fn readelf_section_size(path: &Path, section: &str) -> Option<u64> {
+    run("readelf", &["-SW", path.to_str().unwrap()])
+        .lines()
+        .find_map(|l| {
+            let l = l.split_once(']')?.1;
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&section)).then(|| hex(f[4]))
+        })
+}
+
 /// File offset of a link-time address, by the PT_LOAD arithmetic.
 pub fn offset_of(loads: &[Load], vaddr: u64) -> u64 {
     let l = loads
