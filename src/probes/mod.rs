@@ -6,3 +6,7 @@ pub mod event;
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
 pub use elf::{read_probes, ElfError, ObjectProbes, Probe, Site};
 pub use event::{ArgValue, Event, ProbeKey};
+pub mod attach;
+pub mod bpf;
+pub mod decode;
+pub mod engine;
