@@ -19,7 +19,7 @@ fn gc_start_fires_and_the_semaphore_follows_attach_and_detach() {
 
     let mut engine = engine();
     let mut events = engine.take_events().unwrap();
-    let id = engine.attach(&object.path, probe, &AttachOptions::default()).unwrap();
+    let id = engine.attach(&object, probe, &AttachOptions::default()).unwrap();
     assert!(semaphore_value(proc.pid(), sem) > 0, "attached: semaphore raised");
     let got = collect_until(&mut events, |evs| evs.iter().filter(|e| e.pid == proc.pid()).count() >= 5);
     let ours: Vec<_> = got.iter().filter(|e| e.pid == proc.pid()).collect();
