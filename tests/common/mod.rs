@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that trace real programs. Each workload lives in its own file.
 #![allow(dead_code)]
 
+pub mod build;
+pub mod fixture;
 pub mod python;
 
 use std::time::{Duration, Instant};
