@@ -4,6 +4,7 @@
 pub mod build;
 pub mod fixture;
 pub mod python;
+pub mod semaphore;
 
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Receiver;
