@@ -7,7 +7,7 @@ use common::fixture::FixtureBin;
 use common::semaphore::wait_semaphore;
 use common::{collect_until, engine, require};
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use usdtop::probes::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::read_probes;
 
@@ -25,12 +25,14 @@ fn usdtop_and_bpftrace_both_count_every_hit_of_a_shared_guarded_probe() {
         bin.path.display(),
         fixture.pid()
     );
-    let mut bt = Command::new(bpftrace)
-        .args(["-e", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut bt = KillOnDrop(
+        Command::new(bpftrace)
+            .args(["-e", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let pie = object.position_independent;
     let held = wait_semaphore(fixture.pid(), &bin.path, pie, sem, |v| v >= 1);
     assert_eq!(held, 1, "bpftrace raised the semaphore");
@@ -50,9 +52,19 @@ fn usdtop_and_bpftrace_both_count_every_hit_of_a_shared_guarded_probe() {
     engine.detach(id).unwrap();
 
     // SAFETY: plain kill(2) of our own child.
-    unsafe { libc::kill(bt.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(bt.0.id() as i32, libc::SIGINT) };
     let mut out = String::new();
-    bt.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    bt.wait().unwrap();
+    bt.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    bt.0.wait().unwrap();
     assert!(out.contains("@n: 200"), "bpftrace output: {out}");
+}
+
+/// bpftrace must not outlive a failed test.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod fixture;
+pub mod php;
 pub mod postgres;
 pub mod python;
 pub mod semaphore;
