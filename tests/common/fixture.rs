@@ -18,9 +18,21 @@ impl FixtureBin {
         FixtureBin { _dir: dir, path }
     }
 
+    /// tests/fixtures/throw.cpp: throws and catches N exceptions (`start("", N)`).
+    pub fn build_thrower() -> FixtureBin {
+        let dir = TempDir::new("throw");
+        let path = compile("g++", "tests/fixtures/throw.cpp", dir.path(), &[]);
+        FixtureBin { _dir: dir, path }
+    }
+
     /// Starts `usdt_fixture MODE N`; it waits for [`Fixture::go`] before firing.
     pub fn start(&self, mode: &str, n: u64) -> Fixture {
-        Fixture::start(&self.path, mode, n)
+        Fixture::start(&self.path, &[mode, &n.to_string()])
+    }
+
+    /// Starts the binary with these arguments; it waits for [`Fixture::go`] before firing.
+    pub fn start_with(&self, args: &[&str]) -> Fixture {
+        Fixture::start(&self.path, args)
     }
 }
 
@@ -31,9 +43,9 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    fn start(bin: &Path, mode: &str, n: u64) -> Fixture {
+    fn start(bin: &Path, args: &[&str]) -> Fixture {
         let mut child = Command::new(bin)
-            .args([mode, &n.to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
