@@ -30,8 +30,8 @@ typedef __u64 u64;
 #define MAX_SITES 16384
 #define MAX_PROBES 4096
 #define STR_LEN 256
-#define MAX_STRS 4
-#define STR_AREA (STR_LEN * MAX_STRS)
+#define MAX_STRS 8
+#define STR_AREA (STR_LEN * MAX_STRS) // a power of two: offsets are masked with it
 
 // x86-64 struct pt_regs: rip is at byte 128.
 #define PT_REGS_IP_OFF 128
