@@ -6,11 +6,13 @@
 pub mod format;
 pub mod histogram;
 pub mod pairing;
+pub mod session;
 pub mod toptable;
 pub mod window;
 
 pub use format::{format_duration_ns, render_bars};
 pub use histogram::{Bucket, BucketScheme, LatencyStats, Summary};
 pub use pairing::{PairLimits, PairStats, Pairer, Sample};
+pub use session::{key_text, LatencyAgg, LatencyReport, TopAgg, TopReport};
 pub use toptable::{Other, SortBy, TopRow, TopTable};
 pub use window::Window;

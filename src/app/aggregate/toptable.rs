@@ -76,6 +76,15 @@ impl TopTable {
         }
     }
 
+    /// A table whose rates count from `origin_ns` (when tracing began) rather than from its
+    /// first hit, so a key hit once in a quiet interval is not reported as one per second.
+    pub fn with_origin(cap: usize, origin_ns: u64) -> TopTable {
+        TopTable {
+            first_ns: Some(origin_ns),
+            ..TopTable::new(cap)
+        }
+    }
+
     /// Count one hit of `key` at `ts_ns`, with its latency if it completed a pair.
     pub fn record(&mut self, ts_ns: u64, key: &str, latency_ns: Option<u64>) {
         self.first_ns = Some(self.first_ns.map_or(ts_ns, |f| f.min(ts_ns)));
