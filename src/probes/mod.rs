@@ -1,7 +1,13 @@
 pub mod argspec;
-pub mod elf;
 pub mod catalog;
+pub mod elf;
 pub mod event;
+pub mod process;
+
+pub mod attach;
+pub mod bpf;
+pub mod decode;
+pub mod engine;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
 pub use elf::{read_probes, ElfError, ObjectProbes, Probe, Site};
