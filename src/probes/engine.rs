@@ -8,7 +8,7 @@
 //! let probe = object.probes.iter().find(|p| p.name == "gc__start").unwrap();
 //! let mut engine = Engine::new(EngineOptions::default())?;
 //! let mut events = engine.take_events().unwrap();
-//! let id = engine.attach(&object.path, probe, &AttachOptions::default())?;
+//! let id = engine.attach(&object, probe, &AttachOptions::default())?;
 //! // events.blocking_recv() / events.recv().await -> Some(Vec<Event>)
 //! println!("{:?}", engine.stats());
 //! engine.detach(id);
@@ -18,14 +18,14 @@
 use super::attach::{attach_site, AttachError, SiteLink};
 use super::bpf::{self, encode_site, ArgPlan, Mode, RawSiteSpec};
 use super::decode::{decode, SiteInfo, SiteTable};
-use super::elf::Probe;
+use super::elf::{ObjectProbes, Probe};
 use super::event::{Event, ProbeKey};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf};
 use aya::programs::{BtfTracePoint, ProgramError, ProgramFd, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -103,6 +103,9 @@ pub struct AttachOptions {
     pub strings: Vec<usize>,
     pub filter: ProcFilter,
     pub mode: Mode,
+    /// Where to open the object for the uprobe, when not at `ObjectProbes::path` (e.g.
+    /// `/proc/PID/root/...` for a process in a container).
+    pub open_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -238,11 +241,12 @@ impl Engine {
         self.fork_tracking.as_ref().map_err(String::as_str).copied()
     }
 
-    /// Attaches every site of `probe` in `object` (for all processes; `options.filter` limits
-    /// which hits are recorded). The probe's semaphore is raised by the kernel while attached.
+    /// Attaches every site of `probe` (one of `object.probes`) for all processes;
+    /// `options.filter` limits which hits are recorded. The kernel raises the probe's semaphore
+    /// while it is attached.
     pub fn attach(
         &mut self,
-        object: &Path,
+        object: &ObjectProbes,
         probe: &Probe,
         options: &AttachOptions,
     ) -> Result<ProbeId, EngineError> {
@@ -254,7 +258,7 @@ impl Engine {
         }
         let id = ProbeId(self.free_ids.pop_front().ok_or(EngineError::Full("probes"))?);
         let key = Arc::new(ProbeKey {
-            path: object.display().to_string(),
+            path: object.path.display().to_string(),
             provider: probe.provider.clone(),
             name: probe.name.clone(),
         });
@@ -265,7 +269,8 @@ impl Engine {
             _links: Vec::new(),
         };
         // On any error below, `attachment` is dropped: links close, and `release` frees the rest.
-        let result = self.attach_sites(id, object, probe, options, &mut attachment);
+        let open = options.open_path.as_deref().unwrap_or(&object.path);
+        let result = self.attach_sites(id, open, probe, options, &mut attachment);
         match result {
             Ok(()) => {
                 self.attachments.insert(id, attachment);

@@ -1,7 +1,12 @@
 //! Helpers shared by the tests that trace real programs. Each workload lives in its own file.
 #![allow(dead_code)]
 
+pub mod build;
+pub mod fixture;
+pub mod php;
+pub mod postgres;
 pub mod python;
+pub mod semaphore;
 
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Receiver;

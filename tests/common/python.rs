@@ -1,7 +1,5 @@
 //! /usr/bin/python3.11 (built with USDT probes, non-PIE) running a script.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -38,10 +36,3 @@ impl Drop for PythonLoop {
     }
 }
 
-/// The u16 USDT semaphore at `vaddr` in process `pid` (python3.11 is non-PIE: vaddr is absolute).
-pub fn semaphore_value(pid: u32, vaddr: u64) -> u16 {
-    let mem = File::open(format!("/proc/{pid}/mem")).expect("open /proc/PID/mem");
-    let mut b = [0u8; 2];
-    mem.read_exact_at(&mut b, vaddr).expect("read semaphore");
-    u16::from_le_bytes(b)
-}
