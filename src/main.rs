@@ -30,6 +30,9 @@ enum Command {
     List(cli::list::ListArgs),
     /// Print every hit of USDT probes with decoded arguments (like bcc `trace`).
     Trace(cli::trace::TraceArgs),
+    /// Run the built-in node-shaped HTTP demo workload (a fixture for tests and demos).
+    #[command(hide = true)]
+    DemoServer(cli::demo_server::DemoServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::List(args)) => cli::list::run(args),
         Some(Command::Trace(args)) => cli::trace::run(args),
+        Some(Command::DemoServer(args)) => cli::demo_server::run(args),
         None => cli::tui::run(cli.tui),
     };
     match result {

@@ -478,7 +478,9 @@ mod tests {
                 assert!(lookup_reg(&format!("r{n}{suffix}")).is_some());
             }
         }
-        for name in ["al", "bl", "cl", "dl", "ah", "bh", "ch", "dh", "sil", "dil", "bpl", "spl"] {
+        for name in [
+            "al", "bl", "cl", "dl", "ah", "bh", "ch", "dh", "sil", "dil", "bpl", "spl",
+        ] {
             assert!(lookup_reg(name).is_some(), "{name}");
         }
     }
@@ -611,8 +613,17 @@ mod tests {
     #[test]
     fn malformed_text_is_an_error() {
         for bad in [
-            "%rdi", "3@%rdi", "x@%rdi", "8@", "8@%foo", "8@(%rdi", "8@$", "8@$abc", "8@1(%rdi,%rsi,3)",
-            "8@@", "8@()",
+            "%rdi",
+            "3@%rdi",
+            "x@%rdi",
+            "8@",
+            "8@%foo",
+            "8@(%rdi",
+            "8@$",
+            "8@$abc",
+            "8@1(%rdi,%rsi,3)",
+            "8@@",
+            "8@()",
         ] {
             assert!(parse_arg(bad).is_err(), "{bad} should be an error");
         }

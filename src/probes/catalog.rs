@@ -92,7 +92,10 @@ impl Catalog {
                 (probe, args)
             })
             .collect();
-        let index_of = |probe: &str, arg: &Option<String>, p: &RawPair| -> Result<Option<usize>, CatalogError> {
+        let index_of = |probe: &str,
+                        arg: &Option<String>,
+                        p: &RawPair|
+         -> Result<Option<usize>, CatalogError> {
             let Some(arg) = arg else { return Ok(None) };
             probes
                 .get(probe)
@@ -157,7 +160,10 @@ mod tests {
         let c = Catalog::builtin();
         assert_eq!(c.string_args("node:http__server__request"), vec![2, 4, 5]);
         let p = c.pair_for("node:http__server__response").unwrap();
-        assert_eq!((p.start_key, p.done_key, p.label), (Some(6), Some(3), Some(5)));
+        assert_eq!(
+            (p.start_key, p.done_key, p.label),
+            (Some(6), Some(3), Some(5))
+        );
         let q = c.pair_for("postgresql:query__start").unwrap();
         assert_eq!((q.start_key, q.label), (None, Some(0)));
         assert!(c.pair_for("php:request__startup").is_some());
@@ -166,6 +172,9 @@ mod tests {
     #[test]
     fn a_pair_naming_an_unknown_argument_is_an_error() {
         let text = r#"{"probes": {"a:b": ["x"]}, "pairs": [{"start": "a:b", "done": "a:c", "label": "y"}]}"#;
-        assert!(matches!(Catalog::parse(text), Err(CatalogError::BadPair { .. })));
+        assert!(matches!(
+            Catalog::parse(text),
+            Err(CatalogError::BadPair { .. })
+        ));
     }
 }

@@ -213,7 +213,11 @@ fn read_section_headers(file: &File, len: u64) -> Result<SectionHeaders, ElfErro
         });
     }
     let table_len = shnum * shentsize;
-    if header.e_shoff.checked_add(table_len).is_none_or(|e| e > len) {
+    if header
+        .e_shoff
+        .checked_add(table_len)
+        .is_none_or(|e| e > len)
+    {
         return Err(ElfError::Truncated(format!(
             "section headers end past the end of the file ({len} bytes)"
         )));
@@ -225,7 +229,11 @@ fn read_section_headers(file: &File, len: u64) -> Result<SectionHeaders, ElfErro
     let strtab = shdrs
         .get(header.e_shstrndx as usize)
         .ok_or_else(|| ElfError::Malformed("section-name table index out of range".into()))?;
-    if strtab.sh_offset.checked_add(strtab.sh_size).is_none_or(|e| e > len) {
+    if strtab
+        .sh_offset
+        .checked_add(strtab.sh_size)
+        .is_none_or(|e| e > len)
+    {
         return Err(ElfError::Truncated(
             "section-name table ends past the end of the file".into(),
         ));
@@ -336,7 +344,9 @@ fn next_note<'a>(
     let ntype = ctx.u32(&header[8..12]);
     let name_start = *pos + 12;
     let desc_start = align4(name_start + namesz).ok_or("name size overflows")?;
-    let desc_end = desc_start.checked_add(descsz).ok_or("desc size overflows")?;
+    let desc_end = desc_start
+        .checked_add(descsz)
+        .ok_or("desc size overflows")?;
     if desc_end > data.len() {
         return Err(format!(
             "note sizes (name {namesz}, desc {descsz}) run past the end of the section"

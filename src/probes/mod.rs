@@ -1,6 +1,6 @@
 pub mod argspec;
-pub mod elf;
 pub mod catalog;
+pub mod elf;
 pub mod event;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
