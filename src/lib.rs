@@ -1,3 +1,4 @@
 pub mod app;
 pub mod demo;
 pub mod probes;
+pub mod ui;

@@ -25,7 +25,11 @@ impl ProbeView {
 /// One mapped ELF object of a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectView {
+    /// The path as the process mapped it (what people recognise).
     pub path: String,
+    /// The path usdtop attaches through (differs for containers or deleted files); the
+    /// `path` of the probe keys of this object's events.
+    pub attach_path: String,
     pub probes: Vec<ProbeView>,
     /// Why the object's notes could not be read, if they could not.
     pub error: Option<String>,

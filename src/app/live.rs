@@ -93,6 +93,9 @@ pub struct Live {
     last_rate_ns: u64,
     pub dropped: u64,
     pub events_total: u64,
+    /// Events per second over the last rate interval (header).
+    pub events_per_sec: f64,
+    prev_events_total: u64,
     /// Interned keys, so thousands of log lines share one string per URL.
     interned: HashMap<String, Arc<str>>,
 }
@@ -120,6 +123,8 @@ impl Live {
             last_rate_ns: 0,
             dropped: 0,
             events_total: 0,
+            events_per_sec: 0.0,
+            prev_events_total: 0,
             interned: HashMap::new(),
         }
     }
@@ -285,6 +290,8 @@ impl Live {
                 h.per_sec = (h.total - h.prev_total.min(h.total)) as f64 / secs;
                 h.prev_total = h.total;
             }
+            self.events_per_sec = (self.events_total - self.prev_events_total) as f64 / secs;
+            self.prev_events_total = self.events_total;
             self.last_rate_ns = self.now_ns;
         }
     }

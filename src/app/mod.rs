@@ -14,4 +14,6 @@ pub use live::{Filter, HitRate, Live, LogEntry, LOG_CAP};
 pub use state::{App, AttachState, Status};
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -35,6 +35,8 @@ pub struct App {
     pub quit: bool,
     /// Rows a page key moves (the UI sets it from the pane height).
     pub page_rows: usize,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, to show event times as times of day.
+    pub wall_offset_ns: i64,
 }
 
 impl App {
@@ -49,6 +51,7 @@ impl App {
             show_help: false,
             quit: false,
             page_rows: 10,
+            wall_offset_ns: 0,
         }
     }
 
@@ -224,7 +227,7 @@ impl App {
         let obj = self.explorer.selected_object()?;
         let probe = self.explorer.selected_probe()?;
         Some(Arc::new(ProbeKey {
-            path: obj.path.clone(),
+            path: obj.attach_path.clone(),
             provider: probe.provider,
             name: probe.name,
         }))
