@@ -1,11 +1,460 @@
+//! `usdtop list`: the USDT probes of ELF files, of processes, or of the whole machine.
+
+use anyhow::Result;
 use clap::Args;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use usdtop::probes::process::{ObjectKey, ProbeCache, ProcessProbes, SkipReason};
+use usdtop::probes::{ObjectProbes, Probe, Site};
+
+const EXAMPLES: &str = "\
+Examples:
+  usdtop list /usr/lib/postgresql/15/bin/postgres     probes of an ELF file
+  usdtop list -p $(pgrep -o postgres)                 every object a process maps
+  usdtop list -p 123 -p 456                           several processes, grouped by object
+  usdtop list                                         every process on the machine
+  usdtop list -P python /usr/bin/python3.11           only provider `python`
+  usdtop list -n 'query__*' -p 123                    probe names matching a glob
+  usdtop list -n 'postgresql:lwlock__*'               provider:name glob (contains ':')
+  usdtop list --json /usr/bin/python3.11 | jq -r .name
+
+Text output: one block per object, one line per probe (sites, semaphore), then one line per
+site: its pc (as in `readelf -n`) and its argument specs (SIZE@OPERAND, negative SIZE = signed).
+
+--json prints one object per probe per line:
+  {\"path\", \"provider\", \"name\", \"semaphore\", \"semaphore_offset\",
+   \"sites\": [{\"pc\", \"file_offset\", \"args\": [\"-4@%esi\", ...]}], \"pids\": [...]}
+Numbers are plain decimal integers: pc and semaphore are the addresses written in the note
+(what readelf prints, in hex), file_offset and semaphore_offset are file offsets (what a uprobe
+and its ref_ctr_offset take); semaphore and semaphore_offset are null for probes without one.
+`pids` is present only when listing processes.
+
+Exit status: 0 when everything named could be read; 1 when a file or process could not be
+(each failure is one line on stderr naming it; the others are still listed).";
 
 #[derive(Args, Debug)]
+#[command(after_help = EXAMPLES)]
 pub struct ListArgs {
-    /// ELF files to list; with neither PATH nor -p, every process on the machine.
-    pub paths: Vec<std::path::PathBuf>,
+    /// ELF files (executables or shared libraries). With neither PATH nor -p: every process.
+    pub paths: Vec<PathBuf>,
+
+    /// List every object mapped by process PID (repeatable).
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<i32>,
+
+    /// Only probes whose provider matches GLOB (`*` and `?` wildcards).
+    #[arg(short = 'P', long, value_name = "GLOB")]
+    pub provider: Option<String>,
+
+    /// Only probes whose name matches GLOB; a GLOB with ':' matches `provider:name`.
+    #[arg(short, long, value_name = "GLOB")]
+    pub name: Option<String>,
+
+    /// One JSON object per probe per line.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also report skipped processes and objects that could not be read.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Benchmark aid: scan N times in this process (the first cold, the rest with a warm cache)
+    /// and print each scan's duration on stderr.
+    #[arg(long, hide = true, value_name = "N", default_value_t = 1)]
+    pub repeat: u32,
 }
 
-pub fn run(_args: ListArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("list is not built yet")
+/// Which probes to show.
+struct Filter {
+    provider: Option<String>,
+    name: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, probe: &Probe) -> bool {
+        let provider_ok = self
+            .provider
+            .as_deref()
+            .is_none_or(|g| glob_match(g, &probe.provider));
+        let name_ok = self.name.as_deref().is_none_or(|g| {
+            if g.contains(':') {
+                glob_match(g, &probe.full_name())
+            } else {
+                glob_match(g, &probe.name)
+            }
+        });
+        provider_ok && name_ok
+    }
+}
+
+/// Shell-style glob with `*` (any run) and `?` (any one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    // Where to resume after the last `*`: (pattern index after it, text index it matched to).
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi + 1, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// One object to print, with the processes that map it (None when named as a file).
+struct Entry<'a> {
+    path: &'a Path,
+    object: &'a ObjectProbes,
+    pids: Option<Vec<i32>>,
+}
+
+pub fn run(args: ListArgs) -> Result<u8> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match list(&args, &mut out).and_then(|code| out.flush().map(|_| code)) {
+        Ok(code) => Ok(code),
+        // `usdtop list | head` is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
+    let filter = Filter {
+        provider: args.provider.clone(),
+        name: args.name.clone(),
+    };
+    let mut cache = ProbeCache::new();
+    let mut failed = false;
+    let mut last = None;
+    for round in 0..args.repeat.max(1) {
+        let started = Instant::now();
+        let before = cache.stats();
+        let scan = collect(args, &mut cache);
+        if args.repeat > 1 {
+            let after = cache.stats();
+            eprintln!(
+                "scan {}: {:.2} ms ({} processes, {} objects read, {} cache hits)",
+                round + 1,
+                started.elapsed().as_secs_f64() * 1e3,
+                scan.processes.len(),
+                after.misses - before.misses,
+                after.hits - before.hits,
+            );
+        }
+        last = Some(scan);
+    }
+    let scan = last.expect("at least one round");
+
+    let mut entries: Vec<Entry> = Vec::new();
+    for (path, result) in &scan.files {
+        match result.as_ref() {
+            Ok(object) => entries.push(Entry {
+                path,
+                object,
+                pids: None,
+            }),
+            Err(e) => {
+                eprintln!("usdtop: {}: {e}", path.display());
+                failed = true;
+            }
+        }
+    }
+    for (pid, reason) in &scan.missing_pids {
+        eprintln!("usdtop: pid {pid}: {reason}");
+        failed = true;
+    }
+    entries.extend(group_by_object(&scan.processes));
+
+    let mut unreadable = 0usize;
+    for p in &scan.processes {
+        for o in &p.objects {
+            if let Some(e) = o.error() {
+                // An executable mapping that is not a readable ELF file (JIT code in a memfd,
+                // a file whose mount vanished) is worth a line when asked for, and a count.
+                unreadable += 1;
+                if args.verbose || !args.pids.is_empty() {
+                    eprintln!("usdtop: pid {}: {}: {e}", p.pid, o.object.path.display());
+                }
+            }
+        }
+    }
+    if args.verbose {
+        for s in &scan.skipped {
+            eprintln!(
+                "usdtop: skipped pid {} ({}): {}",
+                s.0,
+                s.1.as_deref().unwrap_or("?"),
+                s.2
+            );
+        }
+    }
+
+    if args.json {
+        for e in &entries {
+            write_json(out, e, &filter)?;
+        }
+    } else {
+        for e in &entries {
+            write_text(out, e, &filter)?;
+        }
+        if scan.whole_machine {
+            let objects = entries
+                .iter()
+                .filter(|e| e.object.probes.iter().any(|p| filter.matches(p)))
+                .count();
+            writeln!(
+                out,
+                "{objects} objects with probes in {} processes; {} processes skipped, \
+                 {unreadable} objects unreadable (-v says why)",
+                scan.processes.len(),
+                scan.skipped.len()
+            )?;
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+/// What one round of scanning found.
+struct Scan {
+    files: Vec<(PathBuf, usdtop::probes::process::CachedObject)>,
+    processes: Vec<ProcessProbes>,
+    missing_pids: Vec<(i32, SkipReason)>,
+    skipped: Vec<(i32, Option<String>, SkipReason)>,
+    whole_machine: bool,
+}
+
+fn collect(args: &ListArgs, cache: &mut ProbeCache) -> Scan {
+    let mut scan = Scan {
+        files: Vec::new(),
+        processes: Vec::new(),
+        missing_pids: Vec::new(),
+        skipped: Vec::new(),
+        whole_machine: args.paths.is_empty() && args.pids.is_empty(),
+    };
+    for path in &args.paths {
+        scan.files.push((path.clone(), cache.file(path)));
+    }
+    for &pid in &args.pids {
+        match cache.process(pid) {
+            Ok(p) => scan.processes.push(p),
+            Err(reason) => scan.missing_pids.push((pid, reason)),
+        }
+    }
+    if scan.whole_machine {
+        match cache.scan_all() {
+            Ok(all) => {
+                scan.processes = all.processes;
+                scan.skipped = all
+                    .skipped
+                    .into_iter()
+                    .map(|s| (s.pid, s.comm, s.reason))
+                    .collect();
+            }
+            Err(e) => {
+                eprintln!("usdtop: cannot list /proc: {e}");
+                scan.missing_pids
+                    .push((0, SkipReason::Unreadable(e.to_string())));
+            }
+        }
+    }
+    scan
+}
+
+/// Objects with probes, each once per (inode, mapped path), with the pids mapping it.
+fn group_by_object(processes: &[ProcessProbes]) -> Vec<Entry<'_>> {
+    let mut groups: BTreeMap<(&Path, ObjectKey), Entry> = BTreeMap::new();
+    for p in processes {
+        for o in p.with_probes() {
+            let Ok(object) = o.probes.as_ref() else {
+                continue;
+            };
+            let entry = groups
+                .entry((o.object.path.as_path(), o.object.key))
+                .or_insert_with(|| Entry {
+                    path: &o.object.path,
+                    object,
+                    pids: Some(Vec::new()),
+                });
+            let pids = entry.pids.get_or_insert_with(Vec::new);
+            if !pids.contains(&p.pid) {
+                pids.push(p.pid);
+            }
+        }
+    }
+    let mut entries: Vec<Entry> = groups.into_values().collect();
+    for e in &mut entries {
+        if let Some(p) = &mut e.pids {
+            p.sort_unstable();
+        }
+    }
+    entries
+}
+
+/// The argument strings of a site, as written in the note.
+fn site_args(site: &Site) -> Vec<&str> {
+    match &site.args {
+        Ok(args) => args.iter().map(|a| a.text.as_str()).collect(),
+        Err(_) => site.args_text.split_whitespace().collect(),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonSite<'a> {
+    pc: u64,
+    file_offset: u64,
+    args: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonProbe<'a> {
+    path: &'a Path,
+    provider: &'a str,
+    name: &'a str,
+    semaphore: Option<u64>,
+    semaphore_offset: Option<u64>,
+    sites: Vec<JsonSite<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pids: Option<&'a [i32]>,
+}
+
+fn write_json(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()> {
+    for probe in e.object.probes.iter().filter(|p| filter.matches(p)) {
+        let line = JsonProbe {
+            path: e.path,
+            provider: &probe.provider,
+            name: &probe.name,
+            semaphore: probe.semaphore,
+            semaphore_offset: probe.semaphore_offset,
+            sites: probe
+                .sites
+                .iter()
+                .map(|s| JsonSite {
+                    pc: s.pc,
+                    file_offset: s.file_offset,
+                    args: site_args(s),
+                })
+                .collect(),
+            pids: e.pids.as_deref(),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn write_text(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()> {
+    let probes: Vec<&Probe> = e
+        .object
+        .probes
+        .iter()
+        .filter(|p| filter.matches(p))
+        .collect();
+    let filtering = filter.provider.is_some() || filter.name.is_some();
+    if probes.is_empty() && (e.pids.is_some() || filtering) {
+        return Ok(());
+    }
+    let sites: usize = probes.iter().map(|p| p.sites.len()).sum();
+    let kind = if e.object.position_independent {
+        "PIE/shared"
+    } else {
+        "fixed address"
+    };
+    write!(
+        out,
+        "{}  ({kind}; {}, {})",
+        e.path.display(),
+        plural(probes.len(), "probe"),
+        plural(sites, "site")
+    )?;
+    if let Some(pids) = &e.pids {
+        let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+        write!(out, "  pids {}", list.join(" "))?;
+    }
+    writeln!(out)?;
+    if probes.is_empty() {
+        writeln!(out, "  (no USDT probes)")?;
+    }
+    let name_width = probes
+        .iter()
+        .map(|p| p.provider.len() + 1 + p.name.len())
+        .max()
+        .unwrap_or(0);
+    let site_width = probes
+        .iter()
+        .map(|p| plural(p.sites.len(), "site").len())
+        .max()
+        .unwrap_or(0);
+    let pc_width = probes
+        .iter()
+        .flat_map(|p| &p.sites)
+        .map(|s| format!("{:#x}", s.pc).len())
+        .max()
+        .unwrap_or(0);
+    for p in probes {
+        let sema = match p.semaphore {
+            Some(s) => format!("semaphore {s:#x}"),
+            None => "no semaphore".to_string(),
+        };
+        writeln!(
+            out,
+            "  {:<name_width$}  {:>site_width$}  {sema}",
+            p.full_name(),
+            plural(p.sites.len(), "site"),
+        )?;
+        for s in &p.sites {
+            let pc = format!("{:#x}", s.pc);
+            let args = if s.args_text.is_empty() {
+                "(no arguments)".to_string()
+            } else {
+                site_args(s).join(" ")
+            };
+            write!(out, "      {pc:>pc_width$}  {args}")?;
+            if let Err(why) = &s.args {
+                write!(out, "  [cannot parse: {why}]")?;
+            }
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("query__*", "query__start"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("q?ery", "query"));
+        assert!(glob_match("*__done", "query__done"));
+        assert!(glob_match("postgresql:*start*", "postgresql:query__start"));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("query__*", "transaction__start"));
+        assert!(!glob_match("abc", "abcd"));
+        assert!(!glob_match("a*b", "a"));
+    }
 }

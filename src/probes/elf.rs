@@ -152,6 +152,7 @@ pub fn parse_probes(path: &Path, bytes: &[u8]) -> Result<ObjectProbes, ElfError>
                 .map_err(|why| ElfError::BadNote { index, why })?;
         }
     }
+    resolve_symbols(&elf, &mut probes);
     Ok(ObjectProbes {
         path: path.to_path_buf(),
         position_independent: elf.header.e_type == ET_DYN,
@@ -212,6 +213,12 @@ fn read_section_headers(file: &File, len: u64) -> Result<SectionHeaders, ElfErro
             sections: Vec::new(),
         });
     }
+    let want = SectionHeader::size(ctx) as u64;
+    if shentsize != want {
+        return Err(ElfError::Malformed(format!(
+            "section header entries are {shentsize} bytes, expected {want}"
+        )));
+    }
     let table_len = shnum * shentsize;
     if header
         .e_shoff
@@ -224,7 +231,8 @@ fn read_section_headers(file: &File, len: u64) -> Result<SectionHeaders, ElfErro
     }
     let mut table = vec![0u8; table_len as usize];
     file.read_exact_at(&mut table, header.e_shoff)?;
-    let shdrs = SectionHeader::parse(&table, 0, shnum as usize, ctx)
+    // parse_from: `parse` treats offset 0 as "no section headers".
+    let shdrs = SectionHeader::parse_from(&table, 0, shnum as usize, ctx)
         .map_err(|e| ElfError::Malformed(format!("section headers: {e}")))?;
     let strtab = shdrs
         .get(header.e_shstrndx as usize)
@@ -410,10 +418,7 @@ fn add_site(
         ),
         None => None,
     };
-    let args = parse_args(note.args).map(|mut args| {
-        resolve_symbols(elf, &mut args);
-        args
-    });
+    let args = parse_args(note.args);
     let site = Site {
         pc: note.pc,
         base: note.base,
@@ -447,20 +452,49 @@ pub fn vaddr_to_offset(elf: &Elf, vaddr: u64) -> Option<u64> {
         .map(|ph| vaddr - ph.p_vaddr + ph.p_offset)
 }
 
-/// Fill in the link-time address of `sym(%rip)` arguments from .symtab, then .dynsym.
-fn resolve_symbols(elf: &Elf, args: &mut [ArgSpec]) {
-    for arg in args {
-        if let ArgLoc::RipSym { symbol, addr, .. } = &mut arg.loc {
-            *addr = elf
-                .syms
-                .iter()
-                .find(|s| s.st_value != 0 && elf.strtab.get_at(s.st_name) == Some(symbol))
-                .or_else(|| {
-                    elf.dynsyms.iter().find(|s| {
-                        s.st_value != 0 && elf.dynstrtab.get_at(s.st_name) == Some(symbol)
-                    })
-                })
-                .map(|s| s.st_value);
+/// Fill in the link-time address of every `sym(%rip)` argument from .symtab, then .dynsym.
+/// One pass over each table for all sites: symbol tables hold tens of thousands of entries.
+fn resolve_symbols(elf: &Elf, probes: &mut [Probe]) {
+    use std::collections::HashMap;
+    let mut wanted: HashMap<String, Option<u64>> = HashMap::new();
+    for arg in rip_args(probes) {
+        if let ArgLoc::RipSym { symbol, .. } = &arg.loc {
+            wanted.insert(symbol.clone(), None);
         }
     }
+    if wanted.is_empty() {
+        return;
+    }
+    for sym in elf.syms.iter().filter(|s| s.st_value != 0) {
+        if let Some(slot @ None) = elf
+            .strtab
+            .get_at(sym.st_name)
+            .and_then(|n| wanted.get_mut(n))
+        {
+            *slot = Some(sym.st_value);
+        }
+    }
+    for sym in elf.dynsyms.iter().filter(|s| s.st_value != 0) {
+        if let Some(slot @ None) = elf
+            .dynstrtab
+            .get_at(sym.st_name)
+            .and_then(|n| wanted.get_mut(n))
+        {
+            *slot = Some(sym.st_value);
+        }
+    }
+    for arg in rip_args(probes) {
+        if let ArgLoc::RipSym { symbol, addr, .. } = &mut arg.loc {
+            *addr = wanted.get(symbol.as_str()).copied().flatten();
+        }
+    }
+}
+
+fn rip_args(probes: &mut [Probe]) -> impl Iterator<Item = &mut ArgSpec> {
+    probes
+        .iter_mut()
+        .flat_map(|p| p.sites.iter_mut())
+        .filter_map(|s| s.args.as_mut().ok())
+        .flatten()
+        .filter(|a| matches!(a.loc, ArgLoc::RipSym { .. }))
 }

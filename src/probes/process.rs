@@ -1,0 +1,428 @@
+//! Process discovery: which ELF objects each process maps, and the probes in them.
+//!
+//! A scan reads `/proc/PID/maps` (through `procfs`) and keeps the file-backed executable
+//! mappings, one [`MappedObject`] per (device, inode). Objects are opened through
+//! `/proc/PID/root/<path>` so processes in containers resolve their own files, and through
+//! `/proc/PID/map_files/` when the file was deleted after it was mapped. [`ProbeCache`] reads
+//! each (device, inode) once, however many processes map it.
+//!
+//! Processes that cannot be scanned (zombies, kernel threads, gone, unreadable) are collected as
+//! [`Skipped`] with a reason; they never abort a scan.
+
+use super::elf::{read_probes, ElfError, ObjectProbes};
+use procfs::process::{MMPermissions, MMapPath, Process};
+use procfs::ProcError;
+use std::collections::HashMap;
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What identifies an object on disk: its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// `st_dev` encoding (`makedev(major, minor)`), so keys from maps and from stat agree.
+    pub dev: u64,
+    pub inode: u64,
+}
+
+impl ObjectKey {
+    /// The key of a file on disk, from `stat`.
+    pub fn of_path(path: &Path) -> std::io::Result<ObjectKey> {
+        let meta = std::fs::metadata(path)?;
+        Ok(ObjectKey {
+            dev: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+}
+
+/// One ELF object mapped by one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedObject {
+    /// The path as the process mapped it (inside its own mount namespace), without
+    /// the ` (deleted)` suffix.
+    pub path: PathBuf,
+    /// True when the file was deleted (or replaced) after the process mapped it.
+    pub deleted: bool,
+    pub key: ObjectKey,
+    /// Where usdtop opens it: `/proc/PID/root/<path>`, or `/proc/PID/map_files/<range>` for
+    /// deleted files.
+    pub open_path: PathBuf,
+    /// Lowest address the object is mapped at in this process (its load base).
+    pub start: u64,
+}
+
+/// A live process and the objects it maps (executable first, then in address order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    pub comm: String,
+    /// `/proc/PID/exe` as the process sees it, if readable.
+    pub exe: Option<PathBuf>,
+    pub objects: Vec<MappedObject>,
+}
+
+/// Why a process was not scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    Zombie,
+    KernelThread,
+    /// It exited between being listed and being read.
+    Exited,
+    PermissionDenied,
+    /// Anything else `/proc` answered with.
+    Unreadable(String),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Zombie => f.write_str("zombie"),
+            SkipReason::KernelThread => f.write_str("kernel thread"),
+            SkipReason::Exited => f.write_str("exited during the scan"),
+            SkipReason::PermissionDenied => f.write_str("permission denied"),
+            SkipReason::Unreadable(why) => write!(f, "unreadable: {why}"),
+        }
+    }
+}
+
+/// A process left out of a scan, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub pid: i32,
+    pub comm: Option<String>,
+    pub reason: SkipReason,
+}
+
+impl From<ProcError> for SkipReason {
+    fn from(e: ProcError) -> Self {
+        match e {
+            ProcError::NotFound(_) => SkipReason::Exited,
+            ProcError::PermissionDenied(_) => SkipReason::PermissionDenied,
+            ProcError::Io(e, _) if e.raw_os_error() == Some(libc::ESRCH) => SkipReason::Exited,
+            other => SkipReason::Unreadable(other.to_string()),
+        }
+    }
+}
+
+const DELETED_SUFFIX: &str = " (deleted)";
+
+/// Read the objects a process maps. Only file-backed mappings with execute permission count:
+/// a probe can only fire in code, and this keeps data files (locale archives, fonts, caches)
+/// out of the picture.
+pub fn scan_process(pid: i32) -> Result<ProcessInfo, SkipReason> {
+    let proc = Process::new(pid)?;
+    let stat = proc.stat()?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return Err(SkipReason::Zombie);
+    }
+    if stat.flags & (libc::PF_KTHREAD as u32) != 0 {
+        return Err(SkipReason::KernelThread);
+    }
+    let maps = proc.maps()?;
+    let exe = proc.exe().ok().map(|p| strip_deleted(&p).0);
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let mut objects: Vec<MappedObject> = Vec::new();
+    let mut seen: HashMap<ObjectKey, usize> = HashMap::new();
+    // Executable mappings decide which objects count; the lowest mapping of each gives its base.
+    let mut starts: HashMap<ObjectKey, u64> = HashMap::new();
+    for map in maps.iter() {
+        let MMapPath::Path(raw) = &map.pathname else {
+            continue;
+        };
+        if map.inode == 0 {
+            continue;
+        }
+        let key = ObjectKey {
+            dev: libc::makedev(map.dev.0 as u32, map.dev.1 as u32),
+            inode: map.inode,
+        };
+        let start = starts.entry(key).or_insert(map.address.0);
+        *start = (*start).min(map.address.0);
+        if !map.perms.contains(MMPermissions::EXECUTE) || seen.contains_key(&key) {
+            continue;
+        }
+        let (path, deleted) = strip_deleted(raw);
+        let open_path = if deleted {
+            PathBuf::from(format!(
+                "/proc/{pid}/map_files/{:x}-{:x}",
+                map.address.0, map.address.1
+            ))
+        } else {
+            root.join(path.strip_prefix("/").unwrap_or(&path))
+        };
+        seen.insert(key, objects.len());
+        objects.push(MappedObject {
+            path,
+            deleted,
+            key,
+            open_path,
+            start: 0,
+        });
+    }
+    if objects.is_empty() && maps.iter().next().is_none() {
+        // Kernel threads that slipped through the flag check have no mappings at all.
+        return Err(SkipReason::KernelThread);
+    }
+    for obj in &mut objects {
+        obj.start = starts.get(&obj.key).copied().unwrap_or(0);
+    }
+    // The executable first, then libraries in address order (maps is already in address order).
+    if let Some(exe) = &exe {
+        if let Some(i) = objects.iter().position(|o| &o.path == exe) {
+            let main = objects.remove(i);
+            objects.insert(0, main);
+        }
+    }
+    Ok(ProcessInfo {
+        pid,
+        comm: stat.comm,
+        exe,
+        objects,
+    })
+}
+
+/// Split the ` (deleted)` marker the kernel appends to unlinked files off a mapped path.
+fn strip_deleted(path: &Path) -> (PathBuf, bool) {
+    use std::os::unix::ffi::OsStrExt;
+    let text = path.as_os_str().as_bytes();
+    match text.strip_suffix(DELETED_SUFFIX.as_bytes()) {
+        Some(rest) => (PathBuf::from(std::ffi::OsStr::from_bytes(rest)), true),
+        None => (path.to_path_buf(), false),
+    }
+}
+
+/// Every process id in `/proc`, in ascending order.
+pub fn all_pids() -> std::io::Result<Vec<i32>> {
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// The probes of one object, shared between every process that maps it. An object that cannot
+/// be read keeps its error, so it is reported rather than silently empty.
+pub type CachedObject = Arc<Result<ObjectProbes, ElfError>>;
+
+/// An object of a process together with its (cached) probes.
+#[derive(Debug, Clone)]
+pub struct ObjectWithProbes {
+    pub object: MappedObject,
+    pub probes: CachedObject,
+}
+
+impl ObjectWithProbes {
+    /// Number of probes (provider:name), 0 when the object could not be read.
+    pub fn probe_count(&self) -> usize {
+        self.probes.as_ref().as_ref().map_or(0, |o| o.probes.len())
+    }
+    pub fn site_count(&self) -> usize {
+        self.probes.as_ref().as_ref().map_or(0, |o| o.site_count())
+    }
+    pub fn error(&self) -> Option<&ElfError> {
+        self.probes.as_ref().as_ref().err()
+    }
+}
+
+/// A scanned process with the probes of every object it maps.
+#[derive(Debug, Clone)]
+pub struct ProcessProbes {
+    pub pid: i32,
+    pub comm: String,
+    pub exe: Option<PathBuf>,
+    pub objects: Vec<ObjectWithProbes>,
+}
+
+impl ProcessProbes {
+    /// The objects that have at least one probe.
+    pub fn with_probes(&self) -> impl Iterator<Item = &ObjectWithProbes> {
+        self.objects.iter().filter(|o| o.probe_count() > 0)
+    }
+}
+
+/// The result of scanning every process on the machine.
+#[derive(Debug, Clone, Default)]
+pub struct MachineScan {
+    pub processes: Vec<ProcessProbes>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Cache hit/miss counters (for benchmarks and the TUI status line).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// Probes of ELF objects, read once per (device, inode) for the life of the cache.
+///
+/// An object replaced on disk gets a new inode, so the cache does not go stale in the usual
+/// upgrade-by-rename case; [`ProbeCache::clear`] drops everything for the rare in-place rewrite.
+#[derive(Debug, Default)]
+pub struct ProbeCache {
+    objects: HashMap<ObjectKey, CachedObject>,
+    stats: CacheStats,
+}
+
+impl ProbeCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.objects.clear();
+    }
+
+    /// The probes of a mapped object, read on first use. The returned object's `path` is the
+    /// path as mapped by the first process that asked, not the `/proc/...` path it was read from.
+    pub fn object(&mut self, obj: &MappedObject) -> CachedObject {
+        if let Some(hit) = self.objects.get(&obj.key) {
+            self.stats.hits += 1;
+            return hit.clone();
+        }
+        self.stats.misses += 1;
+        let read = read_probes(&obj.open_path).map(|mut o| {
+            o.path = obj.path.clone();
+            o
+        });
+        let entry = Arc::new(read);
+        self.objects.insert(obj.key, entry.clone());
+        entry
+    }
+
+    /// The probes of a file named by path (keyed by its stat device and inode).
+    pub fn file(&mut self, path: &Path) -> CachedObject {
+        let key = match ObjectKey::of_path(path) {
+            Ok(k) => k,
+            Err(e) => return Arc::new(Err(ElfError::Io(e))),
+        };
+        self.object(&MappedObject {
+            path: path.to_path_buf(),
+            deleted: false,
+            key,
+            open_path: path.to_path_buf(),
+            start: 0,
+        })
+    }
+
+    /// Every object process `pid` maps, with its probes.
+    pub fn process(&mut self, pid: i32) -> Result<ProcessProbes, SkipReason> {
+        let info = scan_process(pid)?;
+        Ok(self.attach_probes(info))
+    }
+
+    /// The objects of `pid` that contain probes (what "probes of pid P" means).
+    pub fn probes_of_pid(&mut self, pid: i32) -> Result<Vec<ObjectWithProbes>, SkipReason> {
+        Ok(self
+            .process(pid)?
+            .objects
+            .into_iter()
+            .filter(|o| o.probe_count() > 0)
+            .collect())
+    }
+
+    fn attach_probes(&mut self, info: ProcessInfo) -> ProcessProbes {
+        let objects = info
+            .objects
+            .into_iter()
+            .map(|object| ObjectWithProbes {
+                probes: self.object(&object),
+                object,
+            })
+            .collect();
+        ProcessProbes {
+            pid: info.pid,
+            comm: info.comm,
+            exe: info.exe,
+            objects,
+        }
+    }
+
+    /// Scan every process on the machine. Processes that cannot be scanned are in `skipped`.
+    pub fn scan_all(&mut self) -> std::io::Result<MachineScan> {
+        let mut scan = MachineScan::default();
+        for pid in all_pids()? {
+            match scan_process(pid) {
+                Ok(info) => scan.processes.push(self.attach_probes(info)),
+                Err(reason) => scan.skipped.push(Skipped {
+                    pid,
+                    comm: Process::new(pid)
+                        .and_then(|p| p.stat())
+                        .ok()
+                        .map(|s| s.comm),
+                    reason,
+                }),
+            }
+        }
+        Ok(scan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleted_suffix_is_split_off() {
+        assert_eq!(
+            strip_deleted(Path::new("/usr/lib/libfoo.so (deleted)")),
+            (PathBuf::from("/usr/lib/libfoo.so"), true)
+        );
+        assert_eq!(
+            strip_deleted(Path::new("/usr/bin/python3.11")),
+            (PathBuf::from("/usr/bin/python3.11"), false)
+        );
+    }
+
+    #[test]
+    fn this_process_maps_its_own_executable_first() {
+        let info = scan_process(std::process::id() as i32).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(info.objects[0].path, exe);
+        assert!(info
+            .objects
+            .iter()
+            .any(|o| o.path.to_string_lossy().contains("libc.so")));
+        let mut keys: Vec<_> = info.objects.iter().map(|o| o.key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), info.objects.len(), "objects are deduplicated");
+    }
+
+    #[test]
+    fn kernel_threads_and_missing_processes_are_skipped_with_a_reason() {
+        // kthreadd is pid 2 on every Linux machine that is not a pid namespace.
+        if let Ok(stat) = Process::new(2).and_then(|p| p.stat()) {
+            if stat.comm == "kthreadd" {
+                assert_eq!(scan_process(2), Err(SkipReason::KernelThread));
+            }
+        }
+        assert_eq!(scan_process(i32::MAX), Err(SkipReason::Exited));
+    }
+
+    #[test]
+    fn cache_reads_each_object_once() {
+        let mut cache = ProbeCache::new();
+        let me = std::process::id() as i32;
+        let first = cache.process(me).unwrap();
+        let misses = cache.stats().misses;
+        assert_eq!(misses as usize, first.objects.len());
+        cache.process(me).unwrap();
+        assert_eq!(cache.stats().misses, misses, "second scan reads nothing");
+        assert_eq!(cache.stats().hits as usize, first.objects.len());
+    }
+}
