@@ -245,6 +245,23 @@ impl Explorer {
         self.rebuild();
     }
 
+    pub fn has_process(&self, pid: u32) -> bool {
+        self.processes.iter().any(|p| p.pid == pid)
+    }
+
+    /// The lowest pid of a process that maps an object with probe `full_name`.
+    pub fn find_process_with_probe(&self, full_name: &str) -> Option<u32> {
+        self.processes
+            .iter()
+            .filter(|p| {
+                p.objects
+                    .iter()
+                    .any(|o| o.probes.iter().any(|pr| pr.full_name() == full_name))
+            })
+            .map(|p| p.pid)
+            .min()
+    }
+
     /// Selects the first object of the selected process that has a probe named `full_name`,
     /// and that probe. Returns whether it was found.
     pub fn select_probe_named(&mut self, full_name: &str) -> bool {
