@@ -27,8 +27,8 @@ impl ProbeView {
 pub struct ObjectView {
     /// The path as the process mapped it (what people recognise).
     pub path: String,
-    /// The path usdtop attaches through (differs for containers or deleted files); the
-    /// `path` of the probe keys of this object's events.
+    /// The path usdtop opens for attaching (differs from `path` for processes in containers
+    /// or deleted files). Probe keys use `path`.
     pub attach_path: String,
     pub probes: Vec<ProbeView>,
     /// Why the object's notes could not be read, if they could not.

@@ -227,7 +227,7 @@ impl App {
         let obj = self.explorer.selected_object()?;
         let probe = self.explorer.selected_probe()?;
         Some(Arc::new(ProbeKey {
-            path: obj.attach_path.clone(),
+            path: obj.path.clone(),
             provider: probe.provider,
             name: probe.name,
         }))

@@ -221,10 +221,15 @@ async fn recv_events(
     }
 }
 
+/// The BPF engine, or a stand-in that explains why there is none (the explorer still works).
 fn make_tracer(app: &mut App) -> Box<dyn Tracer> {
-    let why = "this build of usdtop has no BPF engine".to_string();
-    app.update(Action::AttachUnavailable(why.clone()));
-    Box::new(tracer::Unavailable(why))
+    match tracer::BpfTracer::start() {
+        Ok(t) => Box::new(t),
+        Err(why) => {
+            app.update(Action::AttachUnavailable(why.clone()));
+            Box::new(tracer::Unavailable(why))
+        }
+    }
 }
 
 /// Runs start-up attaches once the process they are for is listed.
@@ -272,18 +277,19 @@ fn execute(
 ) {
     match cmd {
         Command::Attach { probe, pid } => {
-            let object = index.lock().unwrap().get(&probe.path).cloned();
-            let result = match object.as_deref() {
+            let entry = index.lock().unwrap().get(&probe.path).cloned();
+            let result = match entry.as_ref().map(|(open, obj)| (open, obj.as_ref())) {
                 None => Err(format!("{} is not (or no longer) scanned", probe.path)),
-                Some(Err(e)) => Err(e.to_string()),
-                Some(Ok(obj)) => match obj
+                Some((_, Err(e))) => Err(e.to_string()),
+                Some((open, Ok(obj))) => match obj
                     .probes
                     .iter()
                     .find(|p| p.provider == probe.provider && p.name == probe.name)
                 {
                     None => Err(format!("{} has no probe {}", probe.path, probe.full_name())),
                     Some(p) => tracer.attach(AttachRequest {
-                        object: Path::new(&probe.path),
+                        object: obj,
+                        open_path: (*open != probe.path).then(|| open.into()),
                         probe: p,
                         pid,
                         strings: catalog.string_args(&probe.full_name()),

@@ -161,7 +161,7 @@ fn draw_probes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let start = scroll_start(ex.probe_cursor.index, height);
     for (i, p) in probes.iter().enumerate().skip(start).take(height) {
         let key = object.as_ref().map(|o| ProbeKey {
-            path: o.attach_path.clone(),
+            path: o.path.clone(),
             provider: p.provider.clone(),
             name: p.name.clone(),
         });

@@ -21,7 +21,10 @@ pub fn engine() -> Engine {
 }
 
 /// Receives batches until `done(all events so far)` or PATIENCE runs out.
-pub fn collect_until(rx: &mut Receiver<Vec<Event>>, mut done: impl FnMut(&[Event]) -> bool) -> Vec<Event> {
+pub fn collect_until(
+    rx: &mut Receiver<Vec<Event>>,
+    mut done: impl FnMut(&[Event]) -> bool,
+) -> Vec<Event> {
     let start = Instant::now();
     let mut all = Vec::new();
     while !done(&all) && start.elapsed() < PATIENCE {

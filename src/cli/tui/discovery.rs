@@ -15,8 +15,9 @@ const REFRESH: Duration = Duration::from_secs(2);
 /// How often every process's mappings are re-read.
 const FULL_RESCAN: Duration = Duration::from_secs(30);
 
-/// Parsed objects by the path usdtop attaches through; the runtime looks probes up here.
-pub type ObjectIndex = Arc<Mutex<HashMap<String, CachedObject>>>;
+/// Parsed objects by mapped path, with the path to open them by; the runtime looks probes up
+/// here when it attaches.
+pub type ObjectIndex = Arc<Mutex<HashMap<String, (String, CachedObject)>>>;
 
 pub fn spawn(first_pid: Option<u32>, tx: mpsc::Sender<Action>, index: ObjectIndex) {
     let _ = std::thread::Builder::new()
@@ -131,7 +132,7 @@ impl Worker {
         self.index
             .lock()
             .unwrap()
-            .insert(attach_path.clone(), o.probes.clone());
+            .insert(path.clone(), (attach_path.clone(), o.probes.clone()));
         let view = Arc::new(ObjectView {
             path: path.clone(),
             attach_path,
