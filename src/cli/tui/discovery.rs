@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use usdtop::app::{Action, ObjectView, ProbeView, ProcessView};
 use usdtop::probes::process::{all_pids, CachedObject, ObjectKey, ObjectWithProbes, ProbeCache};
+use usdtop::probes::Probe;
 
 /// How often the pid list is re-read.
 const REFRESH: Duration = Duration::from_secs(2);
@@ -115,8 +116,8 @@ impl Worker {
         };
         let (probes, error) = match o.probes.as_ref() {
             Ok(obj) => (
-                obj.probes
-                    .iter()
+                sorted_by_name(&obj.probes)
+                    .into_iter()
                     .map(|p| ProbeView {
                         provider: p.provider.clone(),
                         name: p.name.clone(),
@@ -142,6 +143,13 @@ impl Worker {
         self.views.insert((o.object.key, path), view.clone());
         view
     }
+}
+
+/// Probes in name order, so a list is easy to scan (ELF order is arbitrary).
+fn sorted_by_name(probes: &[Probe]) -> Vec<&Probe> {
+    let mut v: Vec<&Probe> = probes.iter().collect();
+    v.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
+    v
 }
 
 /// The process start time (field 22 of /proc/PID/stat), to tell a reused pid from the old one.
