@@ -3,6 +3,7 @@
 
 pub mod headless;
 pub mod latency;
+pub mod demo_server;
 pub mod list;
 pub mod top;
 pub mod trace;
