@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
-use usdtop::probes::{read_probes, Event, Probe};
+use usdtop::probes::{read_probes, Event, ObjectProbes, Probe};
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `Event::ts_ns` (bpf_ktime_get_ns).
 pub fn monotonic_ns() -> u64 {
@@ -201,7 +201,15 @@ pub fn attach(targets: &[(Target, Vec<usize>)], pid: Option<u32>) -> Result<Sess
             ..Default::default()
         };
         engine
-            .attach(&t.object, &t.probe, &options)
+            .attach(
+                &ObjectProbes {
+                    path: t.object.clone(),
+                    position_independent: false,
+                    probes: Vec::new(),
+                },
+                &t.probe,
+                &options,
+            )
             .with_context(|| {
                 format!(
                     "attaching {} in {}",

@@ -200,6 +200,13 @@ fn strip_deleted(path: &Path) -> (PathBuf, bool) {
     }
 }
 
+impl MappedObject {
+    /// Where to open the object: see [`best_open_path`].
+    pub fn open_path(&self) -> PathBuf {
+        best_open_path(self)
+    }
+}
+
 /// The first candidate that is the mapped inode; failing that (overlayfs reports the
 /// lower layer's device in maps) the first that exists; failing that the first, for its error.
 fn best_open_path(obj: &MappedObject) -> PathBuf {
