@@ -206,11 +206,11 @@ fn container_processes_are_read_through_proc_pid_root() {
     let exe = &info.objects[0];
     assert_eq!(exe.path, Path::new("/app"));
     assert_eq!(
-        exe.host_path(),
+        exe.open_path(),
         Path::new(&format!("/proc/{}/root/app", app.pid()))
     );
     assert_eq!(
-        std::fs::read(exe.host_path()).unwrap(),
+        std::fs::read(exe.open_path()).unwrap(),
         std::fs::read(&fx.pie).unwrap()
     );
 }

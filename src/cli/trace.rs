@@ -1,12 +1,365 @@
-use clap::Args;
+//! `usdtop trace`: print every hit of the chosen probes, one line (or JSON object) per event.
 
+use anyhow::{bail, Context};
+use clap::Args;
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use usdtop::probes::catalog::Catalog;
+use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
+use usdtop::probes::process::{ObjectKey, ProbeCache};
+use usdtop::probes::select::{nearest, ProbePattern};
+use usdtop::probes::{ArgValue, Event, ObjectProbes};
+
+/// Print every hit of USDT probes with decoded arguments.
+///
+/// PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
+/// With -p, the objects mapped by those processes are searched and only they (and the
+/// processes they fork from now on) are traced. Without -p, a PROBE with a PATH is traced in
+/// every process running that file; a PROBE without a PATH is looked up in the objects of all
+/// running processes. Attaching raises the probes' semaphores; exiting lowers them.
+///
+/// Examples:
+///   usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
+///   usdtop trace /usr/bin/python3.11:python:gc__start --count 10
+///   usdtop trace --json --duration 5 'php:request__*'
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct TraceArgs {
     /// Probes: `provider:name`, `PATH:provider:name` or a glob such as `postgresql:query__*`.
     #[arg(required = true)]
     pub probes: Vec<String>,
+    /// Trace only this process and its children (repeatable).
+    #[arg(short = 'p', long = "pid")]
+    pub pids: Vec<i32>,
+    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`.
+    #[arg(long = "str", value_delimiter = ',')]
+    pub strings: Vec<usize>,
+    /// One JSON object per event: ts_ns, pid, tid, comm, provider, name, args.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
-pub fn run(_args: TraceArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("trace is not built yet")
+/// One probe to attach in one object.
+struct Target {
+    object: Arc<ObjectProbes>,
+    /// Where the uprobe opens the file (container-aware for -p).
+    open_path: PathBuf,
+    probe_index: usize,
+}
+
+pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
+    let catalog = Catalog::builtin();
+    let targets = find_targets(&args)?;
+    let filter = if args.pids.is_empty() {
+        ProcFilter::All
+    } else {
+        ProcFilter::Pids(args.pids.iter().map(|&p| p as u32).collect())
+    };
+    let mut engine = Engine::new(EngineOptions::default())?;
+    let mut events = engine.take_events().context("event stream")?;
+    if !args.pids.is_empty() {
+        if let Err(why) = engine.fork_tracking() {
+            eprintln!("usdtop: warning: processes forked from now on are not followed ({why})");
+        }
+    }
+    for t in &targets {
+        let probe = &t.object.probes[t.probe_index];
+        let mut strings = catalog.string_args(&probe.full_name());
+        strings.extend(&args.strings);
+        let options = AttachOptions {
+            strings,
+            filter: filter.clone(),
+            open_path: Some(t.open_path.clone()),
+            ..Default::default()
+        };
+        engine.attach(&t.object, probe, &options).with_context(|| {
+            format!(
+                "attaching {} in {}",
+                probe.full_name(),
+                t.open_path.display()
+            )
+        })?;
+    }
+    eprintln!(
+        "usdtop: tracing {} probe(s), {} site(s); Ctrl-C to stop",
+        targets.len(),
+        targets
+            .iter()
+            .map(|t| t.object.probes[t.probe_index].sites.len())
+            .sum::<usize>()
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let printer = Printer::new(&catalog, args.json);
+    let seen = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let deadline = tokio::time::sleep(
+            args.duration
+                .map(Duration::from_secs_f64)
+                .unwrap_or(Duration::from_secs(u64::MAX / 4)),
+        );
+        tokio::pin!(deadline);
+        let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+        let mut seen = 0u64;
+        let limit = args.count.unwrap_or(u64::MAX);
+        while seen < limit {
+            tokio::select! {
+                batch = events.recv() => {
+                    let Some(batch) = batch else { break };
+                    for e in batch.iter().take((limit - seen) as usize) {
+                        seen += 1;
+                        if printer.write(&mut out, e).is_err() {
+                            return Ok::<u64, anyhow::Error>(seen); // stdout closed
+                        }
+                    }
+                    if out.flush().is_err() {
+                        return Ok(seen);
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = &mut deadline => break,
+            }
+        }
+        Ok(seen)
+    })?;
+    let stats = engine.stats();
+    engine.detach_all();
+    report(seen, &stats);
+    Ok(0)
+}
+
+fn report(seen: u64, stats: &Stats) {
+    eprintln!(
+        "usdtop: {seen} events printed, {} received, {} dropped (ring buffer full)",
+        stats.events, stats.drops
+    );
+    for p in &stats.probes {
+        eprintln!(
+            "usdtop:   {} hits  {} ({})",
+            p.hits,
+            p.probe.full_name(),
+            p.probe.path
+        );
+    }
+}
+
+/// Resolves the PROBE arguments to (object, probe) pairs, each once.
+fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
+    let mut cache = ProbeCache::new();
+    let mut pool: Vec<(Arc<ObjectProbes>, PathBuf, Option<ObjectKey>)> = Vec::new();
+    let add = |pool: &mut Vec<_>, obj: Arc<ObjectProbes>, open: PathBuf, key: Option<ObjectKey>| {
+        if key.is_none() || !pool.iter().any(|(_, _, k)| *k == key) {
+            pool.push((obj, open, key));
+        }
+    };
+    let patterns: Vec<ProbePattern> = args
+        .probes
+        .iter()
+        .map(|p| {
+            ProbePattern::parse(p).with_context(|| {
+                format!("`{p}` is not a probe name; want provider:name or PATH:provider:name")
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for pattern in &patterns {
+        if let Some(path) = &pattern.path {
+            let objects = cache.file(Path::new(path));
+            let obj = match objects.as_ref() {
+                Ok(o) => o.clone(),
+                Err(e) => bail!("cannot read probes of {path}: {e}"),
+            };
+            add(
+                &mut pool,
+                Arc::new(obj),
+                PathBuf::from(path),
+                ObjectKey::of_path(Path::new(path)).ok(),
+            );
+        }
+    }
+    let needs_search = patterns.iter().any(|p| p.path.is_none());
+    if needs_search && !args.pids.is_empty() {
+        for &pid in &args.pids {
+            let objects = cache.probes_of_pid(pid).map_err(|why| {
+                anyhow::anyhow!("process {pid}: {why} (is it running? see `ps -p {pid}`)")
+            })?;
+            for o in objects {
+                if let Ok(obj) = o.probes.as_ref() {
+                    add(
+                        &mut pool,
+                        Arc::new(obj.clone()),
+                        o.object.open_path(),
+                        Some(o.object.key),
+                    );
+                }
+            }
+        }
+    } else if needs_search {
+        let scan = cache.scan_all().context("scanning processes")?;
+        for proc in scan.processes {
+            for o in proc.with_probes() {
+                if let Ok(obj) = o.probes.as_ref() {
+                    add(
+                        &mut pool,
+                        Arc::new(obj.clone()),
+                        o.object.open_path(),
+                        Some(o.object.key),
+                    );
+                }
+            }
+        }
+    }
+    let mut targets = Vec::new();
+    let mut taken = HashSet::new();
+    for pattern in &patterns {
+        let mut matched = false;
+        for (i, (obj, open, _)) in pool.iter().enumerate() {
+            if pattern
+                .path
+                .as_deref()
+                .is_some_and(|p| Path::new(p) != open)
+            {
+                continue;
+            }
+            for (pi, probe) in obj.probes.iter().enumerate() {
+                if !pattern.matches(probe) {
+                    continue;
+                }
+                matched = true;
+                if taken.insert((i, pi)) {
+                    targets.push(Target {
+                        object: obj.clone(),
+                        open_path: open.clone(),
+                        probe_index: pi,
+                    });
+                }
+            }
+        }
+        if !matched {
+            let names: Vec<String> = pool
+                .iter()
+                .flat_map(|(o, _, _)| o.probes.iter().map(|p| p.full_name()))
+                .collect();
+            let near = nearest(
+                &format!("{}:{}", pattern.provider, pattern.name),
+                names.iter().map(String::as_str),
+                3,
+            );
+            let where_ = match (&pattern.path, args.pids.is_empty()) {
+                (Some(p), _) => p.clone(),
+                (None, false) => format!("the objects of process(es) {:?}", args.pids),
+                (None, true) => {
+                    "the objects of running processes (use -p PID or PATH:provider:name)".into()
+                }
+            };
+            if near.is_empty() {
+                bail!("no probe matches `{pattern}` in {where_}: it has no USDT probes");
+            }
+            bail!(
+                "no probe matches `{pattern}` in {where_}; nearest: {}",
+                near.join(", ")
+            );
+        }
+    }
+    Ok(targets)
+}
+
+/// Formats events as text lines or JSON objects.
+struct Printer<'a> {
+    catalog: &'a Catalog,
+    json: bool,
+    /// Wall-clock ns minus monotonic ns, to print bpf_ktime_get_ns as a time of day.
+    offset_ns: i128,
+}
+
+impl<'a> Printer<'a> {
+    fn new(catalog: &'a Catalog, json: bool) -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid timespec out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Printer {
+            catalog,
+            json,
+            offset_ns: wall - mono,
+        }
+    }
+
+    fn arg_name(&self, e: &Event, i: usize) -> String {
+        self.catalog
+            .args(&e.probe.full_name())
+            .and_then(|a| a.get(i))
+            .map_or_else(|| format!("arg{i}"), |a| a.name.clone())
+    }
+
+    fn write(&self, out: &mut impl Write, e: &Event) -> io::Result<()> {
+        if self.json {
+            return self.write_json(out, e);
+        }
+        let wall = (e.ts_ns as i128 + self.offset_ns).max(0) as u64;
+        let secs_of_day = (wall / 1_000_000_000) % 86_400;
+        write!(
+            out,
+            "{:02}:{:02}:{:02}.{:06} {:>7} {:>7} {:<15} {}:{}",
+            secs_of_day / 3600,
+            secs_of_day / 60 % 60,
+            secs_of_day % 60,
+            wall % 1_000_000_000 / 1000,
+            e.pid,
+            e.tid,
+            e.comm,
+            e.probe.provider,
+            e.probe.name
+        )?;
+        for (i, a) in e.args.iter().enumerate() {
+            let name = self.arg_name(e, i);
+            match a {
+                ArgValue::Int(v) => write!(out, " {name}={v}")?,
+                ArgValue::Str(s) => write!(out, " {name}=\"{s}\"")?,
+                ArgValue::Unsupported(why) => write!(out, " {name}=<unsupported: {why}>")?,
+            }
+        }
+        writeln!(out)
+    }
+
+    fn write_json(&self, out: &mut impl Write, e: &Event) -> io::Result<()> {
+        let mut args = serde_json::Map::new();
+        for (i, a) in e.args.iter().enumerate() {
+            let v = match a {
+                ArgValue::Int(v) => serde_json::Value::from(*v),
+                ArgValue::Str(s) => serde_json::Value::from(s.as_str()),
+                ArgValue::Unsupported(why) => serde_json::json!({ "unsupported": why }),
+            };
+            args.insert(self.arg_name(e, i), v);
+        }
+        let line = serde_json::json!({
+            "ts_ns": e.ts_ns,
+            "pid": e.pid,
+            "tid": e.tid,
+            "comm": e.comm,
+            "provider": e.probe.provider,
+            "name": e.probe.name,
+            "path": e.probe.path,
+            "args": args,
+        });
+        serde_json::to_writer(&mut *out, &line)?;
+        writeln!(out)
+    }
 }

@@ -2,8 +2,14 @@ pub mod argspec;
 pub mod catalog;
 pub mod elf;
 pub mod event;
+pub mod process;
+
+pub mod attach;
+pub mod bpf;
+pub mod decode;
+pub mod engine;
+pub mod select;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
 pub use elf::{read_probes, ElfError, ObjectProbes, Probe, Site};
 pub use event::{ArgValue, Event, ProbeKey};
-pub mod process;

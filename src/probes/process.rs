@@ -55,14 +55,6 @@ pub struct MappedObject {
     pub start: u64,
 }
 
-impl MappedObject {
-    /// A path to this object that works from usdtop's own mount namespace (what a uprobe is
-    /// attached to): the first candidate that is the mapped inode, else the first that exists.
-    pub fn host_path(&self) -> PathBuf {
-        best_open_path(self)
-    }
-}
-
 /// A live process and the objects it maps (executable first, then in address order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
@@ -208,6 +200,14 @@ fn strip_deleted(path: &Path) -> (PathBuf, bool) {
     }
 }
 
+impl MappedObject {
+    /// A path to this object that works from usdtop's own mount namespace (what the probes are
+    /// read from and a uprobe is attached to): see [`best_open_path`].
+    pub fn open_path(&self) -> PathBuf {
+        best_open_path(self)
+    }
+}
+
 /// The first candidate that is the mapped inode; failing that (overlayfs reports the
 /// lower layer's device in maps) the first that exists; failing that the first, for its error.
 fn best_open_path(obj: &MappedObject) -> PathBuf {
@@ -327,7 +327,7 @@ impl ProbeCache {
             return hit.clone();
         }
         self.stats.misses += 1;
-        let read = read_probes(&obj.host_path()).map(|mut o| {
+        let read = read_probes(&obj.open_path()).map(|mut o| {
             o.path = obj.path.clone();
             o
         });

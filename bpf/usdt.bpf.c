@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// usdtop's one generic USDT program. Every uprobe perf event that usdtop opens (one per probe
+// site) is linked to `usdt_hit` with a BPF cookie; the cookie indexes `site_specs`, which says
+// how to read that site's arguments (argument specs belong to the site, not the probe).
+//
+// Map layouts (mirrored in src/probes/bpf.rs; keep both in sync):
+//   site_specs  ARRAY  u32 cookie        -> struct site_spec   (written by user space at attach)
+//   pid_filter  HASH   u32 tgid          -> u64 filter mask    (bit i = member of filter slot i)
+//   hits        PERCPU_ARRAY u32 probe id -> u64 hits          (after the process filter)
+//   drops       PERCPU_ARRAY u32 0       -> u64 events lost because the ring buffer was full
+//   events      RINGBUF                  <- struct event_hdr + packed string bytes
+//   scratch     PERCPU_ARRAY u32 0       -> struct event_buf   (event assembled here, then copied)
+//
+// Extension point: `site_spec.mode` selects what a hit does. MODE_STREAM sends every event to
+// user space, MODE_COUNT only bumps `hits`. An in-kernel start/done pairing mode belongs in
+// `usdt_hit` as another case, reusing `read_args`.
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __s64 s64;
+typedef __u64 u64;
+
+#define MAX_ARGS 12
+#define MAX_SITES 16384
+#define MAX_PROBES 4096
+#define STR_LEN 256
+#define MAX_STRS 8
+#define STR_AREA (STR_LEN * MAX_STRS) // a power of two: offsets are masked with it
+
+// x86-64 struct pt_regs: rip is at byte 128.
+#define PT_REGS_IP_OFF 128
+
+enum arg_kind {
+	ARG_CONST = 0,	 // value = val
+	ARG_REG = 1,	 // value = (reg >> shift), masked to width
+	ARG_MEM = 2,	 // value = *(reg + val)
+	ARG_RIP_SYM = 3, // value = *(val + (ip - site_addr)); val = symbol vaddr + offset
+	ARG_INDEXED = 4, // value = *(reg + idx_reg * scale + val); reg_off = NO_REG when absent
+	ARG_UNSUPPORTED = 5,
+};
+
+enum mode {
+	MODE_STREAM = 0,
+	MODE_COUNT = 1,
+};
+
+#define NO_REG 0xffff
+#define NO_STR 0xff
+
+struct arg_spec {
+	u64 val;	 // constant, memory offset, or symbol vaddr + offset
+	u16 reg_off;	 // pt_regs byte offset of the (base) register
+	u16 idx_reg_off; // pt_regs byte offset of the index register
+	u8 kind;	 // enum arg_kind
+	u8 size;	 // 1, 2, 4 or 8 bytes
+	u8 is_signed;
+	u8 shift;	 // register bits to drop (8 for %ah)
+	u8 width;	 // register width in bytes (4 for %esi)
+	u8 scale;
+	u8 str_slot;	 // NO_STR, or the order of this string among the site's strings
+	u8 _pad[5];
+};
+
+struct site_spec {
+	u32 probe_id;
+	u8 mode;
+	u8 nr_args;
+	u8 nr_strs;
+	u8 _pad;
+	u64 filter_mask; // 0 = every process; else the tgid's mask in pid_filter must share a bit
+	u64 site_addr;	 // link-time vaddr of the site, for rip-relative arguments
+	struct arg_spec args[MAX_ARGS];
+};
+
+// String argument slots in event_hdr.args hold (len | flags << 32); the bytes follow the header
+// packed in argument order, each without its NUL.
+#define STR_TRUNCATED (1ULL << 32)
+#define STR_FAULT (2ULL << 32)
+
+struct event_hdr {
+	u64 ts_ns;
+	u32 pid;
+	u32 tid;
+	u32 cookie;
+	u16 nr_args;
+	u16 str_bytes;
+	char comm[16];
+	u64 args[MAX_ARGS];
+};
+
+struct event_buf {
+	struct event_hdr hdr;
+	char strs[STR_AREA + STR_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SITES);
+	__type(key, u32);
+	__type(value, struct site_spec);
+} site_specs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u32);
+	__type(value, u64);
+} pid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PROBES);
+	__type(key, u32);
+	__type(value, u64);
+} hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct event_buf);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 * 1024 * 1024);
+} events SEC(".maps");
+
+// Context loads must use the unmodified ctx pointer with a constant offset (the verifier
+// rejects ctx + variable); inline asm stops clang from hoisting the offset into the pointer.
+// This is much cheaper than a bpf_probe_read_kernel call per register.
+#define CTX_LOAD(ctx, off)                                                                 \
+	({                                                                                 \
+		u64 __v;                                                                   \
+		asm volatile("%0 = *(u64 *)(%1 + " #off ")" : "=r"(__v) : "r"(ctx));       \
+		__v;                                                                       \
+	})
+
+static __always_inline u64 read_reg(void *ctx, u16 off)
+{
+	switch (off) {
+	case 0: return CTX_LOAD(ctx, 0);
+	case 8: return CTX_LOAD(ctx, 8);
+	case 16: return CTX_LOAD(ctx, 16);
+	case 24: return CTX_LOAD(ctx, 24);
+	case 32: return CTX_LOAD(ctx, 32);
+	case 40: return CTX_LOAD(ctx, 40);
+	case 48: return CTX_LOAD(ctx, 48);
+	case 56: return CTX_LOAD(ctx, 56);
+	case 64: return CTX_LOAD(ctx, 64);
+	case 72: return CTX_LOAD(ctx, 72);
+	case 80: return CTX_LOAD(ctx, 80);
+	case 88: return CTX_LOAD(ctx, 88);
+	case 96: return CTX_LOAD(ctx, 96);
+	case 104: return CTX_LOAD(ctx, 104);
+	case 112: return CTX_LOAD(ctx, 112);
+	case 128: return CTX_LOAD(ctx, 128);
+	case 152: return CTX_LOAD(ctx, 152);
+	default: return 0;
+	}
+}
+
+static __always_inline u64 read_mem(u64 addr, u32 size)
+{
+	u64 v = 0;
+	if (size == 0 || size > 8)
+		size = 8;
+	bpf_probe_read_user(&v, size, (void *)addr);
+	return v;
+}
+
+// Read one argument; strings are read later from the resulting pointer.
+static __always_inline u64 read_arg(void *ctx, const struct site_spec *spec, const struct arg_spec *a)
+{
+	u64 v = 0, addr;
+	u32 size = a->size;
+
+	switch (a->kind) {
+	case ARG_CONST:
+		return a->val;
+	case ARG_REG:
+		v = read_reg(ctx, a->reg_off) >> (a->shift & 63);
+		if (a->width < 8)
+			v &= (1ULL << ((a->width & 7) * 8)) - 1;
+		break;
+	case ARG_MEM:
+		addr = read_reg(ctx, a->reg_off) + a->val;
+		v = read_mem(addr, size);
+		break;
+	case ARG_RIP_SYM:
+		// In a uprobe the saved ip is the probed address, so ip - site_addr is the load bias.
+		addr = a->val + (read_reg(ctx, PT_REGS_IP_OFF) - spec->site_addr);
+		v = read_mem(addr, size);
+		break;
+	case ARG_INDEXED:
+		addr = a->val + read_reg(ctx, a->idx_reg_off) * a->scale;
+		if (a->reg_off != NO_REG)
+			addr += read_reg(ctx, a->reg_off);
+		v = read_mem(addr, size);
+		break;
+	default:
+		return 0;
+	}
+	if (size < 8) {
+		u32 bits = 64 - (size & 7) * 8;
+		if (a->is_signed)
+			v = (u64)(((s64)(v << bits)) >> bits);
+		else
+			v = (v << bits) >> bits;
+	}
+	return v;
+}
+
+static __always_inline int admitted(u64 mask)
+{
+	if (!mask)
+		return 1;
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u64 *m = bpf_map_lookup_elem(&pid_filter, &tgid);
+	return m && (*m & mask);
+}
+
+static __always_inline void count_hit(u32 probe_id)
+{
+	u64 *h = bpf_map_lookup_elem(&hits, &probe_id);
+	if (h)
+		*h += 1;
+}
+
+static __always_inline void count_drop(void)
+{
+	u32 zero = 0;
+	u64 *d = bpf_map_lookup_elem(&drops, &zero);
+	if (d)
+		*d += 1;
+}
+
+SEC("uprobe")
+int usdt_hit(struct pt_regs *ctx)
+{
+	u32 cookie = bpf_get_attach_cookie(ctx);
+	const struct site_spec *spec = bpf_map_lookup_elem(&site_specs, &cookie);
+	if (!spec || !admitted(spec->filter_mask))
+		return 0;
+	count_hit(spec->probe_id);
+	if (spec->mode != MODE_STREAM)
+		return 0;
+
+	u32 zero = 0;
+	struct event_buf *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.pid = pid_tgid >> 32;
+	e->hdr.tid = (u32)pid_tgid;
+	e->hdr.cookie = cookie;
+	e->hdr.nr_args = spec->nr_args;
+	bpf_get_current_comm(e->hdr.comm, sizeof(e->hdr.comm));
+
+	u32 off = 0;
+	for (int i = 0; i < MAX_ARGS; i++) {
+		if (i >= spec->nr_args)
+			break;
+		const struct arg_spec *a = &spec->args[i];
+		u64 v = read_arg(ctx, spec, a);
+		if (a->str_slot != NO_STR && off <= STR_AREA - STR_LEN) {
+			long n = bpf_probe_read_user_str(&e->strs[off & (STR_AREA - 1)], STR_LEN, (void *)v);
+			if (n > 0) {
+				u64 len = n - 1; // drop the NUL
+				v = len | (n == STR_LEN ? STR_TRUNCATED : 0);
+				off += len;
+			} else {
+				v = STR_FAULT;
+			}
+		} else if (a->str_slot != NO_STR) {
+			v = STR_FAULT | STR_TRUNCATED;
+		}
+		e->hdr.args[i] = v;
+	}
+	e->hdr.str_bytes = off;
+
+	u32 size = sizeof(e->hdr) + (off & (STR_AREA - 1));
+	if (off >= STR_AREA)
+		size = sizeof(e->hdr) + STR_AREA;
+	// Never wake the reader: it drains the ring every 10 ms (a wakeup per event costs ~4x).
+	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
+		count_drop();
+	return 0;
+}
+
+// Process filter: children forked after the filter was set inherit their parent's mask, so
+// workers of forking servers (postgres backends, php -S workers) are traced too.
+struct task_struct {
+	int pid;
+	int tgid;
+} __attribute__((preserve_access_index));
+
+SEC("tp_btf/sched_process_fork")
+int on_fork(u64 *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx[0];
+	struct task_struct *child = (struct task_struct *)ctx[1];
+	u32 ptgid = BPF_CORE_READ(parent, tgid);
+	u64 *m = bpf_map_lookup_elem(&pid_filter, &ptgid);
+	if (!m)
+		return 0;
+	u64 mask = *m;
+	u32 ctgid = BPF_CORE_READ(child, tgid);
+	if (ctgid != ptgid)
+		bpf_map_update_elem(&pid_filter, &ctgid, &mask, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int on_exit(u64 *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx[0];
+	u32 pid = BPF_CORE_READ(p, pid);
+	u32 tgid = BPF_CORE_READ(p, tgid);
+	if (pid == tgid)
+		bpf_map_delete_elem(&pid_filter, &tgid);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,144 @@
+//! `usdtop trace` as a user runs it: real probes, real output, clean stops, named errors.
+
+mod common;
+
+use common::fixture::FixtureBin;
+use common::python::{python311, PythonLoop};
+use common::semaphore::{semaphore_value, wait_semaphore};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use usdtop::probes::read_probes;
+
+const USDTOP: &str = env!("CARGO_BIN_EXE_usdtop");
+
+#[test]
+fn json_output_has_one_object_per_event_and_count_stops_it() {
+    let bin = FixtureBin::build();
+    let mut fixture = bin.start("count", 20);
+    let probe = format!("{}:fixture:tick", bin.path.display());
+    let mut usdtop = Command::new(USDTOP)
+        .args(["trace", "--json", "--str", "1", "--count", "5", "-p"])
+        .arg(fixture.pid().to_string())
+        .arg(&probe)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is attached (it says so on stderr), then fire.
+    let mut stderr = BufReader::new(usdtop.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("tracing 1 probe(s)"), "{line}");
+    fixture.go();
+    let out = usdtop.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(out.status.success(), "{rest}");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "--count 5");
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["provider"], "fixture");
+        assert_eq!(v["name"], "tick");
+        assert_eq!(v["pid"], fixture.pid());
+        assert_eq!(v["args"]["arg0"], i as u64);
+        assert_eq!(v["args"]["arg1"], "tick", "--str 1 reads a string");
+        assert!(v["ts_ns"].as_u64().unwrap() > 0);
+    }
+    assert!(
+        rest.contains("5 events printed"),
+        "summary on stderr: {rest}"
+    );
+    assert!(rest.contains("dropped"), "{rest}");
+}
+
+#[test]
+fn sigterm_stops_it_cleanly_and_detaches() {
+    let Some(python) = python311() else { return };
+    let object = read_probes(&python).unwrap();
+    let sem = object
+        .probes
+        .iter()
+        .find(|p| p.name == "gc__start")
+        .unwrap()
+        .semaphore
+        .unwrap();
+    let proc = PythonLoop::start(
+        &python,
+        "import gc, time\nwhile True:\n    gc.collect()\n    time.sleep(0.02)\n",
+    );
+    let mut usdtop = Command::new(USDTOP)
+        .args(["trace", "-p", &proc.pid().to_string(), "python:gc__start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(usdtop.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("python:gc__start generation="),
+        "text line: {line}"
+    );
+    assert!(line.contains(&format!(" {} ", proc.pid())));
+    assert!(semaphore_value(proc.pid(), &python, false, sem) > 0);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(usdtop.id() as i32, libc::SIGTERM) };
+    let out = usdtop.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hits  python:gc__start"),
+        "per-probe hits: {stderr}"
+    );
+    assert_eq!(
+        wait_semaphore(proc.pid(), &python, false, sem, |v| v == 0),
+        0
+    );
+}
+
+#[test]
+fn a_misspelled_probe_names_the_nearest_ones() {
+    let Some(python) = python311() else { return };
+    let out = Command::new(USDTOP)
+        .args(["trace", "/usr/bin/python3.11:python:gc_start"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no probe matches `/usr/bin/python3.11:python:gc_start`"),
+        "{err}"
+    );
+    assert!(err.contains("nearest: python:gc__start"), "{err}");
+    drop(python);
+}
+
+#[test]
+fn a_process_that_is_gone_is_a_named_error() {
+    let out = Command::new(USDTOP)
+        .args(["trace", "-p", "2147483646", "python:gc__start"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("process 2147483646") && err.contains("exited"),
+        "{err}"
+    );
+}
+
+#[test]
+fn duration_stops_it() {
+    let Some(python) = python311() else { return };
+    let out = Command::new(USDTOP)
+        .args(["trace", "--duration", "0.3"])
+        .arg(format!("{}:python:gc__done", python.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("events printed"));
+}
