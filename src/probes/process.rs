@@ -447,6 +447,21 @@ mod tests {
     }
 
     #[test]
+    fn a_machine_scan_finds_this_process_and_says_why_others_were_skipped() {
+        let mut cache = ProbeCache::new();
+        let scan = cache.scan_all().unwrap();
+        let me = std::process::id() as i32;
+        assert!(scan.processes.iter().any(|p| p.pid == me));
+        for s in &scan.skipped {
+            assert!(!scan.processes.iter().any(|p| p.pid == s.pid));
+        }
+        if let Some(k) = scan.skipped.iter().find(|s| s.pid == 2) {
+            assert_eq!(k.reason, SkipReason::KernelThread);
+            assert_eq!(k.comm.as_deref(), Some("kthreadd"));
+        }
+    }
+
+    #[test]
     fn cache_reads_each_object_once() {
         let mut cache = ProbeCache::new();
         let me = std::process::id() as i32;
