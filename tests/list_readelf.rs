@@ -223,3 +223,28 @@ fn prelinked_addresses_are_adjusted_by_the_stapsdt_base_section() {
         }
     }
 }
+
+/// `usdtop list | head -1`: a reader that goes away is not an error and not a panic.
+#[test]
+fn a_closed_pipe_ends_the_listing_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let Some(fx) = fixtures() else { return };
+    // Enough output to fill the pipe: the same file many times.
+    let paths: Vec<&std::path::Path> = std::iter::repeat_n(fx.pie.as_path(), 2000).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_usdtop"))
+        .arg("list")
+        .args(&paths)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with(fx.pie.to_str().unwrap()));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(common::stderr(&out), "");
+}
