@@ -32,6 +32,19 @@ fn python_non_pie_matches_readelf() {
 }
 
 #[test]
+fn php_has_11_probes_at_14_sites() {
+    if let Some(c) = check_installed("/usr/bin/php8.2") {
+        assert_eq!(
+            c,
+            Counts {
+                probes: 11,
+                sites: 14
+            }
+        );
+    }
+}
+
+#[test]
 fn libstdcxx_probes_in_a_shared_library_match_readelf() {
     check_installed("/usr/lib/x86_64-linux-gnu/libstdc++.so.6");
 }
