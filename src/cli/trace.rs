@@ -199,7 +199,7 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                     add(
                         &mut pool,
                         Arc::new(obj.clone()),
-                        o.object.open_path.clone(),
+                        o.object.open_path(),
                         Some(o.object.key),
                     );
                 }
@@ -213,7 +213,7 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                     add(
                         &mut pool,
                         Arc::new(obj.clone()),
-                        o.object.open_path.clone(),
+                        o.object.open_path(),
                         Some(o.object.key),
                     );
                 }

@@ -1,0 +1,384 @@
+//! What the headless aggregating commands (`latency`, `top`) share: finding a probe by name,
+//! attaching it, and an event loop that ends on --duration, Ctrl-C/SIGTERM, or when the traced
+//! process exits, calling back for events and for periodic reports.
+
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc::Receiver;
+use usdtop::probes::catalog::Catalog;
+use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
+use usdtop::probes::{read_probes, Event, ObjectProbes, Probe};
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `Event::ts_ns` (bpf_ktime_get_ns).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A probe named on the command line: `provider:name` or `PATH:provider:name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub path: Option<PathBuf>,
+    pub provider: String,
+    pub name: String,
+}
+
+impl ProbeSpec {
+    pub fn parse(text: &str) -> Result<ProbeSpec> {
+        let parts: Vec<&str> = text.rsplitn(3, ':').collect();
+        match parts.as_slice() {
+            [name, provider] if !name.is_empty() && !provider.is_empty() => Ok(ProbeSpec {
+                path: None,
+                provider: provider.to_string(),
+                name: name.to_string(),
+            }),
+            [name, provider, path] if !name.is_empty() && !provider.is_empty() => Ok(ProbeSpec {
+                path: Some(PathBuf::from(path)),
+                provider: provider.to_string(),
+                name: name.to_string(),
+            }),
+            _ => bail!("`{text}` is not a probe: write provider:name or PATH:provider:name"),
+        }
+    }
+
+    pub fn full_name(&self) -> String {
+        format!("{}:{}", self.provider, self.name)
+    }
+}
+
+/// One object holding a probe, ready to attach.
+pub struct Target {
+    pub object: PathBuf,
+    pub probe: Probe,
+}
+
+/// Objects mapped by a process (or by every process), as paths usdtop can open from here
+/// (through /proc/PID/root, so processes in containers work too).
+fn mapped_objects(pid: Option<u32>) -> Vec<PathBuf> {
+    let pids: Vec<u32> = match pid {
+        Some(p) => vec![p],
+        None => std::fs::read_dir("/proc")
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for p in pids {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{p}/maps")) else {
+            continue;
+        };
+        for line in maps.lines() {
+            let Some(path) = line.split_whitespace().nth(5) else {
+                continue;
+            };
+            if !path.starts_with('/') || !seen.insert(path.to_string()) {
+                continue;
+            }
+            let rooted = PathBuf::from(format!("/proc/{p}/root{path}"));
+            out.push(if rooted.exists() && pid.is_some() {
+                rooted
+            } else {
+                PathBuf::from(path)
+            });
+        }
+    }
+    out
+}
+
+/// Finds every object with probe `spec`: in the named file, else in the objects the process
+/// maps, else in the objects any running process maps.
+pub fn resolve(spec: &ProbeSpec, pid: Option<u32>) -> Result<Vec<Target>> {
+    let candidates = match &spec.path {
+        Some(p) => vec![p.clone()],
+        None => mapped_objects(pid),
+    };
+    let mut targets = Vec::new();
+    let mut cache: HashMap<PathBuf, ()> = HashMap::new();
+    for path in candidates {
+        if cache.insert(path.clone(), ()).is_some() {
+            continue;
+        }
+        let objects = match read_probes(&path) {
+            Ok(o) => o,
+            Err(e) if spec.path.is_some() => {
+                return Err(e).with_context(|| format!("reading probes of {}", path.display()))
+            }
+            Err(_) => continue,
+        };
+        if let Some(probe) = objects
+            .probes
+            .into_iter()
+            .find(|p| p.provider == spec.provider && p.name == spec.name)
+        {
+            targets.push(Target {
+                object: path,
+                probe,
+            });
+        }
+    }
+    if targets.is_empty() {
+        let place = match (&spec.path, pid) {
+            (Some(p), _) => format!("in {}", p.display()),
+            (None, Some(pid)) => format!("in the objects process {pid} maps"),
+            (None, None) => {
+                "in any running process; name the file (PATH:provider:name) or the process (-p PID)"
+                    .to_string()
+            }
+        };
+        bail!("no probe {} {place}", spec.full_name());
+    }
+    Ok(targets)
+}
+
+/// Which argument, as typed by the user: `argN`, `N`, or a catalog argument name of `probe`.
+/// A trailing `:int` / `:str` says how to read it (default: the catalog's type, else `default_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgRef {
+    pub index: usize,
+    pub is_str: bool,
+}
+
+pub fn parse_arg_ref(
+    text: &str,
+    probe: &str,
+    catalog: &Catalog,
+    default_str: bool,
+) -> Result<ArgRef> {
+    let (name, forced) = match text.rsplit_once(':') {
+        Some((n, "int")) => (n, Some(false)),
+        Some((n, "str")) => (n, Some(true)),
+        _ => (text, None),
+    };
+    let digits = name.strip_prefix("arg").unwrap_or(name);
+    let index = match digits.parse::<usize>() {
+        Ok(i) => i,
+        Err(_) => catalog
+            .args(probe)
+            .and_then(|args| args.iter().position(|a| a.name == name))
+            .with_context(|| {
+                format!("`{text}` is not an argument of {probe}: write argN (N from 0) or a catalog argument name")
+            })?,
+    };
+    let catalog_str = catalog
+        .args(probe)
+        .and_then(|args| args.get(index))
+        .map(|a| a.is_str);
+    Ok(ArgRef {
+        index,
+        is_str: forced.or(catalog_str).unwrap_or(default_str),
+    })
+}
+
+/// Attached probes and their event stream.
+pub struct Session {
+    pub engine: Engine,
+    events: Receiver<Vec<Event>>,
+    pub sites: usize,
+    pub started_ns: u64,
+}
+
+/// Attach `targets`, each with the string arguments to read.
+pub fn attach(targets: &[(Target, Vec<usize>)], pid: Option<u32>) -> Result<Session> {
+    let mut engine = Engine::new(EngineOptions::default())?;
+    let events = engine
+        .take_events()
+        .context("the engine's event stream was already taken")?;
+    let mut sites = 0;
+    for (t, strings) in targets {
+        let options = AttachOptions {
+            strings: strings.clone(),
+            filter: pid.map_or(ProcFilter::All, |p| ProcFilter::Pids(vec![p])),
+            ..Default::default()
+        };
+        engine
+            .attach(
+                &ObjectProbes {
+                    path: t.object.clone(),
+                    position_independent: false,
+                    probes: Vec::new(),
+                },
+                &t.probe,
+                &options,
+            )
+            .with_context(|| {
+                format!(
+                    "attaching {} in {}",
+                    t.probe.full_name(),
+                    t.object.display()
+                )
+            })?;
+        sites += t.probe.sites.len();
+    }
+    Ok(Session {
+        engine,
+        events,
+        sites,
+        started_ns: monotonic_ns(),
+    })
+}
+
+pub struct LoopOptions {
+    pub duration: Option<f64>,
+    pub interval: Option<f64>,
+    /// End when this process has exited (after the events already in flight are read).
+    pub pid: Option<u32>,
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0) {
+        bail!("{what} must be a positive number of seconds, not {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// What the loop hands its caller.
+pub enum Step<'a> {
+    Events(&'a [Event]),
+    /// Time for a report (every interval, and once more, `last`, at the end).
+    Report {
+        now_ns: u64,
+        stats: &'a Stats,
+        last: bool,
+    },
+}
+
+/// Runs until the end condition, handing every event batch and every report time to `step`.
+pub fn run_loop(
+    session: &mut Session,
+    options: &LoopOptions,
+    mut step: impl FnMut(Step) -> Result<()>,
+) -> Result<()> {
+    let duration = options
+        .duration
+        .map(|d| secs(d, "--duration"))
+        .transpose()?;
+    let interval = options
+        .interval
+        .map(|i| secs(i, "--interval"))
+        .transpose()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
+        ticker.tick().await;
+        let mut watch = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                batch = session.events.recv() => match batch {
+                    Some(batch) => step(Step::Events(&batch))?,
+                    None => break,
+                },
+                _ = ticker.tick(), if interval.is_some() => {
+                    let stats = session.engine.stats();
+                    step(Step::Report { now_ns: monotonic_ns(), stats: &stats, last: false })?;
+                }
+                _ = &mut deadline, if duration.is_some() => break,
+                _ = int.recv() => break,
+                _ = term.recv() => break,
+                _ = watch.tick(), if options.pid.is_some() => {
+                    if !options.pid.is_some_and(alive) {
+                        break;
+                    }
+                }
+            }
+        }
+        // Read what is still in the ring: the reader polls every 10 ms; stop once a few
+        // polls in a row bring nothing.
+        let mut quiet = 0;
+        while quiet < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut got = false;
+            while let Ok(batch) = session.events.try_recv() {
+                step(Step::Events(&batch))?;
+                got = true;
+            }
+            quiet = if got { 0 } else { quiet + 1 };
+        }
+        let stats = session.engine.stats();
+        step(Step::Report {
+            now_ns: monotonic_ns(),
+            stats: &stats,
+            last: true,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_specs_take_an_optional_path() {
+        let p = ProbeSpec::parse("postgresql:query__start").unwrap();
+        assert_eq!(
+            (p.path.clone(), p.full_name()),
+            (None, "postgresql:query__start".into())
+        );
+        let p = ProbeSpec::parse("/usr/bin/php8.2:php:request__startup").unwrap();
+        assert_eq!(p.path.unwrap(), PathBuf::from("/usr/bin/php8.2"));
+        assert_eq!(p.name, "request__startup");
+        assert!(ProbeSpec::parse("nocolon").is_err());
+        assert!(ProbeSpec::parse("a:").is_err());
+    }
+
+    #[test]
+    fn arguments_are_named_by_index_or_by_catalog_name() {
+        let c = Catalog::builtin();
+        let fd = parse_arg_ref("fd", "node:http__server__request", &c, true).unwrap();
+        assert_eq!(
+            fd,
+            ArgRef {
+                index: 6,
+                is_str: false
+            }
+        );
+        let url = parse_arg_ref("arg5", "node:http__server__request", &c, false).unwrap();
+        assert_eq!(
+            url,
+            ArgRef {
+                index: 5,
+                is_str: true
+            }
+        );
+        let unknown = parse_arg_ref("1", "x:y", &c, true).unwrap();
+        assert_eq!(
+            unknown,
+            ArgRef {
+                index: 1,
+                is_str: true
+            }
+        );
+        let forced = parse_arg_ref("arg1:int", "x:y", &c, true).unwrap();
+        assert!(!forced.is_str);
+        assert!(parse_arg_ref("nope", "node:http__server__request", &c, true).is_err());
+    }
+}
