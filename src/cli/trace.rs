@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
-use usdtop::probes::process::{ObjectKey, ProbeCache};
+use usdtop::probes::process::{MappedObject, ObjectKey, ProbeCache};
 use usdtop::probes::select::{nearest, ProbePattern};
 use usdtop::probes::{ArgValue, Event, ObjectProbes};
 
@@ -199,7 +199,7 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                     add(
                         &mut pool,
                         Arc::new(obj.clone()),
-                        o.object.open_path(),
+                        attach_path(&o.object),
                         Some(o.object.key),
                     );
                 }
@@ -213,7 +213,7 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                     add(
                         &mut pool,
                         Arc::new(obj.clone()),
-                        o.object.open_path(),
+                        attach_path(&o.object),
                         Some(o.object.key),
                     );
                 }
@@ -273,6 +273,17 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
         }
     }
     Ok(targets)
+}
+
+/// Where to open a mapped object for the uprobe: its plain path when that is the same file in
+/// our mount namespace (it stays valid after the process that maps it exits), otherwise the
+/// path through the process (`/proc/PID/root/...`, for containers).
+fn attach_path(o: &MappedObject) -> PathBuf {
+    if ObjectKey::of_path(&o.path).is_ok_and(|k| k == o.key) {
+        o.path.clone()
+    } else {
+        o.open_path()
+    }
 }
 
 /// Formats events as text lines or JSON objects.

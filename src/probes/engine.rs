@@ -46,8 +46,8 @@ pub enum EngineError {
     NotPermitted(String),
     #[error("cannot load the BPF program: {0}")]
     Load(String),
-    #[error("BPF map `{map}`: {source}")]
-    Map { map: &'static str, source: MapError },
+    #[error("BPF map `{map}`: {error}")]
+    Map { map: &'static str, error: MapError },
     #[error(transparent)]
     Attach(#[from] AttachError),
     #[error("probe {0} has no sites to attach")]
@@ -59,7 +59,7 @@ pub enum EngineError {
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> EngineError {
-    move |source| EngineError::Map { map, source }
+    move |error| EngineError::Map { map, error }
 }
 
 fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
