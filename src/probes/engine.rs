@@ -147,6 +147,8 @@ struct Attachment {
 struct Counters {
     events: AtomicU64,
     stale: AtomicU64,
+    /// Reader passes that ended with the ring empty.
+    passes: AtomicU64,
 }
 
 pub struct Engine {
@@ -431,6 +433,21 @@ impl Engine {
         self.attachments.iter().map(|(id, a)| (*id, &a.probe))
     }
 
+    /// Waits (at most `timeout`) until every event committed before this call has been sent
+    /// to the channel: use before a final report, e.g. once the traced process has exited.
+    pub fn sync(&self, timeout: Duration) -> bool {
+        let start = self.counters.passes.load(Ordering::Acquire);
+        let deadline = std::time::Instant::now() + timeout;
+        // One pass may have begun before the call; the one after it saw everything.
+        while self.counters.passes.load(Ordering::Acquire) < start + 2 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     /// Events delivered, drops, and per-probe hits (summed over CPUs).
     pub fn stats(&self) -> Stats {
         let sum = |v: Result<PerCpuValues<u64>, MapError>| v.map(|v| v.iter().sum()).unwrap_or(0);
@@ -541,6 +558,7 @@ fn read_loop(
         }
         counters.stale.fetch_add(stale, Ordering::Relaxed);
         let full = batch.len() == MAX_BATCH;
+        let empty_after = !full;
         if !batch.is_empty() {
             counters
                 .events
@@ -548,6 +566,9 @@ fn read_loop(
             if open {
                 open = send(&tx, batch, &stop);
             }
+        }
+        if empty_after {
+            counters.passes.fetch_add(1, Ordering::Release);
         }
         if !full {
             // Sleep rather than poll: with NO_WAKEUP records, poll(2) returns at once whenever
