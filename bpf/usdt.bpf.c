@@ -82,6 +82,7 @@ struct site_spec {
 // packed in argument order, each without its NUL.
 #define STR_TRUNCATED (1ULL << 32)
 #define STR_FAULT (2ULL << 32)
+#define STR_NULL (4ULL << 32)
 
 struct event_hdr {
 	u64 ts_ns;
@@ -277,7 +278,9 @@ int usdt_hit(struct pt_regs *ctx)
 			break;
 		const struct arg_spec *a = &spec->args[i];
 		u64 v = read_arg(ctx, spec, a);
-		if (a->str_slot != NO_STR && off <= STR_AREA - STR_LEN) {
+		if (a->str_slot != NO_STR && v == 0) {
+			v = STR_NULL;
+		} else if (a->str_slot != NO_STR && off <= STR_AREA - STR_LEN) {
 			long n = bpf_probe_read_user_str(&e->strs[off & (STR_AREA - 1)], STR_LEN, (void *)v);
 			if (n > 0) {
 				u64 len = n - 1; // drop the NUL

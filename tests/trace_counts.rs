@@ -129,3 +129,23 @@ fn a_semaphore_guarded_probe_fires_only_while_attached() {
         "the program sees its semaphore raised and fires"
     );
 }
+
+#[test]
+fn count_mode_counts_every_hit_in_the_kernel_and_streams_nothing() {
+    let bin = FixtureBin::build();
+    let object = read_probes(&bin.path).unwrap();
+    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    let mut fixture = bin.start("count", N);
+    let mut engine = engine();
+    let mut events = engine.take_events().unwrap();
+    let options = AttachOptions {
+        filter: ProcFilter::Pids(vec![fixture.pid()]),
+        mode: usdtop::probes::bpf::Mode::Count,
+        ..Default::default()
+    };
+    engine.attach(&object, probe, &options).unwrap();
+    fixture.go();
+    assert!(engine.sync(Duration::from_secs(5)));
+    assert!(events.try_recv().is_err(), "no events in count mode");
+    assert_eq!(engine.stats().probes[0].hits, N);
+}

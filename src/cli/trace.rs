@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use usdtop::probes::catalog::Catalog;
+use usdtop::probes::decode::NULL_STRING;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
 use usdtop::probes::process::{MappedObject, ObjectKey, ProbeCache};
 use usdtop::probes::select::{nearest, ProbePattern};
@@ -373,6 +374,7 @@ impl<'a> Printer<'a> {
                 ArgValue::Int(v) => write!(out, " {name}={v}")?,
                 // Quotes inside are escaped so the value's end is unambiguous.
                 ArgValue::Str(s) => write!(out, " {name}=\"{}\"", s.replace('"', "\\\""))?,
+                ArgValue::Unsupported(why) if why == NULL_STRING => write!(out, " {name}=<NULL>")?,
                 ArgValue::Unsupported(why) => write!(out, " {name}=<unsupported: {why}>")?,
             }
         }
@@ -385,6 +387,7 @@ impl<'a> Printer<'a> {
             let v = match a {
                 ArgValue::Int(v) => serde_json::Value::from(*v),
                 ArgValue::Str(s) => serde_json::Value::from(s.as_str()),
+                ArgValue::Unsupported(why) if why == NULL_STRING => serde_json::Value::Null,
                 ArgValue::Unsupported(why) => serde_json::json!({ "unsupported": why }),
             };
             args.insert(self.arg_name(e, i), v);
