@@ -24,6 +24,7 @@ fn n_firings_are_exactly_n_events_in_order() {
         ..Default::default()
     };
     let id = engine.attach(&object, probe, &options).unwrap();
+    let pid = fixture.pid();
     fixture.go();
     // The process has exited: sync makes every event it fired reach the channel.
     assert!(engine.sync(Duration::from_secs(5)));
@@ -37,6 +38,7 @@ fn n_firings_are_exactly_n_events_in_order() {
     assert_eq!(stats.probes[0].id, id);
     assert_eq!(stats.probes[0].hits, N);
     for (i, e) in got.iter().enumerate() {
+        assert_eq!((e.pid, e.tid, e.comm.as_str()), (pid, pid, "usdt_fixture"));
         assert_eq!(
             e.args,
             vec![ArgValue::Int(i as i64), ArgValue::Str("tick".into())]
