@@ -173,3 +173,33 @@ fn it_ends_by_itself_with_every_event_once_the_traced_process_exits() {
         .unwrap()
         .contains("fixture:tick arg0=299 "));
 }
+
+#[test]
+fn without_privileges_it_says_what_to_do() {
+    let Some(_python) = python311() else { return };
+    if common::require("/usr/sbin/runuser").is_none() {
+        return;
+    }
+    // An unprivileged user must be able to run the binary: copy it somewhere world-readable.
+    let dir = common::build::TempDir::new("nobody");
+    let bin = dir.path().join("usdtop");
+    std::fs::copy(USDTOP, &bin).unwrap();
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(&bin)
+        .args([
+            "trace",
+            "/usr/bin/python3.11:python:gc__start",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not permitted"), "{err}");
+    assert!(
+        err.contains("run usdtop as root (or with CAP_BPF and CAP_PERFMON)"),
+        "{err}"
+    );
+}
