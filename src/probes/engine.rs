@@ -16,29 +16,27 @@
 //! ```
 
 use super::attach::{attach_site, AttachError, SiteLink};
-use super::bpf::{self, encode_site, ArgPlan, Mode, RawSiteSpec};
-use super::decode::{decode, SiteInfo, SiteTable};
+pub use super::bpf::Mode;
+use super::bpf::{self, encode_site, ArgPlan, RawSiteSpec};
+use super::decode::{SiteInfo, SiteTable};
 use super::elf::{ObjectProbes, Probe};
 use super::event::{Event, ProbeKey};
+use super::filter::with_descendants;
+use super::reader::{read_loop, Counters};
 use aya::maps::{
     Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
 };
 use aya::programs::{BtfTracePoint, ProgramError, ProgramFd, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
-
-/// How often the reader looks at the ring buffer when it is idle (events are not woken per hit).
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// Most events sent in one batch.
-const MAX_BATCH: usize = 65536;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -141,14 +139,6 @@ struct Attachment {
     cookies: Vec<u32>,
     filter_slot: Option<u32>,
     _links: Vec<SiteLink>,
-}
-
-#[derive(Default)]
-struct Counters {
-    events: AtomicU64,
-    stale: AtomicU64,
-    /// Reader passes that ended with the ring empty.
-    passes: AtomicU64,
 }
 
 pub struct Engine {
@@ -493,109 +483,6 @@ fn attach_fork_tracking(ebpf: &mut Ebpf) -> Result<(), String> {
         p.attach().map_err(|e| format!("{prog}: {e}"))?;
     }
     Ok(())
-}
-
-/// The processes and all their current descendants (from /proc/*/stat parent ids).
-fn with_descendants(pids: &[u32]) -> Vec<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // "pid (comm) state ppid ..." — comm may hold spaces and parentheses.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|s| s.parse::<u32>().ok());
-            if let Some(ppid) = ppid {
-                children.entry(ppid).or_default().push(pid);
-            }
-        }
-    }
-    let mut out: Vec<u32> = pids.to_vec();
-    let mut i = 0;
-    while i < out.len() {
-        if let Some(kids) = children.get(&out[i]) {
-            for k in kids {
-                if !out.contains(k) {
-                    out.push(*k);
-                }
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn read_loop(
-    mut ring: RingBuf<MapData>,
-    sites: Arc<Mutex<SiteTable>>,
-    counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<Vec<Event>>,
-) {
-    let mut open = true;
-    while !stop.load(Ordering::Relaxed) {
-        let mut batch = Vec::new();
-        let mut stale = 0u64;
-        {
-            let sites = sites.lock().unwrap();
-            while batch.len() < MAX_BATCH {
-                let Some(item) = ring.next() else { break };
-                match decode(&item, &sites) {
-                    Some(e) => batch.push(e),
-                    None => stale += 1,
-                }
-            }
-        }
-        counters.stale.fetch_add(stale, Ordering::Relaxed);
-        let full = batch.len() == MAX_BATCH;
-        let empty_after = !full;
-        if !batch.is_empty() {
-            counters
-                .events
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if open {
-                open = send(&tx, batch, &stop);
-            }
-        }
-        if empty_after {
-            counters.passes.fetch_add(1, Ordering::Release);
-        }
-        if !full {
-            // Sleep rather than poll: with NO_WAKEUP records, poll(2) returns at once whenever
-            // data is waiting, and a reader that chases the producer record by record makes
-            // every hit pay for cache-line transfers. Draining every 10 ms batches them.
-            std::thread::sleep(POLL_INTERVAL);
-        }
-    }
-}
-
-/// Sends a batch, waiting while the channel is full (the ring then fills and the kernel counts
-/// drops) but never past `stop`. False once the receiver is gone: the caller keeps draining so
-/// that the kernel keeps counting.
-fn send(tx: &mpsc::Sender<Vec<Event>>, mut batch: Vec<Event>, stop: &AtomicBool) -> bool {
-    loop {
-        match tx.try_send(batch) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(b)) => {
-                if stop.load(Ordering::Relaxed) {
-                    return true;
-                }
-                batch = b;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
