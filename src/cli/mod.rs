@@ -3,6 +3,7 @@
 
 pub mod headless;
 pub mod latency;
+pub mod latency_kernel;
 pub mod list;
 pub mod top;
 pub mod trace;
