@@ -1,2 +1,4 @@
 pub mod app;
+pub mod demo;
 pub mod probes;
+pub mod ui;

@@ -34,6 +34,9 @@ enum Command {
     Latency(cli::latency::LatencyArgs),
     /// The busiest values of a probe argument, with rate and latency when paired.
     Top(cli::top::TopArgs),
+    /// Run the built-in node-shaped HTTP demo workload (a fixture for tests and demos).
+    #[command(hide = true)]
+    DemoServer(cli::demo_server::DemoServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Some(Command::Trace(args)) => cli::trace::run(args),
         Some(Command::Latency(args)) => cli::latency::run(args),
         Some(Command::Top(args)) => cli::top::run(args),
+        Some(Command::DemoServer(args)) => cli::demo_server::run(args),
         None => cli::tui::run(cli.tui),
     };
     match result {

@@ -13,7 +13,9 @@ use usdtop::probes::read_probes;
 
 #[test]
 fn usdtop_and_bpftrace_both_count_every_hit_of_a_shared_guarded_probe() {
-    let Some(bpftrace) = require("/usr/bin/bpftrace") else { return };
+    let Some(bpftrace) = require("/usr/bin/bpftrace") else {
+        return;
+    };
     let bin = FixtureBin::build();
     let object = read_probes(&bin.path).unwrap();
     let probe = object.probes.iter().find(|p| p.name == "guarded").unwrap();
@@ -45,7 +47,10 @@ fn usdtop_and_bpftrace_both_count_every_hit_of_a_shared_guarded_probe() {
     };
     let id = engine.attach(&object, probe, &options).unwrap();
     // The kernel sets the semaphore once per breakpoint, however many tracers share it.
-    assert_eq!(wait_semaphore(fixture.pid(), &bin.path, pie, sem, |v| v >= 1), 1);
+    assert_eq!(
+        wait_semaphore(fixture.pid(), &bin.path, pie, sem, |v| v >= 1),
+        1
+    );
     fixture.go();
     let got = collect_until(&mut events, |e| e.len() >= 200);
     assert_eq!(got.len(), 200);
@@ -54,7 +59,11 @@ fn usdtop_and_bpftrace_both_count_every_hit_of_a_shared_guarded_probe() {
     // SAFETY: plain kill(2) of our own child.
     unsafe { libc::kill(bt.0.id() as i32, libc::SIGINT) };
     let mut out = String::new();
-    bt.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    bt.0.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     bt.0.wait().unwrap();
     assert!(out.contains("@n: 200"), "bpftrace output: {out}");
 }

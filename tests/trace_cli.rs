@@ -48,7 +48,10 @@ fn json_output_has_one_object_per_event_and_count_stops_it() {
         assert_eq!(v["args"]["arg1"], "tick", "--str 1 reads a string");
         assert!(v["ts_ns"].as_u64().unwrap() > 0);
     }
-    assert!(rest.contains("5 events printed"), "summary on stderr: {rest}");
+    assert!(
+        rest.contains("5 events printed"),
+        "summary on stderr: {rest}"
+    );
     assert!(rest.contains("dropped"), "{rest}");
 }
 
@@ -56,8 +59,17 @@ fn json_output_has_one_object_per_event_and_count_stops_it() {
 fn sigterm_stops_it_cleanly_and_detaches() {
     let Some(python) = python311() else { return };
     let object = read_probes(&python).unwrap();
-    let sem = object.probes.iter().find(|p| p.name == "gc__start").unwrap().semaphore.unwrap();
-    let proc = PythonLoop::start(&python, "import gc, time\nwhile True:\n    gc.collect()\n    time.sleep(0.02)\n");
+    let sem = object
+        .probes
+        .iter()
+        .find(|p| p.name == "gc__start")
+        .unwrap()
+        .semaphore
+        .unwrap();
+    let proc = PythonLoop::start(
+        &python,
+        "import gc, time\nwhile True:\n    gc.collect()\n    time.sleep(0.02)\n",
+    );
     let mut usdtop = Command::new(USDTOP)
         .args(["trace", "-p", &proc.pid().to_string(), "python:gc__start"])
         .stdout(Stdio::piped())
@@ -67,7 +79,10 @@ fn sigterm_stops_it_cleanly_and_detaches() {
     let mut stdout = BufReader::new(usdtop.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    assert!(line.contains("python:gc__start generation="), "text line: {line}");
+    assert!(
+        line.contains("python:gc__start generation="),
+        "text line: {line}"
+    );
     assert!(line.contains(&format!(" {} ", proc.pid())));
     assert!(semaphore_value(proc.pid(), &python, false, sem) > 0);
     // SAFETY: kill(2) on our own child.
@@ -75,8 +90,14 @@ fn sigterm_stops_it_cleanly_and_detaches() {
     let out = usdtop.wait_with_output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("hits  python:gc__start"), "per-probe hits: {stderr}");
-    assert_eq!(wait_semaphore(proc.pid(), &python, false, sem, |v| v == 0), 0);
+    assert!(
+        stderr.contains("hits  python:gc__start"),
+        "per-probe hits: {stderr}"
+    );
+    assert_eq!(
+        wait_semaphore(proc.pid(), &python, false, sem, |v| v == 0),
+        0
+    );
 }
 
 #[test]
@@ -88,7 +109,10 @@ fn a_misspelled_probe_names_the_nearest_ones() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no probe matches `/usr/bin/python3.11:python:gc_start`"), "{err}");
+    assert!(
+        err.contains("no probe matches `/usr/bin/python3.11:python:gc_start`"),
+        "{err}"
+    );
     assert!(err.contains("nearest: python:gc__start"), "{err}");
     drop(python);
 }
@@ -101,7 +125,10 @@ fn a_process_that_is_gone_is_a_named_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("process 2147483646") && err.contains("exited"), "{err}");
+    assert!(
+        err.contains("process 2147483646") && err.contains("exited"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -33,7 +33,10 @@ fn n_firings_are_exactly_n_events_in_order() {
     assert_eq!(stats.probes[0].id, id);
     assert_eq!(stats.probes[0].hits, N);
     for (i, e) in got.iter().enumerate() {
-        assert_eq!(e.args, vec![ArgValue::Int(i as i64), ArgValue::Str("tick".into())]);
+        assert_eq!(
+            e.args,
+            vec![ArgValue::Int(i as i64), ArgValue::Str("tick".into())]
+        );
     }
 }
 
@@ -60,8 +63,15 @@ fn a_full_ring_buffer_counts_every_dropped_event() {
     let got = drain(&mut events, Duration::from_millis(300));
     let stats = engine.stats();
     assert_eq!(stats.probes[0].hits, N);
-    assert!(stats.drops > 0, "a 4 KiB ring cannot hold a {N}-event burst");
-    assert_eq!(got.len() as u64 + stats.drops, N, "events + drops = firings");
+    assert!(
+        stats.drops > 0,
+        "a 4 KiB ring cannot hold a {N}-event burst"
+    );
+    assert_eq!(
+        got.len() as u64 + stats.drops,
+        N,
+        "events + drops = firings"
+    );
     assert_eq!(stats.events, got.len() as u64);
 }
 
@@ -109,5 +119,9 @@ fn a_semaphore_guarded_probe_fires_only_while_attached() {
     engine.attach(&object, probe, &options).unwrap();
     fixture.go();
     let got = collect_until(&mut events, |e| e.len() >= 50);
-    assert_eq!(got.len(), 50, "the program sees its semaphore raised and fires");
+    assert_eq!(
+        got.len(),
+        50,
+        "the program sees its semaphore raised and fires"
+    );
 }

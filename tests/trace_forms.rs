@@ -31,17 +31,17 @@ fn each_argument_form_decodes_to_its_known_value() {
     assert_eq!(
         got[0].args,
         vec![
-            Int(-7),                  // -4@$-7
-            Int(0x0123456789abcdef),  // 8@%rdi
-            Int(-5),                  // -4@%esi
-            Int(4242),                // 8@8(%rdx)
-            Int(-123456),             // -4@glob_int(%rip)
-            Int(777),                 // 8@8+glob_arr(%rip)
-            Int(3003),                // 8@(%rcx,%rax,8)
-            Int(4004),                // 8@16(%rcx,%rax,4)
-            Int(-32767),              // -2@%bx of 0x8001
-            Int(0x80),                // 1@%bh
-            Int(5),                   // 4@%r9d of 0xffffffff00000005
+            Int(-7),                      // -4@$-7
+            Int(0x0123456789abcdef),      // 8@%rdi
+            Int(-5),                      // -4@%esi
+            Int(4242),                    // 8@8(%rdx)
+            Int(-123456),                 // -4@glob_int(%rip)
+            Int(777),                     // 8@8+glob_arr(%rip)
+            Int(3003),                    // 8@(%rcx,%rax,8)
+            Int(4004),                    // 8@16(%rcx,%rax,4)
+            Int(-32767),                  // -2@%bx of 0x8001
+            Int(0x80),                    // 1@%bh
+            Int(5),                       // 4@%r9d of 0xffffffff00000005
             Str("hi\\x1b[31m\\n".into()), // 8@%r8 read as a string, ESC and newline escaped
         ]
     );

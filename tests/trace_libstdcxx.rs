@@ -11,7 +11,10 @@ use usdtop::probes::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
 
 fn libstdcxx() -> Option<PathBuf> {
-    let out = Command::new("g++").arg("-print-file-name=libstdc++.so.6").output().ok()?;
+    let out = Command::new("g++")
+        .arg("-print-file-name=libstdc++.so.6")
+        .output()
+        .ok()?;
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     std::fs::canonicalize(path).ok()
 }
@@ -45,6 +48,9 @@ fn every_cxx_throw_is_a_libstdcxx_throw_event() {
     for e in &got {
         assert_eq!(e.probe.full_name(), "libstdcxx:throw");
         assert_eq!(e.args.len(), 2, "object and typeinfo");
-        assert!(matches!(e.args[1], ArgValue::Int(ti) if ti != 0), "typeinfo pointer");
+        assert!(
+            matches!(e.args[1], ArgValue::Int(ti) if ti != 0),
+            "typeinfo pointer"
+        );
     }
 }

@@ -29,7 +29,9 @@ fn n_requests_are_exactly_n_request_events_with_method_and_url() {
     let bin = compile("gcc", "tests/fixtures/node_server.c", dir.path(), &[]);
     let mut server = Server(Command::new(&bin).stdout(Stdio::piped()).spawn().unwrap());
     let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let port: u16 = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
 
     let object = read_probes(&bin).unwrap();
@@ -47,21 +49,32 @@ fn n_requests_are_exactly_n_request_events_with_method_and_url() {
     }
 
     const N: usize = 40;
-    let urls: Vec<String> = (0..N).map(|i| format!("/api/v1/items/{i}?full=1")).collect();
+    let urls: Vec<String> = (0..N)
+        .map(|i| format!("/api/v1/items/{i}?full=1"))
+        .collect();
     for u in &urls {
         assert_eq!(http_get(port, u).trim(), u);
     }
     let mut got = collect_until(&mut events, |e| e.len() >= 2 * N);
     got.extend(drain(&mut events, Duration::from_millis(100)));
-    let requests: Vec<_> = got.iter().filter(|e| e.probe.name == "http__server__request").collect();
-    let responses: Vec<_> = got.iter().filter(|e| e.probe.name == "http__server__response").collect();
+    let requests: Vec<_> = got
+        .iter()
+        .filter(|e| e.probe.name == "http__server__request")
+        .collect();
+    let responses: Vec<_> = got
+        .iter()
+        .filter(|e| e.probe.name == "http__server__response")
+        .collect();
     assert_eq!((requests.len(), responses.len()), (N, N));
     for ((req, resp), url) in requests.iter().zip(&responses).zip(&urls) {
         assert_eq!(req.args.len(), 7);
         assert_eq!(req.args[2], ArgValue::Str("127.0.0.1".into()), "remote");
         assert_eq!(req.args[4], ArgValue::Str("GET".into()), "method");
         assert_eq!(req.args[5], ArgValue::Str(url.clone()), "url");
-        assert_eq!(req.args[6], resp.args[3], "request and response share the fd");
+        assert_eq!(
+            req.args[6], resp.args[3],
+            "request and response share the fd"
+        );
         assert_eq!(req.args[3], resp.args[2], "and the remote port");
         assert_eq!(req.args[1], resp.args[0], "and the connection");
     }

@@ -14,7 +14,11 @@ fn request_startup_uris_are_the_requests_made() {
     let Some(php) = php_binary() else { return };
     let server = PhpServer::start(&php, 2);
     let object = read_probes(&php).unwrap();
-    let probe = object.probes.iter().find(|p| p.name == "request__startup").unwrap();
+    let probe = object
+        .probes
+        .iter()
+        .find(|p| p.name == "request__startup")
+        .unwrap();
     let mut engine = engine();
     let mut events = engine.take_events().unwrap();
     // The workers already exist: the filter takes the master and its current children.

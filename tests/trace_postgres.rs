@@ -14,10 +14,16 @@ const CLIENTS: u64 = 2;
 
 #[test]
 fn pgbench_statements_are_query_start_events_with_their_sql() {
-    let Some(postgres) = postgres_binary() else { return };
+    let Some(postgres) = postgres_binary() else {
+        return;
+    };
     let pg = Postgres::start();
     let object = read_probes(&postgres).unwrap();
-    let probe = object.probes.iter().find(|p| p.name == "query__start").unwrap();
+    let probe = object
+        .probes
+        .iter()
+        .find(|p| p.name == "query__start")
+        .unwrap();
     let mut engine = engine();
     let mut events = engine.take_events().unwrap();
     let postmaster = pg.postmaster_pid();
@@ -30,20 +36,26 @@ fn pgbench_statements_are_query_start_events_with_their_sql() {
 
     // A script of one marked statement; its backends are forked after the attach.
     let script = pg.socket_dir().join("bench.sql");
-    std::fs::write(&script, "\\set x random(1, 100000)\nSELECT :x AS usdtop_marker;\n").unwrap();
+    std::fs::write(
+        &script,
+        "\\set x random(1, 100000)\nSELECT :x AS usdtop_marker;\n",
+    )
+    .unwrap();
     let (t, c) = (TRANSACTIONS.to_string(), CLIENTS.to_string());
     pg.pgbench(&["-f", script.to_str().unwrap(), "-t", &t, "-c", &c]);
 
     let expected = (TRANSACTIONS * CLIENTS) as usize;
-    let marked = |e: &usdtop::probes::Event| {
-        matches!(&e.args[0], ArgValue::Str(q) if q.contains("usdtop_marker"))
-    };
-    let mut got = collect_until(&mut events, |evs| evs.iter().filter(|e| marked(e)).count() >= expected);
+    let marked = |e: &usdtop::probes::Event| matches!(&e.args[0], ArgValue::Str(q) if q.contains("usdtop_marker"));
+    let mut got = collect_until(&mut events, |evs| {
+        evs.iter().filter(|e| marked(e)).count() >= expected
+    });
     got.extend(drain(&mut events, Duration::from_millis(200)));
     let ours: Vec<_> = got.iter().filter(|e| marked(e)).collect();
     assert_eq!(ours.len(), expected, "one event per statement");
     for e in &ours {
-        let ArgValue::Str(q) = &e.args[0] else { unreachable!() };
+        let ArgValue::Str(q) = &e.args[0] else {
+            unreachable!()
+        };
         let n: u32 = q
             .strip_prefix("SELECT ")
             .and_then(|r| r.strip_suffix(" AS usdtop_marker;"))
@@ -53,6 +65,10 @@ fn pgbench_statements_are_query_start_events_with_their_sql() {
         assert_ne!(e.pid, postmaster, "statements run in backends");
     }
     let backends: std::collections::HashSet<u32> = ours.iter().map(|e| e.pid).collect();
-    assert_eq!(backends.len(), CLIENTS as usize, "one backend per pgbench client");
+    assert_eq!(
+        backends.len(),
+        CLIENTS as usize,
+        "one backend per pgbench client"
+    );
     assert_eq!(engine.stats().drops, 0);
 }

@@ -95,7 +95,7 @@ pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>) -> Result<Vec<Vec<Target>
                 })?;
                 for o in objects {
                     if let Ok(obj) = o.probes.as_ref() {
-                        add(obj, o.object.open_path.clone(), Some(o.object.key));
+                        add(obj, o.object.open_path(), Some(o.object.key));
                     }
                 }
             }
@@ -104,7 +104,7 @@ pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>) -> Result<Vec<Vec<Target>
                 for proc in scan.processes {
                     for o in proc.with_probes() {
                         if let Ok(obj) = o.probes.as_ref() {
-                            add(obj, o.object.open_path.clone(), Some(o.object.key));
+                            add(obj, o.object.open_path(), Some(o.object.key));
                         }
                     }
                 }

@@ -1,6 +1,7 @@
 //! The command-line edge: one module per subcommand, each turning arguments into calls on the
 //! library and results into text or JSON. Errors here are `anyhow`.
 
+pub mod demo_server;
 pub mod headless;
 pub mod latency;
 pub mod latency_kernel;

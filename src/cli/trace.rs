@@ -81,9 +81,13 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
             open_path: Some(t.open_path.clone()),
             ..Default::default()
         };
-        engine
-            .attach(&t.object, probe, &options)
-            .with_context(|| format!("attaching {} in {}", probe.full_name(), t.open_path.display()))?;
+        engine.attach(&t.object, probe, &options).with_context(|| {
+            format!(
+                "attaching {} in {}",
+                probe.full_name(),
+                t.open_path.display()
+            )
+        })?;
     }
     eprintln!(
         "usdtop: tracing {} probe(s), {} site(s); Ctrl-C to stop",
@@ -142,7 +146,12 @@ fn report(seen: u64, stats: &Stats) {
         stats.events, stats.drops
     );
     for p in &stats.probes {
-        eprintln!("usdtop:   {} hits  {} ({})", p.hits, p.probe.full_name(), p.probe.path);
+        eprintln!(
+            "usdtop:   {} hits  {} ({})",
+            p.hits,
+            p.probe.full_name(),
+            p.probe.path
+        );
     }
 }
 
@@ -171,18 +180,28 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                 Ok(o) => o.clone(),
                 Err(e) => bail!("cannot read probes of {path}: {e}"),
             };
-            add(&mut pool, Arc::new(obj), PathBuf::from(path), ObjectKey::of_path(Path::new(path)).ok());
+            add(
+                &mut pool,
+                Arc::new(obj),
+                PathBuf::from(path),
+                ObjectKey::of_path(Path::new(path)).ok(),
+            );
         }
     }
     let needs_search = patterns.iter().any(|p| p.path.is_none());
     if needs_search && !args.pids.is_empty() {
         for &pid in &args.pids {
-            let objects = cache
-                .probes_of_pid(pid)
-                .map_err(|why| anyhow::anyhow!("process {pid}: {why} (is it running? see `ps -p {pid}`)"))?;
+            let objects = cache.probes_of_pid(pid).map_err(|why| {
+                anyhow::anyhow!("process {pid}: {why} (is it running? see `ps -p {pid}`)")
+            })?;
             for o in objects {
                 if let Ok(obj) = o.probes.as_ref() {
-                    add(&mut pool, Arc::new(obj.clone()), o.object.open_path.clone(), Some(o.object.key));
+                    add(
+                        &mut pool,
+                        Arc::new(obj.clone()),
+                        o.object.open_path(),
+                        Some(o.object.key),
+                    );
                 }
             }
         }
@@ -191,7 +210,12 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
         for proc in scan.processes {
             for o in proc.with_probes() {
                 if let Ok(obj) = o.probes.as_ref() {
-                    add(&mut pool, Arc::new(obj.clone()), o.object.open_path.clone(), Some(o.object.key));
+                    add(
+                        &mut pool,
+                        Arc::new(obj.clone()),
+                        o.object.open_path(),
+                        Some(o.object.key),
+                    );
                 }
             }
         }
@@ -201,7 +225,11 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     for pattern in &patterns {
         let mut matched = false;
         for (i, (obj, open, _)) in pool.iter().enumerate() {
-            if pattern.path.as_deref().is_some_and(|p| Path::new(p) != open) {
+            if pattern
+                .path
+                .as_deref()
+                .is_some_and(|p| Path::new(p) != open)
+            {
                 continue;
             }
             for (pi, probe) in obj.probes.iter().enumerate() {
@@ -231,7 +259,9 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
             let where_ = match (&pattern.path, args.pids.is_empty()) {
                 (Some(p), _) => p.clone(),
                 (None, false) => format!("the objects of process(es) {:?}", args.pids),
-                (None, true) => "the objects of running processes (use -p PID or PATH:provider:name)".into(),
+                (None, true) => {
+                    "the objects of running processes (use -p PID or PATH:provider:name)".into()
+                }
             };
             if near.is_empty() {
                 bail!("no probe matches `{pattern}` in {where_}: it has no USDT probes");

@@ -22,7 +22,9 @@ const PERF_ATTR_SIZE: u32 = 136;
 pub enum AttachError {
     #[error("the kernel has no uprobe PMU ({UPROBE_PMU}): {0}; a kernel with CONFIG_UPROBE_EVENTS is needed")]
     NoUprobePmu(String),
-    #[error("not permitted to {what}: {source}; run usdtop as root (or with CAP_BPF and CAP_PERFMON)")]
+    #[error(
+        "not permitted to {what}: {source}; run usdtop as root (or with CAP_BPF and CAP_PERFMON)"
+    )]
     NotPermitted {
         what: &'static str,
         source: io::Error,
@@ -236,6 +238,9 @@ mod tests {
 
     #[test]
     fn perf_event_attr_has_the_kernel_layout() {
-        assert_eq!(std::mem::size_of::<PerfEventAttr>(), PERF_ATTR_SIZE as usize);
+        assert_eq!(
+            std::mem::size_of::<PerfEventAttr>(),
+            PERF_ATTR_SIZE as usize
+        );
     }
 }

@@ -22,7 +22,7 @@ pub const MAX_PROBES: u32 = 4096;
 /// Longest string read per argument, NUL included.
 pub const STR_LEN: usize = 256;
 /// At most this many string arguments are read per event.
-pub const MAX_STRS: usize = 4;
+pub const MAX_STRS: usize = 8;
 
 pub const STR_TRUNCATED: u64 = 1 << 32;
 pub const STR_FAULT: u64 = 2 << 32;

@@ -77,14 +77,22 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 }
 
 /// Up to `n` of `candidates` closest to `wanted` (edit distance), closest first.
-pub fn nearest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>, n: usize) -> Vec<String> {
+pub fn nearest<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    n: usize,
+) -> Vec<String> {
     let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()
         .map(|c| (distance(wanted, c), c))
         .collect();
     scored.sort();
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(n).map(|(_, c)| c.to_string()).collect()
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, c)| c.to_string())
+        .collect()
 }
 
 fn distance(a: &str, b: &str) -> usize {
@@ -129,6 +137,9 @@ mod tests {
     #[test]
     fn nearest_names_come_closest_first() {
         let names = ["python:gc__start", "python:gc__done", "python:line"];
-        assert_eq!(nearest("python:gc_start", names, 2), vec!["python:gc__start", "python:gc__done"]);
+        assert_eq!(
+            nearest("python:gc_start", names, 2),
+            vec!["python:gc__start", "python:gc__done"]
+        );
     }
 }

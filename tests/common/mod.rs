@@ -6,7 +6,11 @@ pub mod fixture;
 pub mod php;
 pub mod postgres;
 pub mod python;
+pub mod readelf;
 pub mod semaphore;
+
+// The listing tests call these as `common::usdtop`, `common::fixtures`, ...
+pub use readelf::*;
 
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Receiver;
@@ -21,7 +25,10 @@ pub fn engine() -> Engine {
 }
 
 /// Receives batches until `done(all events so far)` or PATIENCE runs out.
-pub fn collect_until(rx: &mut Receiver<Vec<Event>>, mut done: impl FnMut(&[Event]) -> bool) -> Vec<Event> {
+pub fn collect_until(
+    rx: &mut Receiver<Vec<Event>>,
+    mut done: impl FnMut(&[Event]) -> bool,
+) -> Vec<Event> {
     let start = Instant::now();
     let mut all = Vec::new();
     while !done(&all) && start.elapsed() < PATIENCE {

@@ -3,8 +3,8 @@
 use super::build::TempDir;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,11 @@ impl PhpServer {
     pub fn start(php: &std::path::Path, workers: u32) -> PhpServer {
         let dir = TempDir::new("php");
         let router = dir.path().join("router.php");
-        std::fs::write(&router, "<?php echo 'ok ', $_SERVER['REQUEST_URI'], \"\\n\";\n").unwrap();
+        std::fs::write(
+            &router,
+            "<?php echo 'ok ', $_SERVER['REQUEST_URI'], \"\\n\";\n",
+        )
+        .unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -79,5 +83,7 @@ pub fn http_get(port: u16, uri: &str) -> String {
     write!(s, "GET {uri} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(resp)
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(resp)
 }

@@ -65,7 +65,16 @@ impl Postgres {
         let log = dir.path().join("log");
         as_postgres(
             &format!("{BIN}/pg_ctl"),
-            &["-D", data_s, "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"],
+            &[
+                "-D",
+                data_s,
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
         );
         Postgres { dir, port }
     }

@@ -35,4 +35,3 @@ impl Drop for PythonLoop {
         let _ = self.child.wait();
     }
 }
-

@@ -32,7 +32,13 @@ fn load_base(pid: u32, object: &Path) -> Option<u64> {
 }
 
 /// Waits (bounded by PATIENCE) until the semaphore satisfies `ok`.
-pub fn wait_semaphore(pid: u32, object: &Path, pie: bool, vaddr: u64, ok: impl Fn(u16) -> bool) -> u16 {
+pub fn wait_semaphore(
+    pid: u32,
+    object: &Path,
+    pie: bool,
+    vaddr: u64,
+    ok: impl Fn(u16) -> bool,
+) -> u16 {
     let start = std::time::Instant::now();
     loop {
         let v = semaphore_value(pid, object, pie, vaddr);

@@ -1,0 +1,125 @@
+//! What can happen to the app (actions: keys already mapped to intents, and results from the
+//! runtime) and what the app asks the runtime to do (commands). The app never touches BPF,
+//! procfs or the terminal itself; this is its whole interface.
+
+use super::explorer::ProcessView;
+use crate::probes::{Event, ProbeKey};
+use std::sync::Arc;
+
+/// The panes that can hold the focus, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pane {
+    Processes,
+    Objects,
+    Probes,
+    Log,
+    Histogram,
+    Top,
+}
+
+impl Pane {
+    pub const ORDER: [Pane; 6] = [
+        Pane::Processes,
+        Pane::Objects,
+        Pane::Probes,
+        Pane::Log,
+        Pane::Histogram,
+        Pane::Top,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Processes => "Processes",
+            Pane::Objects => "Objects",
+            Pane::Probes => "Probes",
+            Pane::Log => "Request log",
+            Pane::Histogram => "Latency",
+            Pane::Top => "Top",
+        }
+    }
+
+    pub fn is_explorer(self) -> bool {
+        matches!(self, Pane::Processes | Pane::Objects | Pane::Probes)
+    }
+}
+
+/// Inputs to [`super::App::update`].
+#[derive(Debug, Clone)]
+pub enum Action {
+    // --- intents (from the key map) ---
+    FocusNext,
+    FocusPrev,
+    Focus(Pane),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    /// Drill down (top row → key filter; histogram bucket → latency filter).
+    Enter,
+    /// Step back: close help, cancel a filter edit, pop the last drill-down.
+    Back,
+    /// Attach or detach the selected probe.
+    Toggle,
+    /// Start editing the `/` filter of the process list.
+    StartFilter,
+    FilterInput(char),
+    FilterBackspace,
+    /// Finish editing the filter (keeps it).
+    FilterDone,
+    /// Cycle the sort order of the focused table.
+    CycleSort,
+    /// Cycle the histogram/top window (10 s → 1 min → all).
+    CycleWindow,
+    /// Pause or resume the request log.
+    TogglePause,
+    /// Clear the request log and the aggregations.
+    Clear,
+    ToggleHelp,
+    Quit,
+    // --- results from the runtime ---
+    /// A fresh process list from discovery (replaces the previous one).
+    Processes(Vec<ProcessView>),
+    /// The runtime cannot attach at all (e.g. not root); shown, and Space explains it.
+    AttachUnavailable(String),
+    Attached {
+        probe: Arc<ProbeKey>,
+        sites: usize,
+    },
+    AttachFailed {
+        probe: Arc<ProbeKey>,
+        why: String,
+    },
+    Detached {
+        probe: Arc<ProbeKey>,
+    },
+    /// One batch of decoded events, in arrival order.
+    Events(Vec<Event>),
+    /// Kernel-side counters: hits per attached probe (running totals) and events dropped.
+    ProbeCounts {
+        hits: Vec<(Arc<ProbeKey>, u64)>,
+        dropped: u64,
+    },
+    /// The clock moved on (CLOCK_MONOTONIC ns, the clock of event timestamps).
+    Tick {
+        now_ns: u64,
+    },
+    /// Something to show on the status line.
+    Status(String),
+    Error(String),
+}
+
+/// Requests from the app to the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Attach every site of `probe`, events filtered to `pid` (and its children) when given.
+    Attach {
+        probe: Arc<ProbeKey>,
+        pid: Option<u32>,
+    },
+    Detach {
+        probe: Arc<ProbeKey>,
+    },
+    Quit,
+}

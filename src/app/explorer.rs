@@ -1,0 +1,278 @@
+//! The explorer: processes → the objects they map → the probes in each object. Plain data from
+//! discovery (converted by the runtime), plus selection, filter and sort.
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+
+/// One probe of an object, as the explorer lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeView {
+    pub provider: String,
+    pub name: String,
+    pub sites: usize,
+    /// Guarded by a semaphore (the kernel raises it while attached).
+    pub semaphore: bool,
+    /// Arguments at the first site (sites may differ; see DESIGN.md).
+    pub args: usize,
+}
+
+impl ProbeView {
+    pub fn full_name(&self) -> String {
+        format!("{}:{}", self.provider, self.name)
+    }
+}
+
+/// One mapped ELF object of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectView {
+    /// The path as the process mapped it (what people recognise).
+    pub path: String,
+    /// The path usdtop opens for attaching (differs from `path` for processes in containers
+    /// or deleted files). Probe keys use `path`.
+    pub attach_path: String,
+    pub probes: Vec<ProbeView>,
+    /// Why the object's notes could not be read, if they could not.
+    pub error: Option<String>,
+}
+
+/// One process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessView {
+    pub pid: u32,
+    pub comm: String,
+    /// Objects shared between processes (libc, the same binary) are shared here too.
+    pub objects: Vec<Arc<ObjectView>>,
+}
+
+impl ProcessView {
+    pub fn probe_count(&self) -> usize {
+        self.objects.iter().map(|o| o.probes.len()).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessSort {
+    /// Most probes first, then by pid.
+    #[default]
+    Probes,
+    Pid,
+    Comm,
+}
+
+impl ProcessSort {
+    pub fn next(self) -> ProcessSort {
+        match self {
+            ProcessSort::Probes => ProcessSort::Pid,
+            ProcessSort::Pid => ProcessSort::Comm,
+            ProcessSort::Comm => ProcessSort::Probes,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ProcessSort::Probes => "probes",
+            ProcessSort::Pid => "pid",
+            ProcessSort::Comm => "name",
+        }
+    }
+}
+
+/// A cursor into a list of `len` rows; keeps itself in range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub index: usize,
+}
+
+impl Cursor {
+    pub fn move_by(&mut self, delta: isize, len: usize) {
+        if len == 0 {
+            self.index = 0;
+            return;
+        }
+        let max = len as isize - 1;
+        self.index = (self.index as isize + delta).clamp(0, max) as usize;
+    }
+
+    pub fn clamp(&mut self, len: usize) {
+        self.move_by(0, len);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Explorer {
+    processes: Vec<ProcessView>,
+    /// Indices into `processes` that pass the filter, in sort order.
+    visible: Vec<usize>,
+    pub filter: String,
+    pub editing_filter: bool,
+    pub sort: ProcessSort,
+    pub proc_cursor: Cursor,
+    pub obj_cursor: Cursor,
+    pub probe_cursor: Cursor,
+    /// The pid the selection should stay on across refreshes (and `-p PID`).
+    selected_pid: Option<u32>,
+    /// Set once a process list has arrived (before that the panes say "scanning").
+    pub loaded: bool,
+}
+
+impl Explorer {
+    /// Replaces the process list, keeping the selected process selected if it still exists.
+    pub fn set_processes(&mut self, processes: Vec<ProcessView>) {
+        self.processes = processes;
+        self.loaded = true;
+        self.rebuild();
+    }
+
+    /// Select `pid` now or, if it is not listed yet, as soon as it is.
+    pub fn select_pid(&mut self, pid: u32) {
+        self.selected_pid = Some(pid);
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        let needle = self.filter.to_lowercase();
+        let mut visible: Vec<usize> = self
+            .processes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                needle.is_empty()
+                    || p.comm.to_lowercase().contains(&needle)
+                    || p.pid.to_string().contains(&needle)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let procs = &self.processes;
+        match self.sort {
+            ProcessSort::Probes => {
+                visible.sort_by_key(|&i| (Reverse(procs[i].probe_count()), procs[i].pid))
+            }
+            ProcessSort::Pid => visible.sort_by_key(|&i| procs[i].pid),
+            ProcessSort::Comm => visible.sort_by(|&a, &b| {
+                procs[a]
+                    .comm
+                    .cmp(&procs[b].comm)
+                    .then(procs[a].pid.cmp(&procs[b].pid))
+            }),
+        }
+        self.visible = visible;
+        let before = self.selected_pid;
+        match self
+            .selected_pid
+            .and_then(|pid| self.visible.iter().position(|&i| procs[i].pid == pid))
+        {
+            Some(pos) => self.proc_cursor.index = pos,
+            None => self.proc_cursor.clamp(self.visible.len()),
+        }
+        // A pid asked for (-p) but not listed yet stays wanted; otherwise follow the cursor.
+        if before.is_none() || self.selected_process().map(|p| p.pid) == before {
+            self.selected_pid = self.selected_process().map(|p| p.pid);
+        }
+        self.obj_cursor.clamp(self.objects().len());
+        self.probe_cursor.clamp(self.probes().len());
+    }
+
+    /// Processes in display order.
+    pub fn processes(&self) -> impl Iterator<Item = &ProcessView> {
+        self.visible.iter().map(|&i| &self.processes[i])
+    }
+
+    pub fn process_count(&self) -> usize {
+        self.visible.len()
+    }
+
+    pub fn total_processes(&self) -> usize {
+        self.processes.len()
+    }
+
+    pub fn selected_process(&self) -> Option<&ProcessView> {
+        self.visible
+            .get(self.proc_cursor.index)
+            .map(|&i| &self.processes[i])
+    }
+
+    /// Objects of the selected process: those with probes first, then the rest (dimmed).
+    pub fn objects(&self) -> Vec<&Arc<ObjectView>> {
+        let Some(p) = self.selected_process() else {
+            return Vec::new();
+        };
+        let mut objs: Vec<&Arc<ObjectView>> = p.objects.iter().collect();
+        objs.sort_by_key(|o| (o.probes.is_empty(), Reverse(o.probes.len())));
+        objs
+    }
+
+    pub fn selected_object(&self) -> Option<Arc<ObjectView>> {
+        self.objects()
+            .get(self.obj_cursor.index)
+            .map(|o| (*o).clone())
+    }
+
+    pub fn probes(&self) -> Vec<ProbeView> {
+        self.selected_object()
+            .map(|o| o.probes.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn selected_probe(&self) -> Option<ProbeView> {
+        self.probes().get(self.probe_cursor.index).cloned()
+    }
+
+    pub fn move_process(&mut self, delta: isize) {
+        self.proc_cursor.move_by(delta, self.visible.len());
+        self.selected_pid = self.selected_process().map(|p| p.pid);
+        self.obj_cursor = Cursor::default();
+        self.probe_cursor = Cursor::default();
+    }
+
+    pub fn move_object(&mut self, delta: isize) {
+        self.obj_cursor.move_by(delta, self.objects().len());
+        self.probe_cursor = Cursor::default();
+    }
+
+    pub fn move_probe(&mut self, delta: isize) {
+        self.probe_cursor.move_by(delta, self.probes().len());
+    }
+
+    pub fn set_filter(&mut self, filter: String) {
+        self.filter = filter;
+        self.selected_pid = None;
+        self.proc_cursor = Cursor::default();
+        self.rebuild();
+    }
+
+    pub fn cycle_sort(&mut self) {
+        self.sort = self.sort.next();
+        self.rebuild();
+    }
+
+    pub fn has_process(&self, pid: u32) -> bool {
+        self.processes.iter().any(|p| p.pid == pid)
+    }
+
+    /// The lowest pid of a process that maps an object with probe `full_name`.
+    pub fn find_process_with_probe(&self, full_name: &str) -> Option<u32> {
+        self.processes
+            .iter()
+            .filter(|p| {
+                p.objects
+                    .iter()
+                    .any(|o| o.probes.iter().any(|pr| pr.full_name() == full_name))
+            })
+            .map(|p| p.pid)
+            .min()
+    }
+
+    /// Selects the first object of the selected process that has a probe named `full_name`,
+    /// and that probe. Returns whether it was found.
+    pub fn select_probe_named(&mut self, full_name: &str) -> bool {
+        let objs = self.objects();
+        for (oi, o) in objs.iter().enumerate() {
+            if let Some(pi) = o.probes.iter().position(|p| p.full_name() == full_name) {
+                self.obj_cursor.index = oi;
+                self.probe_cursor.index = pi;
+                return true;
+            }
+        }
+        false
+    }
+}

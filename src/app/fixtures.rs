@@ -1,0 +1,124 @@
+//! Test fixtures shared by the app and UI tests: a two-process machine and a paired request
+//! stream (synthetic events: these tests are about state and drawing, not tracing).
+
+use super::*;
+use crate::probes::catalog::Catalog;
+use crate::probes::{ArgValue, Event, ProbeKey};
+use std::sync::Arc;
+
+pub(crate) const MS: u64 = 1_000_000;
+pub(crate) const BIN: &str = "/usr/bin/demo";
+
+pub(crate) fn probe(name: &str, args: usize) -> ProbeView {
+    ProbeView {
+        provider: "node".into(),
+        name: name.into(),
+        sites: 1,
+        semaphore: true,
+        args,
+    }
+}
+
+pub(crate) fn processes() -> Vec<ProcessView> {
+    let with_probes = Arc::new(ObjectView {
+        path: BIN.into(),
+        attach_path: BIN.into(),
+        probes: vec![
+            probe("http__server__request", 7),
+            probe("http__server__response", 4),
+        ],
+        error: None,
+    });
+    let libc = Arc::new(ObjectView {
+        path: "/usr/lib/libc.so.6".into(),
+        attach_path: "/usr/lib/libc.so.6".into(),
+        probes: vec![],
+        error: None,
+    });
+    vec![
+        ProcessView {
+            pid: 1,
+            comm: "init".into(),
+            objects: vec![libc.clone()],
+        },
+        ProcessView {
+            pid: 42,
+            comm: "demo".into(),
+            objects: vec![libc, with_probes],
+        },
+    ]
+}
+
+pub(crate) fn app() -> App {
+    let mut app = App::new(Arc::new(Catalog::builtin()));
+    app.update(Action::Processes(processes()));
+    app
+}
+
+pub(crate) fn key(name: &str) -> Arc<ProbeKey> {
+    Arc::new(ProbeKey {
+        path: BIN.into(),
+        provider: "node".into(),
+        name: name.into(),
+    })
+}
+
+pub(crate) fn request(ts_ms: u64, fd: i64, url: &str) -> Event {
+    Event {
+        ts_ns: ts_ms * MS,
+        pid: 42,
+        tid: 42,
+        comm: "demo".into(),
+        probe: key("http__server__request"),
+        args: vec![
+            ArgValue::Int(1),
+            ArgValue::Int(2),
+            ArgValue::Str("127.0.0.1".into()),
+            ArgValue::Int(5000),
+            ArgValue::Str("GET".into()),
+            ArgValue::Str(url.into()),
+            ArgValue::Int(fd),
+        ],
+    }
+}
+
+pub(crate) fn response(ts_ms: u64, fd: i64) -> Event {
+    Event {
+        ts_ns: ts_ms * MS,
+        pid: 42,
+        tid: 42,
+        comm: "demo".into(),
+        probe: key("http__server__response"),
+        args: vec![
+            ArgValue::Int(2),
+            ArgValue::Str("127.0.0.1".into()),
+            ArgValue::Int(5000),
+            ArgValue::Int(fd),
+        ],
+    }
+}
+
+/// An app with both node probes attached and traffic: /fast 1 ms ×3, /slow 100 ms ×1.
+pub(crate) fn app_with_traffic() -> App {
+    let mut app = app();
+    app.update(Action::Attached {
+        probe: key("http__server__request"),
+        sites: 1,
+    });
+    app.update(Action::Attached {
+        probe: key("http__server__response"),
+        sites: 1,
+    });
+    app.update(Action::Events(vec![
+        request(1000, 7, "/fast"),
+        response(1001, 7),
+        request(1002, 7, "/fast"),
+        response(1003, 7),
+        request(1004, 8, "/slow"),
+        request(1005, 7, "/fast"),
+        response(1006, 7),
+        response(1104, 8),
+    ]));
+    app.update(Action::Tick { now_ns: 1200 * MS });
+    app
+}

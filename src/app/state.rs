@@ -1,0 +1,277 @@
+//! `App`: the whole TUI state and its `update` function (Action in, Commands out).
+
+use super::action::{Action, Command, Pane};
+use super::explorer::Explorer;
+use super::live::{Filter, Live};
+use crate::probes::catalog::Catalog;
+use crate::probes::ProbeKey;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Where a probe is in its attach life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachState {
+    Pending,
+    Attached { sites: usize },
+    Failed(String),
+}
+
+/// The status line's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+pub struct App {
+    pub focus: Pane,
+    pub explorer: Explorer,
+    pub live: Live,
+    pub attached: HashMap<Arc<ProbeKey>, AttachState>,
+    /// Why attaching cannot work at all here (not root, no BPF), if so.
+    pub attach_unavailable: Option<String>,
+    pub status: Option<Status>,
+    pub show_help: bool,
+    pub quit: bool,
+    /// Rows a page key moves (the UI sets it from the pane height).
+    pub page_rows: usize,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, to show event times as times of day.
+    pub wall_offset_ns: i64,
+}
+
+impl App {
+    pub fn new(catalog: Arc<Catalog>) -> App {
+        App {
+            focus: Pane::Processes,
+            explorer: Explorer::default(),
+            live: Live::new(catalog),
+            attached: HashMap::new(),
+            attach_unavailable: None,
+            status: None,
+            show_help: false,
+            quit: false,
+            page_rows: 10,
+            wall_offset_ns: 0,
+        }
+    }
+
+    pub fn attach_state(&self, probe: &ProbeKey) -> Option<&AttachState> {
+        self.attached.get(probe)
+    }
+
+    /// Whether keys go to the `/` filter editor.
+    pub fn editing_filter(&self) -> bool {
+        self.explorer.editing_filter
+    }
+
+    fn info(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    fn error(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: true,
+        });
+    }
+
+    /// Applies one action; returns what the runtime should do.
+    pub fn update(&mut self, action: Action) -> Vec<Command> {
+        let mut out = Vec::new();
+        match action {
+            Action::FocusNext => self.cycle_focus(1),
+            Action::FocusPrev => self.cycle_focus(-1),
+            Action::Focus(p) => self.focus = p,
+            Action::Up => self.move_cursor(-1),
+            Action::Down => self.move_cursor(1),
+            Action::PageUp => self.move_cursor(-(self.page_rows.max(1) as isize)),
+            Action::PageDown => self.move_cursor(self.page_rows.max(1) as isize),
+            Action::Home => self.move_cursor(isize::MIN / 2),
+            Action::End => self.move_cursor(isize::MAX / 2),
+            Action::Enter => self.enter(),
+            Action::Back => self.back(),
+            Action::Toggle => out.extend(self.toggle()),
+            Action::StartFilter => {
+                self.explorer.editing_filter = true;
+                self.focus = Pane::Processes;
+            }
+            Action::FilterInput(c) => {
+                let mut f = self.explorer.filter.clone();
+                f.push(c);
+                self.explorer.set_filter(f);
+            }
+            Action::FilterBackspace => {
+                let mut f = self.explorer.filter.clone();
+                f.pop();
+                self.explorer.set_filter(f);
+            }
+            Action::FilterDone => self.explorer.editing_filter = false,
+            Action::CycleSort => match self.focus {
+                Pane::Top => self.live.top_sort = self.live.top_sort.next(),
+                _ => self.explorer.cycle_sort(),
+            },
+            Action::CycleWindow => self.live.window = self.live.window.next(),
+            Action::TogglePause => self.live.toggle_pause(),
+            Action::Clear => {
+                self.live.clear();
+                self.info("cleared the log and the aggregations");
+            }
+            Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::Quit => {
+                self.quit = true;
+                out.push(Command::Quit);
+            }
+            Action::Processes(list) => self.explorer.set_processes(list),
+            Action::AttachUnavailable(why) => {
+                self.error(format!("cannot attach probes: {why}"));
+                self.attach_unavailable = Some(why);
+            }
+            Action::Attached { probe, sites } => {
+                self.live.adopt_pair_of(&probe.full_name());
+                self.info(format!("attached {} ({sites} sites)", probe.full_name()));
+                self.attached.insert(probe, AttachState::Attached { sites });
+            }
+            Action::AttachFailed { probe, why } => {
+                self.error(format!("attaching {} failed: {why}", probe.full_name()));
+                self.attached.insert(probe, AttachState::Failed(why));
+            }
+            Action::Detached { probe } => {
+                self.info(format!("detached {}", probe.full_name()));
+                self.attached.remove(&probe);
+            }
+            Action::Events(events) => self.live.push_events(events),
+            Action::ProbeCounts { hits, dropped } => self.live.set_hits(hits, dropped),
+            Action::Tick { now_ns } => self.live.tick(now_ns),
+            Action::Status(text) => self.info(text),
+            Action::Error(text) => self.error(text),
+        }
+        out
+    }
+
+    fn cycle_focus(&mut self, step: isize) {
+        let i = Pane::ORDER
+            .iter()
+            .position(|p| *p == self.focus)
+            .unwrap_or(0) as isize;
+        let n = Pane::ORDER.len() as isize;
+        self.focus = Pane::ORDER[((i + step).rem_euclid(n)) as usize];
+    }
+
+    fn move_cursor(&mut self, delta: isize) {
+        match self.focus {
+            Pane::Processes => self.explorer.move_process(delta),
+            Pane::Objects => self.explorer.move_object(delta),
+            Pane::Probes => self.explorer.move_probe(delta),
+            Pane::Log => {
+                // Up goes towards newer lines (the top), down scrolls into the past.
+                let max = self.live.log_len().saturating_sub(1) as isize;
+                self.live.log_scroll = (self.live.log_scroll as isize)
+                    .saturating_add(delta)
+                    .clamp(0, max.max(0)) as usize;
+            }
+            Pane::Histogram => {
+                let n = self.live.buckets().len();
+                self.live.hist_cursor.move_by(delta, n);
+            }
+            Pane::Top => {
+                let n = self.live.top_len();
+                self.live.top_cursor.move_by(delta, n);
+            }
+        }
+    }
+
+    fn enter(&mut self) {
+        match self.focus {
+            Pane::Processes => self.focus = Pane::Objects,
+            Pane::Objects => self.focus = Pane::Probes,
+            Pane::Top => {
+                let rows = self.live.top_rows(usize::MAX);
+                if let Some(row) = rows.get(self.live.top_cursor.index) {
+                    self.live.push_filter(Filter::Key(row.key.clone()));
+                    self.info(format!("showing only {} (Esc goes back)", row.key));
+                }
+            }
+            Pane::Histogram => {
+                let buckets = self.live.buckets();
+                if let Some(b) = buckets.get(self.live.hist_cursor.index) {
+                    self.live.push_filter(Filter::Latency {
+                        lo_ns: b.lo_ns,
+                        hi_ns: b.hi_ns,
+                    });
+                    self.focus = Pane::Log;
+                }
+            }
+            Pane::Probes | Pane::Log => {}
+        }
+    }
+
+    fn back(&mut self) {
+        if self.show_help {
+            self.show_help = false;
+        } else if self.explorer.editing_filter {
+            self.explorer.editing_filter = false;
+            self.explorer.set_filter(String::new());
+        } else if self.live.pop_filter() {
+        } else if self.focus == Pane::Probes {
+            self.focus = Pane::Objects;
+        } else if self.focus == Pane::Objects {
+            self.focus = Pane::Processes;
+        }
+    }
+
+    /// The probe key Space acts on: the selected probe of the selected object.
+    pub fn selected_probe_key(&self) -> Option<Arc<ProbeKey>> {
+        let obj = self.explorer.selected_object()?;
+        let probe = self.explorer.selected_probe()?;
+        Some(Arc::new(ProbeKey {
+            path: obj.path.clone(),
+            provider: probe.provider,
+            name: probe.name,
+        }))
+    }
+
+    fn toggle(&mut self) -> Option<Command> {
+        if self.focus != Pane::Probes {
+            self.info("select a probe in the Probes pane (Tab) and press Space to attach it");
+            return None;
+        }
+        let key = self.selected_probe_key()?;
+        match self.attached.get(&key) {
+            Some(AttachState::Pending) | Some(AttachState::Attached { .. }) => {
+                Some(Command::Detach { probe: key })
+            }
+            _ => {
+                if let Some(why) = &self.attach_unavailable {
+                    let text = format!("cannot attach {}: {why}", key.full_name());
+                    self.error(text);
+                    return None;
+                }
+                let pid = self.explorer.selected_process().map(|p| p.pid);
+                self.attached.insert(key.clone(), AttachState::Pending);
+                self.info(format!("attaching {}…", key.full_name()));
+                Some(Command::Attach { probe: key, pid })
+            }
+        }
+    }
+
+    /// Start-up: attach `full_name` (e.g. `node:http__server__request`) in the selected process,
+    /// if it has such a probe. Returns the command, or `None` with the status saying why.
+    pub fn attach_by_name(&mut self, full_name: &str) -> Option<Command> {
+        if !self.explorer.select_probe_named(full_name) {
+            let who = self
+                .explorer
+                .selected_process()
+                .map(|p| format!("{} ({})", p.comm, p.pid))
+                .unwrap_or_else(|| "the selected process".into());
+            self.error(format!("{who} has no probe {full_name}"));
+            return None;
+        }
+        let focus = std::mem::replace(&mut self.focus, Pane::Probes);
+        let cmd = self.toggle();
+        self.focus = focus;
+        cmd
+    }
+}

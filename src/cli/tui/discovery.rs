@@ -1,0 +1,166 @@
+//! The discovery worker: scans /proc off the UI thread and sends process lists as actions.
+//! New pids are scanned every refresh; every process is re-scanned now and then so libraries
+//! loaded later (dlopen) show up. Parsed objects are cached by device+inode (ProbeCache).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use usdtop::app::{Action, ObjectView, ProbeView, ProcessView};
+use usdtop::probes::process::{all_pids, CachedObject, ObjectKey, ObjectWithProbes, ProbeCache};
+use usdtop::probes::Probe;
+
+/// How often the pid list is re-read.
+const REFRESH: Duration = Duration::from_secs(2);
+/// How often every process's mappings are re-read.
+const FULL_RESCAN: Duration = Duration::from_secs(30);
+
+/// Parsed objects by mapped path, with the path to open them by; the runtime looks probes up
+/// here when it attaches.
+pub type ObjectIndex = Arc<Mutex<HashMap<String, (String, CachedObject)>>>;
+
+pub fn spawn(first_pid: Option<u32>, tx: mpsc::Sender<Action>, index: ObjectIndex) {
+    let _ = std::thread::Builder::new()
+        .name("usdtop-discovery".into())
+        .spawn(move || Worker::new(index).run(first_pid, tx));
+}
+
+struct Worker {
+    cache: ProbeCache,
+    index: ObjectIndex,
+    /// pid → (start time, view), so unchanged processes are not re-read.
+    known: HashMap<u32, (u64, ProcessView)>,
+    views: HashMap<(ObjectKey, String), Arc<ObjectView>>,
+}
+
+impl Worker {
+    fn new(index: ObjectIndex) -> Worker {
+        Worker {
+            cache: ProbeCache::new(),
+            index,
+            known: HashMap::new(),
+            views: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, first_pid: Option<u32>, tx: mpsc::Sender<Action>) {
+        // The process asked for comes first, so `-p`/`--demo` show it before a full scan ends.
+        if let Some(pid) = first_pid {
+            if let Some(view) = self.scan(pid) {
+                if tx.blocking_send(Action::Processes(vec![view])).is_err() {
+                    return;
+                }
+            }
+        }
+        let mut last_full = Instant::now();
+        loop {
+            let full = last_full.elapsed() >= FULL_RESCAN;
+            if full {
+                last_full = Instant::now();
+            }
+            let list = self.refresh(full);
+            if tx.blocking_send(Action::Processes(list)).is_err() {
+                return;
+            }
+            std::thread::sleep(REFRESH);
+        }
+    }
+
+    fn refresh(&mut self, full: bool) -> Vec<ProcessView> {
+        let pids = match all_pids() {
+            Ok(p) => p,
+            Err(_) => return self.known.values().map(|(_, v)| v.clone()).collect(),
+        };
+        let mut next = HashMap::with_capacity(pids.len());
+        for pid in pids {
+            let pid = pid as u32;
+            let start = start_time(pid);
+            match self.known.remove(&pid) {
+                Some((s, view)) if s == start && !full => {
+                    next.insert(pid, (s, view));
+                }
+                _ => {
+                    if let Some(view) = self.scan(pid) {
+                        next.insert(pid, (start, view));
+                    }
+                }
+            }
+        }
+        self.known = next;
+        self.known.values().map(|(_, v)| v.clone()).collect()
+    }
+
+    fn scan(&mut self, pid: u32) -> Option<ProcessView> {
+        let p = self.cache.process(pid as i32).ok()?;
+        let objects = p.objects.iter().map(|o| self.view_of(o)).collect();
+        let view = ProcessView {
+            pid,
+            comm: p.comm,
+            objects,
+        };
+        self.known.insert(pid, (start_time(pid), view.clone()));
+        Some(view)
+    }
+
+    fn view_of(&mut self, o: &ObjectWithProbes) -> Arc<ObjectView> {
+        let path = o.object.path.display().to_string();
+        if let Some(v) = self.views.get(&(o.object.key, path.clone())) {
+            return v.clone();
+        }
+        // Attach through the plain path when it is the very file the process maps (same
+        // device and inode); otherwise through /proc/PID/root or map_files.
+        let attach_path = match ObjectKey::of_path(&o.object.path) {
+            Ok(k) if k == o.object.key => path.clone(),
+            _ => o.object.open_path().display().to_string(),
+        };
+        let (probes, error) = match o.probes.as_ref() {
+            Ok(obj) => (
+                sorted_by_name(&obj.probes)
+                    .into_iter()
+                    .map(|p| ProbeView {
+                        provider: p.provider.clone(),
+                        name: p.name.clone(),
+                        sites: p.sites.len(),
+                        semaphore: p.semaphore_offset.is_some(),
+                        args: p.arg_count(),
+                    })
+                    .collect(),
+                None,
+            ),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        self.index
+            .lock()
+            .unwrap()
+            .insert(path.clone(), (attach_path.clone(), o.probes.clone()));
+        let view = Arc::new(ObjectView {
+            path: path.clone(),
+            attach_path,
+            probes,
+            error,
+        });
+        self.views.insert((o.object.key, path), view.clone());
+        view
+    }
+}
+
+/// Probes in name order, so a list is easy to scan (ELF order is arbitrary).
+fn sorted_by_name(probes: &[Probe]) -> Vec<&Probe> {
+    let mut v: Vec<&Probe> = probes.iter().collect();
+    v.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
+    v
+}
+
+/// The process start time (field 22 of /proc/PID/stat), to tell a reused pid from the old one.
+fn start_time(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
+    else {
+        return 0;
+    };
+    // comm may contain spaces and parentheses: fields start after the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,178 @@
+//! Pure rendering of [`App`] into ratatui widgets, and the key map. Nothing here touches BPF or
+//! changes state: `draw` reads the app, `keymap` turns keys into [`crate::app::Action`]s.
+
+mod explorer;
+mod help;
+mod histogram;
+pub mod keymap;
+mod log;
+pub mod text;
+pub mod theme;
+mod top;
+
+pub use theme::Theme;
+
+use crate::app::aggregate::format_duration_ns;
+use crate::app::{App, Filter, Pane};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+use ratatui::Frame;
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
+    let area = frame.area();
+    let [header, body, status, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(4),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_header(frame, header, app, theme);
+    draw_body(frame, body, app, theme);
+    draw_status(frame, status, app, theme);
+    draw_footer(frame, footer, app, theme);
+    if app.show_help {
+        help::draw(frame, area, theme);
+    }
+}
+
+/// The explorer row gets most of the height while one of its panes has the focus, the live
+/// panes otherwise; below 100 columns the live panes stack so each stays readable at 80×24.
+fn draw_body(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let explorer_pct = if app.focus.is_explorer() { 55 } else { 30 };
+    let [explorer_area, live_area] =
+        Layout::vertical([Constraint::Percentage(explorer_pct), Constraint::Fill(1)]).areas(area);
+    explorer::draw(frame, explorer_area, app, theme);
+    if live_area.width >= 120 {
+        let [log_area, right] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Fill(1)]).areas(live_area);
+        let [hist_area, top_area] =
+            Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
+        log::draw(frame, log_area, app, theme);
+        histogram::draw(frame, hist_area, app, theme);
+        top::draw(frame, top_area, app, theme);
+    } else {
+        let [log_area, bottom] =
+            Layout::vertical([Constraint::Percentage(45), Constraint::Fill(1)]).areas(live_area);
+        let [hist_area, top_area] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(bottom);
+        log::draw(frame, log_area, app, theme);
+        histogram::draw(frame, hist_area, app, theme);
+        top::draw(frame, top_area, app, theme);
+    }
+}
+
+/// A bordered pane with its title; the focused pane is highlighted.
+pub(crate) fn pane_block<'a>(
+    pane: Pane,
+    title: Vec<Span<'a>>,
+    app: &App,
+    theme: &Theme,
+) -> Block<'a> {
+    let focused = app.focus == pane;
+    let mut spans = vec![Span::styled(
+        format!(" {} ", pane.title()),
+        theme.title(focused),
+    )];
+    spans.extend(title);
+    Block::bordered()
+        .border_style(theme.border(focused))
+        .title(Line::from(spans))
+}
+
+/// First row to show so that `cursor` is visible in `height` rows.
+pub(crate) fn scroll_start(cursor: usize, height: usize) -> usize {
+    if height == 0 {
+        0
+    } else {
+        cursor.saturating_sub(height - 1)
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let attached = app
+        .attached
+        .values()
+        .filter(|s| matches!(s, crate::app::AttachState::Attached { .. }))
+        .count();
+    let mut spans = vec![
+        Span::styled(" usdtop ", theme.header()),
+        Span::raw(format!(
+            " {} processes · {} attached · {} events/s",
+            app.explorer.total_processes(),
+            attached,
+            text::rate(app.live.events_per_sec),
+        )),
+    ];
+    if app.live.dropped > 0 {
+        spans.push(Span::styled(
+            format!(" · {} dropped", app.live.dropped),
+            theme.error(),
+        ));
+    }
+    if !app.live.filters.is_empty() {
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(
+            format!(" filter: {} ", filter_text(&app.live.filters)),
+            theme.filter(),
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The drill-down path as text: `/api/search › 8.39ms–16.8ms`.
+pub fn filter_text(filters: &[Filter]) -> String {
+    filters
+        .iter()
+        .map(|f| match f {
+            Filter::Key(k) => text::sanitize(k),
+            Filter::Latency { lo_ns, hi_ns } => format!(
+                "{}–{}",
+                format_duration_ns(*lo_ns),
+                format_duration_ns(*hi_ns)
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" › ")
+}
+
+fn draw_status(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let line = match &app.status {
+        Some(s) => Line::from(Span::styled(
+            format!(" {}", text::sanitize(&s.text)),
+            if s.error { theme.error() } else { theme.info() },
+        )),
+        None => Line::from(""),
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let hints: &[(&str, &str)] = if app.editing_filter() {
+        &[("type", "filter"), ("Enter", "keep"), ("Esc", "clear")]
+    } else {
+        match app.focus {
+            Pane::Processes => &[("/", "filter"), ("s", "sort"), ("Enter", "objects")],
+            Pane::Objects => &[("Enter", "probes"), ("Esc", "back")],
+            Pane::Probes => &[("Space", "attach/detach"), ("Esc", "back")],
+            Pane::Log => &[("p", "pause"), ("c", "clear"), ("↑↓", "scroll")],
+            Pane::Histogram => &[("Enter", "drill bucket"), ("w", "window"), ("Esc", "back")],
+            Pane::Top => &[("Enter", "drill key"), ("s", "sort"), ("w", "window")],
+        }
+    };
+    let mut spans = Vec::new();
+    for (k, what) in hints
+        .iter()
+        .chain([("Tab", "pane"), ("?", "help"), ("q", "quit")].iter())
+    {
+        spans.push(Span::styled(format!(" {k}"), theme.key()));
+        spans.push(Span::styled(format!(" {what} "), Style::new()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+#[cfg(test)]
+mod tests;

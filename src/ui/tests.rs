@@ -1,0 +1,142 @@
+//! What the screen shows, drawn into ratatui's `TestBackend` (no terminal needed).
+
+use super::*;
+use crate::app::fixtures::*;
+use crate::app::{Action, App};
+use crate::probes::{ArgValue, Event};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn render(app: &App, w: u16, h: u16, theme: Theme) -> (String, ratatui::buffer::Buffer) {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| draw(f, app, &theme)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut text = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            text.push_str(buf[(x, y)].symbol());
+        }
+        text.push('\n');
+    }
+    (text, buf)
+}
+
+fn screen(app: &App) -> String {
+    render(app, 120, 40, Theme::plain()).0
+}
+
+#[test]
+fn explorer_lists_processes_objects_and_probes_with_badges() {
+    let mut app = app();
+    app.update(Action::Enter);
+    app.update(Action::Enter);
+    let s = screen(&app);
+    assert!(s.contains("demo"), "{s}");
+    assert!(s.contains("/usr/bin/demo"), "{s}");
+    assert!(s.contains("node:http__server__request"), "{s}");
+    // sites, semaphore badge, arg count
+    assert!(
+        s.contains("node:http__server__request") && s.contains(" S  7"),
+        "{s}"
+    );
+    assert!(s.contains("/usr/lib/libc.so.6"), "{s}");
+}
+
+#[test]
+fn live_panes_show_log_histogram_and_top_table() {
+    let app = app_with_traffic();
+    let s = screen(&app);
+    assert!(s.contains("Request log"), "{s}");
+    assert!(s.contains("url=/slow"), "{s}");
+    assert!(s.contains("n=4"), "{s}");
+    assert!(s.contains("█"), "{s}");
+    assert!(s.contains("/fast"), "{s}");
+    assert!(s.contains("P99"), "{s}");
+    // attached probes carry a marker and the header counts them
+    assert!(s.contains("2 attached"), "{s}");
+}
+
+#[test]
+fn a_drill_down_is_always_visible_in_the_header() {
+    let mut app = app_with_traffic();
+    app.update(Action::Focus(crate::app::Pane::Top));
+    app.update(Action::Down);
+    app.update(Action::Enter);
+    let s = screen(&app);
+    assert!(s.lines().next().unwrap().contains("filter: /slow"), "{s}");
+}
+
+#[test]
+fn the_help_overlay_lists_the_keys() {
+    let mut app = app();
+    app.update(Action::ToggleHelp);
+    let s = screen(&app);
+    assert!(s.contains("usdtop keys"), "{s}");
+    assert!(s.contains("attach / detach the selected probe"), "{s}");
+}
+
+#[test]
+fn eighty_by_twenty_four_shows_every_pane_and_the_key_hints() {
+    let app = app_with_traffic();
+    let (s, _) = render(&app, 80, 24, Theme::plain());
+    for title in [
+        "Processes",
+        "Objects",
+        "Probes",
+        "Request log",
+        "Latency",
+        "Top",
+    ] {
+        assert!(s.contains(title), "{title} missing:\n{s}");
+    }
+    assert!(s.lines().last().unwrap().contains("q quit"), "{s}");
+}
+
+#[test]
+fn an_ansi_escape_in_a_traced_url_cannot_reach_the_terminal() {
+    let mut app = app_with_traffic();
+    let mut ev = request(1300, 9, "/x");
+    ev.args[5] = ArgValue::Str("/evil\x1b[2J\x1b]0;pwned\x07".into());
+    app.update(Action::Events(vec![ev]));
+    let (s, buf) = render(&app, 200, 40, Theme::plain());
+    assert!(s.contains("/evil\\x1b[2J\\x1b]0;pwned\\x07"), "{s}");
+    assert!(buf.content().iter().all(|c| !c.symbol().contains('\x1b')));
+}
+
+#[test]
+fn no_color_draws_without_colours() {
+    let app = app_with_traffic();
+    let (_, buf) = render(&app, 120, 40, Theme::plain());
+    assert!(buf
+        .content()
+        .iter()
+        .all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset));
+    let (_, buf) = render(&app, 120, 40, Theme { color: true });
+    assert!(buf
+        .content()
+        .iter()
+        .any(|c| c.fg != ratatui::style::Color::Reset));
+}
+
+#[test]
+fn an_attach_failure_shows_its_cause_on_the_status_line() {
+    let mut app = app();
+    app.update(Action::AttachFailed {
+        probe: key("http__server__request"),
+        why: "perf_event_open: Permission denied".into(),
+    });
+    let s = screen(&app);
+    let status = s.lines().nth(38).unwrap();
+    assert!(status.contains("Permission denied"), "{s}");
+}
+
+#[test]
+fn an_empty_machine_draws_without_panicking_at_tiny_sizes() {
+    let app = App::new(std::sync::Arc::new(
+        crate::probes::catalog::Catalog::builtin(),
+    ));
+    for (w, h) in [(1, 1), (20, 5), (80, 24)] {
+        render(&app, w, h, Theme::plain());
+    }
+    let _ = Event::clone;
+}

@@ -1,0 +1,334 @@
+//! The TUI end to end, used the way a person would: usdtop runs in a real terminal (tmux) with
+//! real BPF on the real demo workload, the test reads the screen (`capture-pane`) and types keys
+//! (`send-keys`). Waits poll the screen until the content appears or a generous deadline passes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_usdtop");
+/// How long to wait for something to appear (a bound on hangs, not a speed check).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A tmux server of its own (so tests can run in parallel) running one command in a window of a
+/// fixed size. Dropping it kills the server and everything in it.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, cols: u16, rows: u16, command: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("skipping: tmux is not installed");
+            return None;
+        }
+        let socket = format!("usdtop-{name}-{}", std::process::id());
+        let t = Tmux { socket };
+        // The shell keeps the pane open after usdtop exits, so its exit status can be read.
+        let script = format!("{command}; echo usdtop-exited-$?; sleep 600");
+        let status = t
+            .tmux()
+            .args(["new-session", "-d", "-s", "t", "-x"])
+            .arg(cols.to_string())
+            .arg("-y")
+            .arg(rows.to_string())
+            .args(["sh", "-c", &script])
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux runs");
+        assert!(status.success(), "tmux new-session failed");
+        Some(t)
+    }
+
+    fn tmux(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-f", "/dev/null", "-L", &self.socket]);
+        c
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .tmux()
+            .args(["capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let ok = self
+                .tmux()
+                .args(["send-keys", "-t", "t", k])
+                .status()
+                .expect("send-keys")
+                .success();
+            assert!(ok, "send-keys {k}");
+            // Let the app handle one key before the next, as a person's typing would.
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Polls the screen until `ok(screen)`; fails with the last screen after PATIENCE.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if start.elapsed() > PATIENCE {
+                panic!("timed out waiting for {what}; the screen was:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").status();
+    }
+}
+
+/// `usdtop demo-server` as a separate process: the node-shaped workload to trace.
+struct DemoServer {
+    child: Child,
+    pid: u32,
+}
+
+impl DemoServer {
+    fn start() -> DemoServer {
+        let mut child = Command::new(BIN)
+            .args(["demo-server", "--port", "0", "--rate", "100"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start usdtop demo-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("demo-server prints where it listens");
+        assert!(line.contains("listening on"), "{line}");
+        let pid = child.id();
+        DemoServer { child, pid }
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rows of the top table pane (right of the screen, below the Top title).
+fn top_pane(screen: &str) -> String {
+    screen
+        .lines()
+        .skip_while(|l| !l.contains(" Top "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn histogram_count(screen: &str) -> u64 {
+    screen
+        .split("n=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn demo_shows_requests_latency_and_top_paths_and_enter_drills_into_a_path() {
+    let Some(t) = Tmux::start("demo", 120, 40, &format!("{BIN} --demo")) else {
+        return;
+    };
+    let s = t.wait_for("paths in the log, a histogram and the top table", |s| {
+        s.contains("url=/api/users")
+            && top_pane(s).contains("/api/users")
+            && histogram_count(s) > 0
+            && s.contains('█')
+    });
+    assert!(s.contains("● node:http__server__request"), "{s}");
+    assert!(s.contains("● node:http__server__response"), "{s}");
+
+    // --demo starts with the histogram focused: Tab goes to the top table; the first row is the
+    // busiest path. Enter filters the histogram and the log to it.
+    t.keys(&["Tab", "Enter"]);
+    let s = t.wait_for("the drill-down filter in the header", |s| {
+        s.lines().next().unwrap_or("").contains("filter: /")
+    });
+    let header = s.lines().next().unwrap().to_string();
+    let key = header.split("filter: ").nth(1).unwrap().trim().to_string();
+    let s = t.wait_for("the log showing only the drilled path", |s| {
+        // Log lines show the probe name cut from the left: `…server__request`.
+        let log: Vec<&str> = s
+            .lines()
+            .filter(|l| l.contains("…server__request") || l.contains("…erver__response"))
+            .collect();
+        !log.is_empty() && log.iter().all(|l| l.contains(key.as_str()))
+    });
+    assert!(s.contains("Latency") && s.contains(&key), "{s}");
+
+    // Esc steps back: the filter goes away.
+    t.keys(&["Escape"]);
+    t.wait_for("the filter to be gone", |s| {
+        !s.lines().next().unwrap_or("").contains("filter:")
+    });
+
+    // Enter on a histogram bucket filters the log to that latency range.
+    t.keys(&["BTab", "End", "Enter"]);
+    t.wait_for("a latency-range filter", |s| {
+        let header = s.lines().next().unwrap_or("");
+        header.contains("filter: ") && header.contains('–')
+    });
+    t.keys(&["Escape"]);
+
+    // q quits cleanly and gives the terminal back.
+    t.keys(&["q"]);
+    t.wait_for("usdtop to exit with status 0", |s| {
+        s.contains("usdtop-exited-0")
+    });
+}
+
+#[test]
+fn pid_and_attach_flags_trace_a_separate_process_with_no_keys() {
+    let server = DemoServer::start();
+    let cmd = format!("{BIN} -p {} -a node:http__server__request", server.pid);
+    let Some(t) = Tmux::start("pid", 120, 40, &cmd) else {
+        return;
+    };
+    let s = t.wait_for("request events from the demo server", |s| {
+        s.contains("url=/api/")
+    });
+    assert!(s.contains(&format!("Objects of {}", server.pid)), "{s}");
+    assert!(s.contains("● node:http__server__request"), "{s}");
+}
+
+#[test]
+fn explorer_flow_finds_the_probe_by_keys_and_space_attaches_it() {
+    let server = DemoServer::start();
+    let cmd = format!("{BIN} -p {}", server.pid);
+    let Some(t) = Tmux::start("explore", 120, 40, &cmd) else {
+        return;
+    };
+    // The process is selected; its binary (the object with probes) is listed first, and its
+    // probes in name order: http__server__request comes first.
+    t.wait_for("the demo server's probes", |s| {
+        s.contains("node:http__server__request") && s.contains("node:net__stream__end")
+    });
+    assert!(
+        !t.screen().contains("url=/api/"),
+        "nothing is traced before Space"
+    );
+    t.keys(&["Tab", "Tab", "Space"]);
+    let s = t.wait_for("events after Space attached the probe", |s| {
+        s.contains("● node:http__server__request") && s.contains("url=/api/")
+    });
+    assert!(s.contains("attached node:http__server__request"), "{s}");
+    // Space again detaches.
+    t.keys(&["Space"]);
+    t.wait_for("the probe to be detached", |s| {
+        s.contains("detached node:http__server__request")
+            && !s.contains("● node:http__server__request")
+    });
+}
+
+#[test]
+fn eighty_by_twenty_four_demo_is_usable() {
+    let Some(t) = Tmux::start("small", 80, 24, &format!("{BIN} --demo")) else {
+        return;
+    };
+    let s = t.wait_for("all panes with live data at 80x24", |s| {
+        [
+            "Processes",
+            "Objects",
+            "Probes",
+            "Request log",
+            "Latency",
+            "Top",
+        ]
+        .iter()
+        .all(|title| s.contains(title))
+            && s.contains("/api/")
+            && histogram_count(s) > 0
+    });
+    assert!(s.lines().count() <= 24, "{s}");
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let Some(t) = Tmux::start("term", 100, 30, &format!("{BIN} --demo")) else {
+        return;
+    };
+    t.wait_for("the demo running", |s| s.contains("url=/api/"));
+    let pids = Command::new("pgrep")
+        .args(["-f", &format!("^{BIN} --demo")])
+        .output()
+        .expect("pgrep");
+    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
+    // Only the instance in our own tmux server: its parent is our pane's shell.
+    let pane_pid = String::from_utf8_lossy(
+        &t.tmux()
+            .args(["display-message", "-p", "-t", "t", "#{pane_pid}"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let ours: Vec<&str> = pids
+        .lines()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.split_whitespace().nth(1).map(str::to_string))
+                })
+                .flatten()
+                .as_deref()
+                == Some(pane_pid.as_str())
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "pids {pids:?}, pane {pane_pid}");
+    Command::new("kill")
+        .args(["-TERM", ours[0]])
+        .status()
+        .unwrap();
+    // Back on the normal screen: the shell's line is visible and no pane border remains.
+    let s = t.wait_for("usdtop to exit and leave the alternate screen", |s| {
+        s.contains("usdtop-exited-0")
+    });
+    assert!(!s.contains("Request log"), "{s}");
+}
+
+#[test]
+fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipping: setpriv is not installed");
+        return;
+    }
+    let server = DemoServer::start();
+    // Root without capabilities cannot load BPF programs.
+    let cmd = format!(
+        "setpriv --inh-caps=-all --bounding-set=-all {BIN} -p {} -a node:http__server__request",
+        server.pid
+    );
+    let Some(t) = Tmux::start("nopriv", 120, 40, &cmd) else {
+        return;
+    };
+    let s = t.wait_for(
+        "the probes listed and the reason attaching is impossible",
+        |s| s.contains("node:http__server__request") && s.contains("cannot attach"),
+    );
+    assert!(
+        s.to_lowercase().contains("root") || s.contains("not permitted"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("usdtop-exited"),
+        "the explorer keeps running: {s}"
+    );
+}
