@@ -332,7 +332,8 @@ impl<'a> Printer<'a> {
             let name = self.arg_name(e, i);
             match a {
                 ArgValue::Int(v) => write!(out, " {name}={v}")?,
-                ArgValue::Str(s) => write!(out, " {name}=\"{s}\"")?,
+                // Quotes inside are escaped so the value's end is unambiguous.
+                ArgValue::Str(s) => write!(out, " {name}=\"{}\"", s.replace('"', "\\\""))?,
                 ArgValue::Unsupported(why) => write!(out, " {name}=<unsupported: {why}>")?,
             }
         }

@@ -175,6 +175,11 @@ impl Engine {
     pub fn new(options: EngineOptions) -> Result<Engine, EngineError> {
         let mut loader = EbpfLoader::new();
         if let Some(bytes) = options.ring_bytes {
+            if !bytes.is_power_of_two() || bytes < 4096 {
+                return Err(EngineError::Load(format!(
+                    "ring buffer size {bytes} must be a power of two of at least 4096 bytes"
+                )));
+            }
             loader.map_max_entries(bpf::MAP_EVENTS, bytes);
         }
         let mut ebpf = loader.load(bpf::PROGRAM).map_err(load_err)?;
@@ -546,8 +551,8 @@ fn read_loop(
             counters
                 .events
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if open && tx.blocking_send(batch).is_err() {
-                open = false; // nobody listens; keep draining so the kernel keeps counting
+            if open {
+                open = send(&tx, batch, &stop);
             }
         }
         if !full {
@@ -556,5 +561,35 @@ fn read_loop(
             // every hit pay for cache-line transfers. Draining every 10 ms batches them.
             std::thread::sleep(POLL_INTERVAL);
         }
+    }
+}
+
+/// Sends a batch, waiting while the channel is full (the ring then fills and the kernel counts
+/// drops) but never past `stop`. False once the receiver is gone: the caller keeps draining so
+/// that the kernel keeps counting.
+fn send(tx: &mpsc::Sender<Vec<Event>>, mut batch: Vec<Event>, stop: &AtomicBool) -> bool {
+    loop {
+        match tx.try_send(batch) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(b)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return true;
+                }
+                batch = b;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_can_move_to_another_thread_or_task() {
+        fn send<T: Send>() {}
+        send::<Engine>();
     }
 }
