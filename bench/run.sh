@@ -107,10 +107,9 @@ fi
 cost "usdtop top --by arg1 (streamed)" loop "$U" top -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
 cost "no tracer (start/done pairs)" pairs none
 cost "bpftrace hist() pairing" pairs "${BT[@]}" "usdt:$FIX:aggfix:req__start { @s[tid] = nsecs; } usdt:$FIX:aggfix:req__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }" -p @PID@
-cost "usdtop latency (streamed)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
-if "$U" latency --help | grep -q -- '--mode'; then
-    cost "usdtop latency --mode kernel" pairs "$U" latency --mode kernel -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
-fi
+cost "usdtop latency --mode stream" pairs "$U" latency --mode stream -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+cost "usdtop latency --mode kernel --sample 0" pairs "$U" latency --mode kernel --sample 0 -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
 
 {
     echo "### Cost per event (tight loop, $N events per run, median of 3)"
@@ -150,7 +149,7 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     }
     : >"$WORK/pg.tsv"
     for rep in 1 2 3; do
-        for cfg in none bpftrace usdtop; do
+        for cfg in none bpftrace usdtop usdtop-stream; do
             tpid=
             case $cfg in
             bpftrace)
@@ -158,8 +157,10 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
                 tpid=$!
                 sleep 4
                 ;;
-            usdtop)
-                "$U" latency -p "$PGPID" postgresql:query__start --json >"$WORK/ul.out" 2>"$WORK/ul.err" &
+            usdtop | usdtop-stream)
+                mode=auto
+                [[ $cfg == usdtop-stream ]] && mode=stream
+                "$U" latency --mode $mode -p "$PGPID" postgresql:query__start --json >"$WORK/ul.out" 2>"$WORK/ul.err" &
                 tpid=$!
                 wait_line "$WORK/ul.err" Tracing
                 ;;
@@ -170,7 +171,7 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
                 wait "$tpid" || true
             fi
             extra=""
-            [[ $cfg == usdtop ]] && extra=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '"count=\(.count) drops=\(.drops) p50=\(.p50_ns)"')
+            [[ $cfg == usdtop* ]] && extra=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '"mode=\(.mode) count=\(.count) drops=\(.drops) p50=\(.p50_ns) sample_every=\(.sample_every)"')
             printf '%s\t%s\n' "$cfg" "$tps" >>"$WORK/pg.tsv"
             echo "  run $rep $cfg: $tps tps $extra"
         done
@@ -180,7 +181,7 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
         echo
         echo "| tracer | TPS (median) | runs | TPS lost |"
         echo "|---|---:|---|---:|"
-        for cfg in none bpftrace usdtop; do
+        for cfg in none bpftrace usdtop usdtop-stream; do
             m=$(awk -F'\t' -v c="$cfg" '$1 == c { print $2 }' "$WORK/pg.tsv" | median)
             runs=$(awk -F'\t' -v c="$cfg" '$1 == c { printf "%s%.0f", (n++ ? ", " : ""), $2 }' "$WORK/pg.tsv")
             [[ $cfg == none ]] && base=$m
@@ -188,7 +189,8 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
             name=$cfg
             [[ $cfg == none ]] && name="no tracer" && lost="—"
             [[ $cfg == bpftrace ]] && name="bpftrace hist() query__start/done"
-            [[ $cfg == usdtop ]] && name="usdtop latency postgresql:query__start"
+            [[ $cfg == usdtop ]] && name="usdtop latency postgresql:query__start (auto: in-kernel pairing)"
+            [[ $cfg == usdtop-stream ]] && name="usdtop latency --mode stream"
             echo "| $name | $(printf '%.0f' "$m") | $runs | $lost |"
         done
         echo
@@ -245,6 +247,9 @@ fi
     echo "# usdtop benchmarks"
     echo
     echo "Produced by \`bash bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "The machine was shared with other jobs while this ran (2 cores), so expect noise of"
+    echo "10-20 % between runs; compare rows of one table, not tables of different runs."
+    echo
     echo "Machine: $(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }'), $(nproc) CPUs, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME"); bpftrace $(bpftrace --version | awk '{ print $2 }'); usdtop $(git rev-parse --short HEAD)."
     echo
     cat "$TABLES"
