@@ -10,6 +10,7 @@ pub mod readelf;
 pub mod semaphore;
 
 // The listing tests call these as `common::usdtop`, `common::fixtures`, ...
+#[allow(unused_imports)]
 pub use readelf::*;
 
 use std::time::{Duration, Instant};
