@@ -6,10 +6,12 @@
 #     times its own loop (pinned to CPU 1, the tracer to CPU 0), median of 3 runs; the cost is
 #     the traced time per event minus the untraced time per event.
 #  2. PostgreSQL: pgbench -c 2 -T 10 TPS with no tracer, with a bpftrace hist() pairing
-#     query__start/done, and with usdtop latency; runs alternate, median of 3.
+#     query__start/done, and with usdtop latency (auto and stream modes); runs alternate,
+#     median of PG_RUNS (5). fsync and synchronous_commit are off so the disk does not drown
+#     the CPU cost of tracing in noise.
 #  3. The highest paced event rate usdtop top streams without drops, and its CPU use there.
 #  4. usdtop list on the whole machine (bench/list.sh, if present).
-# Environment: N (events per cost run, default 1000000), SKIP_PG=1, SKIP_LIST=1.
+# Environment: N (events per cost run, default 1000000), PG_RUNS (5), SKIP_PG=1, SKIP_LIST=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -70,9 +72,12 @@ run_fixture() {
     kill -INT "$tpid" 2>/dev/null || true
     wait "$tpid" || true
     local drops=0
-    if [[ ${cmd[0]} == "$U" ]]; then
-        drops=$(grep '^{' "$WORK/tracer.out" | tail -1 | jq -r '.drops // 0')
+    if [[ ${cmd[0]} == "$U" && ${cmd[1]} == trace ]]; then
+        drops=$(sed -n 's/.* \([0-9]*\) dropped.*/\1/p' "$WORK/tracer.err" | tail -1)
+    elif [[ ${cmd[0]} == "$U" ]]; then
+        drops=$( (grep '^{' "$WORK/tracer.out" || true) | tail -1 | jq -r '.drops // 0')
     fi
+    drops=${drops:-0}
     echo "$(awk '/^elapsed_ns/ { print $2 }' "$WORK/fx.out") $events $drops"
 }
 
@@ -138,7 +143,7 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     chown postgres "$WORK/pg" "$WORK"
     runuser -u postgres -- "$PG/initdb" -D "$WORK/pg" -A trust --no-sync >/dev/null
     runuser -u postgres -- "$PG/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
-        -o "-k $WORK -p 5499 -c listen_addresses=''" start >/dev/null
+        -o "-k $WORK -p 5499 -c listen_addresses='' -c fsync=off -c synchronous_commit=off" start >/dev/null
     PGPID=$(head -1 "$WORK/pg/postmaster.pid")
     runuser -u postgres -- pgbench -h "$WORK" -p 5499 -i -s 1 postgres >/dev/null 2>&1
     PGB=$PG/postgres
@@ -148,7 +153,7 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
             awk '/^tps/ { print $3; exit }'
     }
     : >"$WORK/pg.tsv"
-    for rep in 1 2 3; do
+    for rep in $(seq "${PG_RUNS:-5}"); do
         for cfg in none bpftrace usdtop usdtop-stream; do
             tpid=
             case $cfg in
@@ -177,7 +182,7 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
         done
     done
     {
-        echo "### PostgreSQL 15, pgbench -c 2 -T 10 (scale 1, alternating, median of 3)"
+        echo "### PostgreSQL 15, pgbench -c 2 -T 10 (scale 1, fsync off, alternating, median of ${PG_RUNS:-5})"
         echo
         echo "| tracer | TPS (median) | runs | TPS lost |"
         echo "|---|---:|---|---:|"
