@@ -87,6 +87,8 @@ pub struct Live {
     pub top_sort: SortBy,
     pub top_cursor: Cursor,
     pub hist_cursor: Cursor,
+    /// Rows the histogram has for bars (the runtime sets it from the layout).
+    pub hist_rows: usize,
     pub filters: Vec<Filter>,
     pub now_ns: u64,
     hits: HashMap<Arc<ProbeKey>, HitRate>,
@@ -117,6 +119,7 @@ impl Live {
             top_sort: SortBy::Count,
             top_cursor: Cursor::default(),
             hist_cursor: Cursor::default(),
+            hist_rows: 16,
             filters: Vec::new(),
             now_ns: 0,
             hits: HashMap::new(),
@@ -378,10 +381,24 @@ impl Live {
         self.stats().summary(self.window, self.now_ns)
     }
 
-    /// Log-spaced buckets, `[lo, hi)`, for the current window and key filter.
+    /// Log-spaced buckets, `[lo, hi)`, for the current window and key filter, at most
+    /// `hist_rows` of them: neighbours are merged pairwise (×2 → ×4 → ×16 wide) until they fit,
+    /// so the slowest requests are always on screen.
     pub fn buckets(&self) -> Vec<Bucket> {
-        self.stats()
-            .buckets(self.window, self.now_ns, BucketScheme::PowersOfTwo)
+        let mut b = self
+            .stats()
+            .buckets(self.window, self.now_ns, BucketScheme::PowersOfTwo);
+        while b.len() > self.hist_rows.max(1) && b.len() > 1 {
+            b = b
+                .chunks(2)
+                .map(|c| Bucket {
+                    lo_ns: c[0].lo_ns,
+                    hi_ns: c[c.len() - 1].hi_ns,
+                    count: c.iter().map(|x| x.count).sum(),
+                })
+                .collect();
+        }
+        b
     }
 
     pub fn top_rows(&self, limit: usize) -> Vec<TopRow> {
