@@ -29,8 +29,11 @@ pub struct LogEntry {
     pub tid: u32,
     pub probe: Arc<ProbeKey>,
     pub args: Vec<ArgValue>,
-    /// The request's key (URL, query...) when the active pair names one.
+    /// The request's label (URL, query...) as traced, when the active pair names one.
     pub label: Option<Arc<str>>,
+    /// The label with numbers and literals folded (`/users/42` → `/users/?`): the top table
+    /// and drill-down key.
+    pub key: Option<Arc<str>>,
     /// For a done event matched with its start: the latency.
     pub latency_ns: Option<u64>,
 }
@@ -47,7 +50,7 @@ pub enum Filter {
 impl Filter {
     fn admits(&self, e: &LogEntry) -> bool {
         match self {
-            Filter::Key(k) => e.label.as_deref() == Some(k.as_str()),
+            Filter::Key(k) => e.key.as_deref() == Some(k.as_str()),
             Filter::Latency { lo_ns, hi_ns } => {
                 e.latency_ns.is_some_and(|l| l >= *lo_ns && l < *hi_ns)
             }
@@ -206,14 +209,15 @@ impl Live {
         self.now_ns = self.now_ns.max(ev.ts_ns);
         self.hits.entry(ev.probe.clone()).or_default().total += 1;
         let mut label: Option<Arc<str>> = None;
+        let mut key: Option<Arc<str>> = None;
         let mut latency_ns = None;
         if let Some(pairer) = self.pairer.as_mut().filter(|p| p.wants(&ev)) {
             let label_idx = pairer.pair().label;
             let is_start = pairer.pair().start == ev.probe.full_name();
             if let Some(sample) = pairer.push(&ev) {
                 latency_ns = Some(sample.latency_ns);
-                let key = sample.label.unwrap_or_else(|| pairer.pair().start.clone());
-                label = Some(self.intern(&key));
+                let text = sample.label.unwrap_or_else(|| pairer.pair().start.clone());
+                label = Some(Arc::from(text.as_str()));
             } else if is_start {
                 label = label_idx
                     .and_then(|i| match ev.args.get(i) {
@@ -221,9 +225,10 @@ impl Live {
                         Some(ArgValue::Int(v)) => Some(v.to_string()),
                         _ => None,
                     })
-                    .map(|s| self.intern(&s));
+                    .map(|s| Arc::from(s.as_str()));
             }
-            if let (Some(lat), Some(key)) = (latency_ns, label.clone()) {
+            key = label.as_deref().map(|l| self.intern(&normalize_key(l)));
+            if let (Some(lat), Some(key)) = (latency_ns, key.clone()) {
                 self.record_sample(ev.ts_ns, lat, key);
             }
         } else if self.pairer.is_none() {
@@ -238,6 +243,7 @@ impl Live {
             probe: ev.probe,
             args: ev.args,
             label,
+            key,
             latency_ns,
         });
         self.next_seq += 1;
@@ -409,4 +415,46 @@ impl Live {
     pub fn top_len(&self) -> usize {
         self.top.len()
     }
+}
+
+/// Folds what varies between requests of one kind: runs of digits (ids, numbers) become `N` and
+/// single-quoted strings `'?'`. `/api/users/42?page=3` → `/api/users/N?page=N`,
+/// `UPDATE t SET a = a + -17 WHERE id = 5;` → `UPDATE t SET a = a + -N WHERE id = N;`.
+/// Digits inside a word (`pgbench_accounts2`, `v1`) stay: they name things.
+pub fn normalize_key(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    let mut prev: Option<char> = None;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            // A quoted literal: skip to its end ('' is an escaped quote inside).
+            loop {
+                match chars.next() {
+                    Some('\'') if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                    }
+                    Some('\'') | None => break,
+                    Some(_) => {}
+                }
+            }
+            out.push_str("'?'");
+            prev = Some('\'');
+            continue;
+        }
+        let in_word = prev.is_some_and(|p| p.is_alphanumeric() || p == '_');
+        if c.is_ascii_digit() && !in_word {
+            while chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_digit() || *d == '.')
+            {
+                chars.next();
+            }
+            out.push('N');
+            prev = Some(' ');
+            continue;
+        }
+        out.push(c);
+        prev = Some(c);
+    }
+    out
 }

@@ -75,9 +75,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let is_start = pair.is_some_and(|p| p.start == full);
         let is_done = pair.is_some_and(|p| p.done == full);
         // The label is shown on its own (below), so it is left out of the arguments.
-        let label_idx = pair
-            .and_then(|p| p.label)
-            .filter(|_| is_start && e.label.is_some());
+        // (A done probe that repeats the label, like postgres query__done, drops it too.)
+        let label_idx = if is_start {
+            pair.and_then(|p| p.label).filter(|_| e.label.is_some())
+        } else {
+            e.label.as_deref().and_then(|l| {
+                e.args
+                    .iter()
+                    .position(|a| matches!(a, crate::probes::ArgValue::Str(s) if s == l))
+            })
+        };
         let args = format_args(live.catalog(), e, label_idx);
         let mut spans = vec![Span::styled(
             format!("{} ", col(&time_of_day(e.ts_ns, app.wall_offset_ns), 12)),
