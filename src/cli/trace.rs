@@ -14,20 +14,22 @@ use usdtop::probes::process::{MappedObject, ObjectKey, ProbeCache};
 use usdtop::probes::select::{nearest, ProbePattern};
 use usdtop::probes::{ArgValue, Event, ObjectProbes};
 
-/// Print every hit of USDT probes with decoded arguments.
-///
-/// PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
-/// With -p, the objects mapped by those processes are searched and only they (and the
-/// processes they fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a PATH is traced in
-/// every process running that file; a PROBE without a PATH is looked up in the objects of all
-/// running processes. Attaching raises the probes' semaphores; exiting lowers them.
-///
-/// Examples:
-///   usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
-///   usdtop trace /usr/bin/python3.11:python:gc__start --count 10
-///   usdtop trace --json --duration 5 'php:request__*'
+const AFTER_HELP: &str = "\
+PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
+With -p, the objects mapped by those processes are searched and only they (and the processes they
+fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a
+PATH is traced in every process running that file; a PROBE without a PATH is looked up in the
+objects of all running processes. Attaching raises the probes' semaphores; exiting lowers them.
+String arguments come from the built-in catalog; --str marks more. At exit, events printed,
+received, dropped (ring buffer full) and per-probe hits go to stderr.
+
+Examples:
+  usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
+  usdtop trace /usr/bin/python3.11:python:gc__start --count 10
+  usdtop trace --json --duration 5 'php:request__*'";
+
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = AFTER_HELP)]
 pub struct TraceArgs {
     /// Probes: `provider:name`, `PATH:provider:name` or a glob such as `postgresql:query__*`.
     #[arg(required = true)]
