@@ -7,4 +7,5 @@ pub mod latency;
 pub mod list;
 pub mod top;
 pub mod trace;
+pub mod trace_output;
 pub mod tui;
