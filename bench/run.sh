@@ -6,10 +6,12 @@
 #     times its own loop (pinned to CPU 1, the tracer to CPU 0), median of 3 runs; the cost is
 #     the traced time per event minus the untraced time per event.
 #  2. PostgreSQL: pgbench -c 2 -T 10 TPS with no tracer, with a bpftrace hist() pairing
-#     query__start/done, and with usdtop latency; runs alternate, median of 3.
+#     query__start/done, and with usdtop latency (auto and stream modes); runs alternate,
+#     median of PG_RUNS (5). fsync and synchronous_commit are off so the disk does not drown
+#     the CPU cost of tracing in noise.
 #  3. The highest paced event rate usdtop top streams without drops, and its CPU use there.
 #  4. usdtop list on the whole machine (bench/list.sh, if present).
-# Environment: N (events per cost run, default 1000000), SKIP_PG=1, SKIP_LIST=1.
+# Environment: N (events per cost run, default 1000000), PG_RUNS (5), SKIP_PG=1, SKIP_LIST=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -70,9 +72,12 @@ run_fixture() {
     kill -INT "$tpid" 2>/dev/null || true
     wait "$tpid" || true
     local drops=0
-    if [[ ${cmd[0]} == "$U" ]]; then
-        drops=$(grep '^{' "$WORK/tracer.out" | tail -1 | jq -r '.drops // 0')
+    if [[ ${cmd[0]} == "$U" && ${cmd[1]} == trace ]]; then
+        drops=$(sed -n 's/.* \([0-9]*\) dropped.*/\1/p' "$WORK/tracer.err" | tail -1)
+    elif [[ ${cmd[0]} == "$U" ]]; then
+        drops=$( (grep '^{' "$WORK/tracer.out" || true) | tail -1 | jq -r '.drops // 0')
     fi
+    drops=${drops:-0}
     echo "$(awk '/^elapsed_ns/ { print $2 }' "$WORK/fx.out") $events $drops"
 }
 
@@ -107,10 +112,9 @@ fi
 cost "usdtop top --by arg1 (streamed)" loop "$U" top -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
 cost "no tracer (start/done pairs)" pairs none
 cost "bpftrace hist() pairing" pairs "${BT[@]}" "usdt:$FIX:aggfix:req__start { @s[tid] = nsecs; } usdt:$FIX:aggfix:req__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }" -p @PID@
-cost "usdtop latency (streamed)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
-if "$U" latency --help | grep -q -- '--mode'; then
-    cost "usdtop latency --mode kernel" pairs "$U" latency --mode kernel -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
-fi
+cost "usdtop latency --mode stream" pairs "$U" latency --mode stream -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+cost "usdtop latency --mode kernel --sample 0" pairs "$U" latency --mode kernel --sample 0 -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
 
 {
     echo "### Cost per event (tight loop, $N events per run, median of 3)"
@@ -139,7 +143,7 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     chown postgres "$WORK/pg" "$WORK"
     runuser -u postgres -- "$PG/initdb" -D "$WORK/pg" -A trust --no-sync >/dev/null
     runuser -u postgres -- "$PG/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
-        -o "-k $WORK -p 5499 -c listen_addresses=''" start >/dev/null
+        -o "-k $WORK -p 5499 -c listen_addresses='' -c fsync=off -c synchronous_commit=off" start >/dev/null
     PGPID=$(head -1 "$WORK/pg/postmaster.pid")
     runuser -u postgres -- pgbench -h "$WORK" -p 5499 -i -s 1 postgres >/dev/null 2>&1
     PGB=$PG/postgres
@@ -149,8 +153,8 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
             awk '/^tps/ { print $3; exit }'
     }
     : >"$WORK/pg.tsv"
-    for rep in 1 2 3; do
-        for cfg in none bpftrace usdtop; do
+    for rep in $(seq "${PG_RUNS:-5}"); do
+        for cfg in none bpftrace usdtop usdtop-stream; do
             tpid=
             case $cfg in
             bpftrace)
@@ -158,8 +162,10 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
                 tpid=$!
                 sleep 4
                 ;;
-            usdtop)
-                "$U" latency -p "$PGPID" postgresql:query__start --json >"$WORK/ul.out" 2>"$WORK/ul.err" &
+            usdtop | usdtop-stream)
+                mode=auto
+                [[ $cfg == usdtop-stream ]] && mode=stream
+                "$U" latency --mode $mode -p "$PGPID" postgresql:query__start --json >"$WORK/ul.out" 2>"$WORK/ul.err" &
                 tpid=$!
                 wait_line "$WORK/ul.err" Tracing
                 ;;
@@ -170,17 +176,17 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
                 wait "$tpid" || true
             fi
             extra=""
-            [[ $cfg == usdtop ]] && extra=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '"count=\(.count) drops=\(.drops) p50=\(.p50_ns)"')
+            [[ $cfg == usdtop* ]] && extra=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '"mode=\(.mode) count=\(.count) drops=\(.drops) p50=\(.p50_ns) sample_every=\(.sample_every)"')
             printf '%s\t%s\n' "$cfg" "$tps" >>"$WORK/pg.tsv"
             echo "  run $rep $cfg: $tps tps $extra"
         done
     done
     {
-        echo "### PostgreSQL 15, pgbench -c 2 -T 10 (scale 1, alternating, median of 3)"
+        echo "### PostgreSQL 15, pgbench -c 2 -T 10 (scale 1, fsync off, alternating, median of ${PG_RUNS:-5})"
         echo
         echo "| tracer | TPS (median) | runs | TPS lost |"
         echo "|---|---:|---|---:|"
-        for cfg in none bpftrace usdtop; do
+        for cfg in none bpftrace usdtop usdtop-stream; do
             m=$(awk -F'\t' -v c="$cfg" '$1 == c { print $2 }' "$WORK/pg.tsv" | median)
             runs=$(awk -F'\t' -v c="$cfg" '$1 == c { printf "%s%.0f", (n++ ? ", " : ""), $2 }' "$WORK/pg.tsv")
             [[ $cfg == none ]] && base=$m
@@ -188,7 +194,8 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
             name=$cfg
             [[ $cfg == none ]] && name="no tracer" && lost="—"
             [[ $cfg == bpftrace ]] && name="bpftrace hist() query__start/done"
-            [[ $cfg == usdtop ]] && name="usdtop latency postgresql:query__start"
+            [[ $cfg == usdtop ]] && name="usdtop latency postgresql:query__start (auto: in-kernel pairing)"
+            [[ $cfg == usdtop-stream ]] && name="usdtop latency --mode stream"
             echo "| $name | $(printf '%.0f' "$m") | $runs | $lost |"
         done
         echo
@@ -245,6 +252,9 @@ fi
     echo "# usdtop benchmarks"
     echo
     echo "Produced by \`bash bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "The machine was shared with other jobs while this ran (2 cores), so expect noise of"
+    echo "10-20 % between runs; compare rows of one table, not tables of different runs."
+    echo
     echo "Machine: $(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }'), $(nproc) CPUs, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME"); bpftrace $(bpftrace --version | awk '{ print $2 }'); usdtop $(git rev-parse --short HEAD)."
     echo
     cat "$TABLES"

@@ -48,6 +48,7 @@ enum arg_kind {
 enum mode {
 	MODE_STREAM = 0,
 	MODE_COUNT = 1,
+	MODE_PAIR = 2, // start/done pairing in the kernel: bpf/pair.bpf.h
 };
 
 #define NO_REG 0xffff
@@ -256,6 +257,8 @@ static __always_inline void count_drop(void)
 		*d += 1;
 }
 
+#include "pair.bpf.h"
+
 SEC("uprobe")
 int usdt_hit(struct pt_regs *ctx)
 {
@@ -264,8 +267,12 @@ int usdt_hit(struct pt_regs *ctx)
 	if (!spec || !admitted(spec->filter_mask))
 		return 0;
 	count_hit(spec->probe_id);
-	if (spec->mode != MODE_STREAM)
+	if (spec->mode == MODE_PAIR) {
+		if (!pair_hit(ctx, spec))
+			return 0;
+	} else if (spec->mode != MODE_STREAM) {
 		return 0;
+	}
 
 	u32 zero = 0;
 	struct event_buf *e = bpf_map_lookup_elem(&scratch, &zero);

@@ -85,17 +85,110 @@ fn starts_whose_done_never_comes_leave_the_start_table_bounded() {
         "aggfix:req__done",
         "--key",
         "arg0",
+        "--mode",
+        "stream",
         "--max-open",
         "1000",
         "--json",
     ]);
     fx.wait_for("fired");
-    drop(fx); // SIGKILL
+    fx.kill();
     let r = &tracer.json()[0];
     assert_eq!(u(r, "count"), 0, "no latency is invented");
     assert_eq!(u(&r["pairing"], "starts"), 5000);
     assert_eq!(u(&r["pairing"], "open"), 1000, "bounded by --max-open");
     assert_eq!(u(&r["pairing"], "evicted"), 4000, "and the rest counted");
+}
+
+#[test]
+fn kernel_aggregates_equal_the_figures_from_the_streamed_events() {
+    // Every request is also streamed (--sample 1), so user space pairs the same requests.
+    let fx = Fixture::start(&["pairs", "240", "500"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--mode",
+        "kernel",
+        "--sample",
+        "1",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.wait();
+    let r = &tracer.json()[0];
+    assert_eq!(r["mode"], "kernel");
+    let streamed = &r["streamed"];
+    assert_eq!(u(r, "count"), 240);
+    assert_eq!(u(streamed, "count"), 240);
+    assert_eq!(u(&r["pairing"], "matched"), 240);
+    assert_eq!(u(&r["pairing"], "unmatched_done"), 0);
+    // Kernel buckets are 1/8 of a power of two wide: percentiles agree to that resolution.
+    for p in ["p50_ns", "p90_ns", "p99_ns"] {
+        let (k, s) = (u(r, p), u(streamed, p));
+        assert!(
+            k.abs_diff(s) <= s / 8 + 50_000,
+            "{p}: kernel {k} ns vs streamed {s} ns"
+        );
+    }
+    let mean_k = r["mean_ns"].as_f64().unwrap();
+    let mean_s = streamed["mean_ns"].as_f64().unwrap();
+    assert!(
+        (mean_k - mean_s).abs() < mean_s * 0.02,
+        "{mean_k} vs {mean_s}"
+    );
+}
+
+#[test]
+fn in_the_kernel_starts_whose_done_never_comes_stay_bounded_by_the_lru_map() {
+    let fx = Fixture::start(&["orphans", "70000"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--key",
+        "arg0",
+        "--mode",
+        "kernel",
+        "--sample",
+        "0",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.kill();
+    let r = &tracer.json()[0];
+    let p = &r["pairing"];
+    assert_eq!(u(r, "count"), 0);
+    assert_eq!(u(p, "starts"), 70000);
+    assert!(u(p, "open") <= 65536, "{p}");
+    assert_eq!(u(p, "open") + u(p, "evicted"), 70000, "{p}");
+}
+
+#[test]
+fn auto_mode_samples_the_stream_of_a_hot_pair_but_counts_every_request() {
+    let fx = Fixture::start(&["pairs", "1000000", "0"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.wait();
+    let r = &tracer.json()[0];
+    assert_eq!(r["mode"], "kernel");
+    assert_eq!(u(r, "count"), 1_000_000, "the kernel counts every request");
+    assert!(u(r, "sample_every") > 1, "the stream was sampled: {r}");
+    assert!(u(&r["streamed"], "count") < 1_000_000);
 }
 
 #[test]

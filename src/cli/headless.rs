@@ -3,13 +3,15 @@
 //! process exits, calling back for events and for periodic reports.
 
 use anyhow::{bail, Context, Result};
-use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
+use usdtop::probes::bpf::Mode;
 use usdtop::probes::catalog::Catalog;
-use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
-use usdtop::probes::{read_probes, Event, ObjectProbes, Probe};
+use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter, Stats};
+use usdtop::probes::process::{ObjectKey, ProbeCache};
+use usdtop::probes::{Event, ObjectProbes, Probe};
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `Event::ts_ns` (bpf_ktime_get_ns).
 pub fn monotonic_ns() -> u64 {
@@ -53,91 +55,92 @@ impl ProbeSpec {
     }
 }
 
-/// One object holding a probe, ready to attach.
+/// One probe in one object, ready to attach.
 pub struct Target {
-    pub object: PathBuf,
-    pub probe: Probe,
+    pub object: Arc<ObjectProbes>,
+    /// Where the uprobe opens the file (through /proc/PID/root for -p, so containers work).
+    pub open_path: PathBuf,
+    pub probe_index: usize,
 }
 
-/// Objects mapped by a process (or by every process), as paths usdtop can open from here
-/// (through /proc/PID/root, so processes in containers work too).
-fn mapped_objects(pid: Option<u32>) -> Vec<PathBuf> {
-    let pids: Vec<u32> = match pid {
-        Some(p) => vec![p],
-        None => std::fs::read_dir("/proc")
-            .map(|d| {
-                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default(),
+impl Target {
+    pub fn probe(&self) -> &Probe {
+        &self.object.probes[self.probe_index]
+    }
+}
+
+/// Finds every object holding each probe of `specs`: in the named file, else in the objects the
+/// process maps, else in the objects any running process maps. One list per spec, never empty.
+pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>) -> Result<Vec<Vec<Target>>> {
+    let mut cache = ProbeCache::new();
+    let mut pool: Vec<(Arc<ObjectProbes>, PathBuf, Option<ObjectKey>)> = Vec::new();
+    let mut add = |obj: &ObjectProbes, open: PathBuf, key: Option<ObjectKey>| {
+        if key.is_none() || !pool.iter().any(|(_, _, k)| *k == key) {
+            pool.push((Arc::new(obj.clone()), open, key));
+        }
     };
-    let mut seen = BTreeSet::new();
+    for spec in specs {
+        if let Some(path) = &spec.path {
+            match cache.file(path).as_ref() {
+                Ok(o) => add(o, path.clone(), ObjectKey::of_path(path).ok()),
+                Err(e) => bail!("cannot read the probes of {}: {e}", path.display()),
+            }
+        }
+    }
+    if specs.iter().any(|s| s.path.is_none()) {
+        match pid {
+            Some(pid) => {
+                let objects = cache.probes_of_pid(pid as i32).map_err(|why| {
+                    anyhow::anyhow!("process {pid}: {why} (is it running? see `ps -p {pid}`)")
+                })?;
+                for o in objects {
+                    if let Ok(obj) = o.probes.as_ref() {
+                        add(obj, o.object.open_path(), Some(o.object.key));
+                    }
+                }
+            }
+            None => {
+                let scan = cache.scan_all().context("scanning processes")?;
+                for proc in scan.processes {
+                    for o in proc.with_probes() {
+                        if let Ok(obj) = o.probes.as_ref() {
+                            add(obj, o.object.open_path(), Some(o.object.key));
+                        }
+                    }
+                }
+            }
+        }
+    }
     let mut out = Vec::new();
-    for p in pids {
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{p}/maps")) else {
-            continue;
-        };
-        for line in maps.lines() {
-            let Some(path) = line.split_whitespace().nth(5) else {
+    for spec in specs {
+        let mut targets = Vec::new();
+        for (obj, open, _) in &pool {
+            if spec.path.as_ref().is_some_and(|p| p != open) {
                 continue;
+            }
+            if let Some(i) = obj
+                .probes
+                .iter()
+                .position(|p| p.provider == spec.provider && p.name == spec.name)
+            {
+                targets.push(Target {
+                    object: obj.clone(),
+                    open_path: open.clone(),
+                    probe_index: i,
+                });
+            }
+        }
+        if targets.is_empty() {
+            let place = match (&spec.path, pid) {
+                (Some(p), _) => format!("in {}", p.display()),
+                (None, Some(pid)) => format!("in the objects process {pid} maps"),
+                (None, None) => "in any running process; name the file (PATH:provider:name) or the process (-p PID)".to_string(),
             };
-            if !path.starts_with('/') || !seen.insert(path.to_string()) {
-                continue;
-            }
-            let rooted = PathBuf::from(format!("/proc/{p}/root{path}"));
-            out.push(if rooted.exists() && pid.is_some() {
-                rooted
-            } else {
-                PathBuf::from(path)
-            });
+            bail!("no probe {} {place}", spec.full_name());
         }
+        out.push(targets);
     }
-    out
-}
-
-/// Finds every object with probe `spec`: in the named file, else in the objects the process
-/// maps, else in the objects any running process maps.
-pub fn resolve(spec: &ProbeSpec, pid: Option<u32>) -> Result<Vec<Target>> {
-    let candidates = match &spec.path {
-        Some(p) => vec![p.clone()],
-        None => mapped_objects(pid),
-    };
-    let mut targets = Vec::new();
-    let mut cache: HashMap<PathBuf, ()> = HashMap::new();
-    for path in candidates {
-        if cache.insert(path.clone(), ()).is_some() {
-            continue;
-        }
-        let objects = match read_probes(&path) {
-            Ok(o) => o,
-            Err(e) if spec.path.is_some() => {
-                return Err(e).with_context(|| format!("reading probes of {}", path.display()))
-            }
-            Err(_) => continue,
-        };
-        if let Some(probe) = objects
-            .probes
-            .into_iter()
-            .find(|p| p.provider == spec.provider && p.name == spec.name)
-        {
-            targets.push(Target {
-                object: path,
-                probe,
-            });
-        }
-    }
-    if targets.is_empty() {
-        let place = match (&spec.path, pid) {
-            (Some(p), _) => format!("in {}", p.display()),
-            (None, Some(pid)) => format!("in the objects process {pid} maps"),
-            (None, None) => {
-                "in any running process; name the file (PATH:provider:name) or the process (-p PID)"
-                    .to_string()
-            }
-        };
-        bail!("no probe {} {place}", spec.full_name());
-    }
-    Ok(targets)
+    Ok(out)
 }
 
 /// Which argument, as typed by the user: `argN`, `N`, or a catalog argument name of `probe`.
@@ -185,45 +188,43 @@ pub struct Session {
     events: Receiver<Vec<Event>>,
     pub sites: usize,
     pub started_ns: u64,
+    /// The attached probes, in the order of the targets.
+    pub ids: Vec<ProbeId>,
 }
 
-/// Attach `targets`, each with the string arguments to read.
-pub fn attach(targets: &[(Target, Vec<usize>)], pid: Option<u32>) -> Result<Session> {
+/// Attach `targets`, each with the string arguments to read, in `mode`.
+pub fn attach(targets: &[(Target, Vec<usize>)], pid: Option<u32>, mode: Mode) -> Result<Session> {
     let mut engine = Engine::new(EngineOptions::default())?;
     let events = engine
         .take_events()
         .context("the engine's event stream was already taken")?;
     let mut sites = 0;
+    let mut ids = Vec::new();
     for (t, strings) in targets {
         let options = AttachOptions {
             strings: strings.clone(),
             filter: pid.map_or(ProcFilter::All, |p| ProcFilter::Pids(vec![p])),
-            ..Default::default()
+            mode,
+            open_path: Some(t.open_path.clone()),
         };
-        engine
-            .attach(
-                &ObjectProbes {
-                    path: t.object.clone(),
-                    position_independent: false,
-                    probes: Vec::new(),
-                },
-                &t.probe,
-                &options,
-            )
+        let id = engine
+            .attach(&t.object, t.probe(), &options)
             .with_context(|| {
                 format!(
                     "attaching {} in {}",
-                    t.probe.full_name(),
-                    t.object.display()
+                    t.probe().full_name(),
+                    t.open_path.display()
                 )
             })?;
-        sites += t.probe.sites.len();
+        ids.push(id);
+        sites += t.probe().sites.len();
     }
     Ok(Session {
         engine,
         events,
         sites,
         started_ns: monotonic_ns(),
+        ids,
     })
 }
 
@@ -257,6 +258,11 @@ fn secs(s: f64, what: &str) -> Result<Duration> {
 /// What the loop hands its caller.
 pub enum Step<'a> {
     Events(&'a [Event]),
+    /// Once a second, whatever happens (for housekeeping such as adapting a sampling rate).
+    Tick {
+        now_ns: u64,
+        stats: &'a Stats,
+    },
     /// Time for a report (every interval, and once more, `last`, at the end).
     Report {
         now_ns: u64,
@@ -291,6 +297,8 @@ pub fn run_loop(
         let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
         ticker.tick().await;
         let mut watch = tokio::time::interval(Duration::from_millis(100));
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.tick().await;
         loop {
             tokio::select! {
                 batch = session.events.recv() => match batch {
@@ -300,6 +308,10 @@ pub fn run_loop(
                 _ = ticker.tick(), if interval.is_some() => {
                     let stats = session.engine.stats();
                     step(Step::Report { now_ns: monotonic_ns(), stats: &stats, last: false })?;
+                }
+                _ = second.tick() => {
+                    let stats = session.engine.stats();
+                    step(Step::Tick { now_ns: monotonic_ns(), stats: &stats })?;
                 }
                 _ = &mut deadline, if duration.is_some() => break,
                 _ = int.recv() => break,

@@ -2,12 +2,14 @@
 //! funclatency, for any USDT pair), as percentiles and a log-bucket bar chart.
 
 use super::headless::{self, parse_arg_ref, ArgRef, LoopOptions, ProbeSpec, Step};
+use super::latency_kernel::{kernel_unsupported, KernelSide};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use usdtop::app::aggregate::{
     format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits, Window,
 };
+use usdtop::probes::bpf::Mode;
 use usdtop::probes::catalog::{Catalog, Pair};
 use usdtop::probes::engine::Stats;
 
@@ -49,9 +51,26 @@ pub struct LatencyArgs {
     /// Bucket boundaries of the bar chart.
     #[arg(long, value_enum, default_value_t = Buckets::Pow2)]
     pub buckets: Buckets,
-    /// Most starts waiting for their done; the oldest beyond it are dropped and counted.
+    /// Most starts waiting for their done (stream mode); the oldest beyond it are dropped and
+    /// counted. In kernel mode the bound is the kernel map's 65536 entries.
     #[arg(long, default_value_t = 10_000)]
     pub max_open: usize,
+    /// Where starts are paired with dones. auto: in the kernel when the pair allows it (keyed
+    /// by thread or by an integer, not nested), with a sampled stream whose rate adapts to the
+    /// event rate; stream: every event goes to user space; kernel: as auto, or an error.
+    #[arg(long, value_enum, default_value_t = AggMode::Auto)]
+    pub mode: AggMode,
+    /// In kernel mode, stream 1 request in N (start and done events) for the --by table,
+    /// instead of adapting N to the event rate. 0 streams none.
+    #[arg(long)]
+    pub sample: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AggMode {
+    Auto,
+    Stream,
+    Kernel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,16 +156,33 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         .transpose()?;
     let mut start_extra: Vec<ArgRef> = by.into_iter().collect();
     let mut done_extra = Vec::new();
+    let mut key_is_str = false;
     if let Some(k) = &args.key {
         let (s, d) = k.split_once(':').unwrap_or((k, k));
-        start_extra.push(parse_arg_ref(s, &pair.start, &catalog, false)?);
-        done_extra.push(parse_arg_ref(d, &pair.done, &catalog, false)?);
+        let (s, d) = (
+            parse_arg_ref(s, &pair.start, &catalog, false)?,
+            parse_arg_ref(d, &pair.done, &catalog, false)?,
+        );
+        key_is_str = s.is_str || d.is_str;
+        start_extra.push(s);
+        done_extra.push(d);
     }
+    let unsupported = kernel_unsupported(&pair, &catalog, key_is_str);
+    let in_kernel = match (args.mode, &unsupported) {
+        (AggMode::Stream, _) => false,
+        (AggMode::Kernel, Some(why)) => bail!("cannot pair {} in the kernel: {why}", pair.start),
+        (AggMode::Kernel, None) | (AggMode::Auto, None) => true,
+        (AggMode::Auto, Some(_)) => false,
+    };
 
-    let start_targets = headless::resolve(&start, args.pid)?;
-    let done_targets = headless::resolve(&done, args.pid)?;
+    let mut found = headless::resolve(&[&start, &done], args.pid)?.into_iter();
+    let (start_targets, done_targets) = (
+        found.next().unwrap_or_default(),
+        found.next().unwrap_or_default(),
+    );
     let start_strings = strings_for(&pair.start, &catalog, &start_extra);
     let done_strings = strings_for(&pair.done, &catalog, &done_extra);
+    let n_start = start_targets.len();
     let mut targets = Vec::new();
     for t in start_targets {
         targets.push((t, start_strings.clone()));
@@ -154,13 +190,32 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     for t in done_targets {
         targets.push((t, done_strings.clone()));
     }
-    let mut session = headless::attach(&targets, args.pid)?;
+    let mode = if in_kernel { Mode::Pair } else { Mode::Stream };
+    let mut session = headless::attach(&targets, args.pid, mode)?;
+    let mut kernel = if in_kernel {
+        let (starts, dones) = session.ids.split_at(n_start);
+        Some(KernelSide::new(
+            &mut session.engine,
+            &pair,
+            starts.to_vec(),
+            dones,
+            args.sample,
+            session.started_ns,
+        )?)
+    } else {
+        None
+    };
     eprintln!(
-        "Tracing latency {} -> {} ({} sites{})... Hit Ctrl-C to end.",
+        "Tracing latency {} -> {} ({} sites{}, paired in {})... Hit Ctrl-C to end.",
         pair.start,
         pair.done,
         session.sites,
-        args.pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+        args.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+        if in_kernel {
+            "the kernel"
+        } else {
+            "user space"
+        }
     );
 
     let limits = PairLimits {
@@ -184,6 +239,13 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
                 }
                 return Ok(());
             }
+            Step::Tick { now_ns, stats } => {
+                agg.tick(now_ns);
+                if let Some(k) = &mut kernel {
+                    k.tick(now_ns, stats)?;
+                }
+                return Ok(());
+            }
             Step::Report {
                 now_ns,
                 stats,
@@ -191,12 +253,36 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
             } => (now_ns, stats, last),
         };
         agg.tick(now);
-        let report = agg.report(Window::All, now, scheme, args.limit);
+        let mut report = agg.report(Window::All, now, scheme, args.limit);
         let elapsed = now.saturating_sub(interval_start) as f64 / 1e9;
+        let mut extra = serde_json::Map::new();
+        let mut note = String::new();
+        match &mut kernel {
+            Some(k) => {
+                let (r, streamed, delta) = k.report(report, now, scheme, last);
+                report = r;
+                extra.insert("mode".into(), "kernel".into());
+                extra.insert("sample_every".into(), k.sample_every.into());
+                extra.insert("streamed".into(), serde_json::to_value(streamed)?);
+                note = format!(
+                    "paired in the kernel; {} requests streamed for the log{} (1 in {} now)\n",
+                    delta.sampled,
+                    if by.is_some() {
+                        " and the KEY table"
+                    } else {
+                        ""
+                    },
+                    k.sample_every
+                );
+            }
+            None => {
+                extra.insert("mode".into(), "stream".into());
+            }
+        }
         if args.json {
-            writeln!(out, "{}", json_report(&report, elapsed, stats))?;
+            writeln!(out, "{}", json_report(&report, elapsed, stats, extra))?;
         } else {
-            write!(out, "{}", text_report(&report, elapsed, stats))?;
+            writeln!(out, "{}{note}", text_report(&report, elapsed, stats))?;
         }
         out.flush()?;
         if !last {
@@ -208,9 +294,15 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn json_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
+pub fn json_report(
+    r: &LatencyReport,
+    elapsed_s: f64,
+    stats: &Stats,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> String {
     let mut v = serde_json::to_value(r).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
+        o.extend(extra);
         o.insert("elapsed_s".into(), serde_json::json!(elapsed_s));
         o.insert("drops".into(), serde_json::json!(stats.drops));
         o.insert("events".into(), serde_json::json!(stats.events));
@@ -263,7 +355,6 @@ pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
             t.push_str(&format!("(unreadable key: {})\n", r.by_unreadable));
         }
     }
-    t.push('\n');
     t
 }
 

@@ -4,6 +4,7 @@
 pub mod demo_server;
 pub mod headless;
 pub mod latency;
+pub mod latency_kernel;
 pub mod list;
 pub mod top;
 pub mod trace;

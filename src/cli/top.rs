@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use usdtop::app::aggregate::{format_duration_ns, PairLimits, SortBy, TopAgg, TopReport};
+use usdtop::probes::bpf::Mode;
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::Stats;
 
@@ -100,18 +101,29 @@ pub fn run(args: TopArgs) -> Result<u8> {
         }
     };
 
-    let mut targets: Vec<_> = headless::resolve(&spec, args.pid)?
+    let done = match &pair {
+        Some(p) => {
+            let mut done = ProbeSpec::parse(&p.done)?;
+            done.path = spec.path.clone();
+            Some(done)
+        }
+        None => None,
+    };
+    let mut specs = vec![&spec];
+    specs.extend(done.as_ref());
+    let mut found = headless::resolve(&specs, args.pid)?.into_iter();
+    let mut targets: Vec<_> = found
+        .next()
+        .unwrap_or_default()
         .into_iter()
         .map(|t| (t, strings_for(&name, &catalog, &[by])))
         .collect();
     if let Some(p) = &pair {
-        let mut done = ProbeSpec::parse(&p.done)?;
-        done.path = spec.path.clone();
-        for t in headless::resolve(&done, args.pid)? {
+        for t in found.next().unwrap_or_default() {
             targets.push((t, catalog.string_args(&p.done)));
         }
     }
-    let mut session = headless::attach(&targets, args.pid)?;
+    let mut session = headless::attach(&targets, args.pid, Mode::Stream)?;
     eprintln!(
         "Tracing {name} by arg{}{} ({} sites{})... Hit Ctrl-C to end.",
         by.index,
@@ -141,6 +153,10 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 for ev in batch {
                     agg.push(ev);
                 }
+                return Ok(());
+            }
+            Step::Tick { now_ns, .. } => {
+                agg.tick(now_ns);
                 return Ok(());
             }
             Step::Report {

@@ -182,8 +182,11 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                     last_counts = Instant::now();
                 }
                 if dirty || last_draw.elapsed() >= IDLE_REDRAW {
-                    let size = guard.terminal.size().map(|s| s.height).unwrap_or(24);
-                    app.page_rows = (size as usize / 3).max(1);
+                    if let Ok(size) = guard.terminal.size() {
+                        let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+                        app.page_rows = (size.height as usize / 3).max(1);
+                        app.live.hist_rows = ui::histogram_rows(area, &app);
+                    }
                     let t0 = Instant::now();
                     guard.terminal.draw(|f| ui::draw(f, &app, &theme))?;
                     frames.record(t0.elapsed());

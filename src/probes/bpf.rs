@@ -40,6 +40,9 @@ pub enum Mode {
     Stream = 0,
     /// Only the per-probe hit counter moves.
     Count = 1,
+    /// Start/done pairing in the kernel (bpf/pair.bpf.h, src/probes/kpair.rs); sampled
+    /// requests are also streamed.
+    Pair = 2,
 }
 
 #[repr(u8)]

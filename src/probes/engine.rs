@@ -439,6 +439,12 @@ impl Engine {
         true
     }
 
+    /// A map of the loaded program that the engine does not use itself (e.g. the pairing maps
+    /// of src/probes/kpair.rs), once.
+    pub fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
+        self._ebpf.take_map(name)
+    }
+
     /// Events delivered, drops, and per-probe hits (summed over CPUs).
     pub fn stats(&self) -> Stats {
         let sum = |v: Result<PerCpuValues<u64>, MapError>| v.map(|v| v.iter().sum()).unwrap_or(0);

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod engine;
 pub mod filter;
 mod reader;
+pub mod kpair;
 pub mod select;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};

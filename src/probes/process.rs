@@ -201,7 +201,8 @@ fn strip_deleted(path: &Path) -> (PathBuf, bool) {
 }
 
 impl MappedObject {
-    /// Where to open the object: see [`best_open_path`].
+    /// A path to this object that works from usdtop's own mount namespace (what the probes are
+    /// read from and a uprobe is attached to): see [`best_open_path`].
     pub fn open_path(&self) -> PathBuf {
         best_open_path(self)
     }
@@ -326,7 +327,7 @@ impl ProbeCache {
             return hit.clone();
         }
         self.stats.misses += 1;
-        let read = read_probes(&best_open_path(obj)).map(|mut o| {
+        let read = read_probes(&obj.open_path()).map(|mut o| {
             o.path = obj.path.clone();
             o
         });
@@ -443,6 +444,21 @@ mod tests {
             }
         }
         assert_eq!(scan_process(i32::MAX), Err(SkipReason::Exited));
+    }
+
+    #[test]
+    fn a_machine_scan_finds_this_process_and_says_why_others_were_skipped() {
+        let mut cache = ProbeCache::new();
+        let scan = cache.scan_all().unwrap();
+        let me = std::process::id() as i32;
+        assert!(scan.processes.iter().any(|p| p.pid == me));
+        for s in &scan.skipped {
+            assert!(!scan.processes.iter().any(|p| p.pid == s.pid));
+        }
+        if let Some(k) = scan.skipped.iter().find(|s| s.pid == 2) {
+            assert_eq!(k.reason, SkipReason::KernelThread);
+            assert_eq!(k.comm.as_deref(), Some("kthreadd"));
+        }
     }
 
     #[test]

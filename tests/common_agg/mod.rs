@@ -8,6 +8,7 @@ pub mod postgres;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -47,17 +48,33 @@ pub fn fixture() -> &'static Path {
 pub struct Fixture {
     pub child: Child,
     lines: mpsc::Receiver<String>,
+    copy: PathBuf,
 }
 
 impl Fixture {
+    /// Runs a private copy of the fixture: a tracer attached to one file raises the semaphores
+    /// of every process running that file, so tests running side by side would otherwise see
+    /// each other's tracers as their own.
     pub fn start(args: &[&str]) -> Fixture {
-        let mut child = Command::new(fixture())
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let copy = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "aggfix-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::copy(fixture(), &copy).expect("copy the fixture");
+        let mut child = Command::new(&copy)
             .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("fixture starts");
         let lines = line_reader(child.stdout.take().unwrap());
-        Fixture { child, lines }
+        Fixture { child, lines, copy }
+    }
+
+    /// The file this fixture runs (name probes in it as `PATH:aggfix:...`).
+    pub fn path(&self) -> &Path {
+        &self.copy
     }
 
     pub fn pid(&self) -> u32 {
@@ -73,12 +90,16 @@ impl Fixture {
         let status = self.child.wait().unwrap();
         assert!(status.success(), "fixture exited with {status}");
     }
+
+    /// Kills the fixture mid-request.
+    pub fn kill(self) {}
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.copy);
     }
 }
 
