@@ -6,6 +6,13 @@
 # uprobe and BPF work is charged to it), which other load on a shared machine does not inflate;
 # wall time is printed too. Needs root, gcc, bpftrace, taskset, perf.
 # Usage: bench/trace.sh [N] [RUNS]
+#
+# Measured here (2 shared cores, kernel 6.18, N=1,000,000, median of 3, 2026-11-26 08:32 UTC):
+#   ns added per event          CPU    wall
+#   bpftrace count()            462     444
+#   bpftrace printf            2145    7078
+#   usdtop trace (+ string)     643     635   -> 1.43x count() (wall), 11x cheaper than printf,
+#                                              0 drops. Wall time is noisy when other jobs run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}

@@ -303,7 +303,9 @@ int usdt_hit(struct pt_regs *ctx)
 			if (n > 0) {
 				u64 len = n - 1; // drop the NUL
 				v = len | (n == STR_LEN ? STR_TRUNCATED : 0);
-				off += len;
+				// The mask never changes the value (8 strings fit in STR_AREA) but gives
+				// every iteration the same range, so the verifier can prune (3x faster load).
+				off = (off + len) & (STR_AREA - 1);
 			} else {
 				v = STR_FAULT;
 			}

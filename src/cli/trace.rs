@@ -1,33 +1,35 @@
 //! `usdtop trace`: print every hit of the chosen probes, one line (or JSON object) per event.
 
+use super::trace_output::Printer;
 use anyhow::{bail, Context};
 use clap::Args;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use usdtop::probes::catalog::Catalog;
-use usdtop::probes::decode::NULL_STRING;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
 use usdtop::probes::process::{MappedObject, ObjectKey, ProbeCache};
 use usdtop::probes::select::{nearest, ProbePattern};
-use usdtop::probes::{ArgValue, Event, ObjectProbes};
+use usdtop::probes::{Event, ObjectProbes};
 
-/// Print every hit of USDT probes with decoded arguments.
-///
-/// PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
-/// With -p, the objects mapped by those processes are searched and only they (and the
-/// processes they fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a PATH is traced in
-/// every process running that file; a PROBE without a PATH is looked up in the objects of all
-/// running processes. Attaching raises the probes' semaphores; exiting lowers them.
-///
-/// Examples:
-///   usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
-///   usdtop trace /usr/bin/python3.11:python:gc__start --count 10
-///   usdtop trace --json --duration 5 'php:request__*'
+const AFTER_HELP: &str = "\
+PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
+With -p, the objects mapped by those processes are searched and only they (and the processes they
+fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a
+PATH is traced in every process running that file; a PROBE without a PATH is looked up in the
+objects of all running processes. Attaching raises the probes' semaphores; exiting lowers them.
+String arguments come from the built-in catalog; --str marks more. At exit, events printed,
+received, dropped (ring buffer full) and per-probe hits go to stderr.
+
+Examples:
+  usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
+  usdtop trace /usr/bin/python3.11:python:gc__start --count 10
+  usdtop trace --json --duration 5 'php:request__*'";
+
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = AFTER_HELP)]
 pub struct TraceArgs {
     /// Probes: `provider:name`, `PATH:provider:name` or a glob such as `postgresql:query__*`.
     #[arg(required = true)]
@@ -102,7 +104,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let printer = Printer::new(&catalog, args.json);
+    let mut printer = Printer::new(&catalog, args.json);
     let seen = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let deadline = tokio::time::sleep(
@@ -312,97 +314,5 @@ fn attach_path(o: &MappedObject) -> PathBuf {
         o.path.clone()
     } else {
         o.open_path()
-    }
-}
-
-/// Formats events as text lines or JSON objects.
-struct Printer<'a> {
-    catalog: &'a Catalog,
-    json: bool,
-    /// Wall-clock ns minus monotonic ns, to print bpf_ktime_get_ns as a time of day.
-    offset_ns: i128,
-}
-
-impl<'a> Printer<'a> {
-    fn new(catalog: &'a Catalog, json: bool) -> Self {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid timespec out-pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        Printer {
-            catalog,
-            json,
-            offset_ns: wall - mono,
-        }
-    }
-
-    fn arg_name(&self, e: &Event, i: usize) -> String {
-        self.catalog
-            .args(&e.probe.full_name())
-            .and_then(|a| a.get(i))
-            .map_or_else(|| format!("arg{i}"), |a| a.name.clone())
-    }
-
-    fn write(&self, out: &mut impl Write, e: &Event) -> io::Result<()> {
-        if self.json {
-            return self.write_json(out, e);
-        }
-        let wall = (e.ts_ns as i128 + self.offset_ns).max(0) as u64;
-        let secs_of_day = (wall / 1_000_000_000) % 86_400;
-        write!(
-            out,
-            "{:02}:{:02}:{:02}.{:06} {:>7} {:>7} {:<15} {}:{}",
-            secs_of_day / 3600,
-            secs_of_day / 60 % 60,
-            secs_of_day % 60,
-            wall % 1_000_000_000 / 1000,
-            e.pid,
-            e.tid,
-            e.comm,
-            e.probe.provider,
-            e.probe.name
-        )?;
-        for (i, a) in e.args.iter().enumerate() {
-            let name = self.arg_name(e, i);
-            match a {
-                ArgValue::Int(v) => write!(out, " {name}={v}")?,
-                // Quotes inside are escaped so the value's end is unambiguous.
-                ArgValue::Str(s) => write!(out, " {name}=\"{}\"", s.replace('"', "\\\""))?,
-                ArgValue::Unsupported(why) if why == NULL_STRING => write!(out, " {name}=<NULL>")?,
-                ArgValue::Unsupported(why) => write!(out, " {name}=<unsupported: {why}>")?,
-            }
-        }
-        writeln!(out)
-    }
-
-    fn write_json(&self, out: &mut impl Write, e: &Event) -> io::Result<()> {
-        let mut args = serde_json::Map::new();
-        for (i, a) in e.args.iter().enumerate() {
-            let v = match a {
-                ArgValue::Int(v) => serde_json::Value::from(*v),
-                ArgValue::Str(s) => serde_json::Value::from(s.as_str()),
-                ArgValue::Unsupported(why) if why == NULL_STRING => serde_json::Value::Null,
-                ArgValue::Unsupported(why) => serde_json::json!({ "unsupported": why }),
-            };
-            args.insert(self.arg_name(e, i), v);
-        }
-        let line = serde_json::json!({
-            "ts_ns": e.ts_ns,
-            "pid": e.pid,
-            "tid": e.tid,
-            "comm": e.comm,
-            "provider": e.probe.provider,
-            "name": e.probe.name,
-            "path": e.probe.path,
-            "args": args,
-        });
-        serde_json::to_writer(&mut *out, &line)?;
-        writeln!(out)
     }
 }

@@ -68,7 +68,8 @@ fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
     if denied && !lower.contains("verifier") {
         EngineError::NotPermitted(text)
     } else {
-        EngineError::Load(format!("{text} ({lower})"))
+        // The Debug form carries the verifier log.
+        EngineError::Load(format!("{text}: {e:?}"))
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 /// How often the reader looks at the ring buffer (the kernel never wakes it per event).
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Most events sent in one batch.
-const MAX_BATCH: usize = 65536;
+const MAX_BATCH: usize = 4096;
 
 /// What the reader counts, shared with the engine.
 #[derive(Default)]
@@ -32,7 +32,7 @@ pub(super) fn read_loop(
 ) {
     let mut open = true;
     while !stop.load(Ordering::Relaxed) {
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut stale = 0u64;
         {
             let sites = sites.lock().unwrap();
