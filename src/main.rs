@@ -30,6 +30,10 @@ enum Command {
     List(cli::list::ListArgs),
     /// Print every hit of USDT probes with decoded arguments (like bcc `trace`).
     Trace(cli::trace::TraceArgs),
+    /// Latency between a start and a done probe: percentiles and a histogram (like funclatency).
+    Latency(cli::latency::LatencyArgs),
+    /// The busiest values of a probe argument, with rate and latency when paired.
+    Top(cli::top::TopArgs),
     /// Run the built-in node-shaped HTTP demo workload (a fixture for tests and demos).
     #[command(hide = true)]
     DemoServer(cli::demo_server::DemoServerArgs),
@@ -40,6 +44,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::List(args)) => cli::list::run(args),
         Some(Command::Trace(args)) => cli::trace::run(args),
+        Some(Command::Latency(args)) => cli::latency::run(args),
+        Some(Command::Top(args)) => cli::top::run(args),
         Some(Command::DemoServer(args)) => cli::demo_server::run(args),
         None => cli::tui::run(cli.tui),
     };

@@ -15,6 +15,7 @@ Examples:
   usdtop list /usr/lib/postgresql/15/bin/postgres     probes of an ELF file
   usdtop list -p $(pgrep -o postgres)                 every object a process maps
   usdtop list -p 123 -p 456                           several processes, grouped by object
+  usdtop list -p 123 --objects                        every mapped object with probe counts
   usdtop list                                         every process on the machine
   usdtop list -P python /usr/bin/python3.11           only provider `python`
   usdtop list -n 'query__*' -p 123                    probe names matching a glob
@@ -39,6 +40,7 @@ Exit status: 0 when everything named could be read; 1 when a file or process cou
 #[command(after_help = EXAMPLES)]
 pub struct ListArgs {
     /// ELF files (executables or shared libraries). With neither PATH nor -p: every process.
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
     /// List every object mapped by process PID (repeatable).
@@ -56,6 +58,11 @@ pub struct ListArgs {
     /// One JSON object per probe per line.
     #[arg(long)]
     pub json: bool,
+
+    /// One line per object instead of per probe: path, probe and site counts (and pids),
+    /// including mapped objects without probes.
+    #[arg(long)]
+    pub objects: bool,
 
     /// Also report skipped processes and objects that could not be read.
     #[arg(short, long)]
@@ -204,6 +211,10 @@ fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
         }
     }
 
+    if args.objects {
+        write_objects(out, args.json, &scan, &filter)?;
+        return Ok(u8::from(failed));
+    }
     if args.json {
         for e in &entries {
             write_json(out, e, &filter)?;
@@ -303,6 +314,90 @@ fn group_by_object(processes: &[ProcessProbes]) -> Vec<Entry<'_>> {
         }
     }
     entries
+}
+
+#[derive(Serialize)]
+struct JsonObject<'a> {
+    path: &'a Path,
+    probes: usize,
+    sites: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pids: Option<Vec<i32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `--objects`: every object (files named, objects mapped by the processes), with counts of the
+/// probes that pass the filter.
+fn write_objects(out: &mut impl Write, json: bool, scan: &Scan, filter: &Filter) -> io::Result<()> {
+    let counts = |o: &ObjectProbes| {
+        let probes: Vec<&Probe> = o.probes.iter().filter(|p| filter.matches(p)).collect();
+        (probes.len(), probes.iter().map(|p| p.sites.len()).sum())
+    };
+    let mut rows: Vec<JsonObject> = Vec::new();
+    for (path, result) in &scan.files {
+        if let Ok(o) = result.as_ref() {
+            let (probes, sites) = counts(o);
+            rows.push(JsonObject {
+                path,
+                probes,
+                sites,
+                pids: None,
+                error: None,
+            });
+        }
+    }
+    let mut groups: BTreeMap<(&Path, ObjectKey), JsonObject> = BTreeMap::new();
+    for p in &scan.processes {
+        for o in &p.objects {
+            let (probes, sites, error) = match o.probes.as_ref() {
+                Ok(obj) => {
+                    let (n, s) = counts(obj);
+                    (n, s, None)
+                }
+                Err(e) => (0, 0, Some(e.to_string())),
+            };
+            let row = groups
+                .entry((o.object.path.as_path(), o.object.key))
+                .or_insert_with(|| JsonObject {
+                    path: &o.object.path,
+                    probes,
+                    sites,
+                    pids: Some(Vec::new()),
+                    error,
+                });
+            row.pids.get_or_insert_with(Vec::new).push(p.pid);
+        }
+    }
+    rows.extend(groups.into_values());
+    let width = rows
+        .iter()
+        .map(|r| r.path.as_os_str().len())
+        .max()
+        .unwrap_or(0);
+    for r in &rows {
+        if json {
+            serde_json::to_writer(&mut *out, r)?;
+            writeln!(out)?;
+            continue;
+        }
+        write!(
+            out,
+            "{:<width$}  {:>10}  {:>10}",
+            r.path.display(),
+            plural(r.probes, "probe"),
+            plural(r.sites, "site")
+        )?;
+        if let Some(pids) = &r.pids {
+            let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+            write!(out, "  pids {}", list.join(" "))?;
+        }
+        if let Some(e) = &r.error {
+            write!(out, "  [unreadable: {e}]")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
 }
 
 /// The argument strings of a site, as written in the note.

@@ -2,6 +2,10 @@
 //! library and results into text or JSON. Errors here are `anyhow`.
 
 pub mod demo_server;
+pub mod headless;
+pub mod latency;
+pub mod latency_kernel;
 pub mod list;
+pub mod top;
 pub mod trace;
 pub mod tui;

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use usdtop::probes::catalog::Catalog;
+use usdtop::probes::decode::NULL_STRING;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
-use usdtop::probes::process::{ObjectKey, ProbeCache};
+use usdtop::probes::process::{MappedObject, ObjectKey, ProbeCache};
 use usdtop::probes::select::{nearest, ProbePattern};
 use usdtop::probes::{ArgValue, Event, ObjectProbes};
 
@@ -17,7 +18,7 @@ use usdtop::probes::{ArgValue, Event, ObjectProbes};
 ///
 /// PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
 /// With -p, the objects mapped by those processes are searched and only they (and the
-/// processes they fork from now on) are traced. Without -p, a PROBE with a PATH is traced in
+/// processes they fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a PATH is traced in
 /// every process running that file; a PROBE without a PATH is looked up in the objects of all
 /// running processes. Attaching raises the probes' semaphores; exiting lowers them.
 ///
@@ -113,18 +114,35 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
         let mut seen = 0u64;
         let limit = args.count.unwrap_or(u64::MAX);
+        let mut print = |batch: Vec<Event>, seen: &mut u64| -> bool {
+            for e in batch.iter().take((limit - *seen) as usize) {
+                *seen += 1;
+                if printer.write(&mut out, e).is_err() {
+                    return false; // stdout closed
+                }
+            }
+            out.flush().is_ok()
+        };
+        let mut watch = tokio::time::interval(Duration::from_millis(100));
         while seen < limit {
             tokio::select! {
                 batch = events.recv() => {
                     let Some(batch) = batch else { break };
-                    for e in batch.iter().take((limit - seen) as usize) {
-                        seen += 1;
-                        if printer.write(&mut out, e).is_err() {
-                            return Ok::<u64, anyhow::Error>(seen); // stdout closed
-                        }
+                    if !print(batch, &mut seen) {
+                        return Ok::<u64, anyhow::Error>(seen);
                     }
-                    if out.flush().is_err() {
-                        return Ok(seen);
+                }
+                _ = watch.tick(), if !args.pids.is_empty() => {
+                    // Every -p process gone: print what is in flight, then stop.
+                    if !args.pids.iter().any(|&p| alive(p)) {
+                        engine.sync(Duration::from_secs(1));
+                        while let Ok(batch) = events.try_recv() {
+                            if seen >= limit || !print(batch, &mut seen) {
+                                break;
+                            }
+                        }
+                        eprintln!("usdtop: traced process(es) exited");
+                        break;
                     }
                 }
                 _ = tokio::signal::ctrl_c() => break,
@@ -138,6 +156,17 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     engine.detach_all();
     report(seen, &stats);
     Ok(0)
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie has exited: it fires no probes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
 }
 
 fn report(seen: u64, stats: &Stats) {
@@ -199,7 +228,7 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                     add(
                         &mut pool,
                         Arc::new(obj.clone()),
-                        o.object.open_path.clone(),
+                        attach_path(&o.object),
                         Some(o.object.key),
                     );
                 }
@@ -213,7 +242,7 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                     add(
                         &mut pool,
                         Arc::new(obj.clone()),
-                        o.object.open_path.clone(),
+                        attach_path(&o.object),
                         Some(o.object.key),
                     );
                 }
@@ -275,6 +304,17 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     Ok(targets)
 }
 
+/// Where to open a mapped object for the uprobe: its plain path when that is the same file in
+/// our mount namespace (it stays valid after the process that maps it exits), otherwise the
+/// path through the process (`/proc/PID/root/...`, for containers).
+fn attach_path(o: &MappedObject) -> PathBuf {
+    if ObjectKey::of_path(&o.path).is_ok_and(|k| k == o.key) {
+        o.path.clone()
+    } else {
+        o.open_path()
+    }
+}
+
 /// Formats events as text lines or JSON objects.
 struct Printer<'a> {
     catalog: &'a Catalog,
@@ -332,7 +372,9 @@ impl<'a> Printer<'a> {
             let name = self.arg_name(e, i);
             match a {
                 ArgValue::Int(v) => write!(out, " {name}={v}")?,
-                ArgValue::Str(s) => write!(out, " {name}=\"{s}\"")?,
+                // Quotes inside are escaped so the value's end is unambiguous.
+                ArgValue::Str(s) => write!(out, " {name}=\"{}\"", s.replace('"', "\\\""))?,
+                ArgValue::Unsupported(why) if why == NULL_STRING => write!(out, " {name}=<NULL>")?,
                 ArgValue::Unsupported(why) => write!(out, " {name}=<unsupported: {why}>")?,
             }
         }
@@ -345,6 +387,7 @@ impl<'a> Printer<'a> {
             let v = match a {
                 ArgValue::Int(v) => serde_json::Value::from(*v),
                 ArgValue::Str(s) => serde_json::Value::from(s.as_str()),
+                ArgValue::Unsupported(why) if why == NULL_STRING => serde_json::Value::Null,
                 ArgValue::Unsupported(why) => serde_json::json!({ "unsupported": why }),
             };
             args.insert(self.arg_name(e, i), v);

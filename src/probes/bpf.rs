@@ -22,10 +22,11 @@ pub const MAX_PROBES: u32 = 4096;
 /// Longest string read per argument, NUL included.
 pub const STR_LEN: usize = 256;
 /// At most this many string arguments are read per event.
-pub const MAX_STRS: usize = 4;
+pub const MAX_STRS: usize = 8;
 
 pub const STR_TRUNCATED: u64 = 1 << 32;
 pub const STR_FAULT: u64 = 2 << 32;
+pub const STR_NULL: u64 = 4 << 32;
 
 const NO_REG: u16 = 0xffff;
 const NO_STR: u8 = 0xff;
@@ -39,6 +40,9 @@ pub enum Mode {
     Stream = 0,
     /// Only the per-probe hit counter moves.
     Count = 1,
+    /// Start/done pairing in the kernel (bpf/pair.bpf.h, src/probes/kpair.rs); sampled
+    /// requests are also streamed.
+    Pair = 2,
 }
 
 #[repr(u8)]

@@ -16,29 +16,27 @@
 //! ```
 
 use super::attach::{attach_site, AttachError, SiteLink};
-use super::bpf::{self, encode_site, ArgPlan, Mode, RawSiteSpec};
-use super::decode::{decode, SiteInfo, SiteTable};
+pub use super::bpf::Mode;
+use super::bpf::{self, encode_site, ArgPlan, RawSiteSpec};
+use super::decode::{SiteInfo, SiteTable};
 use super::elf::{ObjectProbes, Probe};
 use super::event::{Event, ProbeKey};
+use super::filter::with_descendants;
+use super::reader::{read_loop, Counters};
 use aya::maps::{
     Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
 };
 use aya::programs::{BtfTracePoint, ProgramError, ProgramFd, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd};
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
-
-/// How often the reader looks at the ring buffer when it is idle (events are not woken per hit).
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// Most events sent in one batch.
-const MAX_BATCH: usize = 8192;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -46,8 +44,8 @@ pub enum EngineError {
     NotPermitted(String),
     #[error("cannot load the BPF program: {0}")]
     Load(String),
-    #[error("BPF map `{map}`: {source}")]
-    Map { map: &'static str, source: MapError },
+    #[error("BPF map `{map}`: {error}")]
+    Map { map: &'static str, error: MapError },
     #[error(transparent)]
     Attach(#[from] AttachError),
     #[error("probe {0} has no sites to attach")]
@@ -59,13 +57,15 @@ pub enum EngineError {
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> EngineError {
-    move |source| EngineError::Map { map, source }
+    move |error| EngineError::Map { map, error }
 }
 
 fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
     let text = e.to_string();
     let lower = format!("{e:?}").to_lowercase();
-    if lower.contains("operation not permitted") || lower.contains("permission denied") {
+    // The verifier also answers EACCES; only a refusal without its log is about privileges.
+    let denied = lower.contains("operation not permitted") || lower.contains("permission denied");
+    if denied && !lower.contains("verifier") {
         EngineError::NotPermitted(text)
     } else {
         EngineError::Load(format!("{text} ({lower})"))
@@ -141,12 +141,6 @@ struct Attachment {
     _links: Vec<SiteLink>,
 }
 
-#[derive(Default)]
-struct Counters {
-    events: AtomicU64,
-    stale: AtomicU64,
-}
-
 pub struct Engine {
     prog: ProgramFd,
     specs: Array<MapData, RawSiteSpec>,
@@ -173,6 +167,11 @@ impl Engine {
     pub fn new(options: EngineOptions) -> Result<Engine, EngineError> {
         let mut loader = EbpfLoader::new();
         if let Some(bytes) = options.ring_bytes {
+            if !bytes.is_power_of_two() || bytes < 4096 {
+                return Err(EngineError::Load(format!(
+                    "ring buffer size {bytes} must be a power of two of at least 4096 bytes"
+                )));
+            }
             loader.map_max_entries(bpf::MAP_EVENTS, bytes);
         }
         let mut ebpf = loader.load(bpf::PROGRAM).map_err(load_err)?;
@@ -424,6 +423,27 @@ impl Engine {
         self.attachments.iter().map(|(id, a)| (*id, &a.probe))
     }
 
+    /// Waits (at most `timeout`) until every event committed before this call has been sent
+    /// to the channel: use before a final report, e.g. once the traced process has exited.
+    pub fn sync(&self, timeout: Duration) -> bool {
+        let start = self.counters.passes.load(Ordering::Acquire);
+        let deadline = std::time::Instant::now() + timeout;
+        // One pass may have begun before the call; the one after it saw everything.
+        while self.counters.passes.load(Ordering::Acquire) < start + 2 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// A map of the loaded program that the engine does not use itself (e.g. the pairing maps
+    /// of src/probes/kpair.rs), once.
+    pub fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
+        self._ebpf.take_map(name)
+    }
+
     /// Events delivered, drops, and per-probe hits (summed over CPUs).
     pub fn stats(&self) -> Stats {
         let sum = |v: Result<PerCpuValues<u64>, MapError>| v.map(|v| v.iter().sum()).unwrap_or(0);
@@ -471,86 +491,13 @@ fn attach_fork_tracking(ebpf: &mut Ebpf) -> Result<(), String> {
     Ok(())
 }
 
-/// The processes and all their current descendants (from /proc/*/stat parent ids).
-fn with_descendants(pids: &[u32]) -> Vec<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // "pid (comm) state ppid ..." — comm may hold spaces and parentheses.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|s| s.parse::<u32>().ok());
-            if let Some(ppid) = ppid {
-                children.entry(ppid).or_default().push(pid);
-            }
-        }
-    }
-    let mut out: Vec<u32> = pids.to_vec();
-    let mut i = 0;
-    while i < out.len() {
-        if let Some(kids) = children.get(&out[i]) {
-            for k in kids {
-                if !out.contains(k) {
-                    out.push(*k);
-                }
-            }
-        }
-        i += 1;
-    }
-    out
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn read_loop(
-    mut ring: RingBuf<MapData>,
-    sites: Arc<Mutex<SiteTable>>,
-    counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<Vec<Event>>,
-) {
-    let fd = ring.as_raw_fd();
-    let mut open = true;
-    while !stop.load(Ordering::Relaxed) {
-        let mut batch = Vec::new();
-        let mut stale = 0u64;
-        {
-            let sites = sites.lock().unwrap();
-            while batch.len() < MAX_BATCH {
-                let Some(item) = ring.next() else { break };
-                match decode(&item, &sites) {
-                    Some(e) => batch.push(e),
-                    None => stale += 1,
-                }
-            }
-        }
-        counters.stale.fetch_add(stale, Ordering::Relaxed);
-        let full = batch.len() == MAX_BATCH;
-        if !batch.is_empty() {
-            counters
-                .events
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if open && tx.blocking_send(batch).is_err() {
-                open = false; // nobody listens; keep draining so the kernel keeps counting
-            }
-        }
-        if !full {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd; a timeout is the normal way out.
-            unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL.as_millis() as i32) };
-        }
+    #[test]
+    fn the_engine_can_move_to_another_thread_or_task() {
+        fn send<T: Send>() {}
+        send::<Engine>();
     }
 }

@@ -8,6 +8,9 @@ pub mod attach;
 pub mod bpf;
 pub mod decode;
 pub mod engine;
+pub mod filter;
+mod reader;
+pub mod kpair;
 pub mod select;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};

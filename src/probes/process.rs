@@ -46,9 +46,11 @@ pub struct MappedObject {
     /// True when the file was deleted (or replaced) after the process mapped it.
     pub deleted: bool,
     pub key: ObjectKey,
-    /// Where usdtop opens it: `/proc/PID/root/<path>`, or `/proc/PID/map_files/<range>` for
-    /// deleted files.
-    pub open_path: PathBuf,
+    /// Where usdtop may open it, best first: `/proc/PID/root/<path>` (containers: maps shows
+    /// paths inside the process's mount namespace), `<path>` itself (a chroot in our namespace:
+    /// maps shows our path), `/proc/PID/map_files/<range>` (exactly the mapped inode; root only;
+    /// the only way to deleted files).
+    pub open_paths: Vec<PathBuf>,
     /// Lowest address the object is mapped at in this process (its load base).
     pub start: u64,
 }
@@ -68,7 +70,7 @@ pub struct ProcessInfo {
 pub enum SkipReason {
     Zombie,
     KernelThread,
-    /// It exited between being listed and being read.
+    /// No such process: it exited (possibly between being listed and being read).
     Exited,
     PermissionDenied,
     /// Anything else `/proc` answered with.
@@ -80,7 +82,7 @@ impl fmt::Display for SkipReason {
         match self {
             SkipReason::Zombie => f.write_str("zombie"),
             SkipReason::KernelThread => f.write_str("kernel thread"),
-            SkipReason::Exited => f.write_str("exited during the scan"),
+            SkipReason::Exited => f.write_str("no such process (it exited)"),
             SkipReason::PermissionDenied => f.write_str("permission denied"),
             SkipReason::Unreadable(why) => write!(f, "unreadable: {why}"),
         }
@@ -144,20 +146,25 @@ pub fn scan_process(pid: i32) -> Result<ProcessInfo, SkipReason> {
             continue;
         }
         let (path, deleted) = strip_deleted(raw);
-        let open_path = if deleted {
-            PathBuf::from(format!(
-                "/proc/{pid}/map_files/{:x}-{:x}",
-                map.address.0, map.address.1
-            ))
+        let map_file = PathBuf::from(format!(
+            "/proc/{pid}/map_files/{:x}-{:x}",
+            map.address.0, map.address.1
+        ));
+        let open_paths = if deleted {
+            vec![map_file]
         } else {
-            root.join(path.strip_prefix("/").unwrap_or(&path))
+            vec![
+                root.join(path.strip_prefix("/").unwrap_or(&path)),
+                path.clone(),
+                map_file,
+            ]
         };
         seen.insert(key, objects.len());
         objects.push(MappedObject {
             path,
             deleted,
             key,
-            open_path,
+            open_paths,
             start: 0,
         });
     }
@@ -191,6 +198,31 @@ fn strip_deleted(path: &Path) -> (PathBuf, bool) {
         Some(rest) => (PathBuf::from(std::ffi::OsStr::from_bytes(rest)), true),
         None => (path.to_path_buf(), false),
     }
+}
+
+impl MappedObject {
+    /// A path to this object that works from usdtop's own mount namespace (what the probes are
+    /// read from and a uprobe is attached to): see [`best_open_path`].
+    pub fn open_path(&self) -> PathBuf {
+        best_open_path(self)
+    }
+}
+
+/// The first candidate that is the mapped inode; failing that (overlayfs reports the
+/// lower layer's device in maps) the first that exists; failing that the first, for its error.
+fn best_open_path(obj: &MappedObject) -> PathBuf {
+    let exists: Vec<(&PathBuf, ObjectKey)> = obj
+        .open_paths
+        .iter()
+        .filter_map(|p| ObjectKey::of_path(p).ok().map(|k| (p, k)))
+        .collect();
+    exists
+        .iter()
+        .find(|(_, k)| *k == obj.key)
+        .or(exists.first())
+        .map(|(p, _)| (*p).clone())
+        .or_else(|| obj.open_paths.first().cloned())
+        .unwrap_or_else(|| obj.path.clone())
 }
 
 /// Every process id in `/proc`, in ascending order.
@@ -295,7 +327,7 @@ impl ProbeCache {
             return hit.clone();
         }
         self.stats.misses += 1;
-        let read = read_probes(&obj.open_path).map(|mut o| {
+        let read = read_probes(&obj.open_path()).map(|mut o| {
             o.path = obj.path.clone();
             o
         });
@@ -314,7 +346,7 @@ impl ProbeCache {
             path: path.to_path_buf(),
             deleted: false,
             key,
-            open_path: path.to_path_buf(),
+            open_paths: vec![path.to_path_buf()],
             start: 0,
         })
     }
@@ -412,6 +444,21 @@ mod tests {
             }
         }
         assert_eq!(scan_process(i32::MAX), Err(SkipReason::Exited));
+    }
+
+    #[test]
+    fn a_machine_scan_finds_this_process_and_says_why_others_were_skipped() {
+        let mut cache = ProbeCache::new();
+        let scan = cache.scan_all().unwrap();
+        let me = std::process::id() as i32;
+        assert!(scan.processes.iter().any(|p| p.pid == me));
+        for s in &scan.skipped {
+            assert!(!scan.processes.iter().any(|p| p.pid == s.pid));
+        }
+        if let Some(k) = scan.skipped.iter().find(|s| s.pid == 2) {
+            assert_eq!(k.reason, SkipReason::KernelThread);
+            assert_eq!(k.comm.as_deref(), Some("kthreadd"));
+        }
     }
 
     #[test]

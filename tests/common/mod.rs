@@ -6,7 +6,12 @@ pub mod fixture;
 pub mod php;
 pub mod postgres;
 pub mod python;
+pub mod readelf;
 pub mod semaphore;
+
+// The listing tests call these as `common::usdtop`, `common::fixtures`, ...
+#[allow(unused_imports)]
+pub use readelf::*;
 
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Receiver;

@@ -5,9 +5,11 @@
 //                      SLEEP_US * (1 + i % 3) microseconds between start and done
 //   orphans N          N starts with distinct ids and no done, then sleeps until killed
 //   loop N             N ticks in a tight loop (int + string argument), for cost benchmarks
+//   rate R SECS        ticks paced at R per second for SECS seconds (for the drop benchmark)
 // Unless --no-wait follows the mode arguments, it first waits (up to 30 s) until a tracer has
 // attached, seen through the semaphores the kernel raises for the attached probes, so a test
-// knows every event it fires is traced. It prints "fired N" when done.
+// knows every event it fires is traced. It prints "fired N" and "elapsed_ns T" (time spent
+// firing) when done.
 #define _SDT_HAS_SEMAPHORES 1
 #include <sys/sdt.h>
 #include <stdio.h>
@@ -19,6 +21,13 @@
 unsigned short aggfix_req__start_semaphore __attribute__((section(".probes")));
 unsigned short aggfix_req__done_semaphore __attribute__((section(".probes")));
 unsigned short aggfix_tick_semaphore __attribute__((section(".probes")));
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static const char *labels[] = {"/a", "/b", "/c"};
 
@@ -33,11 +42,10 @@ static inline const char *label(long i)
 
 static int traced(const char *mode)
 {
-	if (!strcmp(mode, "loop"))
+	if (!strcmp(mode, "loop") || !strcmp(mode, "rate"))
 		return aggfix_tick_semaphore > 0;
-	if (!strcmp(mode, "orphans"))
-		return aggfix_req__start_semaphore > 0;
-	return aggfix_req__start_semaphore > 0 && aggfix_req__done_semaphore > 0;
+	// A tracer attaches the start first; the grace period below covers the done.
+	return aggfix_req__start_semaphore > 0;
 }
 
 int main(int argc, char **argv)
@@ -49,6 +57,7 @@ int main(int argc, char **argv)
 	const char *mode = argv[1];
 	long n = atol(argv[2]);
 	long sleep_us = (!strcmp(mode, "pairs") && argc > 3) ? atol(argv[3]) : 0;
+	long secs = (!strcmp(mode, "rate") && argc > 3) ? atol(argv[3]) : 1;
 	int wait = strcmp(argv[argc - 1], "--no-wait") != 0;
 
 	if (wait) {
@@ -64,6 +73,8 @@ int main(int argc, char **argv)
 	printf("ready %d\n", getpid());
 	fflush(stdout);
 
+	long long t0 = now_ns();
+	long fired = n;
 	if (!strcmp(mode, "loop")) {
 		for (long i = 0; i < n; i++)
 			DTRACE_PROBE2(aggfix, tick, i, label(i));
@@ -74,6 +85,17 @@ int main(int argc, char **argv)
 				usleep(sleep_us * (1 + i % 3));
 			DTRACE_PROBE1(aggfix, req__done, i);
 		}
+	} else if (!strcmp(mode, "rate")) {
+		// n per second: catch up to the schedule every 100 us, so bursts stay small.
+		long long end = t0 + secs * 1000000000LL;
+		long i = 0;
+		for (long long t = t0; t < end; t = now_ns()) {
+			long due = (long)((double)(t - t0) * n / 1e9);
+			for (; i < due; i++)
+				DTRACE_PROBE2(aggfix, tick, i, label(i));
+			usleep(100);
+		}
+		fired = i;
 	} else if (!strcmp(mode, "orphans")) {
 		for (long i = 0; i < n; i++)
 			DTRACE_PROBE2(aggfix, req__start, i, label(i));
@@ -85,7 +107,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fixture: unknown mode %s\n", mode);
 		return 2;
 	}
-	printf("fired %ld\n", n);
+	long long elapsed = now_ns() - t0;
+	printf("fired %ld\nelapsed_ns %lld\n", fired, elapsed);
 	fflush(stdout);
 	return 0;
 }

@@ -47,7 +47,7 @@ pub fn render_bars(buckets: &[Bucket], bar_width: usize) -> String {
         return out;
     }
     out.push_str(&format!(
-        "{:>19}  {:>count_width$}  distribution\n",
+        "{:>20}  {:>count_width$}  distribution\n",
         "latency", "count"
     ));
     for b in buckets {

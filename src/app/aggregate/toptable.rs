@@ -63,6 +63,8 @@ pub struct TopTable {
     entries: HashMap<String, Entry>,
     other: Other,
     first_ns: Option<u64>,
+    /// Whether `first_ns` is when tracing began (then even a short span is a true span).
+    origin_known: bool,
 }
 
 impl TopTable {
@@ -73,6 +75,7 @@ impl TopTable {
             entries: HashMap::new(),
             other: Other::default(),
             first_ns: None,
+            origin_known: false,
         }
     }
 
@@ -81,6 +84,7 @@ impl TopTable {
     pub fn with_origin(cap: usize, origin_ns: u64) -> TopTable {
         TopTable {
             first_ns: Some(origin_ns),
+            origin_known: true,
             ..TopTable::new(cap)
         }
     }
@@ -148,8 +152,9 @@ impl TopTable {
     }
 
     /// The first `limit` rows in `sort` order; rates are over `window` ending at `now_ns`,
-    /// divided by the part of the window the table has existed for (at least one second), so
-    /// a table started 3 s ago does not report a tenth of the true rate over 30 s.
+    /// divided by the part of the window the table has existed for, so a table started 3 s ago
+    /// does not report a tenth of the true rate over 30 s. Without a known origin the span counts
+    /// from the first hit and is at least one second (one early hit is not "1000/s").
     pub fn rows(&self, now_ns: u64, window: Window, sort: SortBy, limit: usize) -> Vec<TopRow> {
         let now_sec = now_ns / NS_PER_SEC;
         let age_ns = now_ns.saturating_sub(self.first_ns.unwrap_or(now_ns));
@@ -157,7 +162,7 @@ impl TopTable {
             Some(w) => (age_ns as f64 / 1e9).min(w as f64),
             None => age_ns as f64 / 1e9,
         }
-        .max(1.0);
+        .max(if self.origin_known { 1e-3 } else { 1.0 });
         let mut rows: Vec<TopRow> = self
             .entries
             .iter()
@@ -255,6 +260,16 @@ mod tests {
         }
         let rows = t.rows(103 * S, Window::Last1m, SortBy::Rate, 1);
         assert!((rows[0].rate_per_s - 10.0).abs() < 0.5, "{rows:?}");
+    }
+
+    #[test]
+    fn with_a_known_origin_a_short_run_reports_its_true_rate() {
+        let mut t = TopTable::with_origin(10, 10 * S);
+        for i in 0..100 {
+            t.record(10 * S + i * S / 250, "/x", None); // 250 a second for 0.4 s
+        }
+        let rows = t.rows(10 * S + 4 * S / 10, Window::All, SortBy::Rate, 1);
+        assert!((rows[0].rate_per_s - 250.0).abs() < 1.0, "{rows:?}");
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Worker {
         // device and inode); otherwise through /proc/PID/root or map_files.
         let attach_path = match ObjectKey::of_path(&o.object.path) {
             Ok(k) if k == o.object.key => path.clone(),
-            _ => o.object.open_path.display().to_string(),
+            _ => o.object.open_path().display().to_string(),
         };
         let (probes, error) = match o.probes.as_ref() {
             Ok(obj) => (

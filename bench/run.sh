@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# usdtop benchmark suite: one command, writes BENCHMARKS.md. Run as root: bash bench/run.sh
+#
+#  1. Cost per event on a tight-loop fixture (tests/common_agg/fixture.c, probe aggfix:tick with
+#     an int and a string argument; aggfix:req__start/req__done pairs for latency). The fixture
+#     times its own loop (pinned to CPU 1, the tracer to CPU 0), median of 3 runs; the cost is
+#     the traced time per event minus the untraced time per event.
+#  2. PostgreSQL: pgbench -c 2 -T 10 TPS with no tracer, with a bpftrace hist() pairing
+#     query__start/done, and with usdtop latency (auto and stream modes); runs alternate,
+#     median of PG_RUNS (5). fsync and synchronous_commit are off so the disk does not drown
+#     the CPU cost of tracing in noise.
+#  3. The highest paced event rate usdtop top streams without drops, and its CPU use there.
+#  4. usdtop list on the whole machine (bench/list.sh, if present).
+# Environment: N (events per cost run, default 1000000), PG_RUNS (5), SKIP_PG=1, SKIP_LIST=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+cargo build --release --quiet
+U=$ROOT/target/release/usdtop
+WORK=$(mktemp -d /tmp/usdtop-bench.XXXXXX)
+chmod 755 "$WORK"
+FIX=$WORK/aggfix
+cc -O2 -o "$FIX" tests/common_agg/fixture.c
+N=${N:-1000000}
+PG=/usr/lib/postgresql/15/bin
+TABLES=$WORK/tables.md
+: >"$TABLES"
+
+cleanup() {
+    if [[ -f $WORK/pg/postmaster.pid ]]; then
+        runuser -u postgres -- "$PG/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# Waits until FILE has a line starting with WORD (max 60 s).
+wait_line() {
+    for _ in $(seq 600); do
+        grep -q "^$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for '$2' in $1" >&2
+    return 1
+}
+
+# One traced (or untraced) run of the fixture; prints "elapsed_ns events drops".
+#   run_fixture MODE TRACER...    MODE = loop | pairs; TRACER words may contain @PID@;
+#   TRACER "none" = untraced.
+run_fixture() {
+    local mode=$1
+    shift
+    local args=("$mode" "$N")
+    [[ $mode == pairs ]] && args+=(0)
+    local events=$N
+    [[ $mode == pairs ]] && events=$((2 * N))
+    if [[ $1 == none ]]; then
+        taskset -c 1 "$FIX" "${args[@]}" --no-wait >"$WORK/fx.out"
+        echo "$(awk '/^elapsed_ns/ { print $2 }' "$WORK/fx.out") $events 0"
+        return
+    fi
+    taskset -c 1 "$FIX" "${args[@]}" >"$WORK/fx.out" &
+    local fpid=$!
+    local cmd=("${@//@PID@/$fpid}")
+    taskset -c 0 "${cmd[@]}" >"$WORK/tracer.out" 2>"$WORK/tracer.err" &
+    local tpid=$!
+    wait "$fpid"
+    # bpftrace runs until interrupted; usdtop -p ends by itself when the process has exited.
+    kill -INT "$tpid" 2>/dev/null || true
+    wait "$tpid" || true
+    local drops=0
+    if [[ ${cmd[0]} == "$U" && ${cmd[1]} == trace ]]; then
+        drops=$(sed -n 's/.* \([0-9]*\) dropped.*/\1/p' "$WORK/tracer.err" | tail -1)
+    elif [[ ${cmd[0]} == "$U" ]]; then
+        drops=$( (grep '^{' "$WORK/tracer.out" || true) | tail -1 | jq -r '.drops // 0')
+    fi
+    drops=${drops:-0}
+    echo "$(awk '/^elapsed_ns/ { print $2 }' "$WORK/fx.out") $events $drops"
+}
+
+# cost NAME MODE TRACER...: median ns/event over 3 runs, appended to $WORK/cost.tsv.
+cost() {
+    local name=$1 mode=$2
+    shift 2
+    local per=() drops=0
+    for _ in 1 2 3; do
+        read -r ns ev dr < <(run_fixture "$mode" "$@")
+        per+=("$(awk -v n="$ns" -v e="$ev" 'BEGIN { printf "%.1f", n / e }')")
+        drops=$((drops + dr))
+    done
+    local m
+    m=$(printf '%s\n' "${per[@]}" | median)
+    printf '%s\t%s\t%s\t%s\n' "$name" "$mode" "$m" "$drops" >>"$WORK/cost.tsv"
+    printf '  %-48s %8s ns/event (runs: %s; drops: %s)\n' "$name" "$m" "${per[*]}" "$drops"
+}
+
+echo "== 1. cost per event ($N events per run, median of 3)"
+: >"$WORK/cost.tsv"
+BT=(bpftrace -q -e)
+cost "no tracer (tick)" loop none
+cost "bpftrace count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @c = count(); }" -p @PID@
+cost "bpftrace @[str(arg1)] = count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @[str(arg1)] = count(); }" -p @PID@
+cost "bpftrace printf" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { printf(\"%d %s\\n\", arg0, str(arg1)); }" -p @PID@
+if "$U" trace --help 2>&1 | grep -q -- '--pid'; then
+    cost "usdtop trace (streaming)" loop "$U" trace -p @PID@ "$FIX:aggfix:tick"
+else
+    echo "  usdtop trace: not available in this build" | tee -a "$WORK/notes"
+fi
+cost "usdtop top --by arg1 (streamed)" loop "$U" top -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
+cost "no tracer (start/done pairs)" pairs none
+cost "bpftrace hist() pairing" pairs "${BT[@]}" "usdt:$FIX:aggfix:req__start { @s[tid] = nsecs; } usdt:$FIX:aggfix:req__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }" -p @PID@
+cost "usdtop latency --mode stream" pairs "$U" latency --mode stream -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+cost "usdtop latency --mode kernel --sample 0" pairs "$U" latency --mode kernel --sample 0 -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+
+{
+    echo "### Cost per event (tight loop, $N events per run, median of 3)"
+    echo
+    echo "| tracer | workload | ns/event | ns added | vs bpftrace count() | ring drops (3 runs) |"
+    echo "|---|---|---:|---:|---:|---:|"
+    awk -F'\t' '
+        $1 == "no tracer (tick)" { base["loop"] = $3 }
+        $1 == "no tracer (start/done pairs)" { base["pairs"] = $3 }
+        $1 == "bpftrace count()" { floor = $3 }
+        { rows[NR] = $0 }
+        END {
+            for (i = 1; i <= NR; i++) {
+                split(rows[i], f, "\t")
+                added = f[3] - base[f[2]]
+                ratio = (floor - base["loop"] > 0 && f[1] !~ /^no tracer/) ? sprintf("%.2fx", added / (floor - base["loop"])) : "—"
+                printf "| %s | %s | %s | %s | %s | %s |\n", f[1], (f[2] == "loop" ? "tick(int, str)" : "start+done, per event"), f[3], (f[1] ~ /^no tracer/ ? "—" : sprintf("%.0f", added)), ratio, f[4]
+            }
+        }' "$WORK/cost.tsv"
+    echo
+} >>"$TABLES"
+
+if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
+    echo "== 2. PostgreSQL pgbench -c 2 -T 10 (alternating, median of 3)"
+    mkdir "$WORK/pg"
+    chown postgres "$WORK/pg" "$WORK"
+    runuser -u postgres -- "$PG/initdb" -D "$WORK/pg" -A trust --no-sync >/dev/null
+    runuser -u postgres -- "$PG/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
+        -o "-k $WORK -p 5499 -c listen_addresses='' -c fsync=off -c synchronous_commit=off" start >/dev/null
+    PGPID=$(head -1 "$WORK/pg/postmaster.pid")
+    runuser -u postgres -- pgbench -h "$WORK" -p 5499 -i -s 1 postgres >/dev/null 2>&1
+    PGB=$PG/postgres
+    BT_PG="usdt:$PGB:postgresql:query__start { @s[tid] = nsecs; } usdt:$PGB:postgresql:query__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }"
+    pgrun() {
+        runuser -u postgres -- pgbench -h "$WORK" -p 5499 -c 2 -T 10 postgres 2>/dev/null |
+            awk '/^tps/ { print $3; exit }'
+    }
+    : >"$WORK/pg.tsv"
+    for rep in $(seq "${PG_RUNS:-5}"); do
+        for cfg in none bpftrace usdtop usdtop-stream; do
+            tpid=
+            case $cfg in
+            bpftrace)
+                bpftrace -q -e "$BT_PG" >"$WORK/bt.out" 2>&1 &
+                tpid=$!
+                sleep 4
+                ;;
+            usdtop | usdtop-stream)
+                mode=auto
+                [[ $cfg == usdtop-stream ]] && mode=stream
+                "$U" latency --mode $mode -p "$PGPID" postgresql:query__start --json >"$WORK/ul.out" 2>"$WORK/ul.err" &
+                tpid=$!
+                wait_line "$WORK/ul.err" Tracing
+                ;;
+            esac
+            tps=$(pgrun)
+            if [[ -n $tpid ]]; then
+                kill -INT "$tpid"
+                wait "$tpid" || true
+            fi
+            extra=""
+            [[ $cfg == usdtop* ]] && extra=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '"mode=\(.mode) count=\(.count) drops=\(.drops) p50=\(.p50_ns) sample_every=\(.sample_every)"')
+            printf '%s\t%s\n' "$cfg" "$tps" >>"$WORK/pg.tsv"
+            echo "  run $rep $cfg: $tps tps $extra"
+        done
+    done
+    {
+        echo "### PostgreSQL 15, pgbench -c 2 -T 10 (scale 1, fsync off, alternating, median of ${PG_RUNS:-5})"
+        echo
+        echo "| tracer | TPS (median) | runs | TPS lost |"
+        echo "|---|---:|---|---:|"
+        for cfg in none bpftrace usdtop usdtop-stream; do
+            m=$(awk -F'\t' -v c="$cfg" '$1 == c { print $2 }' "$WORK/pg.tsv" | median)
+            runs=$(awk -F'\t' -v c="$cfg" '$1 == c { printf "%s%.0f", (n++ ? ", " : ""), $2 }' "$WORK/pg.tsv")
+            [[ $cfg == none ]] && base=$m
+            lost=$(awk -v b="$base" -v m="$m" 'BEGIN { printf "%.1f %%", (b - m) / b * 100 }')
+            name=$cfg
+            [[ $cfg == none ]] && name="no tracer" && lost="—"
+            [[ $cfg == bpftrace ]] && name="bpftrace hist() query__start/done"
+            [[ $cfg == usdtop ]] && name="usdtop latency postgresql:query__start (auto: in-kernel pairing)"
+            [[ $cfg == usdtop-stream ]] && name="usdtop latency --mode stream"
+            echo "| $name | $(printf '%.0f' "$m") | $runs | $lost |"
+        done
+        echo
+    } >>"$TABLES"
+fi
+
+echo "== 3. highest event rate streamed without drops (usdtop top --by arg1)"
+: >"$WORK/rate.tsv"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+for rate in 25000 50000 100000 200000 400000 800000 1600000; do
+    taskset -c 1 "$FIX" rate "$rate" 3 >"$WORK/fx.out" &
+    fpid=$!
+    taskset -c 0 "$U" top -p "$fpid" "$FIX:aggfix:tick" --by arg1 --json >"$WORK/top.out" 2>"$WORK/top.err" &
+    upid=$!
+    wait_line "$WORK/fx.out" ready
+    c0=$(cpu_ticks "$upid")
+    wait "$fpid"
+    c1=$(cpu_ticks "$upid")
+    wait "$upid" || true
+    fired=$(awk '/^fired/ { print $2 }' "$WORK/fx.out")
+    secs=$(awk '/^elapsed_ns/ { print $2 / 1e9 }' "$WORK/fx.out")
+    read -r total drops < <(grep '^{' "$WORK/top.out" | tail -1 | jq -r '"\(.total) \(.drops)"')
+    cpu=$(awk -v a="$c0" -v b="$c1" -v s="$secs" 'BEGIN { printf "%.0f", (b - a) / 100 / s * 100 }')
+    achieved=$(awk -v f="$fired" -v s="$secs" 'BEGIN { printf "%.0f", f / s }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$achieved" "$fired" "$total" "$drops" "$cpu" >>"$WORK/rate.tsv"
+    echo "  target $rate/s: fired $fired ($achieved/s), usdtop counted $total, drops $drops, usdtop CPU $cpu %"
+done
+{
+    echo "### Paced event rate, usdtop top --by arg1 (events streamed with a string, 3 s per rate)"
+    echo
+    echo "| target rate/s | achieved rate/s | fired | counted by usdtop | ring drops | usdtop CPU (of one core) |"
+    echo "|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s %% |\n", $1, $2, $3, $4, $5, $6 }' "$WORK/rate.tsv"
+    best=$(awk -F'\t' '$5 == 0 && $3 == $4 { r = $2; c = $6 } END { if (r) printf "%s events/s at %s %% CPU", r, c; else print "none" }' "$WORK/rate.tsv")
+    echo
+    echo "Highest rate with no drops and every event counted: **$best**."
+    echo
+} >>"$TABLES"
+
+if [[ ${SKIP_LIST:-0} != 1 && -f bench/list.sh ]]; then
+    echo "== 4. usdtop list, whole machine (bench/list.sh)"
+    bash bench/list.sh 2>&1 | tee "$WORK/list.out" | sed 's/^/  /'
+    {
+        echo "### usdtop list, whole machine (bench/list.sh)"
+        echo
+        echo '```'
+        sed -n '/^processes:/p; /^usdtop cold/p; /^usdtop warm/p; /^bpftrace loop/p; /^speed-up/p' "$WORK/list.out"
+        echo '```'
+        echo
+    } >>"$TABLES"
+fi
+
+{
+    echo "# usdtop benchmarks"
+    echo
+    echo "Produced by \`bash bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "The machine was shared with other jobs while this ran (2 cores), so expect noise of"
+    echo "10-20 % between runs; compare rows of one table, not tables of different runs."
+    echo
+    echo "Machine: $(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }'), $(nproc) CPUs, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME"); bpftrace $(bpftrace --version | awk '{ print $2 }'); usdtop $(git rev-parse --short HEAD)."
+    echo
+    cat "$TABLES"
+    [[ -f $WORK/notes ]] && { echo "Notes:"; sed 's/^ */- /' "$WORK/notes"; echo; }
+} >BENCHMARKS.md
+echo "== wrote BENCHMARKS.md"

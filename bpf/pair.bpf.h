@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// In-kernel start/done pairing (MODE_PAIR), included by usdt.bpf.c after read_arg(). For hot
+// probes the kernel keeps the start times and the latency histogram, and only a sample of the
+// requests (1 in `sample_every`, both the start and the done event) goes to the ring buffer for
+// the request log. User-space side and map layouts: src/probes/kpair.rs (keep both in sync).
+//
+//   pair_cfgs   ARRAY   u32 probe id            -> struct pair_cfg (role of that probe)
+//   pair_starts LRU_HASH struct pair_key        -> struct pair_start (bounded: the least
+//                                                  recently used start is dropped when full)
+//   pair_stats  PERCPU_ARRAY pair * PS_NR + stat -> u64
+//   pair_hist   PERCPU_ARRAY pair * PAIR_BUCKETS + bucket -> u64 (log2 with 8 sub-buckets)
+
+#define MAX_PAIRS 64
+#define PAIR_BUCKETS 512
+#define PAIR_MAX_STARTS 65536
+#define PAIR_BY_THREAD 0xff
+
+enum pair_role {
+	ROLE_NONE = 0,
+	ROLE_START = 1,
+	ROLE_DONE = 2,
+};
+
+enum pair_stat {
+	PS_STARTS = 0,
+	PS_MATCHED = 1,
+	PS_UNMATCHED = 2,
+	PS_REPLACED = 3,
+	PS_SUM_NS = 4,
+	PS_SAMPLED = 5,
+	PS_NR = 8,
+};
+
+struct pair_cfg {
+	u16 pair_id;
+	u8 role;	 // enum pair_role
+	u8 key_arg;	 // argument index holding the key, or PAIR_BY_THREAD
+	u32 sample_every; // stream 1 request in this many; 0 = none
+};
+
+struct pair_key {
+	u64 key; // the key argument, or pid_tgid when paired by thread
+	u32 pair_id;
+	u32 tgid;
+};
+
+struct pair_start {
+	u64 ts_ns;
+	u64 sampled;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_PROBES);
+	__type(key, u32);
+	__type(value, struct pair_cfg);
+} pair_cfgs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PAIR_MAX_STARTS);
+	__type(key, struct pair_key);
+	__type(value, struct pair_start);
+} pair_starts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PAIRS * PS_NR);
+	__type(key, u32);
+	__type(value, u64);
+} pair_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PAIRS * PAIR_BUCKETS);
+	__type(key, u32);
+	__type(value, u64);
+} pair_hist SEC(".maps");
+
+static __always_inline u64 pair_stat_add(u32 pair, u32 stat, u64 n)
+{
+	u32 i = pair * PS_NR + stat;
+	u64 *v = bpf_map_lookup_elem(&pair_stats, &i);
+	if (!v)
+		return 0;
+	*v += n;
+	return *v;
+}
+
+static __always_inline u32 log2_u64(u64 v)
+{
+	u32 r = 0, s;
+	s = (v > 0xffffffffULL) << 5; v >>= s; r |= s;
+	s = (v > 0xffff) << 4; v >>= s; r |= s;
+	s = (v > 0xff) << 3; v >>= s; r |= s;
+	s = (v > 0xf) << 2; v >>= s; r |= s;
+	s = (v > 0x3) << 1; v >>= s; r |= s;
+	r |= (v >> 1);
+	return r;
+}
+
+// Values below 8 ns have their own bucket; above, 8 linear steps per power of two, so a
+// percentile read from the buckets is within 12.5 % (the same for any latency range).
+static __always_inline u32 pair_bucket(u64 ns)
+{
+	if (ns < 8)
+		return ns;
+	u32 l = log2_u64(ns);
+	return l * 8 + ((ns >> (l - 3)) & 7);
+}
+
+// Returns 1 when this hit belongs to a sampled request and should be streamed too.
+static __always_inline int pair_hit(void *ctx, const struct site_spec *spec)
+{
+	u32 probe = spec->probe_id;
+	const struct pair_cfg *cfg = bpf_map_lookup_elem(&pair_cfgs, &probe);
+	if (!cfg || cfg->role == ROLE_NONE || cfg->pair_id >= MAX_PAIRS)
+		return 0;
+	u64 now = bpf_ktime_get_ns();
+	u32 pair = cfg->pair_id;
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct pair_key k = {.pair_id = pair, .tgid = pid_tgid >> 32};
+	if (cfg->key_arg == PAIR_BY_THREAD) {
+		k.key = pid_tgid;
+	} else {
+		u32 i = cfg->key_arg;
+		if (i >= MAX_ARGS)
+			return 0;
+		k.key = read_arg(ctx, spec, &spec->args[i]);
+	}
+
+	if (cfg->role == ROLE_START) {
+		u64 n = pair_stat_add(pair, PS_STARTS, 1);
+		struct pair_start s = {.ts_ns = now};
+		if (cfg->sample_every && n % cfg->sample_every == 0)
+			s.sampled = 1;
+		if (bpf_map_lookup_elem(&pair_starts, &k))
+			pair_stat_add(pair, PS_REPLACED, 1);
+		bpf_map_update_elem(&pair_starts, &k, &s, BPF_ANY);
+		return s.sampled;
+	}
+
+	struct pair_start *s = bpf_map_lookup_elem(&pair_starts, &k);
+	if (!s) {
+		pair_stat_add(pair, PS_UNMATCHED, 1);
+		return 0;
+	}
+	u64 lat = now > s->ts_ns ? now - s->ts_ns : 0;
+	int sampled = s->sampled != 0;
+	bpf_map_delete_elem(&pair_starts, &k);
+	pair_stat_add(pair, PS_MATCHED, 1);
+	pair_stat_add(pair, PS_SUM_NS, lat);
+	if (sampled)
+		pair_stat_add(pair, PS_SAMPLED, 1);
+	u32 b = pair * PAIR_BUCKETS + (pair_bucket(lat) & (PAIR_BUCKETS - 1));
+	u64 *h = bpf_map_lookup_elem(&pair_hist, &b);
+	if (h)
+		*h += 1;
+	return sampled;
+}

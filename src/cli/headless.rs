@@ -1,0 +1,396 @@
+//! What the headless aggregating commands (`latency`, `top`) share: finding a probe by name,
+//! attaching it, and an event loop that ends on --duration, Ctrl-C/SIGTERM, or when the traced
+//! process exits, calling back for events and for periodic reports.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::Receiver;
+use usdtop::probes::bpf::Mode;
+use usdtop::probes::catalog::Catalog;
+use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter, Stats};
+use usdtop::probes::process::{ObjectKey, ProbeCache};
+use usdtop::probes::{Event, ObjectProbes, Probe};
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `Event::ts_ns` (bpf_ktime_get_ns).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A probe named on the command line: `provider:name` or `PATH:provider:name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub path: Option<PathBuf>,
+    pub provider: String,
+    pub name: String,
+}
+
+impl ProbeSpec {
+    pub fn parse(text: &str) -> Result<ProbeSpec> {
+        let parts: Vec<&str> = text.rsplitn(3, ':').collect();
+        match parts.as_slice() {
+            [name, provider] if !name.is_empty() && !provider.is_empty() => Ok(ProbeSpec {
+                path: None,
+                provider: provider.to_string(),
+                name: name.to_string(),
+            }),
+            [name, provider, path] if !name.is_empty() && !provider.is_empty() => Ok(ProbeSpec {
+                path: Some(PathBuf::from(path)),
+                provider: provider.to_string(),
+                name: name.to_string(),
+            }),
+            _ => bail!("`{text}` is not a probe: write provider:name or PATH:provider:name"),
+        }
+    }
+
+    pub fn full_name(&self) -> String {
+        format!("{}:{}", self.provider, self.name)
+    }
+}
+
+/// One probe in one object, ready to attach.
+pub struct Target {
+    pub object: Arc<ObjectProbes>,
+    /// Where the uprobe opens the file (through /proc/PID/root for -p, so containers work).
+    pub open_path: PathBuf,
+    pub probe_index: usize,
+}
+
+impl Target {
+    pub fn probe(&self) -> &Probe {
+        &self.object.probes[self.probe_index]
+    }
+}
+
+/// Finds every object holding each probe of `specs`: in the named file, else in the objects the
+/// process maps, else in the objects any running process maps. One list per spec, never empty.
+pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>) -> Result<Vec<Vec<Target>>> {
+    let mut cache = ProbeCache::new();
+    let mut pool: Vec<(Arc<ObjectProbes>, PathBuf, Option<ObjectKey>)> = Vec::new();
+    let mut add = |obj: &ObjectProbes, open: PathBuf, key: Option<ObjectKey>| {
+        if key.is_none() || !pool.iter().any(|(_, _, k)| *k == key) {
+            pool.push((Arc::new(obj.clone()), open, key));
+        }
+    };
+    for spec in specs {
+        if let Some(path) = &spec.path {
+            match cache.file(path).as_ref() {
+                Ok(o) => add(o, path.clone(), ObjectKey::of_path(path).ok()),
+                Err(e) => bail!("cannot read the probes of {}: {e}", path.display()),
+            }
+        }
+    }
+    if specs.iter().any(|s| s.path.is_none()) {
+        match pid {
+            Some(pid) => {
+                let objects = cache.probes_of_pid(pid as i32).map_err(|why| {
+                    anyhow::anyhow!("process {pid}: {why} (is it running? see `ps -p {pid}`)")
+                })?;
+                for o in objects {
+                    if let Ok(obj) = o.probes.as_ref() {
+                        add(obj, o.object.open_path(), Some(o.object.key));
+                    }
+                }
+            }
+            None => {
+                let scan = cache.scan_all().context("scanning processes")?;
+                for proc in scan.processes {
+                    for o in proc.with_probes() {
+                        if let Ok(obj) = o.probes.as_ref() {
+                            add(obj, o.object.open_path(), Some(o.object.key));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for spec in specs {
+        let mut targets = Vec::new();
+        for (obj, open, _) in &pool {
+            if spec.path.as_ref().is_some_and(|p| p != open) {
+                continue;
+            }
+            if let Some(i) = obj
+                .probes
+                .iter()
+                .position(|p| p.provider == spec.provider && p.name == spec.name)
+            {
+                targets.push(Target {
+                    object: obj.clone(),
+                    open_path: open.clone(),
+                    probe_index: i,
+                });
+            }
+        }
+        if targets.is_empty() {
+            let place = match (&spec.path, pid) {
+                (Some(p), _) => format!("in {}", p.display()),
+                (None, Some(pid)) => format!("in the objects process {pid} maps"),
+                (None, None) => "in any running process; name the file (PATH:provider:name) or the process (-p PID)".to_string(),
+            };
+            bail!("no probe {} {place}", spec.full_name());
+        }
+        out.push(targets);
+    }
+    Ok(out)
+}
+
+/// Which argument, as typed by the user: `argN`, `N`, or a catalog argument name of `probe`.
+/// A trailing `:int` / `:str` says how to read it (default: the catalog's type, else `default_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgRef {
+    pub index: usize,
+    pub is_str: bool,
+}
+
+pub fn parse_arg_ref(
+    text: &str,
+    probe: &str,
+    catalog: &Catalog,
+    default_str: bool,
+) -> Result<ArgRef> {
+    let (name, forced) = match text.rsplit_once(':') {
+        Some((n, "int")) => (n, Some(false)),
+        Some((n, "str")) => (n, Some(true)),
+        _ => (text, None),
+    };
+    let digits = name.strip_prefix("arg").unwrap_or(name);
+    let index = match digits.parse::<usize>() {
+        Ok(i) => i,
+        Err(_) => catalog
+            .args(probe)
+            .and_then(|args| args.iter().position(|a| a.name == name))
+            .with_context(|| {
+                format!("`{text}` is not an argument of {probe}: write argN (N from 0) or a catalog argument name")
+            })?,
+    };
+    let catalog_str = catalog
+        .args(probe)
+        .and_then(|args| args.get(index))
+        .map(|a| a.is_str);
+    Ok(ArgRef {
+        index,
+        is_str: forced.or(catalog_str).unwrap_or(default_str),
+    })
+}
+
+/// Attached probes and their event stream.
+pub struct Session {
+    pub engine: Engine,
+    events: Receiver<Vec<Event>>,
+    pub sites: usize,
+    pub started_ns: u64,
+    /// The attached probes, in the order of the targets.
+    pub ids: Vec<ProbeId>,
+}
+
+/// Attach `targets`, each with the string arguments to read, in `mode`.
+pub fn attach(targets: &[(Target, Vec<usize>)], pid: Option<u32>, mode: Mode) -> Result<Session> {
+    let mut engine = Engine::new(EngineOptions::default())?;
+    let events = engine
+        .take_events()
+        .context("the engine's event stream was already taken")?;
+    let mut sites = 0;
+    let mut ids = Vec::new();
+    for (t, strings) in targets {
+        let options = AttachOptions {
+            strings: strings.clone(),
+            filter: pid.map_or(ProcFilter::All, |p| ProcFilter::Pids(vec![p])),
+            mode,
+            open_path: Some(t.open_path.clone()),
+        };
+        let id = engine
+            .attach(&t.object, t.probe(), &options)
+            .with_context(|| {
+                format!(
+                    "attaching {} in {}",
+                    t.probe().full_name(),
+                    t.open_path.display()
+                )
+            })?;
+        ids.push(id);
+        sites += t.probe().sites.len();
+    }
+    Ok(Session {
+        engine,
+        events,
+        sites,
+        started_ns: monotonic_ns(),
+        ids,
+    })
+}
+
+pub struct LoopOptions {
+    pub duration: Option<f64>,
+    pub interval: Option<f64>,
+    /// End when this process has exited (after the events already in flight are read).
+    pub pid: Option<u32>,
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0) {
+        bail!("{what} must be a positive number of seconds, not {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// What the loop hands its caller.
+pub enum Step<'a> {
+    Events(&'a [Event]),
+    /// Once a second, whatever happens (for housekeeping such as adapting a sampling rate).
+    Tick {
+        now_ns: u64,
+        stats: &'a Stats,
+    },
+    /// Time for a report (every interval, and once more, `last`, at the end).
+    Report {
+        now_ns: u64,
+        stats: &'a Stats,
+        last: bool,
+    },
+}
+
+/// Runs until the end condition, handing every event batch and every report time to `step`.
+pub fn run_loop(
+    session: &mut Session,
+    options: &LoopOptions,
+    mut step: impl FnMut(Step) -> Result<()>,
+) -> Result<()> {
+    let duration = options
+        .duration
+        .map(|d| secs(d, "--duration"))
+        .transpose()?;
+    let interval = options
+        .interval
+        .map(|i| secs(i, "--interval"))
+        .transpose()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
+        ticker.tick().await;
+        let mut watch = tokio::time::interval(Duration::from_millis(100));
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.tick().await;
+        loop {
+            tokio::select! {
+                batch = session.events.recv() => match batch {
+                    Some(batch) => step(Step::Events(&batch))?,
+                    None => break,
+                },
+                _ = ticker.tick(), if interval.is_some() => {
+                    let stats = session.engine.stats();
+                    step(Step::Report { now_ns: monotonic_ns(), stats: &stats, last: false })?;
+                }
+                _ = second.tick() => {
+                    let stats = session.engine.stats();
+                    step(Step::Tick { now_ns: monotonic_ns(), stats: &stats })?;
+                }
+                _ = &mut deadline, if duration.is_some() => break,
+                _ = int.recv() => break,
+                _ = term.recv() => break,
+                _ = watch.tick(), if options.pid.is_some() => {
+                    if !options.pid.is_some_and(alive) {
+                        break;
+                    }
+                }
+            }
+        }
+        // Read what is still in the ring: the reader polls every 10 ms; stop once a few
+        // polls in a row bring nothing.
+        let mut quiet = 0;
+        while quiet < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut got = false;
+            while let Ok(batch) = session.events.try_recv() {
+                step(Step::Events(&batch))?;
+                got = true;
+            }
+            quiet = if got { 0 } else { quiet + 1 };
+        }
+        let stats = session.engine.stats();
+        step(Step::Report {
+            now_ns: monotonic_ns(),
+            stats: &stats,
+            last: true,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_specs_take_an_optional_path() {
+        let p = ProbeSpec::parse("postgresql:query__start").unwrap();
+        assert_eq!(
+            (p.path.clone(), p.full_name()),
+            (None, "postgresql:query__start".into())
+        );
+        let p = ProbeSpec::parse("/usr/bin/php8.2:php:request__startup").unwrap();
+        assert_eq!(p.path.unwrap(), PathBuf::from("/usr/bin/php8.2"));
+        assert_eq!(p.name, "request__startup");
+        assert!(ProbeSpec::parse("nocolon").is_err());
+        assert!(ProbeSpec::parse("a:").is_err());
+    }
+
+    #[test]
+    fn arguments_are_named_by_index_or_by_catalog_name() {
+        let c = Catalog::builtin();
+        let fd = parse_arg_ref("fd", "node:http__server__request", &c, true).unwrap();
+        assert_eq!(
+            fd,
+            ArgRef {
+                index: 6,
+                is_str: false
+            }
+        );
+        let url = parse_arg_ref("arg5", "node:http__server__request", &c, false).unwrap();
+        assert_eq!(
+            url,
+            ArgRef {
+                index: 5,
+                is_str: true
+            }
+        );
+        let unknown = parse_arg_ref("1", "x:y", &c, true).unwrap();
+        assert_eq!(
+            unknown,
+            ArgRef {
+                index: 1,
+                is_str: true
+            }
+        );
+        let forced = parse_arg_ref("arg1:int", "x:y", &c, true).unwrap();
+        assert!(!forced.is_str);
+        assert!(parse_arg_ref("nope", "node:http__server__request", &c, true).is_err());
+    }
+}

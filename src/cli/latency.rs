@@ -1,0 +1,404 @@
+//! `usdtop latency START [END]`: latency between a start and a done probe (like bcc's
+//! funclatency, for any USDT pair), as percentiles and a log-bucket bar chart.
+
+use super::headless::{self, parse_arg_ref, ArgRef, LoopOptions, ProbeSpec, Step};
+use super::latency_kernel::{kernel_unsupported, KernelSide};
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use usdtop::app::aggregate::{
+    format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits, Window,
+};
+use usdtop::probes::bpf::Mode;
+use usdtop::probes::catalog::{Catalog, Pair};
+use usdtop::probes::engine::Stats;
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  usdtop latency postgresql:query__start                 # a catalog pair, named by its start
+  usdtop latency -p $(pgrep -n php8.2) php:request__startup --by uri
+  usdtop latency /srv/app:app:req__start app:req__done --key arg0 --interval 1
+  usdtop latency node:http__server__request --json --duration 10")]
+pub struct LatencyArgs {
+    /// Start probe: `provider:name` or `PATH:provider:name`. A pair from the catalog may be
+    /// named by its start alone.
+    pub start: String,
+    /// Done probe (`provider:name`, in the same object as START unless it names a path).
+    pub end: Option<String>,
+    /// Trace only this process (and the processes it forks).
+    #[arg(short, long)]
+    pub pid: Option<u32>,
+    /// Pair a start with its done by an argument instead of by thread: `argN` (the same index on
+    /// both probes), `argN:argM` (start:done), or a catalog argument name such as `fd`.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Also split the latencies by an argument of the start probe (a string unless the catalog
+    /// says otherwise; append `:int` for an integer), e.g. `--by arg1` or `--by uri`.
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Stop after this many seconds (default: until Ctrl-C or the -p process exits).
+    #[arg(short, long)]
+    pub duration: Option<f64>,
+    /// Print a report every this many seconds, each covering that interval only.
+    #[arg(short, long)]
+    pub interval: Option<f64>,
+    /// One JSON object per report instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Rows of the --by table.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Bucket boundaries of the bar chart.
+    #[arg(long, value_enum, default_value_t = Buckets::Pow2)]
+    pub buckets: Buckets,
+    /// Most starts waiting for their done (stream mode); the oldest beyond it are dropped and
+    /// counted. In kernel mode the bound is the kernel map's 65536 entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_open: usize,
+    /// Where starts are paired with dones. auto: in the kernel when the pair allows it (keyed
+    /// by thread or by an integer, not nested), with a sampled stream whose rate adapts to the
+    /// event rate; stream: every event goes to user space; kernel: as auto, or an error.
+    #[arg(long, value_enum, default_value_t = AggMode::Auto)]
+    pub mode: AggMode,
+    /// In kernel mode, stream 1 request in N (start and done events) for the --by table,
+    /// instead of adapting N to the event rate. 0 streams none.
+    #[arg(long)]
+    pub sample: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AggMode {
+    Auto,
+    Stream,
+    Kernel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Buckets {
+    /// Powers of two (1, 2, 4, 8 ... ns), like funclatency and bpftrace hist().
+    Pow2,
+    /// 1-2-5 steps (1us, 2us, 5us, 10us ...).
+    #[value(name = "1-2-5")]
+    OneTwoFive,
+}
+
+impl From<Buckets> for BucketScheme {
+    fn from(b: Buckets) -> Self {
+        match b {
+            Buckets::Pow2 => BucketScheme::PowersOfTwo,
+            Buckets::OneTwoFive => BucketScheme::OneTwoFive,
+        }
+    }
+}
+
+/// The pair to measure: the catalog's, or the one the arguments name, with --key applied.
+pub fn build_pair(
+    start: &ProbeSpec,
+    end: Option<&ProbeSpec>,
+    key: Option<&str>,
+    catalog: &Catalog,
+) -> Result<Pair> {
+    let start_name = start.full_name();
+    let known = catalog.pairs().iter().find(|p| p.start == start_name);
+    let mut pair = match (end, known) {
+        (Some(end), Some(p)) if p.done == end.full_name() => p.clone(),
+        (Some(end), _) => Pair {
+            start: start_name.clone(),
+            done: end.full_name(),
+            start_key: None,
+            done_key: None,
+            label: None,
+            nested: false,
+        },
+        (None, Some(p)) => p.clone(),
+        (None, None) => bail!(
+            "{start_name} does not start a pair the catalog knows; name its done probe too: \
+             usdtop latency {start_name} PROVIDER:DONE"
+        ),
+    };
+    if let Some(key) = key {
+        let (s, d) = key.split_once(':').unwrap_or((key, key));
+        let start_key = parse_arg_ref(s, &pair.start, catalog, false)?;
+        let done_key = parse_arg_ref(d, &pair.done, catalog, false)?;
+        pair.start_key = Some(start_key.index);
+        pair.done_key = Some(done_key.index);
+    }
+    Ok(pair)
+}
+
+/// String arguments to read for a probe: the catalog's, plus those the user asked for.
+pub fn strings_for(probe: &str, catalog: &Catalog, extra: &[ArgRef]) -> Vec<usize> {
+    let mut s = catalog.string_args(probe);
+    for a in extra {
+        if a.is_str && !s.contains(&a.index) {
+            s.push(a.index);
+        }
+    }
+    s
+}
+
+pub fn run(args: LatencyArgs) -> Result<u8> {
+    let catalog = Catalog::builtin();
+    let start = ProbeSpec::parse(&args.start)?;
+    let end = args.end.as_deref().map(ProbeSpec::parse).transpose()?;
+    let pair = build_pair(&start, end.as_ref(), args.key.as_deref(), &catalog)?;
+    let mut done = ProbeSpec::parse(&pair.done)?;
+    if done.path.is_none() {
+        done.path = end
+            .as_ref()
+            .and_then(|e| e.path.clone())
+            .or(start.path.clone());
+    }
+    let by = args
+        .by
+        .as_deref()
+        .map(|b| parse_arg_ref(b, &pair.start, &catalog, true))
+        .transpose()?;
+    let mut start_extra: Vec<ArgRef> = by.into_iter().collect();
+    let mut done_extra = Vec::new();
+    let mut key_is_str = false;
+    if let Some(k) = &args.key {
+        let (s, d) = k.split_once(':').unwrap_or((k, k));
+        let (s, d) = (
+            parse_arg_ref(s, &pair.start, &catalog, false)?,
+            parse_arg_ref(d, &pair.done, &catalog, false)?,
+        );
+        key_is_str = s.is_str || d.is_str;
+        start_extra.push(s);
+        done_extra.push(d);
+    }
+    let unsupported = kernel_unsupported(&pair, &catalog, key_is_str);
+    let in_kernel = match (args.mode, &unsupported) {
+        (AggMode::Stream, _) => false,
+        (AggMode::Kernel, Some(why)) => bail!("cannot pair {} in the kernel: {why}", pair.start),
+        (AggMode::Kernel, None) | (AggMode::Auto, None) => true,
+        (AggMode::Auto, Some(_)) => false,
+    };
+
+    let mut found = headless::resolve(&[&start, &done], args.pid)?.into_iter();
+    let (start_targets, done_targets) = (
+        found.next().unwrap_or_default(),
+        found.next().unwrap_or_default(),
+    );
+    let start_strings = strings_for(&pair.start, &catalog, &start_extra);
+    let done_strings = strings_for(&pair.done, &catalog, &done_extra);
+    let n_start = start_targets.len();
+    let mut targets = Vec::new();
+    for t in start_targets {
+        targets.push((t, start_strings.clone()));
+    }
+    for t in done_targets {
+        targets.push((t, done_strings.clone()));
+    }
+    let mode = if in_kernel { Mode::Pair } else { Mode::Stream };
+    let mut session = headless::attach(&targets, args.pid, mode)?;
+    let mut kernel = if in_kernel {
+        let (starts, dones) = session.ids.split_at(n_start);
+        Some(KernelSide::new(
+            &mut session.engine,
+            &pair,
+            starts.to_vec(),
+            dones,
+            args.sample,
+            session.started_ns,
+        )?)
+    } else {
+        None
+    };
+    eprintln!(
+        "Tracing latency {} -> {} ({} sites{}, paired in {})... Hit Ctrl-C to end.",
+        pair.start,
+        pair.done,
+        session.sites,
+        args.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+        if in_kernel {
+            "the kernel"
+        } else {
+            "user space"
+        }
+    );
+
+    let limits = PairLimits {
+        max_open: args.max_open,
+        ..PairLimits::default()
+    };
+    let mut agg = LatencyAgg::new(pair, limits, by.map(|b| b.index), 1000);
+    let mut interval_start = session.started_ns;
+    let options = LoopOptions {
+        duration: args.duration,
+        interval: args.interval,
+        pid: args.pid,
+    };
+    let scheme = BucketScheme::from(args.buckets);
+    let mut out = std::io::stdout().lock();
+    headless::run_loop(&mut session, &options, |step| {
+        let (now, stats, last) = match step {
+            Step::Events(batch) => {
+                for ev in batch {
+                    agg.push(ev);
+                }
+                return Ok(());
+            }
+            Step::Tick { now_ns, stats } => {
+                agg.tick(now_ns);
+                if let Some(k) = &mut kernel {
+                    k.tick(now_ns, stats)?;
+                }
+                return Ok(());
+            }
+            Step::Report {
+                now_ns,
+                stats,
+                last,
+            } => (now_ns, stats, last),
+        };
+        agg.tick(now);
+        let mut report = agg.report(Window::All, now, scheme, args.limit);
+        let elapsed = now.saturating_sub(interval_start) as f64 / 1e9;
+        let mut extra = serde_json::Map::new();
+        let mut note = String::new();
+        match &mut kernel {
+            Some(k) => {
+                let (r, streamed, delta) = k.report(report, now, scheme, last);
+                report = r;
+                extra.insert("mode".into(), "kernel".into());
+                extra.insert("sample_every".into(), k.sample_every.into());
+                extra.insert("streamed".into(), serde_json::to_value(streamed)?);
+                note = format!(
+                    "paired in the kernel; {} requests streamed for the log{} (1 in {} now)\n",
+                    delta.sampled,
+                    if by.is_some() {
+                        " and the KEY table"
+                    } else {
+                        ""
+                    },
+                    k.sample_every
+                );
+            }
+            None => {
+                extra.insert("mode".into(), "stream".into());
+            }
+        }
+        if args.json {
+            writeln!(out, "{}", json_report(&report, elapsed, stats, extra))?;
+        } else {
+            writeln!(out, "{}{note}", text_report(&report, elapsed, stats))?;
+        }
+        out.flush()?;
+        if !last {
+            agg.reset_interval();
+            interval_start = now;
+        }
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+pub fn json_report(
+    r: &LatencyReport,
+    elapsed_s: f64,
+    stats: &Stats,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> String {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.extend(extra);
+        o.insert("elapsed_s".into(), serde_json::json!(elapsed_s));
+        o.insert("drops".into(), serde_json::json!(stats.drops));
+        o.insert("events".into(), serde_json::json!(stats.events));
+    }
+    v.to_string()
+}
+
+pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
+    let s = &r.summary;
+    let d = format_duration_ns;
+    let mut t = format!("{} -> {}  ({elapsed_s:.1}s)\n", r.start, r.done);
+    if s.count == 0 {
+        t.push_str("no completed pairs\n");
+    } else {
+        t.push_str(&format!(
+            "count {}  mean {}  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+            s.count,
+            d(s.mean_ns as u64),
+            d(s.p50_ns),
+            d(s.p90_ns),
+            d(s.p99_ns),
+            d(s.p999_ns),
+            d(s.max_ns)
+        ));
+    }
+    let p = &r.pairing;
+    t.push_str(&format!(
+        "unmatched done {}  expired starts {}  evicted starts {}  waiting {}  ring drops {}\n",
+        p.unmatched_done, p.expired, p.evicted, p.open, stats.drops
+    ));
+    if s.count > 0 {
+        t.push('\n');
+        t.push_str(&render_bars(&r.buckets, 40));
+    }
+    if let Some(rows) = &r.by {
+        t.push_str(&format!(
+            "\n{:<40} {:>8} {:>9} {:>9}\n",
+            "KEY", "COUNT", "P50", "P99"
+        ));
+        for row in rows {
+            t.push_str(&format!(
+                "{:<40} {:>8} {:>9} {:>9}\n",
+                super::top::clip(&row.key, 40),
+                row.count,
+                row.p50_ns.map(d).unwrap_or_default(),
+                row.p99_ns.map(d).unwrap_or_default()
+            ));
+        }
+        if r.by_unreadable > 0 {
+            t.push_str(&format!("(unreadable key: {})\n", r.by_unreadable));
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> ProbeSpec {
+        ProbeSpec::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_catalog_pair_is_named_by_its_start_alone() {
+        let c = Catalog::builtin();
+        let p = build_pair(&spec("postgresql:query__start"), None, None, &c).unwrap();
+        assert_eq!(p.done, "postgresql:query__done");
+        assert_eq!(p.label, Some(0));
+    }
+
+    #[test]
+    fn an_unknown_start_without_a_done_is_a_clear_error() {
+        let c = Catalog::builtin();
+        let e = build_pair(&spec("app:begin"), None, None, &c).unwrap_err();
+        assert!(e.to_string().contains("name its done probe"), "{e}");
+    }
+
+    #[test]
+    fn key_pairs_by_the_given_arguments() {
+        let c = Catalog::builtin();
+        let p = build_pair(
+            &spec("app:req__start"),
+            Some(&spec("app:req__done")),
+            Some("arg0"),
+            &c,
+        )
+        .unwrap();
+        assert_eq!((p.start_key, p.done_key), (Some(0), Some(0)));
+        let p = build_pair(
+            &spec("node:http__server__request"),
+            Some(&spec("node:http__server__response")),
+            Some("arg6:arg3"),
+            &c,
+        )
+        .unwrap();
+        assert_eq!((p.start_key, p.done_key), (Some(6), Some(3)));
+    }
+}

@@ -1,0 +1,141 @@
+//! The in-kernel side of `usdtop latency`: the kernel pairs starts with dones and keeps the
+//! histogram; a sample of requests is streamed for the --by table. In auto mode the sampling
+//! adapts so the stream stays near `TARGET_STREAM_RATE` events per second.
+
+use anyhow::Result;
+use usdtop::app::aggregate::{
+    BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, Window,
+};
+use usdtop::probes::catalog::{Catalog, Pair};
+use usdtop::probes::engine::{Engine, ProbeId, Stats};
+use usdtop::probes::kpair::{KernelPairStats, KernelPairs, Role};
+
+/// Streamed events per second above which auto sampling streams fewer requests.
+pub const TARGET_STREAM_RATE: f64 = 20_000.0;
+const PAIR_ID: u16 = 0;
+
+/// Why a pair cannot be paired in the kernel, if it cannot.
+pub fn kernel_unsupported(pair: &Pair, catalog: &Catalog, key_is_str: bool) -> Option<String> {
+    if pair.nested {
+        return Some("nested pairs (entry/return) need a stack per thread".into());
+    }
+    let str_key = |probe: &str, i: Option<usize>| {
+        i.and_then(|i| catalog.args(probe).and_then(|a| a.get(i)).map(|a| a.is_str))
+            .unwrap_or(false)
+    };
+    if key_is_str || str_key(&pair.start, pair.start_key) || str_key(&pair.done, pair.done_key) {
+        return Some("string keys are compared in user space".into());
+    }
+    None
+}
+
+pub struct KernelSide {
+    pairs: KernelPairs,
+    start_ids: Vec<ProbeId>,
+    pub sample_every: u32,
+    adaptive: bool,
+    at_interval_start: KernelPairStats,
+    last_tick: Option<(u64, u64)>,
+}
+
+impl KernelSide {
+    /// Gives the attached probes their roles. `sample`: a fixed 1-in-N stream, else adaptive
+    /// starting from every request.
+    pub fn new(
+        engine: &mut Engine,
+        pair: &Pair,
+        start_ids: Vec<ProbeId>,
+        done_ids: &[ProbeId],
+        sample: Option<u32>,
+        now_ns: u64,
+    ) -> Result<KernelSide> {
+        let mut pairs = KernelPairs::new(engine)?;
+        let sample_every = sample.unwrap_or(1);
+        // Dones first: a start configured before its done could wait for a done that is
+        // not yet recognised.
+        for id in done_ids {
+            pairs.set_role(*id, PAIR_ID, Role::Done, pair.done_key, sample_every)?;
+        }
+        for id in &start_ids {
+            pairs.set_role(*id, PAIR_ID, Role::Start, pair.start_key, sample_every)?;
+        }
+        let at_interval_start = pairs.read(PAIR_ID);
+        Ok(KernelSide {
+            pairs,
+            start_ids,
+            sample_every,
+            adaptive: sample.is_none(),
+            at_interval_start,
+            last_tick: Some((now_ns, 0)),
+        })
+    }
+
+    /// Once a second: adapt the sampling to the rate of streamed events.
+    pub fn tick(&mut self, now_ns: u64, stats: &Stats) -> Result<()> {
+        let prev = self.last_tick.replace((now_ns, stats.events));
+        let Some((t0, e0)) = prev else { return Ok(()) };
+        if !self.adaptive || now_ns <= t0 {
+            return Ok(());
+        }
+        let rate = stats.events.saturating_sub(e0) as f64 / ((now_ns - t0) as f64 / 1e9);
+        let mut next = self.sample_every;
+        if rate > TARGET_STREAM_RATE {
+            let factor = (rate / TARGET_STREAM_RATE).ceil() as u32;
+            next = self
+                .sample_every
+                .saturating_mul(factor.next_power_of_two())
+                .min(1 << 20);
+        } else if rate < TARGET_STREAM_RATE / 4.0 && self.sample_every > 1 {
+            next = self.sample_every / 2;
+        }
+        if next != self.sample_every {
+            self.sample_every = next;
+            for id in &self.start_ids {
+                self.pairs.set_sampling(*id, next)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the figures of a report built from streamed samples with the kernel's for the
+    /// interval; the streamed figures move to `streamed`. Starts a new interval unless `last`.
+    pub fn report(
+        &mut self,
+        mut report: LatencyReport,
+        now_ns: u64,
+        scheme: BucketScheme,
+        last: bool,
+    ) -> (LatencyReport, Summary, KernelPairStats) {
+        let total = self.pairs.read(PAIR_ID);
+        let delta = total.since(&self.at_interval_start);
+        let mut stats = LatencyStats::new();
+        for (mid, count) in delta.samples() {
+            stats.record_n(now_ns, mid, count);
+        }
+        let mut summary = stats.summary(Window::All, now_ns);
+        if delta.matched > 0 {
+            summary.mean_ns = delta.sum_ns as f64 / delta.matched as f64;
+        }
+        let streamed = std::mem::replace(&mut report.summary, summary);
+        report.buckets = stats.buckets(Window::All, now_ns, scheme);
+        let open = self.pairs.open_starts(PAIR_ID);
+        report.pairing = PairStats {
+            starts: total.starts,
+            dones: total.matched + total.unmatched_done,
+            matched: total.matched,
+            unmatched_done: total.unmatched_done,
+            expired: 0,
+            // Starts neither finished, replaced nor waiting were dropped by the LRU map.
+            evicted: total
+                .starts
+                .saturating_sub(total.matched + total.replaced + open),
+            replaced: total.replaced,
+            bad_key: 0,
+            open,
+        };
+        if !last {
+            self.at_interval_start = total;
+        }
+        (report, streamed, delta)
+    }
+}

@@ -1,0 +1,292 @@
+//! User-space side of in-kernel start/done pairing (bpf/pair.bpf.h, `Mode::Pair`): which probe
+//! starts or ends which pair, and reading back per-pair counters and latency buckets. Sites are
+//! attached by the [`Engine`] with `Mode::Pair`; until a probe is given a role here its hits are
+//! only counted.
+
+use super::engine::{Engine, ProbeId};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues};
+use thiserror::Error;
+
+pub const MAP_CFGS: &str = "pair_cfgs";
+pub const MAP_STARTS: &str = "pair_starts";
+pub const MAP_STATS: &str = "pair_stats";
+pub const MAP_HIST: &str = "pair_hist";
+
+pub const MAX_PAIRS: u16 = 64;
+pub const PAIR_BUCKETS: usize = 512;
+/// Starts the kernel keeps at once (all pairs together); beyond it the least recently used
+/// start is dropped, so a done that never comes cannot grow the map.
+pub const MAX_STARTS: u64 = 65536;
+const PS_NR: u32 = 8;
+const BY_THREAD: u8 = 0xff;
+
+#[derive(Debug, Error)]
+pub enum KpairError {
+    #[error("BPF map `{0}` is missing (already taken, or the program predates pairing)")]
+    Missing(&'static str),
+    #[error("BPF map `{map}`: {source}")]
+    Map { map: &'static str, source: MapError },
+    #[error("pair id {0} is out of range (at most {MAX_PAIRS} pairs)")]
+    PairId(u16),
+    #[error("key argument {0} cannot be read in the kernel (at most 12 arguments)")]
+    KeyArg(usize),
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(MapError) -> KpairError {
+    move |source| KpairError::Map { map, source }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawPairCfg {
+    pub pair_id: u16,
+    pub role: u8,
+    pub key_arg: u8,
+    pub sample_every: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawPairKey {
+    pub key: u64,
+    pub pair_id: u32,
+    pub tgid: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawPairStart {
+    pub ts_ns: u64,
+    pub sampled: u64,
+}
+
+// SAFETY: plain `#[repr(C)]` integers without implicit padding; any bit pattern is valid.
+unsafe impl aya::Pod for RawPairCfg {}
+unsafe impl aya::Pod for RawPairKey {}
+unsafe impl aya::Pod for RawPairStart {}
+
+/// What a probe is to its pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Start = 1,
+    Done = 2,
+}
+
+/// The bucket a latency falls in (mirror of `pair_bucket` in bpf/pair.bpf.h): exact below 8 ns,
+/// then 8 linear steps per power of two.
+pub fn bucket_of(ns: u64) -> usize {
+    if ns < 8 {
+        return ns as usize;
+    }
+    let l = 63 - ns.leading_zeros() as usize;
+    l * 8 + ((ns >> (l - 3)) & 7) as usize
+}
+
+/// The `[lo, hi)` range of bucket `i` (empty ranges for the unused indices 8..24).
+pub fn bucket_range(i: usize) -> (u64, u64) {
+    if i < 8 {
+        return (i as u64, i as u64 + 1);
+    }
+    let (l, sub) = ((i / 8) as u32, (i % 8) as u64);
+    if l < 3 {
+        return (0, 0);
+    }
+    let lo = (8 + sub) << (l - 3);
+    let hi = (9 + sub).checked_shl(l - 3).unwrap_or(u64::MAX);
+    (lo, if hi < lo { u64::MAX } else { hi })
+}
+
+/// Counters and buckets of one pair, summed over CPUs, since it was configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelPairStats {
+    pub starts: u64,
+    pub matched: u64,
+    pub unmatched_done: u64,
+    /// A start that found an unfinished start with the same key (the older one is lost).
+    pub replaced: u64,
+    pub sum_ns: u64,
+    /// Matched requests whose start and done were also streamed.
+    pub sampled: u64,
+    pub buckets: Vec<u64>,
+}
+
+impl KernelPairStats {
+    /// What happened between `earlier` and `self` (for per-interval reports).
+    pub fn since(&self, earlier: &KernelPairStats) -> KernelPairStats {
+        KernelPairStats {
+            starts: self.starts.saturating_sub(earlier.starts),
+            matched: self.matched.saturating_sub(earlier.matched),
+            unmatched_done: self.unmatched_done.saturating_sub(earlier.unmatched_done),
+            replaced: self.replaced.saturating_sub(earlier.replaced),
+            sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
+            sampled: self.sampled.saturating_sub(earlier.sampled),
+            buckets: self
+                .buckets
+                .iter()
+                .zip(&earlier.buckets)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+        }
+    }
+
+    /// Non-empty buckets as (midpoint, count): the midpoint keeps a value inside the same
+    /// power-of-two range, so power-of-two charts built from it are exact.
+    pub fn samples(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| {
+                let (lo, hi) = bucket_range(i);
+                (lo + (hi - lo) / 2, *c)
+            })
+    }
+}
+
+/// The pairing maps of a loaded program.
+pub struct KernelPairs {
+    cfgs: Array<MapData, RawPairCfg>,
+    starts: BpfHashMap<MapData, RawPairKey, RawPairStart>,
+    stats: PerCpuArray<MapData, u64>,
+    hist: PerCpuArray<MapData, u64>,
+}
+
+impl KernelPairs {
+    /// Takes the pairing maps from the engine (once per engine).
+    pub fn new(engine: &mut Engine) -> Result<KernelPairs, KpairError> {
+        let mut take = |name: &'static str| engine.take_map(name).ok_or(KpairError::Missing(name));
+        let cfgs = Array::try_from(take(MAP_CFGS)?).map_err(map_err(MAP_CFGS))?;
+        let starts = BpfHashMap::try_from(take(MAP_STARTS)?).map_err(map_err(MAP_STARTS))?;
+        let stats = PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_err(MAP_STATS))?;
+        let hist = PerCpuArray::try_from(take(MAP_HIST)?).map_err(map_err(MAP_HIST))?;
+        Ok(KernelPairs {
+            cfgs,
+            starts,
+            stats,
+            hist,
+        })
+    }
+
+    /// Makes `probe` (attached with `Mode::Pair`) the start or done of pair `pair_id`, matched by
+    /// thread or by the integer argument `key_arg`; 1 request in `sample_every` is streamed
+    /// (0 = none).
+    pub fn set_role(
+        &mut self,
+        probe: ProbeId,
+        pair_id: u16,
+        role: Role,
+        key_arg: Option<usize>,
+        sample_every: u32,
+    ) -> Result<(), KpairError> {
+        if pair_id >= MAX_PAIRS {
+            return Err(KpairError::PairId(pair_id));
+        }
+        let key_arg = match key_arg {
+            None => BY_THREAD,
+            Some(i) if i < 12 => i as u8,
+            Some(i) => return Err(KpairError::KeyArg(i)),
+        };
+        let cfg = RawPairCfg {
+            pair_id,
+            role: role as u8,
+            key_arg,
+            sample_every,
+        };
+        self.cfgs.set(probe.0, cfg, 0).map_err(map_err(MAP_CFGS))
+    }
+
+    /// Changes how many requests are streamed, without touching the pairing.
+    pub fn set_sampling(&mut self, probe: ProbeId, sample_every: u32) -> Result<(), KpairError> {
+        let mut cfg = self.cfgs.get(&probe.0, 0).map_err(map_err(MAP_CFGS))?;
+        cfg.sample_every = sample_every;
+        self.cfgs.set(probe.0, cfg, 0).map_err(map_err(MAP_CFGS))
+    }
+
+    fn sum(values: Result<PerCpuValues<u64>, MapError>) -> u64 {
+        values.map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    pub fn read(&self, pair_id: u16) -> KernelPairStats {
+        let base = pair_id as u32 * PS_NR;
+        let stat = |i: u32| Self::sum(self.stats.get(&(base + i), 0));
+        let hbase = pair_id as u32 * PAIR_BUCKETS as u32;
+        KernelPairStats {
+            starts: stat(0),
+            matched: stat(1),
+            unmatched_done: stat(2),
+            replaced: stat(3),
+            sum_ns: stat(4),
+            sampled: stat(5),
+            buckets: (0..PAIR_BUCKETS as u32)
+                .map(|i| Self::sum(self.hist.get(&(hbase + i), 0)))
+                .collect(),
+        }
+    }
+
+    /// Starts of `pair_id` waiting for their done right now.
+    pub fn open_starts(&self, pair_id: u16) -> u64 {
+        self.starts
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.pair_id == pair_id as u32)
+            .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_latency_lies_in_the_range_of_its_bucket() {
+        let mut v = 0u64;
+        while v < u64::MAX / 3 {
+            let (lo, hi) = bucket_range(bucket_of(v));
+            assert!(lo <= v && v < hi, "{v} not in [{lo}, {hi})");
+            assert!(bucket_of(v) < PAIR_BUCKETS);
+            v = v + v / 4 + 1;
+        }
+        let (lo, hi) = bucket_range(bucket_of(u64::MAX));
+        assert!(lo > 0 && hi == u64::MAX);
+    }
+
+    #[test]
+    fn buckets_are_at_most_an_eighth_of_their_value_wide() {
+        for i in 24..PAIR_BUCKETS {
+            let (lo, hi) = bucket_range(i);
+            if hi == u64::MAX {
+                continue;
+            }
+            assert!((hi - lo) * 8 <= lo, "bucket {i}: [{lo}, {hi})");
+        }
+        assert_eq!(bucket_range(bucket_of(1_000_000)), (983_040, 1_048_576));
+    }
+
+    #[test]
+    fn midpoints_stay_in_their_power_of_two() {
+        let s = KernelPairStats {
+            starts: 0,
+            matched: 2,
+            unmatched_done: 0,
+            replaced: 0,
+            sum_ns: 0,
+            sampled: 0,
+            buckets: {
+                let mut b = vec![0; PAIR_BUCKETS];
+                b[bucket_of(4095)] = 1;
+                b[bucket_of(4096)] = 1;
+                b
+            },
+        };
+        let mids: Vec<u64> = s.samples().map(|(m, _)| m).collect();
+        assert!(mids[0] < 4096 && mids[0] >= 2048, "{mids:?}");
+        assert!(mids[1] >= 4096 && mids[1] < 8192, "{mids:?}");
+    }
+
+    #[test]
+    fn layouts_match_the_c_structs() {
+        assert_eq!(std::mem::size_of::<RawPairCfg>(), 8);
+        assert_eq!(std::mem::size_of::<RawPairKey>(), 16);
+        assert_eq!(std::mem::size_of::<RawPairStart>(), 16);
+    }
+}

@@ -1,0 +1,303 @@
+//! `usdtop latency` and `usdtop top`, run as the real binary against real probes: the aggfix
+//! fixture, PHP's built-in server and PostgreSQL. Counts must equal the requests made; latencies
+//! must agree with what the workload did (generous bounds: behaviour, not timing precision).
+
+mod common_agg;
+
+use common_agg::php::{PhpServer, PHP};
+use common_agg::postgres::{Cluster, POSTGRES};
+use common_agg::{require, row, u, Fixture, Tracer, MS};
+
+#[test]
+fn latency_counts_every_fixture_request_and_splits_it_by_label() {
+    // 150 requests: /a sleeps 1 ms, /b 2 ms, /c 3 ms.
+    let fx = Fixture::start(&["pairs", "150", "1000"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--by",
+        "arg1",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.wait();
+    // usdtop ends by itself once the traced process has exited.
+    let reports = tracer.json();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let r = &reports[0];
+    assert_eq!(u(r, "count"), 150);
+    assert_eq!(u(&r["pairing"], "unmatched_done"), 0);
+    assert_eq!(u(&r["pairing"], "open"), 0);
+    assert_eq!(u(r, "drops"), 0);
+    let bucket_total: u64 = r["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bucket_total, 150, "every sample is in a bucket");
+    for (label, ms) in [("/a", 1), ("/b", 2), ("/c", 3)] {
+        let row = row(&r["by"], label);
+        assert_eq!(u(row, "count"), 50, "{label}");
+        let p50 = u(row, "p50_ns");
+        assert!(
+            p50 >= ms * MS && p50 < ms * MS + 20 * MS,
+            "{label}: p50 {p50} ns for a {ms} ms sleep"
+        );
+    }
+}
+
+#[test]
+fn latency_can_pair_by_a_key_argument_instead_of_by_thread() {
+    let fx = Fixture::start(&["pairs", "60", "200"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--key",
+        "arg0",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.wait();
+    let r = &tracer.json()[0];
+    assert_eq!(u(r, "count"), 60);
+    assert_eq!(u(&r["pairing"], "bad_key"), 0);
+}
+
+#[test]
+fn starts_whose_done_never_comes_leave_the_start_table_bounded() {
+    // 5000 requests start, none finishes, then the process is killed mid-request.
+    let fx = Fixture::start(&["orphans", "5000"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--key",
+        "arg0",
+        "--mode",
+        "stream",
+        "--max-open",
+        "1000",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.kill();
+    let r = &tracer.json()[0];
+    assert_eq!(u(r, "count"), 0, "no latency is invented");
+    assert_eq!(u(&r["pairing"], "starts"), 5000);
+    assert_eq!(u(&r["pairing"], "open"), 1000, "bounded by --max-open");
+    assert_eq!(u(&r["pairing"], "evicted"), 4000, "and the rest counted");
+}
+
+#[test]
+fn kernel_aggregates_equal_the_figures_from_the_streamed_events() {
+    // Every request is also streamed (--sample 1), so user space pairs the same requests.
+    let fx = Fixture::start(&["pairs", "240", "500"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--mode",
+        "kernel",
+        "--sample",
+        "1",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.wait();
+    let r = &tracer.json()[0];
+    assert_eq!(r["mode"], "kernel");
+    let streamed = &r["streamed"];
+    assert_eq!(u(r, "count"), 240);
+    assert_eq!(u(streamed, "count"), 240);
+    assert_eq!(u(&r["pairing"], "matched"), 240);
+    assert_eq!(u(&r["pairing"], "unmatched_done"), 0);
+    // Kernel buckets are 1/8 of a power of two wide: percentiles agree to that resolution.
+    for p in ["p50_ns", "p90_ns", "p99_ns"] {
+        let (k, s) = (u(r, p), u(streamed, p));
+        assert!(
+            k.abs_diff(s) <= s / 8 + 50_000,
+            "{p}: kernel {k} ns vs streamed {s} ns"
+        );
+    }
+    let mean_k = r["mean_ns"].as_f64().unwrap();
+    let mean_s = streamed["mean_ns"].as_f64().unwrap();
+    assert!(
+        (mean_k - mean_s).abs() < mean_s * 0.02,
+        "{mean_k} vs {mean_s}"
+    );
+}
+
+#[test]
+fn in_the_kernel_starts_whose_done_never_comes_stay_bounded_by_the_lru_map() {
+    let fx = Fixture::start(&["orphans", "70000"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--key",
+        "arg0",
+        "--mode",
+        "kernel",
+        "--sample",
+        "0",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.kill();
+    let r = &tracer.json()[0];
+    let p = &r["pairing"];
+    assert_eq!(u(r, "count"), 0);
+    assert_eq!(u(p, "starts"), 70000);
+    assert!(u(p, "open") <= 65536, "{p}");
+    assert_eq!(u(p, "open") + u(p, "evicted"), 70000, "{p}");
+}
+
+#[test]
+fn auto_mode_samples_the_stream_of_a_hot_pair_but_counts_every_request() {
+    let fx = Fixture::start(&["pairs", "1000000", "0"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.wait();
+    let r = &tracer.json()[0];
+    assert_eq!(r["mode"], "kernel");
+    assert_eq!(u(r, "count"), 1_000_000, "the kernel counts every request");
+    assert!(u(r, "sample_every") > 1, "the stream was sampled: {r}");
+    assert!(u(&r["streamed"], "count") < 1_000_000);
+}
+
+#[test]
+fn top_counts_each_label_of_the_fixture() {
+    let fx = Fixture::start(&["pairs", "300", "0"]);
+    let pid = fx.pid().to_string();
+    let tracer = Tracer::start(&[
+        "top",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "--by",
+        "arg1",
+        "--json",
+    ]);
+    fx.wait_for("fired");
+    fx.wait();
+    let r = &tracer.json()[0];
+    assert_eq!(u(r, "total"), 300);
+    for label in ["/a", "/b", "/c"] {
+        let row = row(&r["rows"], label);
+        assert_eq!(u(row, "count"), 100, "{label}");
+        assert!(row["rate_per_s"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn php_request_latency_matches_what_the_client_measured() {
+    let Some(_) = require(PHP) else { return };
+    let server = PhpServer::start();
+    let pid = server.pid().to_string();
+    let tracer = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "php:request__startup",
+        "--by",
+        "uri",
+        "--json",
+    ]);
+    let mut slowest_client = std::time::Duration::ZERO;
+    for _ in 0..20 {
+        slowest_client = slowest_client.max(server.get("/slow?ms=5"));
+    }
+    for _ in 0..10 {
+        server.get("/fast");
+    }
+    let r = &tracer.interrupt_json()[0];
+    assert_eq!(u(r, "count"), 30, "{r}");
+    let slow = row(&r["by"], "/slow?ms=5");
+    assert_eq!(u(slow, "count"), 20);
+    let p50 = u(slow, "p50_ns");
+    assert!(p50 >= 5 * MS, "the server slept 5 ms; p50 {p50} ns");
+    assert!(
+        u(slow, "p99_ns") <= slowest_client.as_nanos() as u64 + MS,
+        "the server cannot take longer than the client waited ({slowest_client:?}): {slow}"
+    );
+    let fast = row(&r["by"], "/fast");
+    assert_eq!(u(fast, "count"), 10);
+    assert!(u(fast, "p50_ns") < 5 * MS, "{fast}");
+}
+
+#[test]
+fn php_top_ranks_uris_by_requests_with_latency_from_the_catalog_pair() {
+    let Some(_) = require(PHP) else { return };
+    let server = PhpServer::start();
+    let pid = server.pid().to_string();
+    let tracer = Tracer::start(&["top", "-p", &pid, "php:request__startup", "--json"]);
+    for _ in 0..12 {
+        server.get("/slow?ms=5");
+    }
+    for _ in 0..4 {
+        server.get("/other");
+    }
+    let r = &tracer.interrupt_json()[0];
+    assert_eq!(u(r, "total"), 16, "{r}");
+    assert_eq!(r["rows"][0]["key"], "/slow?ms=5", "most requested first");
+    assert_eq!(u(&r["rows"][0], "count"), 12);
+    assert!(u(&r["rows"][0], "p50_ns") >= 5 * MS);
+    assert_eq!(u(row(&r["rows"], "/other"), "count"), 4);
+}
+
+#[test]
+fn postgres_query_latency_and_top_count_the_queries_pgbench_ran() {
+    let Some(_) = require(POSTGRES) else { return };
+    let pg = Cluster::start();
+    let pid = pg.pid().to_string();
+    let script = pg.script("sleep.sql", "SELECT pg_sleep(0.005);\n");
+    let latency = Tracer::start(&[
+        "latency",
+        "-p",
+        &pid,
+        "postgresql:query__start",
+        "--by",
+        "query",
+        "--json",
+    ]);
+    let top = Tracer::start(&["top", "-p", &pid, "postgresql:query__start", "--json"]);
+    pg.pgbench(&["-n", "-c", "2", "-t", "15", "-f", &script]);
+    let lat = &latency.interrupt_json()[0];
+    let top = &top.interrupt_json()[0];
+
+    let q = row(&lat["by"], "SELECT pg_sleep(0.005);");
+    assert_eq!(u(q, "count"), 30, "2 clients x 15 transactions: {lat}");
+    let p50 = u(q, "p50_ns");
+    assert!(
+        (5 * MS..500 * MS).contains(&p50),
+        "pg_sleep(0.005): p50 {p50} ns"
+    );
+    assert_eq!(u(&lat["pairing"], "unmatched_done"), 0);
+    assert_eq!(u(row(&top["rows"], "SELECT pg_sleep(0.005);"), "count"), 30);
+}
