@@ -71,7 +71,9 @@ impl Tmux {
 
     fn tmux(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-f", "/dev/null", "-L", &self.socket]);
+        // CI has no terminal of its own; tmux and usdtop inside it need a TERM all the same.
+        c.args(["-f", "/dev/null", "-L", &self.socket])
+            .env("TERM", "xterm-256color");
         c
     }
 
