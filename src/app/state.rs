@@ -114,6 +114,7 @@ impl App {
                 _ => self.explorer.cycle_sort(),
             },
             Action::CycleWindow => self.live.window = self.live.window.next(),
+            Action::CyclePair => self.cycle_pair(),
             Action::TogglePause => self.live.toggle_pause(),
             Action::Clear => {
                 self.live.clear();
@@ -149,6 +150,38 @@ impl App {
             Action::Error(text) => self.error(text),
         }
         out
+    }
+
+    /// Pairs worth following: catalog pairs with a probe attached, in catalog order.
+    pub fn candidate_pairs(&self) -> Vec<crate::probes::catalog::Pair> {
+        let attached: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|(_, s)| !matches!(s, AttachState::Failed(_)))
+            .map(|(k, _)| k.full_name())
+            .collect();
+        self.live
+            .catalog()
+            .pairs()
+            .iter()
+            .filter(|p| attached.contains(&p.start) || attached.contains(&p.done))
+            .cloned()
+            .collect()
+    }
+
+    fn cycle_pair(&mut self) {
+        let pairs = self.candidate_pairs();
+        if pairs.is_empty() {
+            self.info("no start/done pair has an attached probe (attach one, e.g. a query__start)");
+            return;
+        }
+        let current = self.live.pair().cloned();
+        let next = match current.and_then(|c| pairs.iter().position(|p| *p == c)) {
+            Some(i) => pairs[(i + 1) % pairs.len()].clone(),
+            None => pairs[0].clone(),
+        };
+        self.info(format!("latency of {} → {}", next.start, next.done));
+        self.live.set_pair(next);
     }
 
     fn cycle_focus(&mut self, step: isize) {

@@ -234,3 +234,23 @@ fn requests_differing_only_in_ids_share_a_top_row_and_the_log_keeps_the_real_url
     assert_eq!((rows[0].key.as_str(), rows[0].count), ("/users/N", 2));
     assert_eq!(app.live.log_view(1)[0].label.as_deref(), Some("/users/2"));
 }
+
+#[test]
+fn shift_p_switches_between_catalog_pairs_of_attached_probes() {
+    let mut app = app_with_traffic();
+    let gc = Arc::new(crate::probes::ProbeKey {
+        path: BIN.into(),
+        provider: "node".into(),
+        name: "gc__start".into(),
+    });
+    app.update(Action::Attached {
+        probe: gc,
+        sites: 1,
+    });
+    assert_eq!(app.live.pair().unwrap().start, "node:http__server__request");
+    app.update(Action::CyclePair);
+    assert_eq!(app.live.pair().unwrap().start, "node:gc__start");
+    assert_eq!(app.live.summary().count, 0, "a new pair starts afresh");
+    app.update(Action::CyclePair);
+    assert_eq!(app.live.pair().unwrap().start, "node:http__server__request");
+}
