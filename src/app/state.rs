@@ -1,6 +1,7 @@
 //! `App`: the whole TUI state and its `update` function (Action in, Commands out).
 
 use super::action::{Action, Command, Pane};
+use super::aggregate::format_duration_ns;
 use super::explorer::Explorer;
 use super::live::{Filter, Live};
 use crate::probes::catalog::Catalog;
@@ -235,6 +236,11 @@ impl App {
                         hi_ns: b.hi_ns,
                     });
                     self.focus = Pane::Log;
+                    self.info(format!(
+                        "showing only requests that took {}–{} (Esc goes back)",
+                        format_duration_ns(b.lo_ns),
+                        format_duration_ns(b.hi_ns)
+                    ));
                 }
             }
             Pane::Probes | Pane::Log => {}
@@ -248,6 +254,7 @@ impl App {
             self.explorer.editing_filter = false;
             self.explorer.set_filter(String::new());
         } else if self.live.pop_filter() {
+            self.status = None;
         } else if self.focus == Pane::Probes {
             self.focus = Pane::Objects;
         } else if self.focus == Pane::Objects {
