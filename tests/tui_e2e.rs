@@ -438,3 +438,26 @@ fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
         "the explorer keeps running: {s}"
     );
 }
+
+#[test]
+fn attach_without_pid_traces_every_process_running_the_object() {
+    let bin = Binary::copy("everywhere");
+    let b = bin.path.as_str();
+    let one = DemoServer::start(b);
+    let two = DemoServer::start(b);
+    let cmd = format!("{b} -a node:http__server__request");
+    let Some(t) = Tmux::start("everywhere", 160, 40, &cmd) else {
+        return;
+    };
+    // Wide enough for the PID column: requests from both servers show up.
+    let has_requests_from = |s: &str, pid: u32| {
+        s.lines().any(|l| {
+            l.contains("http__server__request")
+                && l.contains("method=GET")
+                && l.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+        })
+    };
+    t.wait_for("requests from both demo servers", |s| {
+        has_requests_from(s, one.pid) && has_requests_from(s, two.pid)
+    });
+}

@@ -314,4 +314,31 @@ impl App {
         self.focus = focus;
         cmd
     }
+
+    /// `usdtop -a PROBE` without `-p`: attaches `full_name` in every object (distinct path)
+    /// that has it, recording all processes running them; selects the first such process.
+    pub fn attach_everywhere(&mut self, full_name: &str) -> Vec<Command> {
+        let paths = self.explorer.objects_with_probe(full_name);
+        let Some((pid, _)) = paths.first() else {
+            self.error(format!("no process has a probe {full_name}"));
+            return Vec::new();
+        };
+        self.explorer.select_pid(*pid);
+        self.explorer.select_probe_named(full_name);
+        let (provider, name) = full_name.split_once(':').unwrap_or(("", full_name));
+        let mut out = Vec::new();
+        for (_, path) in paths {
+            let probe = Arc::new(ProbeKey {
+                path,
+                provider: provider.to_string(),
+                name: name.to_string(),
+            });
+            if self.attached.contains_key(&probe) {
+                continue;
+            }
+            self.attached.insert(probe.clone(), AttachState::Pending);
+            out.push(Command::Attach { probe, pid: None });
+        }
+        out
+    }
 }

@@ -254,3 +254,19 @@ fn shift_p_switches_between_catalog_pairs_of_attached_probes() {
     app.update(Action::CyclePair);
     assert_eq!(app.live.pair().unwrap().start, "node:http__server__request");
 }
+
+#[test]
+fn attach_everywhere_attaches_each_object_that_has_the_probe_for_all_processes() {
+    let mut app = app();
+    let cmds = app.attach_everywhere("node:http__server__request");
+    assert_eq!(
+        cmds,
+        vec![Command::Attach {
+            probe: key("http__server__request"),
+            pid: None
+        }]
+    );
+    assert_eq!(app.explorer.selected_process().unwrap().pid, 42);
+    assert!(app.attach_everywhere("node:nope").is_empty());
+    assert!(app.status.as_ref().unwrap().error);
+}
