@@ -461,3 +461,37 @@ fn attach_without_pid_traces_every_process_running_the_object() {
         has_requests_from(s, one.pid) && has_requests_from(s, two.pid)
     });
 }
+
+#[test]
+fn no_color_leaves_only_bold_dim_and_reverse() {
+    let bin = Binary::copy("nocolor");
+    let b = bin.path.as_str();
+    let Some(t) = Tmux::start("nocolor", 120, 40, &format!("NO_COLOR=1 {b} --demo")) else {
+        return;
+    };
+    t.wait_for("the demo running", |s| s.contains("method=GET"));
+    let out = t
+        .tmux()
+        .args(["capture-pane", "-e", "-p", "-t", "t"])
+        .output()
+        .unwrap();
+    let styled = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Every SGR sequence tmux reports is attributes or a reset to the default colours (39, 49):
+    // no 30–37/40–47, 90–107, and no 38;…/48;… colour.
+    for sgr in styled.split("\x1b[").skip(1) {
+        let Some(params) = sgr.split('m').next() else {
+            continue;
+        };
+        for p in params.split(';').filter(|p| !p.is_empty()) {
+            let n: u32 = p.parse().unwrap_or(0);
+            assert!(
+                n == 39 || n == 49 || (!(30..=49).contains(&n) && !(90..=107).contains(&n)),
+                "colour {n} drawn under NO_COLOR"
+            );
+        }
+    }
+    assert!(
+        styled.contains("\x1b["),
+        "bold/reverse still mark the focus and selection"
+    );
+}
