@@ -9,8 +9,8 @@ pub mod bpf;
 pub mod decode;
 pub mod engine;
 pub mod filter;
-mod reader;
 pub mod kpair;
+mod reader;
 pub mod select;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
