@@ -71,7 +71,9 @@ impl Tmux {
 
     fn tmux(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-f", "/dev/null", "-L", &self.socket]);
+        // CI has no terminal of its own; tmux and usdtop inside it need a TERM all the same.
+        c.args(["-f", "/dev/null", "-L", &self.socket])
+            .env("TERM", "xterm-256color");
         c
     }
 
@@ -434,5 +436,62 @@ fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
     assert!(
         !s.contains("usdtop-exited"),
         "the explorer keeps running: {s}"
+    );
+}
+
+#[test]
+fn attach_without_pid_traces_every_process_running_the_object() {
+    let bin = Binary::copy("everywhere");
+    let b = bin.path.as_str();
+    let one = DemoServer::start(b);
+    let two = DemoServer::start(b);
+    let cmd = format!("{b} -a node:http__server__request");
+    let Some(t) = Tmux::start("everywhere", 160, 40, &cmd) else {
+        return;
+    };
+    // Wide enough for the PID column: requests from both servers show up.
+    let has_requests_from = |s: &str, pid: u32| {
+        s.lines().any(|l| {
+            l.contains("http__server__request")
+                && l.contains("method=GET")
+                && l.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+        })
+    };
+    t.wait_for("requests from both demo servers", |s| {
+        has_requests_from(s, one.pid) && has_requests_from(s, two.pid)
+    });
+}
+
+#[test]
+fn no_color_leaves_only_bold_dim_and_reverse() {
+    let bin = Binary::copy("nocolor");
+    let b = bin.path.as_str();
+    let Some(t) = Tmux::start("nocolor", 120, 40, &format!("NO_COLOR=1 {b} --demo")) else {
+        return;
+    };
+    t.wait_for("the demo running", |s| s.contains("method=GET"));
+    let out = t
+        .tmux()
+        .args(["capture-pane", "-e", "-p", "-t", "t"])
+        .output()
+        .unwrap();
+    let styled = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Every SGR sequence tmux reports is attributes or a reset to the default colours (39, 49):
+    // no 30–37/40–47, 90–107, and no 38;…/48;… colour.
+    for sgr in styled.split("\x1b[").skip(1) {
+        let Some(params) = sgr.split('m').next() else {
+            continue;
+        };
+        for p in params.split(';').filter(|p| !p.is_empty()) {
+            let n: u32 = p.parse().unwrap_or(0);
+            assert!(
+                n == 39 || n == 49 || (!(30..=49).contains(&n) && !(90..=107).contains(&n)),
+                "colour {n} drawn under NO_COLOR"
+            );
+        }
+    }
+    assert!(
+        styled.contains("\x1b["),
+        "bold/reverse still mark the focus and selection"
     );
 }

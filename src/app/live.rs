@@ -199,21 +199,33 @@ impl Live {
     }
 
     pub fn push_events(&mut self, events: Vec<Event>) {
+        // Hits are summed per batch with pointer comparisons (a batch holds a few probes and
+        // thousands of events), then added to the map: no hashing per event.
+        let mut batch_hits: Vec<(Arc<ProbeKey>, u64)> = Vec::new();
         for ev in events {
+            match batch_hits
+                .iter_mut()
+                .find(|(k, _)| Arc::ptr_eq(k, &ev.probe))
+            {
+                Some((_, n)) => *n += 1,
+                None => batch_hits.push((ev.probe.clone(), 1)),
+            }
             self.push(ev);
+        }
+        for (k, n) in batch_hits {
+            self.hits.entry(k).or_default().total += n;
         }
     }
 
     fn push(&mut self, ev: Event) {
         self.events_total += 1;
         self.now_ns = self.now_ns.max(ev.ts_ns);
-        self.hits.entry(ev.probe.clone()).or_default().total += 1;
         let mut label: Option<Arc<str>> = None;
         let mut key: Option<Arc<str>> = None;
         let mut latency_ns = None;
         if let Some(pairer) = self.pairer.as_mut().filter(|p| p.wants(&ev)) {
             let label_idx = pairer.pair().label;
-            let is_start = pairer.pair().start == ev.probe.full_name();
+            let is_start = is_named(&pairer.pair().start, &ev.probe);
             if let Some(sample) = pairer.push(&ev) {
                 latency_ns = Some(sample.latency_ns);
                 let text = sample.label.unwrap_or_else(|| pairer.pair().start.clone());
@@ -419,7 +431,7 @@ impl Live {
 
 /// Folds what varies between requests of one kind: runs of digits (ids, numbers) become `N` and
 /// single-quoted strings `'?'`. `/api/users/42?page=3` → `/api/users/N?page=N`,
-/// `UPDATE t SET a = a + -17 WHERE id = 5;` → `UPDATE t SET a = a + -N WHERE id = N;`.
+/// `UPDATE t SET a = a + -17 WHERE id = 5;` → `UPDATE t SET a = a + N WHERE id = N;`.
 /// Digits inside a word (`pgbench_accounts2`, `v1`) stay: they name things.
 pub fn normalize_key(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -441,8 +453,10 @@ pub fn normalize_key(s: &str) -> String {
             prev = Some('\'');
             continue;
         }
-        let in_word = prev.is_some_and(|p| p.is_alphanumeric() || p == '_');
-        if c.is_ascii_digit() && !in_word {
+        let in_word = prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == ')');
+        // A sign belongs to the number when it follows an operator or a space (`+ -17`).
+        let signed = c == '-' && !in_word && chars.peek().is_some_and(|d| d.is_ascii_digit());
+        if (c.is_ascii_digit() || signed) && !in_word {
             while chars
                 .peek()
                 .is_some_and(|d| d.is_ascii_digit() || *d == '.')
@@ -457,4 +471,9 @@ pub fn normalize_key(s: &str) -> String {
         prev = Some(c);
     }
     out
+}
+
+/// Whether `probe` is `provider:name` (without formatting a string per event).
+fn is_named(full_name: &str, probe: &ProbeKey) -> bool {
+    full_name.split_once(':') == Some((probe.provider.as_str(), probe.name.as_str()))
 }

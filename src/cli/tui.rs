@@ -29,8 +29,9 @@ pub struct TuiArgs {
     /// Start with this process selected (its objects listed).
     #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// Attach this probe at start (`provider:name`, e.g. node:http__server__request), in the
-    /// `-p` process or else the first process that has it. Repeatable.
+    /// Attach this probe at start (`provider:name`, e.g. node:http__server__request): in the
+    /// `-p` process (and its children), or else in every process running the object that has
+    /// it. Repeatable.
     #[arg(short = 'a', long = "attach", value_name = "PROBE")]
     pub attach: Vec<String>,
     /// Run the built-in demo: an HTTP server with node-style probes and its load generator in
@@ -244,14 +245,15 @@ fn startup_attach(app: &mut App, s: &mut StartupAttach) -> Vec<Command> {
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for name in std::mem::take(&mut s.names) {
-        let pid = match s.pid {
-            Some(pid) => Some(pid).filter(|&p| app.explorer.has_process(p)),
-            None => app.explorer.find_process_with_probe(&name),
-        };
-        match pid {
-            Some(pid) => {
+        match s.pid {
+            Some(pid) if app.explorer.has_process(pid) => {
                 app.explorer.select_pid(pid);
                 out.extend(app.attach_by_name(&name));
+            }
+            Some(_) => missing.push(name),
+            // No -p: every object that has the probe, every process running it.
+            None if app.explorer.find_process_with_probe(&name).is_some() => {
+                out.extend(app.attach_everywhere(&name));
             }
             None => missing.push(name),
         }

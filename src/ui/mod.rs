@@ -186,7 +186,12 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Pane::Objects => &[("Enter", "probes"), ("Esc", "back")],
             Pane::Probes => &[("Space", "attach/detach"), ("Esc", "back")],
             Pane::Log => &[("p", "pause"), ("c", "clear"), ("↑↓", "scroll")],
-            Pane::Histogram => &[("Enter", "drill bucket"), ("w", "window"), ("Esc", "back")],
+            Pane::Histogram => &[
+                ("Enter", "drill bucket"),
+                ("w", "window"),
+                ("P", "pair"),
+                ("Esc", "back"),
+            ],
             Pane::Top => &[("Enter", "drill key"), ("s", "sort"), ("w", "window")],
         }
     };
