@@ -151,3 +151,35 @@ fn count_mode_counts_every_hit_in_the_kernel_and_streams_nothing() {
     assert!(events.try_recv().is_err(), "no events in count mode");
     assert_eq!(engine.stats().probes[0].hits, N);
 }
+
+#[test]
+fn many_attachments_filtering_on_the_same_process_share_one_filter() {
+    let bin = FixtureBin::build();
+    let object = read_probes(&bin.path).unwrap();
+    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    let mut fixture = bin.start("count", 10);
+    let mut engine = engine();
+    let mut events = engine.take_events().unwrap();
+    let options = AttachOptions {
+        filter: ProcFilter::Pids(vec![fixture.pid()]),
+        ..Default::default()
+    };
+    // More than the 64 distinct filters the kernel side can hold.
+    let ids: Vec<_> = (0..65)
+        .map(|_| engine.attach(&object, probe, &options).unwrap())
+        .collect();
+    for id in &ids[1..] {
+        engine.detach(*id).unwrap();
+    }
+    fixture.go();
+    assert!(engine.sync(Duration::from_secs(5)));
+    let mut got = Vec::new();
+    while let Ok(batch) = events.try_recv() {
+        got.extend(batch);
+    }
+    assert_eq!(
+        got.len(),
+        10,
+        "the one attachment left still admits the process"
+    );
+}

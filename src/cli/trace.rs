@@ -49,6 +49,10 @@ pub struct TraceArgs {
     /// Stop after this many events.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Ring buffer size in MiB (a power of two). A bigger ring rides out longer stalls of the
+    /// reader before the kernel has to drop events.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub ring_mb: u32,
 }
 
 /// One probe to attach in one object.
@@ -67,7 +71,15 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     } else {
         ProcFilter::Pids(args.pids.iter().map(|&p| p as u32).collect())
     };
-    let mut engine = Engine::new(EngineOptions::default())?;
+    let ring_bytes = args
+        .ring_mb
+        .checked_mul(1 << 20)
+        .filter(|b| b.is_power_of_two())
+        .context("--ring-mb must be a power of two of at most 2048")?;
+    let mut engine = Engine::new(EngineOptions {
+        ring_bytes: Some(ring_bytes),
+        ..Default::default()
+    })?;
     let mut events = engine.take_events().context("event stream")?;
     if !args.pids.is_empty() {
         if let Err(why) = engine.fork_tracking() {

@@ -153,7 +153,9 @@ pub struct Engine {
     attachments: BTreeMap<ProbeId, Attachment>,
     free_cookies: VecDeque<u32>,
     free_ids: VecDeque<u32>,
-    used_slots: u64,
+    /// Process-filter slots (bits of the `pid_filter` masks): the pid set each serves and how
+    /// many attachments use it. Attachments with the same pids share a slot.
+    slots: [Option<(Vec<u32>, usize)>; 64],
     counters: Arc<Counters>,
     events_rx: Option<mpsc::Receiver<Vec<Event>>>,
     stop: Arc<AtomicBool>,
@@ -227,7 +229,7 @@ impl Engine {
             attachments: BTreeMap::new(),
             free_cookies: (0..bpf::MAX_SITES).collect(),
             free_ids: (0..bpf::MAX_PROBES).collect(),
-            used_slots: 0,
+            slots: std::array::from_fn(|_| None),
             counters,
             events_rx: Some(rx),
             stop,
@@ -308,19 +310,9 @@ impl Engine {
         let mask = match &options.filter {
             ProcFilter::All => 0,
             ProcFilter::Pids(pids) => {
-                let slot = (0..64u32)
-                    .find(|s| self.used_slots & (1 << s) == 0)
-                    .ok_or(EngineError::Full("process filters (64)"))?;
-                self.used_slots |= 1 << slot;
+                let slot = self.filter_slot(pids)?;
                 attachment.filter_slot = Some(slot);
-                let bit = 1u64 << slot;
-                for pid in with_descendants(pids) {
-                    let old = self.filter.get(&pid, 0).unwrap_or(0);
-                    self.filter
-                        .insert(pid, old | bit, 0)
-                        .map_err(map_err("pid_filter"))?;
-                }
-                bit
+                1u64 << slot
             }
         };
         for site in &probe.sites {
@@ -377,9 +369,12 @@ impl Engine {
 
     /// Detaches everything.
     pub fn detach_all(&mut self) {
-        while let Some((id, a)) = self.attachments.pop_first() {
+        let mut links = Vec::new();
+        while let Some((id, mut a)) = self.attachments.pop_first() {
+            links.append(&mut a._links);
             self.release(id, a);
         }
+        close_all(links);
     }
 
     fn release(&mut self, id: ProbeId, attachment: Attachment) {
@@ -389,7 +384,7 @@ impl Engine {
             _links,
             ..
         } = attachment;
-        drop(_links);
+        close_all(_links);
         // Records already in the ring for these cookies are counted as stale, never misread:
         // cookies and ids go to the back of their free lists.
         let mut sites = self.sites.lock().unwrap();
@@ -400,13 +395,51 @@ impl Engine {
         self.free_cookies.extend(cookies);
         self.free_ids.push_back(id.0);
         if let Some(slot) = filter_slot {
-            self.clear_filter_slot(slot);
+            self.release_filter_slot(slot);
         }
     }
 
-    fn clear_filter_slot(&mut self, slot: u32) {
+    /// The slot for this pid set: shared with attachments that filter on the same pids, or a
+    /// new one seeded with the processes and their current descendants.
+    fn filter_slot(&mut self, pids: &[u32]) -> Result<u32, EngineError> {
+        let mut key = pids.to_vec();
+        key.sort_unstable();
+        key.dedup();
+        if let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|(k, _)| *k == key))
+        {
+            self.slots[i].as_mut().expect("found").1 += 1;
+            return Ok(i as u32);
+        }
+        let i = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(EngineError::Full("process filters (64 distinct pid sets)"))?;
+        self.slots[i] = Some((key, 1));
+        let bit = 1u64 << i;
+        for pid in with_descendants(pids) {
+            let old = self.filter.get(&pid, 0).unwrap_or(0);
+            if let Err(e) = self.filter.insert(pid, old | bit, 0) {
+                self.release_filter_slot(i as u32);
+                return Err(map_err("pid_filter")(e));
+            }
+        }
+        Ok(i as u32)
+    }
+
+    fn release_filter_slot(&mut self, slot: u32) {
+        let Some((_, users)) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        *users -= 1;
+        if *users > 0 {
+            return;
+        }
+        self.slots[slot as usize] = None;
         let bit = 1u64 << slot;
-        self.used_slots &= !bit;
         let entries: Vec<(u32, u64)> = self.filter.iter().filter_map(Result::ok).collect();
         for (pid, mask) in entries {
             if mask & bit != 0 {
@@ -473,6 +506,27 @@ impl Drop for Engine {
             let _ = r.join();
         }
     }
+}
+
+/// Detaches sites in parallel: each close waits for the kernel to unregister the uprobe (an RCU
+/// grace period, ~0.1 s here), so closing a 71-site probe one by one took 8 s; in parallel the
+/// waits overlap.
+fn close_all(links: Vec<SiteLink>) {
+    const THREADS: usize = 64;
+    if links.len() <= 1 {
+        return drop(links);
+    }
+    let per_thread = links.len().div_ceil(THREADS);
+    let mut links = links;
+    std::thread::scope(|scope| {
+        while !links.is_empty() {
+            let chunk: Vec<SiteLink> = links.drain(..per_thread.min(links.len())).collect();
+            // If no thread can be started, the chunk is closed here, just more slowly.
+            if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, move || drop(chunk)) {
+                drop(e);
+            }
+        }
+    });
 }
 
 fn attach_fork_tracking(ebpf: &mut Ebpf) -> Result<(), String> {
