@@ -2,6 +2,7 @@
 //! fixture, PHP's built-in server and PostgreSQL. Counts must equal the requests made; latencies
 //! must agree with what the workload did (generous bounds: behaviour, not timing precision).
 
+mod common;
 mod common_agg;
 
 use common_agg::php::{PhpServer, PHP};

@@ -143,8 +143,8 @@ fn deleted_files_are_still_read_and_shown_as_mapped() {
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join("app_gone");
     let lib = dir.join("libusdtfix.so");
-    std::fs::copy(&fx.pie, &exe).unwrap();
-    std::fs::copy(&fx.lib, &lib).unwrap();
+    common::build::copy_executable(&fx.pie, &exe);
+    common::build::copy_executable(&fx.lib, &lib);
     let app = Running::start(Command::new(&exe).env("LD_LIBRARY_PATH", &dir));
     std::fs::remove_file(&exe).unwrap();
     std::fs::remove_file(&lib).unwrap();
@@ -161,7 +161,7 @@ fn deleted_files_are_still_read_and_shown_as_mapped() {
 fn copy_into(root: &Path, from: &Path, to: &str) -> PathBuf {
     let dest = root.join(to.trim_start_matches('/'));
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    std::fs::copy(from, &dest).unwrap();
+    common::build::copy_executable(from, &dest);
     dest
 }
 

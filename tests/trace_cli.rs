@@ -183,7 +183,7 @@ fn without_privileges_it_says_what_to_do() {
     // An unprivileged user must be able to run the binary: copy it somewhere world-readable.
     let dir = common::build::TempDir::new("nobody");
     let bin = dir.path().join("usdtop");
-    std::fs::copy(USDTOP, &bin).unwrap();
+    common::build::copy_executable(std::path::Path::new(USDTOP), &bin);
     let out = Command::new("runuser")
         .args(["-u", "nobody", "--"])
         .arg(&bin)

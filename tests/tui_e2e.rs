@@ -2,6 +2,8 @@
 //! real BPF on the real demo workload, the test reads the screen (`capture-pane`) and types keys
 //! (`send-keys`). Waits poll the screen until the content appears or a generous deadline passes.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ impl Binary {
         let dir = std::env::temp_dir().join(format!("usdtop-e2e-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("usdtop");
-        std::fs::copy(BIN, &path).expect("copy the usdtop binary");
+        common::build::copy_executable(std::path::Path::new(BIN), &path);
         Binary {
             path: path.display().to_string(),
             dir,

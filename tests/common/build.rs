@@ -45,3 +45,16 @@ pub fn compile(compiler: &str, source: &str, dir: &Path, extra: &[&str]) -> Path
     assert!(status.success(), "{compiler} {source} failed");
     out
 }
+
+/// Copies a file that a test will execute. The copy runs in a child process: a write fd held
+/// by this (multi-threaded) test process could leak into another test thread's fork and make
+/// exec of the copy fail with ETXTBSY ("Text file busy").
+pub fn copy_executable(from: &Path, to: &Path) {
+    let status = Command::new("cp").arg(from).arg(to).status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "cp {} {}",
+        from.display(),
+        to.display()
+    );
+}

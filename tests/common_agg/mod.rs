@@ -62,7 +62,7 @@ impl Fixture {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::copy(fixture(), &copy).expect("copy the fixture");
+        crate::common::build::copy_executable(fixture(), &copy);
         let mut child = Command::new(&copy)
             .args(args)
             .stdout(Stdio::piped())
