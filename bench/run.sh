@@ -13,7 +13,8 @@
 #     the CPU cost of tracing in noise.
 #  3. The highest paced event rate usdtop top streams without drops, and its CPU use there.
 #  4. usdtop list on the whole machine (bench/list.sh, if present).
-# Environment: N (events per cost run, default 1000000), PG_RUNS (5), SKIP_PG=1, SKIP_LIST=1.
+# Environment: N (events per cost run, default 1000000), PG_RUNS (5), PAIRS (2000000),
+# SKIP_COST=1, SKIP_PG=1, SKIP_RATE=1, SKIP_LIST=1 (to rerun a part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,6 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# CPU time (user + system, in clock ticks of 10 ms) of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 # Waits until FILE has a line starting with WORD (max 60 s).
@@ -100,6 +103,7 @@ cost() {
     printf '%s\t%s\n' "$name" "${per[*]}" >>"$WORK/cost_runs.tsv"
 }
 
+if [[ ${SKIP_COST:-0} != 1 ]]; then
 echo "== 1. cost per event ($N events per run, median of 3)"
 : >"$WORK/cost.tsv"
 : >"$WORK/cost_runs.tsv"
@@ -144,6 +148,8 @@ cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PI
     awk -F'\t' '{ printf "- %s: %s\n", $1, $2 }' "$WORK/cost_runs.tsv"
     echo
 } >>"$TABLES"
+
+fi
 
 if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     echo "== 2. PostgreSQL pgbench -c 2 -T 10 (alternating, median of 3)"
@@ -210,9 +216,9 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     } >>"$TABLES"
 fi
 
+if [[ ${SKIP_RATE:-0} != 1 ]]; then
 echo "== 3. highest event rate streamed without drops (usdtop top --by arg1)"
 : >"$WORK/rate.tsv"
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 for rate in 25000 50000 100000 200000 400000 800000 1600000; do
     taskset -c 1 "$FIX" rate "$rate" 3 >"$WORK/fx.out" &
     fpid=$!
@@ -240,6 +246,41 @@ done
     best=$(awk -F'\t' '$5 == 0 && $3 == $4 { r = $2; c = $6 } END { if (r) printf "%s events/s at %s %% CPU", r, c; else print "none" }' "$WORK/rate.tsv")
     echo
     echo "Highest rate with no drops and every event counted: **$best**."
+    echo
+} >>"$TABLES"
+
+fi
+
+echo "== 3b. start/done pairs at full speed: usdtop latency, paired in the kernel vs in user space"
+: >"$WORK/pairs.tsv"
+PAIRS=${PAIRS:-2000000}
+for mode in auto kernel stream; do
+    extra=()
+    [[ $mode == kernel ]] && extra=(--sample 0)
+    taskset -c 1 "$FIX" pairs "$PAIRS" 0 >"$WORK/fx.out" &
+    fpid=$!
+    taskset -c 0 "$U" latency --mode "$mode" "${extra[@]}" -p "$fpid" "$FIX:aggfix:req__start" aggfix:req__done --json >"$WORK/lat.out" 2>"$WORK/lat.err" &
+    upid=$!
+    wait_line "$WORK/fx.out" ready
+    c0=$(cpu_ticks "$upid")
+    wait "$fpid"
+    c1=$(cpu_ticks "$upid")
+    wait "$upid" || true
+    secs=$(awk '/^elapsed_ns/ { print $2 / 1e9 }' "$WORK/fx.out")
+    rate=$(awk -v n="$PAIRS" -v s="$secs" 'BEGIN { printf "%.0f", 2 * n / s }')
+    cpu=$(awk -v a="$c0" -v b="$c1" -v s="$secs" 'BEGIN { printf "%.0f", (b - a) / 100 / s * 100 }')
+    read -r count drops sample streamed < <(grep '^{' "$WORK/lat.out" | tail -1 | jq -r '"\(.count) \(.drops) \(.sample_every // "—") \(.streamed.count // .count)"')
+    label=$mode
+    [[ $mode == kernel ]] && label="kernel --sample 0"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$rate" "$count" "$drops" "$sample" "$streamed" "$cpu" >>"$WORK/pairs.tsv"
+    echo "  --mode $label: $rate events/s, count $count of $PAIRS, drops $drops, 1 in $sample streamed ($streamed pairs), usdtop CPU $cpu %"
+done
+{
+    echo "### $PAIRS start/done pairs fired as fast as one thread can (usdtop latency -p)"
+    echo
+    echo "| --mode | events/s fired | pairs counted | ring drops | streamed 1 in | pairs paired in user space | usdtop CPU (of one core) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s %% |\n", $1, $2, $3, $4, $5, $6, $7 }' "$WORK/pairs.tsv"
     echo
 } >>"$TABLES"
 
