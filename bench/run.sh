@@ -213,6 +213,13 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
             echo "| $name | $(printf '%.0f' "$m") | $runs | $lost |"
         done
         echo
+        awk -F'\t' '$1 == "none" { v[++n] = $2 } END {
+            lo = v[1]; hi = v[1]
+            for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
+            printf "Without any tracer the runs spread from %.0f to %.0f TPS (%.0f %% of the lowest): ", lo, hi, (hi - lo) / lo * 100
+            printf "a TPS difference smaller than that between tracers is noise of the shared machine, not tracing cost.\n"
+        }' "$WORK/pg.tsv"
+        echo
     } >>"$TABLES"
 fi
 
