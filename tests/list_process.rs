@@ -200,6 +200,19 @@ fn container_processes_are_read_through_proc_pid_root() {
     let probes = list_pids(&[app.pid()], &[]);
     assert_eq!(paths(&probes), ["/app", "/lib/libusdtfix.so"]);
     assert_eq!(probes.len(), 7);
+
+    // What a tracer attaches to: a path that reaches the same file from our namespace.
+    let info = usdtop::probes::process::scan_process(app.pid() as i32).unwrap();
+    let exe = &info.objects[0];
+    assert_eq!(exe.path, Path::new("/app"));
+    assert_eq!(
+        exe.open_path(),
+        Path::new(&format!("/proc/{}/root/app", app.pid()))
+    );
+    assert_eq!(
+        std::fs::read(exe.open_path()).unwrap(),
+        std::fs::read(&fx.pie).unwrap()
+    );
 }
 
 #[test]

@@ -32,6 +32,19 @@ fn python_non_pie_matches_readelf() {
 }
 
 #[test]
+fn php_has_11_probes_at_14_sites() {
+    if let Some(c) = check_installed("/usr/bin/php8.2") {
+        assert_eq!(
+            c,
+            Counts {
+                probes: 11,
+                sites: 14
+            }
+        );
+    }
+}
+
+#[test]
 fn libstdcxx_probes_in_a_shared_library_match_readelf() {
     check_installed("/usr/lib/x86_64-linux-gnu/libstdc++.so.6");
 }
@@ -168,4 +181,83 @@ fn provider_and_name_filters() {
         names(&["-P", "de?o", "-n", "hyphen-*"]),
         ["demo:hyphen-ated"]
     );
+}
+
+/// Prelink moves an object after the notes were written: the notes keep the old addresses and
+/// `.stapsdt.base` shows how far it moved. Simulate it by lowering every address in the notes
+/// (pc, base, semaphore) by 0x10: the reported pcs are the notes' values, but the file offsets
+/// must still land on the real instructions and semaphores.
+#[test]
+fn prelinked_addresses_are_adjusted_by_the_stapsdt_base_section() {
+    let Some(fx) = fixtures() else { return };
+    let original = std::fs::read(&fx.nopie).unwrap();
+    let start = common::readelf_section_offset(&fx.nopie, ".note.stapsdt").unwrap() as usize;
+    let size = common::readelf_section_size(&fx.nopie, ".note.stapsdt").unwrap() as usize;
+    let mut bytes = original.clone();
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let mut pos = start;
+    while pos < start + size {
+        let (namesz, descsz) = (u32_at(&bytes, pos), u32_at(&bytes, pos + 4));
+        let desc = pos + 12 + namesz.next_multiple_of(4);
+        for field in 0..3 {
+            let at = desc + 8 * field;
+            let v = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+            if v != 0 {
+                bytes[at..at + 8].copy_from_slice(&(v - 0x10).to_le_bytes());
+            }
+        }
+        pos = (desc + descsz).next_multiple_of(4);
+    }
+    let moved = fx.dir.join("prelinked");
+    std::fs::write(&moved, &bytes).unwrap();
+
+    let before = json_lines(&usdtop(&["list", "--json", fx.nopie.to_str().unwrap()]));
+    let after = json_lines(&usdtop(&["list", "--json", moved.to_str().unwrap()]));
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a["name"], b["name"]);
+        assert_eq!(
+            a["semaphore_offset"], b["semaphore_offset"],
+            "{}",
+            a["name"]
+        );
+        if let Some(s) = b["semaphore"].as_u64() {
+            assert_eq!(a["semaphore"], s - 0x10);
+        }
+        for (sb, sa) in b["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(a["sites"].as_array().unwrap())
+        {
+            assert_eq!(sa["pc"], sb["pc"].as_u64().unwrap() - 0x10);
+            assert_eq!(sa["file_offset"], sb["file_offset"]);
+        }
+    }
+}
+
+/// `usdtop list | head -1`: a reader that goes away is not an error and not a panic.
+#[test]
+fn a_closed_pipe_ends_the_listing_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let Some(fx) = fixtures() else { return };
+    // Enough output to fill the pipe: the same file many times.
+    let paths: Vec<&std::path::Path> = std::iter::repeat_n(fx.pie.as_path(), 2000).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_usdtop"))
+        .arg("list")
+        .args(&paths)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with(fx.pie.to_str().unwrap()));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(common::stderr(&out), "");
 }

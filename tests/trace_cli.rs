@@ -142,3 +142,64 @@ fn duration_stops_it() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("events printed"));
 }
+
+#[test]
+fn it_ends_by_itself_with_every_event_once_the_traced_process_exits() {
+    let bin = FixtureBin::build();
+    let mut fixture = bin.start("count", 300);
+    let probe = format!("{}:fixture:tick", bin.path.display());
+    let mut usdtop = Command::new(USDTOP)
+        .args(["trace", "-p", &fixture.pid().to_string(), &probe])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(usdtop.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("tracing 1 probe(s)"), "{line}");
+    fixture.go(); // fires 300 times and exits
+    let out = usdtop.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        300,
+        "every event, none lost at the end"
+    );
+    assert!(text
+        .lines()
+        .last()
+        .unwrap()
+        .contains("fixture:tick arg0=299 "));
+}
+
+#[test]
+fn without_privileges_it_says_what_to_do() {
+    let Some(_python) = python311() else { return };
+    if common::require("/usr/sbin/runuser").is_none() {
+        return;
+    }
+    // An unprivileged user must be able to run the binary: copy it somewhere world-readable.
+    let dir = common::build::TempDir::new("nobody");
+    let bin = dir.path().join("usdtop");
+    std::fs::copy(USDTOP, &bin).unwrap();
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(&bin)
+        .args([
+            "trace",
+            "/usr/bin/python3.11:python:gc__start",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not permitted"), "{err}");
+    assert!(
+        err.contains("run usdtop as root (or with CAP_BPF and CAP_PERFMON)"),
+        "{err}"
+    );
+}

@@ -24,15 +24,21 @@ fn n_firings_are_exactly_n_events_in_order() {
         ..Default::default()
     };
     let id = engine.attach(&object, probe, &options).unwrap();
+    let pid = fixture.pid();
     fixture.go();
-    let got = collect_until(&mut events, |e| e.len() as u64 >= N);
-    let late = drain(&mut events, Duration::from_millis(100));
+    // The process has exited: sync makes every event it fired reach the channel.
+    assert!(engine.sync(Duration::from_secs(5)));
+    let mut got = Vec::new();
+    while let Ok(batch) = events.try_recv() {
+        got.extend(batch);
+    }
     let stats = engine.stats();
     assert_eq!(stats.drops, 0);
-    assert_eq!(got.len() as u64 + late.len() as u64, N);
+    assert_eq!(got.len() as u64, N);
     assert_eq!(stats.probes[0].id, id);
     assert_eq!(stats.probes[0].hits, N);
     for (i, e) in got.iter().enumerate() {
+        assert_eq!((e.pid, e.tid, e.comm.as_str()), (pid, pid, "usdt_fixture"));
         assert_eq!(
             e.args,
             vec![ArgValue::Int(i as i64), ArgValue::Str("tick".into())]
@@ -123,5 +129,57 @@ fn a_semaphore_guarded_probe_fires_only_while_attached() {
         got.len(),
         50,
         "the program sees its semaphore raised and fires"
+    );
+}
+
+#[test]
+fn count_mode_counts_every_hit_in_the_kernel_and_streams_nothing() {
+    let bin = FixtureBin::build();
+    let object = read_probes(&bin.path).unwrap();
+    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    let mut fixture = bin.start("count", N);
+    let mut engine = engine();
+    let mut events = engine.take_events().unwrap();
+    let options = AttachOptions {
+        filter: ProcFilter::Pids(vec![fixture.pid()]),
+        mode: usdtop::probes::bpf::Mode::Count,
+        ..Default::default()
+    };
+    engine.attach(&object, probe, &options).unwrap();
+    fixture.go();
+    assert!(engine.sync(Duration::from_secs(5)));
+    assert!(events.try_recv().is_err(), "no events in count mode");
+    assert_eq!(engine.stats().probes[0].hits, N);
+}
+
+#[test]
+fn many_attachments_filtering_on_the_same_process_share_one_filter() {
+    let bin = FixtureBin::build();
+    let object = read_probes(&bin.path).unwrap();
+    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    let mut fixture = bin.start("count", 10);
+    let mut engine = engine();
+    let mut events = engine.take_events().unwrap();
+    let options = AttachOptions {
+        filter: ProcFilter::Pids(vec![fixture.pid()]),
+        ..Default::default()
+    };
+    // More than the 64 distinct filters the kernel side can hold.
+    let ids: Vec<_> = (0..65)
+        .map(|_| engine.attach(&object, probe, &options).unwrap())
+        .collect();
+    for id in &ids[1..] {
+        engine.detach(*id).unwrap();
+    }
+    fixture.go();
+    assert!(engine.sync(Duration::from_secs(5)));
+    let mut got = Vec::new();
+    while let Ok(batch) = events.try_recv() {
+        got.extend(batch);
+    }
+    assert_eq!(
+        got.len(),
+        10,
+        "the one attachment left still admits the process"
     );
 }

@@ -79,3 +79,55 @@ fn n_requests_are_exactly_n_request_events_with_method_and_url() {
         assert_eq!(req.args[1], resp.args[0], "and the connection");
     }
 }
+
+/// The built-in node-shaped workload (`usdtop demo-server`, probes emitted from Rust).
+#[test]
+fn demo_server_requests_are_exactly_the_request_events_with_method_and_url() {
+    let usdtop = std::path::Path::new(env!("CARGO_BIN_EXE_usdtop"));
+    let mut server = Server(
+        Command::new(usdtop)
+            .args(["demo-server", "--no-load"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "usdtop demo-server listening on http://127.0.0.1:PORT pid PID"
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
+
+    let object = read_probes(usdtop).unwrap();
+    let probe = object
+        .probes
+        .iter()
+        .find(|p| p.provider == "node" && p.name == "http__server__request")
+        .expect("usdtop carries node probes");
+    let mut engine = engine();
+    let mut events = engine.take_events().unwrap();
+    let options = AttachOptions {
+        strings: Catalog::builtin().string_args("node:http__server__request"),
+        filter: ProcFilter::Pids(vec![server.0.id()]),
+        ..Default::default()
+    };
+    engine.attach(&object, probe, &options).unwrap();
+
+    const N: usize = 25;
+    let urls: Vec<String> = (0..N).map(|i| format!("/usdtop/test/{i}")).collect();
+    for u in &urls {
+        http_get(port, u);
+    }
+    let mut got = collect_until(&mut events, |e| e.len() >= N);
+    got.extend(drain(&mut events, Duration::from_millis(100)));
+    assert_eq!(got.len(), N, "one event per request");
+    for (e, url) in got.iter().zip(&urls) {
+        assert_eq!(e.args[4], ArgValue::Str("GET".into()), "method");
+        assert_eq!(e.args[5], ArgValue::Str(url.clone()), "url");
+    }
+}

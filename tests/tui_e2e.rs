@@ -10,8 +10,37 @@ const BIN: &str = env!("CARGO_BIN_EXE_usdtop");
 /// How long to wait for something to appear (a bound on hangs, not a speed check).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A tmux server of its own (so tests can run in parallel) running one command in a window of a
-/// fixed size. Dropping it kills the server and everything in it.
+/// Each test runs its own copy of the binary (a file of its own, so a new inode). Kernel
+/// behaviour seen on 6.18: a process that maps a binary while another tracer holds a
+/// semaphore-guarded uprobe on it does not get the semaphore raised, and a later attach does not
+/// raise it either. With a private copy, no other test's (or person's) attachments can be
+/// there, and the tests can run in parallel.
+struct Binary {
+    dir: std::path::PathBuf,
+    path: String,
+}
+
+impl Binary {
+    fn copy(name: &str) -> Binary {
+        let dir = std::env::temp_dir().join(format!("usdtop-e2e-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("usdtop");
+        std::fs::copy(BIN, &path).expect("copy the usdtop binary");
+        Binary {
+            path: path.display().to_string(),
+            dir,
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A tmux server of its own running one command in a window of a fixed size. Dropping it kills
+/// the server and waits until every process it ran is gone.
 struct Tmux {
     socket: String,
 }
@@ -42,7 +71,9 @@ impl Tmux {
 
     fn tmux(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-f", "/dev/null", "-L", &self.socket]);
+        // CI has no terminal of its own; tmux and usdtop inside it need a TERM all the same.
+        c.args(["-f", "/dev/null", "-L", &self.socket])
+            .env("TERM", "xterm-256color");
         c
     }
 
@@ -87,8 +118,71 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        let pane = self
+            .tmux()
+            .args(["display-message", "-p", "-t", "t", "#{pane_pid}"])
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            });
+        let family = pane.map(descendants).unwrap_or_default();
         let _ = self.tmux().arg("kill-server").status();
+        let start = Instant::now();
+        while family.iter().any(|p| alive(*p)) && start.elapsed() < PATIENCE {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !matches!(state_of(&s), Some('Z') | Some('X')))
+        .unwrap_or(false)
+}
+
+fn state_of(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `root` and every process below it.
+fn descendants(root: u32) -> Vec<u32> {
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut family = vec![root];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for &p in &all {
+            if !family.contains(&p) && parent_of(p).is_some_and(|pp| family.contains(&pp)) {
+                family.push(p);
+                grew = true;
+            }
+        }
+    }
+    family
 }
 
 /// `usdtop demo-server` as a separate process: the node-shaped workload to trace.
@@ -98,8 +192,8 @@ struct DemoServer {
 }
 
 impl DemoServer {
-    fn start() -> DemoServer {
-        let mut child = Command::new(BIN)
+    fn start(bin: &str) -> DemoServer {
+        let mut child = Command::new(bin)
             .args(["demo-server", "--port", "0", "--rate", "100"])
             .stdout(Stdio::piped())
             .spawn()
@@ -141,11 +235,13 @@ fn histogram_count(screen: &str) -> u64 {
 
 #[test]
 fn demo_shows_requests_latency_and_top_paths_and_enter_drills_into_a_path() {
-    let Some(t) = Tmux::start("demo", 120, 40, &format!("{BIN} --demo")) else {
+    let bin = Binary::copy("demo");
+    let b = bin.path.as_str();
+    let Some(t) = Tmux::start("demo", 120, 40, &format!("{b} --demo")) else {
         return;
     };
     let s = t.wait_for("paths in the log, a histogram and the top table", |s| {
-        s.contains("url=/api/users")
+        s.contains("/api/users method=GET")
             && top_pane(s).contains("/api/users")
             && histogram_count(s) > 0
             && s.contains('█')
@@ -194,13 +290,15 @@ fn demo_shows_requests_latency_and_top_paths_and_enter_drills_into_a_path() {
 
 #[test]
 fn pid_and_attach_flags_trace_a_separate_process_with_no_keys() {
-    let server = DemoServer::start();
-    let cmd = format!("{BIN} -p {} -a node:http__server__request", server.pid);
+    let bin = Binary::copy("pid");
+    let b = bin.path.as_str();
+    let server = DemoServer::start(b);
+    let cmd = format!("{b} -p {} -a node:http__server__request", server.pid);
     let Some(t) = Tmux::start("pid", 120, 40, &cmd) else {
         return;
     };
     let s = t.wait_for("request events from the demo server", |s| {
-        s.contains("url=/api/")
+        s.contains("method=GET")
     });
     assert!(s.contains(&format!("Objects of {}", server.pid)), "{s}");
     assert!(s.contains("● node:http__server__request"), "{s}");
@@ -208,8 +306,10 @@ fn pid_and_attach_flags_trace_a_separate_process_with_no_keys() {
 
 #[test]
 fn explorer_flow_finds_the_probe_by_keys_and_space_attaches_it() {
-    let server = DemoServer::start();
-    let cmd = format!("{BIN} -p {}", server.pid);
+    let bin = Binary::copy("explorer");
+    let b = bin.path.as_str();
+    let server = DemoServer::start(b);
+    let cmd = format!("{b} -p {}", server.pid);
     let Some(t) = Tmux::start("explore", 120, 40, &cmd) else {
         return;
     };
@@ -219,12 +319,12 @@ fn explorer_flow_finds_the_probe_by_keys_and_space_attaches_it() {
         s.contains("node:http__server__request") && s.contains("node:net__stream__end")
     });
     assert!(
-        !t.screen().contains("url=/api/"),
+        !t.screen().contains("method=GET"),
         "nothing is traced before Space"
     );
     t.keys(&["Tab", "Tab", "Space"]);
     let s = t.wait_for("events after Space attached the probe", |s| {
-        s.contains("● node:http__server__request") && s.contains("url=/api/")
+        s.contains("● node:http__server__request") && s.contains("method=GET")
     });
     assert!(s.contains("attached node:http__server__request"), "{s}");
     // Space again detaches.
@@ -237,7 +337,9 @@ fn explorer_flow_finds_the_probe_by_keys_and_space_attaches_it() {
 
 #[test]
 fn eighty_by_twenty_four_demo_is_usable() {
-    let Some(t) = Tmux::start("small", 80, 24, &format!("{BIN} --demo")) else {
+    let bin = Binary::copy("eighty");
+    let b = bin.path.as_str();
+    let Some(t) = Tmux::start("small", 80, 24, &format!("{b} --demo")) else {
         return;
     };
     let s = t.wait_for("all panes with live data at 80x24", |s| {
@@ -259,12 +361,14 @@ fn eighty_by_twenty_four_demo_is_usable() {
 
 #[test]
 fn sigterm_restores_the_terminal() {
-    let Some(t) = Tmux::start("term", 100, 30, &format!("{BIN} --demo")) else {
+    let bin = Binary::copy("sigterm");
+    let b = bin.path.as_str();
+    let Some(t) = Tmux::start("term", 100, 30, &format!("{b} --demo")) else {
         return;
     };
-    t.wait_for("the demo running", |s| s.contains("url=/api/"));
+    t.wait_for("the demo running", |s| s.contains("method=GET"));
     let pids = Command::new("pgrep")
-        .args(["-f", &format!("^{BIN} --demo")])
+        .args(["-f", &format!("^{b} --demo")])
         .output()
         .expect("pgrep");
     let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
@@ -306,14 +410,16 @@ fn sigterm_restores_the_terminal() {
 
 #[test]
 fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
+    let bin = Binary::copy("without");
+    let b = bin.path.as_str();
     if Command::new("setpriv").arg("--version").output().is_err() {
         eprintln!("skipping: setpriv is not installed");
         return;
     }
-    let server = DemoServer::start();
+    let server = DemoServer::start(b);
     // Root without capabilities cannot load BPF programs.
     let cmd = format!(
-        "setpriv --inh-caps=-all --bounding-set=-all {BIN} -p {} -a node:http__server__request",
+        "setpriv --inh-caps=-all --bounding-set=-all {b} -p {} -a node:http__server__request",
         server.pid
     );
     let Some(t) = Tmux::start("nopriv", 120, 40, &cmd) else {
@@ -330,5 +436,62 @@ fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
     assert!(
         !s.contains("usdtop-exited"),
         "the explorer keeps running: {s}"
+    );
+}
+
+#[test]
+fn attach_without_pid_traces_every_process_running_the_object() {
+    let bin = Binary::copy("everywhere");
+    let b = bin.path.as_str();
+    let one = DemoServer::start(b);
+    let two = DemoServer::start(b);
+    let cmd = format!("{b} -a node:http__server__request");
+    let Some(t) = Tmux::start("everywhere", 160, 40, &cmd) else {
+        return;
+    };
+    // Wide enough for the PID column: requests from both servers show up.
+    let has_requests_from = |s: &str, pid: u32| {
+        s.lines().any(|l| {
+            l.contains("http__server__request")
+                && l.contains("method=GET")
+                && l.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+        })
+    };
+    t.wait_for("requests from both demo servers", |s| {
+        has_requests_from(s, one.pid) && has_requests_from(s, two.pid)
+    });
+}
+
+#[test]
+fn no_color_leaves_only_bold_dim_and_reverse() {
+    let bin = Binary::copy("nocolor");
+    let b = bin.path.as_str();
+    let Some(t) = Tmux::start("nocolor", 120, 40, &format!("NO_COLOR=1 {b} --demo")) else {
+        return;
+    };
+    t.wait_for("the demo running", |s| s.contains("method=GET"));
+    let out = t
+        .tmux()
+        .args(["capture-pane", "-e", "-p", "-t", "t"])
+        .output()
+        .unwrap();
+    let styled = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Every SGR sequence tmux reports is attributes or a reset to the default colours (39, 49):
+    // no 30–37/40–47, 90–107, and no 38;…/48;… colour.
+    for sgr in styled.split("\x1b[").skip(1) {
+        let Some(params) = sgr.split('m').next() else {
+            continue;
+        };
+        for p in params.split(';').filter(|p| !p.is_empty()) {
+            let n: u32 = p.parse().unwrap_or(0);
+            assert!(
+                n == 39 || n == 49 || (!(30..=49).contains(&n) && !(90..=107).contains(&n)),
+                "colour {n} drawn under NO_COLOR"
+            );
+        }
+    }
+    assert!(
+        styled.contains("\x1b["),
+        "bold/reverse still mark the focus and selection"
     );
 }

@@ -72,6 +72,8 @@ pub enum Action {
     CycleSort,
     /// Cycle the histogram/top window (10 s → 1 min → all).
     CycleWindow,
+    /// Follow the next catalog start/done pair that has an attached probe.
+    CyclePair,
     /// Pause or resume the request log.
     TogglePause,
     /// Clear the request log and the aggregations.

@@ -262,6 +262,24 @@ impl Explorer {
             .min()
     }
 
+    /// Distinct objects (by path) that have probe `full_name`, each with the lowest pid that
+    /// maps it, in pid order.
+    pub fn objects_with_probe(&self, full_name: &str) -> Vec<(u32, String)> {
+        let mut found: Vec<(u32, String)> = Vec::new();
+        let mut procs: Vec<&ProcessView> = self.processes.iter().collect();
+        procs.sort_by_key(|p| p.pid);
+        for p in procs {
+            for o in &p.objects {
+                if o.probes.iter().any(|pr| pr.full_name() == full_name)
+                    && !found.iter().any(|(_, path)| *path == o.path)
+                {
+                    found.push((p.pid, o.path.clone()));
+                }
+            }
+        }
+        found
+    }
+
     /// Selects the first object of the selected process that has a probe named `full_name`,
     /// and that probe. Returns whether it was found.
     pub fn select_probe_named(&mut self, full_name: &str) -> bool {

@@ -29,8 +29,11 @@ pub struct LogEntry {
     pub tid: u32,
     pub probe: Arc<ProbeKey>,
     pub args: Vec<ArgValue>,
-    /// The request's key (URL, query...) when the active pair names one.
+    /// The request's label (URL, query...) as traced, when the active pair names one.
     pub label: Option<Arc<str>>,
+    /// The label with numbers and literals folded (`/users/42` → `/users/?`): the top table
+    /// and drill-down key.
+    pub key: Option<Arc<str>>,
     /// For a done event matched with its start: the latency.
     pub latency_ns: Option<u64>,
 }
@@ -47,7 +50,7 @@ pub enum Filter {
 impl Filter {
     fn admits(&self, e: &LogEntry) -> bool {
         match self {
-            Filter::Key(k) => e.label.as_deref() == Some(k.as_str()),
+            Filter::Key(k) => e.key.as_deref() == Some(k.as_str()),
             Filter::Latency { lo_ns, hi_ns } => {
                 e.latency_ns.is_some_and(|l| l >= *lo_ns && l < *hi_ns)
             }
@@ -87,6 +90,8 @@ pub struct Live {
     pub top_sort: SortBy,
     pub top_cursor: Cursor,
     pub hist_cursor: Cursor,
+    /// Rows the histogram has for bars (the runtime sets it from the layout).
+    pub hist_rows: usize,
     pub filters: Vec<Filter>,
     pub now_ns: u64,
     hits: HashMap<Arc<ProbeKey>, HitRate>,
@@ -117,6 +122,7 @@ impl Live {
             top_sort: SortBy::Count,
             top_cursor: Cursor::default(),
             hist_cursor: Cursor::default(),
+            hist_rows: 16,
             filters: Vec::new(),
             now_ns: 0,
             hits: HashMap::new(),
@@ -193,24 +199,37 @@ impl Live {
     }
 
     pub fn push_events(&mut self, events: Vec<Event>) {
+        // Hits are summed per batch with pointer comparisons (a batch holds a few probes and
+        // thousands of events), then added to the map: no hashing per event.
+        let mut batch_hits: Vec<(Arc<ProbeKey>, u64)> = Vec::new();
         for ev in events {
+            match batch_hits
+                .iter_mut()
+                .find(|(k, _)| Arc::ptr_eq(k, &ev.probe))
+            {
+                Some((_, n)) => *n += 1,
+                None => batch_hits.push((ev.probe.clone(), 1)),
+            }
             self.push(ev);
+        }
+        for (k, n) in batch_hits {
+            self.hits.entry(k).or_default().total += n;
         }
     }
 
     fn push(&mut self, ev: Event) {
         self.events_total += 1;
         self.now_ns = self.now_ns.max(ev.ts_ns);
-        self.hits.entry(ev.probe.clone()).or_default().total += 1;
         let mut label: Option<Arc<str>> = None;
+        let mut key: Option<Arc<str>> = None;
         let mut latency_ns = None;
         if let Some(pairer) = self.pairer.as_mut().filter(|p| p.wants(&ev)) {
             let label_idx = pairer.pair().label;
-            let is_start = pairer.pair().start == ev.probe.full_name();
+            let is_start = is_named(&pairer.pair().start, &ev.probe);
             if let Some(sample) = pairer.push(&ev) {
                 latency_ns = Some(sample.latency_ns);
-                let key = sample.label.unwrap_or_else(|| pairer.pair().start.clone());
-                label = Some(self.intern(&key));
+                let text = sample.label.unwrap_or_else(|| pairer.pair().start.clone());
+                label = Some(Arc::from(text.as_str()));
             } else if is_start {
                 label = label_idx
                     .and_then(|i| match ev.args.get(i) {
@@ -218,9 +237,10 @@ impl Live {
                         Some(ArgValue::Int(v)) => Some(v.to_string()),
                         _ => None,
                     })
-                    .map(|s| self.intern(&s));
+                    .map(|s| Arc::from(s.as_str()));
             }
-            if let (Some(lat), Some(key)) = (latency_ns, label.clone()) {
+            key = label.as_deref().map(|l| self.intern(&normalize_key(l)));
+            if let (Some(lat), Some(key)) = (latency_ns, key.clone()) {
                 self.record_sample(ev.ts_ns, lat, key);
             }
         } else if self.pairer.is_none() {
@@ -235,6 +255,7 @@ impl Live {
             probe: ev.probe,
             args: ev.args,
             label,
+            key,
             latency_ns,
         });
         self.next_seq += 1;
@@ -378,10 +399,24 @@ impl Live {
         self.stats().summary(self.window, self.now_ns)
     }
 
-    /// Log-spaced buckets, `[lo, hi)`, for the current window and key filter.
+    /// Log-spaced buckets, `[lo, hi)`, for the current window and key filter, at most
+    /// `hist_rows` of them: neighbours are merged pairwise (×2 → ×4 → ×16 wide) until they fit,
+    /// so the slowest requests are always on screen.
     pub fn buckets(&self) -> Vec<Bucket> {
-        self.stats()
-            .buckets(self.window, self.now_ns, BucketScheme::PowersOfTwo)
+        let mut b = self
+            .stats()
+            .buckets(self.window, self.now_ns, BucketScheme::PowersOfTwo);
+        while b.len() > self.hist_rows.max(1) && b.len() > 1 {
+            b = b
+                .chunks(2)
+                .map(|c| Bucket {
+                    lo_ns: c[0].lo_ns,
+                    hi_ns: c[c.len() - 1].hi_ns,
+                    count: c.iter().map(|x| x.count).sum(),
+                })
+                .collect();
+        }
+        b
     }
 
     pub fn top_rows(&self, limit: usize) -> Vec<TopRow> {
@@ -392,4 +427,53 @@ impl Live {
     pub fn top_len(&self) -> usize {
         self.top.len()
     }
+}
+
+/// Folds what varies between requests of one kind: runs of digits (ids, numbers) become `N` and
+/// single-quoted strings `'?'`. `/api/users/42?page=3` → `/api/users/N?page=N`,
+/// `UPDATE t SET a = a + -17 WHERE id = 5;` → `UPDATE t SET a = a + N WHERE id = N;`.
+/// Digits inside a word (`pgbench_accounts2`, `v1`) stay: they name things.
+pub fn normalize_key(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    let mut prev: Option<char> = None;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            // A quoted literal: skip to its end ('' is an escaped quote inside).
+            loop {
+                match chars.next() {
+                    Some('\'') if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                    }
+                    Some('\'') | None => break,
+                    Some(_) => {}
+                }
+            }
+            out.push_str("'?'");
+            prev = Some('\'');
+            continue;
+        }
+        let in_word = prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == ')');
+        // A sign belongs to the number when it follows an operator or a space (`+ -17`).
+        let signed = c == '-' && !in_word && chars.peek().is_some_and(|d| d.is_ascii_digit());
+        if (c.is_ascii_digit() || signed) && !in_word {
+            while chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_digit() || *d == '.')
+            {
+                chars.next();
+            }
+            out.push('N');
+            prev = Some(' ');
+            continue;
+        }
+        out.push(c);
+        prev = Some(c);
+    }
+    out
+}
+
+/// Whether `probe` is `provider:name` (without formatting a string per event).
+fn is_named(full_name: &str, probe: &ProbeKey) -> bool {
+    full_name.split_once(':') == Some((probe.provider.as_str(), probe.name.as_str()))
 }

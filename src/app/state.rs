@@ -1,6 +1,7 @@
 //! `App`: the whole TUI state and its `update` function (Action in, Commands out).
 
 use super::action::{Action, Command, Pane};
+use super::aggregate::format_duration_ns;
 use super::explorer::Explorer;
 use super::live::{Filter, Live};
 use crate::probes::catalog::Catalog;
@@ -114,6 +115,7 @@ impl App {
                 _ => self.explorer.cycle_sort(),
             },
             Action::CycleWindow => self.live.window = self.live.window.next(),
+            Action::CyclePair => self.cycle_pair(),
             Action::TogglePause => self.live.toggle_pause(),
             Action::Clear => {
                 self.live.clear();
@@ -149,6 +151,38 @@ impl App {
             Action::Error(text) => self.error(text),
         }
         out
+    }
+
+    /// Pairs worth following: catalog pairs with a probe attached, in catalog order.
+    pub fn candidate_pairs(&self) -> Vec<crate::probes::catalog::Pair> {
+        let attached: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|(_, s)| !matches!(s, AttachState::Failed(_)))
+            .map(|(k, _)| k.full_name())
+            .collect();
+        self.live
+            .catalog()
+            .pairs()
+            .iter()
+            .filter(|p| attached.contains(&p.start) || attached.contains(&p.done))
+            .cloned()
+            .collect()
+    }
+
+    fn cycle_pair(&mut self) {
+        let pairs = self.candidate_pairs();
+        if pairs.is_empty() {
+            self.info("no start/done pair has an attached probe (attach one, e.g. a query__start)");
+            return;
+        }
+        let current = self.live.pair().cloned();
+        let next = match current.and_then(|c| pairs.iter().position(|p| *p == c)) {
+            Some(i) => pairs[(i + 1) % pairs.len()].clone(),
+            None => pairs[0].clone(),
+        };
+        self.info(format!("latency of {} → {}", next.start, next.done));
+        self.live.set_pair(next);
     }
 
     fn cycle_focus(&mut self, step: isize) {
@@ -202,6 +236,11 @@ impl App {
                         hi_ns: b.hi_ns,
                     });
                     self.focus = Pane::Log;
+                    self.info(format!(
+                        "showing only requests that took {}–{} (Esc goes back)",
+                        format_duration_ns(b.lo_ns),
+                        format_duration_ns(b.hi_ns)
+                    ));
                 }
             }
             Pane::Probes | Pane::Log => {}
@@ -215,6 +254,7 @@ impl App {
             self.explorer.editing_filter = false;
             self.explorer.set_filter(String::new());
         } else if self.live.pop_filter() {
+            self.status = None;
         } else if self.focus == Pane::Probes {
             self.focus = Pane::Objects;
         } else if self.focus == Pane::Objects {
@@ -273,5 +313,32 @@ impl App {
         let cmd = self.toggle();
         self.focus = focus;
         cmd
+    }
+
+    /// `usdtop -a PROBE` without `-p`: attaches `full_name` in every object (distinct path)
+    /// that has it, recording all processes running them; selects the first such process.
+    pub fn attach_everywhere(&mut self, full_name: &str) -> Vec<Command> {
+        let paths = self.explorer.objects_with_probe(full_name);
+        let Some((pid, _)) = paths.first() else {
+            self.error(format!("no process has a probe {full_name}"));
+            return Vec::new();
+        };
+        self.explorer.select_pid(*pid);
+        self.explorer.select_probe_named(full_name);
+        let (provider, name) = full_name.split_once(':').unwrap_or(("", full_name));
+        let mut out = Vec::new();
+        for (_, path) in paths {
+            let probe = Arc::new(ProbeKey {
+                path,
+                provider: provider.to_string(),
+                name: name.to_string(),
+            });
+            if self.attached.contains_key(&probe) {
+                continue;
+            }
+            self.attached.insert(probe.clone(), AttachState::Pending);
+            out.push(Command::Attach { probe, pid: None });
+        }
+        out
     }
 }

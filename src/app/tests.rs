@@ -200,3 +200,73 @@ fn q_quits() {
     assert_eq!(app.update(Action::Quit), vec![Command::Quit]);
     assert!(app.quit);
 }
+
+#[test]
+fn keys_fold_numbers_and_literals_so_one_kind_of_request_is_one_row() {
+    assert_eq!(normalize_key("/api/users/42?page=3"), "/api/users/N?page=N");
+    assert_eq!(
+        normalize_key("UPDATE pgbench_accounts SET abalance = abalance + -17 WHERE aid = 5;"),
+        "UPDATE pgbench_accounts SET abalance = abalance + N WHERE aid = N;"
+    );
+    assert_eq!(
+        normalize_key("SELECT 'it''s', v1 FROM t2"),
+        "SELECT '?', v1 FROM t2"
+    );
+    assert_eq!(normalize_key("/slow?ms=50"), "/slow?ms=N");
+    assert_eq!(normalize_key("a + 5 - 3"), "a + N - N");
+}
+
+#[test]
+fn requests_differing_only_in_ids_share_a_top_row_and_the_log_keeps_the_real_url() {
+    let mut app = app();
+    app.update(Action::Attached {
+        probe: key("http__server__request"),
+        sites: 1,
+    });
+    app.update(Action::Events(vec![
+        request(1000, 7, "/users/1"),
+        response(1001, 7),
+        request(1002, 7, "/users/2"),
+        response(1004, 7),
+    ]));
+    let rows = app.live.top_rows(10);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].key.as_str(), rows[0].count), ("/users/N", 2));
+    assert_eq!(app.live.log_view(1)[0].label.as_deref(), Some("/users/2"));
+}
+
+#[test]
+fn shift_p_switches_between_catalog_pairs_of_attached_probes() {
+    let mut app = app_with_traffic();
+    let gc = Arc::new(crate::probes::ProbeKey {
+        path: BIN.into(),
+        provider: "node".into(),
+        name: "gc__start".into(),
+    });
+    app.update(Action::Attached {
+        probe: gc,
+        sites: 1,
+    });
+    assert_eq!(app.live.pair().unwrap().start, "node:http__server__request");
+    app.update(Action::CyclePair);
+    assert_eq!(app.live.pair().unwrap().start, "node:gc__start");
+    assert_eq!(app.live.summary().count, 0, "a new pair starts afresh");
+    app.update(Action::CyclePair);
+    assert_eq!(app.live.pair().unwrap().start, "node:http__server__request");
+}
+
+#[test]
+fn attach_everywhere_attaches_each_object_that_has_the_probe_for_all_processes() {
+    let mut app = app();
+    let cmds = app.attach_everywhere("node:http__server__request");
+    assert_eq!(
+        cmds,
+        vec![Command::Attach {
+            probe: key("http__server__request"),
+            pid: None
+        }]
+    );
+    assert_eq!(app.explorer.selected_process().unwrap().pid, 42);
+    assert!(app.attach_everywhere("node:nope").is_empty());
+    assert!(app.status.as_ref().unwrap().error);
+}

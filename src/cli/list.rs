@@ -40,6 +40,7 @@ Exit status: 0 when everything named could be read; 1 when a file or process cou
 #[command(after_help = EXAMPLES)]
 pub struct ListArgs {
     /// ELF files (executables or shared libraries). With neither PATH nor -p: every process.
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
     /// List every object mapped by process PID (repeatable).

@@ -8,4 +8,5 @@ pub mod latency_kernel;
 pub mod list;
 pub mod top;
 pub mod trace;
+pub mod trace_output;
 pub mod tui;

@@ -1,32 +1,35 @@
 //! `usdtop trace`: print every hit of the chosen probes, one line (or JSON object) per event.
 
+use super::trace_output::Printer;
 use anyhow::{bail, Context};
 use clap::Args;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
-use usdtop::probes::process::{ObjectKey, ProbeCache};
+use usdtop::probes::process::{MappedObject, ObjectKey, ProbeCache};
 use usdtop::probes::select::{nearest, ProbePattern};
-use usdtop::probes::{ArgValue, Event, ObjectProbes};
+use usdtop::probes::{Event, ObjectProbes};
 
-/// Print every hit of USDT probes with decoded arguments.
-///
-/// PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
-/// With -p, the objects mapped by those processes are searched and only they (and the
-/// processes they fork from now on) are traced. Without -p, a PROBE with a PATH is traced in
-/// every process running that file; a PROBE without a PATH is looked up in the objects of all
-/// running processes. Attaching raises the probes' semaphores; exiting lowers them.
-///
-/// Examples:
-///   usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
-///   usdtop trace /usr/bin/python3.11:python:gc__start --count 10
-///   usdtop trace --json --duration 5 'php:request__*'
+const AFTER_HELP: &str = "\
+PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
+With -p, the objects mapped by those processes are searched and only they (and the processes they
+fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a
+PATH is traced in every process running that file; a PROBE without a PATH is looked up in the
+objects of all running processes. Attaching raises the probes' semaphores; exiting lowers them.
+String arguments come from the built-in catalog; --str marks more. At exit, events printed,
+received, dropped (ring buffer full) and per-probe hits go to stderr.
+
+Examples:
+  usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
+  usdtop trace /usr/bin/python3.11:python:gc__start --count 10
+  usdtop trace --json --duration 5 'php:request__*'";
+
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = AFTER_HELP)]
 pub struct TraceArgs {
     /// Probes: `provider:name`, `PATH:provider:name` or a glob such as `postgresql:query__*`.
     #[arg(required = true)]
@@ -46,6 +49,10 @@ pub struct TraceArgs {
     /// Stop after this many events.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Ring buffer size in MiB (a power of two). A bigger ring rides out longer stalls of the
+    /// reader before the kernel has to drop events.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub ring_mb: u32,
 }
 
 /// One probe to attach in one object.
@@ -64,7 +71,15 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     } else {
         ProcFilter::Pids(args.pids.iter().map(|&p| p as u32).collect())
     };
-    let mut engine = Engine::new(EngineOptions::default())?;
+    let ring_bytes = args
+        .ring_mb
+        .checked_mul(1 << 20)
+        .filter(|b| b.is_power_of_two())
+        .context("--ring-mb must be a power of two of at most 2048")?;
+    let mut engine = Engine::new(EngineOptions {
+        ring_bytes: Some(ring_bytes),
+        ..Default::default()
+    })?;
     let mut events = engine.take_events().context("event stream")?;
     if !args.pids.is_empty() {
         if let Err(why) = engine.fork_tracking() {
@@ -101,7 +116,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let printer = Printer::new(&catalog, args.json);
+    let mut printer = Printer::new(&catalog, args.json);
     let seen = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let deadline = tokio::time::sleep(
@@ -113,18 +128,35 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
         let mut seen = 0u64;
         let limit = args.count.unwrap_or(u64::MAX);
+        let mut print = |batch: Vec<Event>, seen: &mut u64| -> bool {
+            for e in batch.iter().take((limit - *seen) as usize) {
+                *seen += 1;
+                if printer.write(&mut out, e).is_err() {
+                    return false; // stdout closed
+                }
+            }
+            out.flush().is_ok()
+        };
+        let mut watch = tokio::time::interval(Duration::from_millis(100));
         while seen < limit {
             tokio::select! {
                 batch = events.recv() => {
                     let Some(batch) = batch else { break };
-                    for e in batch.iter().take((limit - seen) as usize) {
-                        seen += 1;
-                        if printer.write(&mut out, e).is_err() {
-                            return Ok::<u64, anyhow::Error>(seen); // stdout closed
-                        }
+                    if !print(batch, &mut seen) {
+                        return Ok::<u64, anyhow::Error>(seen);
                     }
-                    if out.flush().is_err() {
-                        return Ok(seen);
+                }
+                _ = watch.tick(), if !args.pids.is_empty() => {
+                    // Every -p process gone: print what is in flight, then stop.
+                    if !args.pids.iter().any(|&p| alive(p)) {
+                        engine.sync(Duration::from_secs(1));
+                        while let Ok(batch) = events.try_recv() {
+                            if seen >= limit || !print(batch, &mut seen) {
+                                break;
+                            }
+                        }
+                        eprintln!("usdtop: traced process(es) exited");
+                        break;
                     }
                 }
                 _ = tokio::signal::ctrl_c() => break,
@@ -138,6 +170,17 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     engine.detach_all();
     report(seen, &stats);
     Ok(0)
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie has exited: it fires no probes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
 }
 
 fn report(seen: u64, stats: &Stats) {
@@ -199,7 +242,7 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                     add(
                         &mut pool,
                         Arc::new(obj.clone()),
-                        o.object.open_path(),
+                        attach_path(&o.object),
                         Some(o.object.key),
                     );
                 }
@@ -213,7 +256,7 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
                     add(
                         &mut pool,
                         Arc::new(obj.clone()),
-                        o.object.open_path(),
+                        attach_path(&o.object),
                         Some(o.object.key),
                     );
                 }
@@ -275,92 +318,13 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     Ok(targets)
 }
 
-/// Formats events as text lines or JSON objects.
-struct Printer<'a> {
-    catalog: &'a Catalog,
-    json: bool,
-    /// Wall-clock ns minus monotonic ns, to print bpf_ktime_get_ns as a time of day.
-    offset_ns: i128,
-}
-
-impl<'a> Printer<'a> {
-    fn new(catalog: &'a Catalog, json: bool) -> Self {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid timespec out-pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        Printer {
-            catalog,
-            json,
-            offset_ns: wall - mono,
-        }
-    }
-
-    fn arg_name(&self, e: &Event, i: usize) -> String {
-        self.catalog
-            .args(&e.probe.full_name())
-            .and_then(|a| a.get(i))
-            .map_or_else(|| format!("arg{i}"), |a| a.name.clone())
-    }
-
-    fn write(&self, out: &mut impl Write, e: &Event) -> io::Result<()> {
-        if self.json {
-            return self.write_json(out, e);
-        }
-        let wall = (e.ts_ns as i128 + self.offset_ns).max(0) as u64;
-        let secs_of_day = (wall / 1_000_000_000) % 86_400;
-        write!(
-            out,
-            "{:02}:{:02}:{:02}.{:06} {:>7} {:>7} {:<15} {}:{}",
-            secs_of_day / 3600,
-            secs_of_day / 60 % 60,
-            secs_of_day % 60,
-            wall % 1_000_000_000 / 1000,
-            e.pid,
-            e.tid,
-            e.comm,
-            e.probe.provider,
-            e.probe.name
-        )?;
-        for (i, a) in e.args.iter().enumerate() {
-            let name = self.arg_name(e, i);
-            match a {
-                ArgValue::Int(v) => write!(out, " {name}={v}")?,
-                // Quotes inside are escaped so the value's end is unambiguous.
-                ArgValue::Str(s) => write!(out, " {name}=\"{}\"", s.replace('"', "\\\""))?,
-                ArgValue::Unsupported(why) => write!(out, " {name}=<unsupported: {why}>")?,
-            }
-        }
-        writeln!(out)
-    }
-
-    fn write_json(&self, out: &mut impl Write, e: &Event) -> io::Result<()> {
-        let mut args = serde_json::Map::new();
-        for (i, a) in e.args.iter().enumerate() {
-            let v = match a {
-                ArgValue::Int(v) => serde_json::Value::from(*v),
-                ArgValue::Str(s) => serde_json::Value::from(s.as_str()),
-                ArgValue::Unsupported(why) => serde_json::json!({ "unsupported": why }),
-            };
-            args.insert(self.arg_name(e, i), v);
-        }
-        let line = serde_json::json!({
-            "ts_ns": e.ts_ns,
-            "pid": e.pid,
-            "tid": e.tid,
-            "comm": e.comm,
-            "provider": e.probe.provider,
-            "name": e.probe.name,
-            "path": e.probe.path,
-            "args": args,
-        });
-        serde_json::to_writer(&mut *out, &line)?;
-        writeln!(out)
+/// Where to open a mapped object for the uprobe: its plain path when that is the same file in
+/// our mount namespace (it stays valid after the process that maps it exits), otherwise the
+/// path through the process (`/proc/PID/root/...`, for containers).
+fn attach_path(o: &MappedObject) -> PathBuf {
+    if ObjectKey::of_path(&o.path).is_ok_and(|k| k == o.key) {
+        o.path.clone()
+    } else {
+        o.open_path()
     }
 }

@@ -29,8 +29,9 @@ pub struct TuiArgs {
     /// Start with this process selected (its objects listed).
     #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// Attach this probe at start (`provider:name`, e.g. node:http__server__request), in the
-    /// `-p` process or else the first process that has it. Repeatable.
+    /// Attach this probe at start (`provider:name`, e.g. node:http__server__request): in the
+    /// `-p` process (and its children), or else in every process running the object that has
+    /// it. Repeatable.
     #[arg(short = 'a', long = "attach", value_name = "PROBE")]
     pub attach: Vec<String>,
     /// Run the built-in demo: an HTTP server with node-style probes and its load generator in
@@ -182,8 +183,11 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                     last_counts = Instant::now();
                 }
                 if dirty || last_draw.elapsed() >= IDLE_REDRAW {
-                    let size = guard.terminal.size().map(|s| s.height).unwrap_or(24);
-                    app.page_rows = (size as usize / 3).max(1);
+                    if let Ok(size) = guard.terminal.size() {
+                        let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+                        app.page_rows = (size.height as usize / 3).max(1);
+                        app.live.hist_rows = ui::histogram_rows(area, &app);
+                    }
                     let t0 = Instant::now();
                     guard.terminal.draw(|f| ui::draw(f, &app, &theme))?;
                     frames.record(t0.elapsed());
@@ -241,14 +245,15 @@ fn startup_attach(app: &mut App, s: &mut StartupAttach) -> Vec<Command> {
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for name in std::mem::take(&mut s.names) {
-        let pid = match s.pid {
-            Some(pid) => Some(pid).filter(|&p| app.explorer.has_process(p)),
-            None => app.explorer.find_process_with_probe(&name),
-        };
-        match pid {
-            Some(pid) => {
+        match s.pid {
+            Some(pid) if app.explorer.has_process(pid) => {
                 app.explorer.select_pid(pid);
                 out.extend(app.attach_by_name(&name));
+            }
+            Some(_) => missing.push(name),
+            // No -p: every object that has the probe, every process running it.
+            None if app.explorer.find_process_with_probe(&name).is_some() => {
+                out.extend(app.attach_everywhere(&name));
             }
             None => missing.push(name),
         }

@@ -22,16 +22,18 @@ const PERF_ATTR_SIZE: u32 = 136;
 pub enum AttachError {
     #[error("the kernel has no uprobe PMU ({UPROBE_PMU}): {0}; a kernel with CONFIG_UPROBE_EVENTS is needed")]
     NoUprobePmu(String),
+    // Fields are `error`, not `source`: the text already includes it, and anyhow's `{:#}` would
+    // print a `source` twice.
     #[error(
-        "not permitted to {what}: {source}; run usdtop as root (or with CAP_BPF and CAP_PERFMON)"
+        "not permitted to {what}: {error}; run usdtop as root (or with CAP_BPF and CAP_PERFMON)"
     )]
     NotPermitted {
         what: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("cannot open a uprobe on {path} at file offset {offset:#x}{}: {source}{}",
+    #[error("cannot open a uprobe on {path} at file offset {offset:#x}{}: {error}{}",
         .ref_ctr.map(|r| format!(" (semaphore {r:#x})")).unwrap_or_default(),
-        if .source.raw_os_error() == Some(libc::EINVAL) {
+        if .error.raw_os_error() == Some(libc::EINVAL) {
             "; if another tracer (bpftrace, bcc) holds this site with a different semaphore setting, \
              the kernel refuses a second one (dmesg: ref_ctr_offset mismatch)"
         } else { "" })]
@@ -39,13 +41,13 @@ pub enum AttachError {
         path: String,
         offset: u64,
         ref_ctr: Option<u64>,
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("cannot link the BPF program to the uprobe at {path}:{offset:#x}: {source}")]
+    #[error("cannot link the BPF program to the uprobe at {path}:{offset:#x}: {error}")]
     Link {
         path: String,
         offset: u64,
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -148,7 +150,7 @@ pub fn attach_site(
         path: path.display().to_string(),
         offset,
         ref_ctr,
-        source: io::Error::from(io::ErrorKind::InvalidInput),
+        error: io::Error::from(io::ErrorKind::InvalidInput),
     })?;
     let attr = PerfEventAttr {
         type_: pmu.type_,
@@ -172,33 +174,33 @@ pub fn attach_site(
         )
     };
     if fd < 0 {
-        let source = io::Error::last_os_error();
-        if is_permission(&source) {
+        let error = io::Error::last_os_error();
+        if is_permission(&error) {
             return Err(AttachError::NotPermitted {
                 what: "open uprobe perf events",
-                source,
+                error,
             });
         }
         return Err(AttachError::PerfEvent {
             path: path.display().to_string(),
             offset,
             ref_ctr,
-            source,
+            error,
         });
     }
     // SAFETY: the syscall returned a fresh fd that nothing else owns.
     let perf = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let link = link_create(prog, perf.as_fd(), cookie).map_err(|source| {
-        if is_permission(&source) {
+    let link = link_create(prog, perf.as_fd(), cookie).map_err(|error| {
+        if is_permission(&error) {
             AttachError::NotPermitted {
                 what: "create BPF links",
-                source,
+                error,
             }
         } else {
             AttachError::Link {
                 path: path.display().to_string(),
                 offset,
-                source,
+                error,
             }
         }
     })?;

@@ -26,6 +26,7 @@ pub const MAX_STRS: usize = 8;
 
 pub const STR_TRUNCATED: u64 = 1 << 32;
 pub const STR_FAULT: u64 = 2 << 32;
+pub const STR_NULL: u64 = 4 << 32;
 
 const NO_REG: u16 = 0xffff;
 const NO_STR: u8 = 0xff;

@@ -1,7 +1,7 @@
 //! Turns ring-buffer records into [`Event`]s: integers as read, strings made safe for a terminal,
 //! unreadable argument forms as [`ArgValue::Unsupported`].
 
-use super::bpf::{ArgPlan, RawEventHdr, STR_FAULT, STR_TRUNCATED};
+use super::bpf::{ArgPlan, RawEventHdr, STR_FAULT, STR_NULL, STR_TRUNCATED};
 use super::event::{ArgValue, Event, ProbeKey};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +14,9 @@ pub struct SiteInfo {
 }
 
 pub type SiteTable = HashMap<u32, SiteInfo>;
+
+/// The `Unsupported` text of a string argument that was a NULL pointer.
+pub const NULL_STRING: &str = "NULL";
 
 /// Marker appended to a string that was longer than the kernel read.
 pub const TRUNCATED_MARK: &str = "…";
@@ -30,8 +33,9 @@ pub fn decode(record: &[u8], sites: &SiteTable) -> Option<Event> {
         args.push(match plan {
             ArgPlan::Int => ArgValue::Int(raw as i64),
             ArgPlan::Unsupported(why) => ArgValue::Unsupported(why.clone()),
+            ArgPlan::Str if raw & STR_NULL != 0 => ArgValue::Unsupported(NULL_STRING.into()),
             ArgPlan::Str if raw & STR_FAULT != 0 => {
-                ArgValue::Unsupported("string not readable (NULL or unmapped pointer)".into())
+                ArgValue::Unsupported("string not readable (unmapped pointer)".into())
             }
             ArgPlan::Str => {
                 let len = (raw as u32 as usize).min(strs.len());
@@ -113,6 +117,7 @@ mod tests {
             ArgPlan::Int,
             ArgPlan::Str,
             ArgPlan::Str,
+            ArgPlan::Str,
             ArgPlan::Unsupported("8@%xmm0: vector".into()),
         ];
         let sites = SiteTable::from([(3, SiteInfo { probe, plans })]);
@@ -121,11 +126,12 @@ mod tests {
             pid: 10,
             tid: 11,
             cookie: 3,
-            nr_args: 5,
+            nr_args: 6,
             ..Default::default()
         };
         hdr.comm[..3].copy_from_slice(b"cmd");
         hdr.args[..4].copy_from_slice(&[3, (-2i64) as u64, 2 | STR_TRUNCATED, STR_FAULT]);
+        hdr.args[4] = STR_NULL;
         let e = decode(&record(hdr, b"GET/x"), &sites).unwrap();
         assert_eq!((e.pid, e.tid, e.comm.as_str()), (10, 11, "cmd"));
         assert_eq!(
@@ -134,7 +140,8 @@ mod tests {
                 ArgValue::Str("GET".into()),
                 ArgValue::Int(-2),
                 ArgValue::Str("/x…".into()),
-                ArgValue::Unsupported("string not readable (NULL or unmapped pointer)".into()),
+                ArgValue::Unsupported("string not readable (unmapped pointer)".into()),
+                ArgValue::Unsupported("NULL".into()),
                 ArgValue::Unsupported("8@%xmm0: vector".into()),
             ]
         );

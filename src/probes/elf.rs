@@ -7,8 +7,11 @@
 use super::argspec::{parse_args, ArgLoc, ArgSpec, ArgSpecError};
 use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::header::{Header, ELFCLASS32, ELFCLASS64, ET_DYN, ET_EXEC, SIZEOF_IDENT};
-use goblin::elf::program_header::PT_LOAD;
+use goblin::elf::program_header::{ProgramHeader, PT_LOAD};
+use goblin::elf::section_header::{SHT_DYNSYM, SHT_NOTE, SHT_SYMTAB};
 use goblin::elf::{Elf, SectionHeader};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -91,73 +94,72 @@ pub enum ElfError {
     BadNote { index: usize, why: String },
 }
 
-/// Read the probes of the ELF object at `path`. Objects without a `.note.stapsdt` section are
-/// recognised from their section headers alone, without reading the whole file.
+/// Read the probes of the ELF object at `path`. Only the headers, the note section and (for
+/// `sym(%rip)` arguments) the symbol tables are read: objects with probes can be hundreds of
+/// megabytes (libLLVM, librustc_driver carry libstdc++'s probes), and objects without a
+/// `.note.stapsdt` section cost a few small reads.
 pub fn read_probes(path: &Path) -> Result<ObjectProbes, ElfError> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
-    let headers = read_section_headers(&file, len)?;
-    let has_notes = headers.sections.iter().any(|(name, sh)| {
-        name == NOTE_SECTION && sh.sh_type == goblin::elf::section_header::SHT_NOTE
-    });
-    if !has_notes {
-        return Ok(ObjectProbes {
-            path: path.to_path_buf(),
-            position_independent: headers.header.e_type == ET_DYN,
-            probes: Vec::new(),
-        });
-    }
-    let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0)?;
-    parse_probes(path, &bytes)
+    probes_from(path, &FileSource { file, len })
 }
 
 /// Parse the probes out of a whole ELF image held in memory.
 pub fn parse_probes(path: &Path, bytes: &[u8]) -> Result<ObjectProbes, ElfError> {
-    check_ident(bytes)?;
-    let elf = Elf::parse(bytes).map_err(|e| classify_goblin(e, bytes.len()))?;
-    if elf.header.e_type != ET_DYN && elf.header.e_type != ET_EXEC {
-        return Err(ElfError::Malformed(format!(
-            "ELF type {} is neither an executable nor a shared object",
-            elf.header.e_type
-        )));
-    }
-    let section = |name: &str| {
-        elf.section_headers
-            .iter()
-            .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(name))
-    };
-    let base_addr = section(BASE_SECTION).map(|sh| sh.sh_addr);
-    let mut probes: Vec<Probe> = Vec::new();
-    if let Some(notes) = section(NOTE_SECTION) {
-        let start = notes.sh_offset as usize;
-        let end = start
-            .checked_add(notes.sh_size as usize)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| {
-                ElfError::Truncated(format!(
-                    "{NOTE_SECTION} ends at {:#x}, past the end of the file ({:#x})",
-                    notes.sh_offset.saturating_add(notes.sh_size),
-                    bytes.len()
-                ))
-            })?;
-        let ctx = NoteCtx {
-            is_64: elf.is_64,
-            little: elf.little_endian,
-        };
-        for (index, note) in iter_notes(&bytes[start..end], ctx).enumerate() {
-            let note = note.map_err(|why| ElfError::BadNote { index, why })?;
-            let Some(note) = note else { continue };
-            add_site(&elf, base_addr, note, &mut probes)
-                .map_err(|why| ElfError::BadNote { index, why })?;
+    probes_from(path, &bytes)
+}
+
+/// Where the bytes of an ELF image come from: a file read piecemeal, or memory.
+trait Source {
+    fn len(&self) -> u64;
+    fn read_exact(&self, offset: u64, len: u64) -> Result<Cow<'_, [u8]>, ElfError>;
+
+    /// `len` bytes at `offset`, or a `Truncated` error naming `what` ran past the end.
+    fn read(&self, offset: u64, len: u64, what: &str) -> Result<Cow<'_, [u8]>, ElfError> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len()) {
+            return Err(ElfError::Truncated(format!(
+                "{what} ends past the end of the file ({} bytes)",
+                self.len()
+            )));
         }
+        self.read_exact(offset, len)
     }
-    resolve_symbols(&elf, &mut probes);
-    Ok(ObjectProbes {
-        path: path.to_path_buf(),
-        position_independent: elf.header.e_type == ET_DYN,
-        probes,
-    })
+}
+
+impl Source for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_exact(&self, offset: u64, len: u64) -> Result<Cow<'_, [u8]>, ElfError> {
+        Ok(Cow::Borrowed(
+            &self[offset as usize..(offset + len) as usize],
+        ))
+    }
+}
+
+struct FileSource {
+    file: File,
+    len: u64,
+}
+
+impl Source for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact(&self, offset: u64, len: u64) -> Result<Cow<'_, [u8]>, ElfError> {
+        let mut buf = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut buf, offset).map_err(|e| {
+            // The file shrank since we measured it.
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                ElfError::Truncated(format!(
+                    "file ended early while reading {len} bytes at {offset:#x}"
+                ))
+            } else {
+                ElfError::Io(e)
+            }
+        })?;
+        Ok(Cow::Owned(buf))
+    }
 }
 
 fn check_ident(bytes: &[u8]) -> Result<(), ElfError> {
@@ -170,107 +172,125 @@ fn check_ident(bytes: &[u8]) -> Result<(), ElfError> {
     Ok(())
 }
 
-fn classify_goblin(e: goblin::error::Error, len: usize) -> ElfError {
-    let text = e.to_string();
-    if text.contains("too big")
-        || text.contains("offset")
-        || text.contains("Scroll")
-        || text.contains("end of")
-    {
-        ElfError::Truncated(format!("{text} (file is {len} bytes)"))
-    } else {
-        ElfError::Malformed(text)
-    }
-}
-
-struct SectionHeaders {
-    header: Header,
-    sections: Vec<(String, SectionHeader)>,
-}
-
-/// Read just the ELF header, the section headers and the section-name table.
-fn read_section_headers(file: &File, len: u64) -> Result<SectionHeaders, ElfError> {
-    let mut ident = [0u8; 64];
-    let n = read_at_most(file, &mut ident, 0)?;
-    check_ident(&ident[..n])?;
+fn probes_from(path: &Path, src: &impl Source) -> Result<ObjectProbes, ElfError> {
+    let ident = src.read_exact(0, src.len().min(64))?;
+    check_ident(&ident)?;
     let container = match ident[4] {
         ELFCLASS64 => Container::Big,
         ELFCLASS32 => Container::Little,
         c => return Err(ElfError::Malformed(format!("unknown ELF class {c}"))),
     };
-    let endian = Endian::from(ident[5] == 1);
-    let ctx = Ctx::new(container, endian);
+    let little = match ident[5] {
+        1 => true,
+        2 => false,
+        d => {
+            return Err(ElfError::Malformed(format!(
+                "unknown ELF data encoding {d}"
+            )))
+        }
+    };
+    let ctx = Ctx::new(container, Endian::from(little));
     let hsize = if container == Container::Big { 64 } else { 52 };
-    if n < hsize {
+    if ident.len() < hsize {
         return Err(ElfError::Truncated("no complete ELF header".into()));
     }
-    let header = Elf::parse_header(&ident[..n]).map_err(|e| ElfError::Malformed(e.to_string()))?;
+    let header = Elf::parse_header(&ident).map_err(|e| ElfError::Malformed(e.to_string()))?;
+    if header.e_type != ET_DYN && header.e_type != ET_EXEC {
+        return Err(ElfError::Malformed(format!(
+            "ELF type {} is neither an executable nor a shared object",
+            header.e_type
+        )));
+    }
+    let position_independent = header.e_type == ET_DYN;
+    let sections = read_sections(src, &header, ctx)?;
+    let section = |name: &str| sections.iter().find(|(n, _)| n == name).map(|(_, sh)| sh);
+    let mut probes: Vec<Probe> = Vec::new();
+    let notes = section(NOTE_SECTION).filter(|sh| sh.sh_type == SHT_NOTE);
+    if let Some(notes) = notes {
+        let loads = read_loads(src, &header, ctx)?;
+        let base_addr = section(BASE_SECTION).map(|sh| sh.sh_addr);
+        let data = src.read(notes.sh_offset, notes.sh_size, NOTE_SECTION)?;
+        let note_ctx = NoteCtx {
+            is_64: container == Container::Big,
+            little,
+        };
+        for (index, note) in iter_notes(&data, note_ctx).enumerate() {
+            let note = note.map_err(|why| ElfError::BadNote { index, why })?;
+            let Some(note) = note else { continue };
+            add_site(&loads, base_addr, note, &mut probes)
+                .map_err(|why| ElfError::BadNote { index, why })?;
+        }
+        resolve_symbols(src, &sections, note_ctx, &mut probes)?;
+    }
+    Ok(ObjectProbes {
+        path: path.to_path_buf(),
+        position_independent,
+        probes,
+    })
+}
+
+/// The section headers with their names (empty when the object has none).
+fn read_sections(
+    src: &impl Source,
+    header: &Header,
+    ctx: Ctx,
+) -> Result<Vec<(String, SectionHeader)>, ElfError> {
     let shnum = header.e_shnum as u64;
-    let shentsize = header.e_shentsize as u64;
-    if shnum == 0 {
-        return Ok(SectionHeaders {
-            header,
-            sections: Vec::new(),
-        });
+    if shnum == 0 || header.e_shoff == 0 {
+        return Ok(Vec::new());
     }
     let want = SectionHeader::size(ctx) as u64;
-    if shentsize != want {
+    if header.e_shentsize as u64 != want {
         return Err(ElfError::Malformed(format!(
-            "section header entries are {shentsize} bytes, expected {want}"
+            "section header entries are {} bytes, expected {want}",
+            header.e_shentsize
         )));
     }
-    let table_len = shnum * shentsize;
-    if header
-        .e_shoff
-        .checked_add(table_len)
-        .is_none_or(|e| e > len)
-    {
-        return Err(ElfError::Truncated(format!(
-            "section headers end past the end of the file ({len} bytes)"
-        )));
-    }
-    let mut table = vec![0u8; table_len as usize];
-    file.read_exact_at(&mut table, header.e_shoff)?;
+    let table = src.read(header.e_shoff, shnum * want, "section header table")?;
     // parse_from: `parse` treats offset 0 as "no section headers".
     let shdrs = SectionHeader::parse_from(&table, 0, shnum as usize, ctx)
         .map_err(|e| ElfError::Malformed(format!("section headers: {e}")))?;
     let strtab = shdrs
         .get(header.e_shstrndx as usize)
         .ok_or_else(|| ElfError::Malformed("section-name table index out of range".into()))?;
-    if strtab
-        .sh_offset
-        .checked_add(strtab.sh_size)
-        .is_none_or(|e| e > len)
-    {
-        return Err(ElfError::Truncated(
-            "section-name table ends past the end of the file".into(),
-        ));
-    }
-    let mut names = vec![0u8; strtab.sh_size as usize];
-    file.read_exact_at(&mut names, strtab.sh_offset)?;
-    let sections = shdrs
+    let names = src.read(strtab.sh_offset, strtab.sh_size, "section-name table")?;
+    Ok(shdrs
         .into_iter()
-        .map(|sh| {
-            let name = names
-                .get(sh.sh_name..)
-                .and_then(|s| s.split(|&b| b == 0).next())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .unwrap_or_default();
-            (name, sh)
-        })
-        .collect();
-    Ok(SectionHeaders { header, sections })
+        .map(|sh| (c_string(&names, sh.sh_name).unwrap_or_default(), sh))
+        .collect())
 }
 
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64)? {
-            0 => break,
-            n => done += n,
-        }
+/// The PT_LOAD program headers: they map addresses to file offsets.
+fn read_loads(
+    src: &impl Source,
+    header: &Header,
+    ctx: Ctx,
+) -> Result<Vec<ProgramHeader>, ElfError> {
+    let phnum = header.e_phnum as u64;
+    if phnum == 0 {
+        return Ok(Vec::new());
     }
-    Ok(done)
+    let want = ProgramHeader::size(ctx) as u64;
+    if header.e_phentsize as u64 != want {
+        return Err(ElfError::Malformed(format!(
+            "program header entries are {} bytes, expected {want}",
+            header.e_phentsize
+        )));
+    }
+    let table = src.read(header.e_phoff, phnum * want, "program header table")?;
+    let headers = ProgramHeader::parse(&table, 0, phnum as usize, ctx)
+        .map_err(|e| ElfError::Malformed(format!("program headers: {e}")))?;
+    Ok(headers
+        .into_iter()
+        .filter(|ph| ph.p_type == PT_LOAD)
+        .collect())
+}
+
+/// The NUL-terminated string at `offset` of a string table.
+fn c_string(table: &[u8], offset: usize) -> Option<String> {
+    let bytes = table.get(offset..)?;
+    let end = bytes.iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
 }
 
 #[derive(Clone, Copy)]
@@ -397,7 +417,7 @@ fn next_note<'a>(
 }
 
 fn add_site(
-    elf: &Elf,
+    loads: &[ProgramHeader],
     base_addr: Option<u64>,
     note: RawNote,
     probes: &mut Vec<Probe>,
@@ -408,24 +428,23 @@ fn add_site(
         _ => 0,
     };
     let addr = note.pc.wrapping_add(delta);
-    let file_offset = vaddr_to_offset(elf, addr)
+    let file_offset = load_offset(loads, addr)
         .ok_or_else(|| format!("pc {addr:#x} is in no loadable segment"))?;
     let semaphore = (note.semaphore != 0).then_some(note.semaphore);
     let semaphore_offset = match semaphore {
         Some(s) => Some(
-            vaddr_to_offset(elf, s.wrapping_add(delta))
+            load_offset(loads, s.wrapping_add(delta))
                 .ok_or_else(|| format!("semaphore {s:#x} is in no loadable segment"))?,
         ),
         None => None,
     };
-    let args = parse_args(note.args);
     let site = Site {
         pc: note.pc,
         base: note.base,
         addr,
         file_offset,
         args_text: note.args.to_string(),
-        args,
+        args: parse_args(note.args),
     };
     match probes
         .iter_mut()
@@ -443,19 +462,27 @@ fn add_site(
     Ok(())
 }
 
-/// File offset of a link-time virtual address, through the PT_LOAD segment containing it.
-pub fn vaddr_to_offset(elf: &Elf, vaddr: u64) -> Option<u64> {
-    elf.program_headers
+fn load_offset(loads: &[ProgramHeader], vaddr: u64) -> Option<u64> {
+    loads
         .iter()
         .filter(|ph| ph.p_type == PT_LOAD)
         .find(|ph| vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr.saturating_add(ph.p_memsz))
-        .map(|ph| vaddr - ph.p_vaddr + ph.p_offset)
+        .map(|ph| (vaddr - ph.p_vaddr).wrapping_add(ph.p_offset))
+}
+
+/// File offset of a link-time virtual address, through the PT_LOAD segment containing it.
+pub fn vaddr_to_offset(elf: &Elf, vaddr: u64) -> Option<u64> {
+    load_offset(&elf.program_headers, vaddr)
 }
 
 /// Fill in the link-time address of every `sym(%rip)` argument from .symtab, then .dynsym.
-/// One pass over each table for all sites: symbol tables hold tens of thousands of entries.
-fn resolve_symbols(elf: &Elf, probes: &mut [Probe]) {
-    use std::collections::HashMap;
+/// The tables are read only when such an argument exists, and walked once for all sites.
+fn resolve_symbols(
+    src: &impl Source,
+    sections: &[(String, SectionHeader)],
+    ctx: NoteCtx,
+    probes: &mut [Probe],
+) -> Result<(), ElfError> {
     let mut wanted: HashMap<String, Option<u64>> = HashMap::new();
     for arg in rip_args(probes) {
         if let ArgLoc::RipSym { symbol, .. } = &arg.loc {
@@ -463,24 +490,38 @@ fn resolve_symbols(elf: &Elf, probes: &mut [Probe]) {
         }
     }
     if wanted.is_empty() {
-        return;
+        return Ok(());
     }
-    for sym in elf.syms.iter().filter(|s| s.st_value != 0) {
-        if let Some(slot @ None) = elf
-            .strtab
-            .get_at(sym.st_name)
-            .and_then(|n| wanted.get_mut(n))
-        {
-            *slot = Some(sym.st_value);
-        }
-    }
-    for sym in elf.dynsyms.iter().filter(|s| s.st_value != 0) {
-        if let Some(slot @ None) = elf
-            .dynstrtab
-            .get_at(sym.st_name)
-            .and_then(|n| wanted.get_mut(n))
-        {
-            *slot = Some(sym.st_value);
+    for kind in [SHT_SYMTAB, SHT_DYNSYM] {
+        let Some((name, table)) = sections.iter().find(|(_, sh)| sh.sh_type == kind) else {
+            continue;
+        };
+        let Some((_, strings)) = sections.get(table.sh_link as usize) else {
+            continue;
+        };
+        let syms = src.read(table.sh_offset, table.sh_size, name)?;
+        let strs = src.read(strings.sh_offset, strings.sh_size, "symbol string table")?;
+        let entry = if ctx.is_64 { 24 } else { 16 };
+        for sym in syms.chunks_exact(entry) {
+            let value = if ctx.is_64 {
+                ctx.addr(&sym[8..])
+            } else {
+                ctx.u32(&sym[4..]) as u64
+            };
+            if value == 0 {
+                continue;
+            }
+            let name_at = ctx.u32(&sym[0..]) as usize;
+            let Some(bytes) = strs.get(name_at..) else {
+                continue;
+            };
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            let Ok(sym_name) = std::str::from_utf8(&bytes[..end]) else {
+                continue;
+            };
+            if let Some(slot @ None) = wanted.get_mut(sym_name) {
+                *slot = Some(value);
+            }
         }
     }
     for arg in rip_args(probes) {
@@ -488,6 +529,7 @@ fn resolve_symbols(elf: &Elf, probes: &mut [Probe]) {
             *addr = wanted.get(symbol.as_str()).copied().flatten();
         }
     }
+    Ok(())
 }
 
 fn rip_args(probes: &mut [Probe]) -> impl Iterator<Item = &mut ArgSpec> {

@@ -16,29 +16,27 @@
 //! ```
 
 use super::attach::{attach_site, AttachError, SiteLink};
-use super::bpf::{self, encode_site, ArgPlan, Mode, RawSiteSpec};
-use super::decode::{decode, SiteInfo, SiteTable};
+pub use super::bpf::Mode;
+use super::bpf::{self, encode_site, ArgPlan, RawSiteSpec};
+use super::decode::{SiteInfo, SiteTable};
 use super::elf::{ObjectProbes, Probe};
 use super::event::{Event, ProbeKey};
+use super::filter::with_descendants;
+use super::reader::{read_loop, Counters};
 use aya::maps::{
     Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
 };
 use aya::programs::{BtfTracePoint, ProgramError, ProgramFd, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
-
-/// How often the reader looks at the ring buffer when it is idle (events are not woken per hit).
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// Most events sent in one batch.
-const MAX_BATCH: usize = 65536;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -46,8 +44,8 @@ pub enum EngineError {
     NotPermitted(String),
     #[error("cannot load the BPF program: {0}")]
     Load(String),
-    #[error("BPF map `{map}`: {source}")]
-    Map { map: &'static str, source: MapError },
+    #[error("BPF map `{map}`: {error}")]
+    Map { map: &'static str, error: MapError },
     #[error(transparent)]
     Attach(#[from] AttachError),
     #[error("probe {0} has no sites to attach")]
@@ -59,7 +57,7 @@ pub enum EngineError {
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> EngineError {
-    move |source| EngineError::Map { map, source }
+    move |error| EngineError::Map { map, error }
 }
 
 fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
@@ -70,7 +68,8 @@ fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
     if denied && !lower.contains("verifier") {
         EngineError::NotPermitted(text)
     } else {
-        EngineError::Load(format!("{text} ({lower})"))
+        // The Debug form carries the verifier log.
+        EngineError::Load(format!("{text}: {e:?}"))
     }
 }
 
@@ -143,12 +142,6 @@ struct Attachment {
     _links: Vec<SiteLink>,
 }
 
-#[derive(Default)]
-struct Counters {
-    events: AtomicU64,
-    stale: AtomicU64,
-}
-
 pub struct Engine {
     prog: ProgramFd,
     specs: Array<MapData, RawSiteSpec>,
@@ -160,7 +153,9 @@ pub struct Engine {
     attachments: BTreeMap<ProbeId, Attachment>,
     free_cookies: VecDeque<u32>,
     free_ids: VecDeque<u32>,
-    used_slots: u64,
+    /// Process-filter slots (bits of the `pid_filter` masks): the pid set each serves and how
+    /// many attachments use it. Attachments with the same pids share a slot.
+    slots: [Option<(Vec<u32>, usize)>; 64],
     counters: Arc<Counters>,
     events_rx: Option<mpsc::Receiver<Vec<Event>>>,
     stop: Arc<AtomicBool>,
@@ -234,7 +229,7 @@ impl Engine {
             attachments: BTreeMap::new(),
             free_cookies: (0..bpf::MAX_SITES).collect(),
             free_ids: (0..bpf::MAX_PROBES).collect(),
-            used_slots: 0,
+            slots: std::array::from_fn(|_| None),
             counters,
             events_rx: Some(rx),
             stop,
@@ -315,19 +310,9 @@ impl Engine {
         let mask = match &options.filter {
             ProcFilter::All => 0,
             ProcFilter::Pids(pids) => {
-                let slot = (0..64u32)
-                    .find(|s| self.used_slots & (1 << s) == 0)
-                    .ok_or(EngineError::Full("process filters (64)"))?;
-                self.used_slots |= 1 << slot;
+                let slot = self.filter_slot(pids)?;
                 attachment.filter_slot = Some(slot);
-                let bit = 1u64 << slot;
-                for pid in with_descendants(pids) {
-                    let old = self.filter.get(&pid, 0).unwrap_or(0);
-                    self.filter
-                        .insert(pid, old | bit, 0)
-                        .map_err(map_err("pid_filter"))?;
-                }
-                bit
+                1u64 << slot
             }
         };
         for site in &probe.sites {
@@ -384,9 +369,12 @@ impl Engine {
 
     /// Detaches everything.
     pub fn detach_all(&mut self) {
-        while let Some((id, a)) = self.attachments.pop_first() {
+        let mut links = Vec::new();
+        while let Some((id, mut a)) = self.attachments.pop_first() {
+            links.append(&mut a._links);
             self.release(id, a);
         }
+        close_all(links);
     }
 
     fn release(&mut self, id: ProbeId, attachment: Attachment) {
@@ -396,7 +384,7 @@ impl Engine {
             _links,
             ..
         } = attachment;
-        drop(_links);
+        close_all(_links);
         // Records already in the ring for these cookies are counted as stale, never misread:
         // cookies and ids go to the back of their free lists.
         let mut sites = self.sites.lock().unwrap();
@@ -407,13 +395,51 @@ impl Engine {
         self.free_cookies.extend(cookies);
         self.free_ids.push_back(id.0);
         if let Some(slot) = filter_slot {
-            self.clear_filter_slot(slot);
+            self.release_filter_slot(slot);
         }
     }
 
-    fn clear_filter_slot(&mut self, slot: u32) {
+    /// The slot for this pid set: shared with attachments that filter on the same pids, or a
+    /// new one seeded with the processes and their current descendants.
+    fn filter_slot(&mut self, pids: &[u32]) -> Result<u32, EngineError> {
+        let mut key = pids.to_vec();
+        key.sort_unstable();
+        key.dedup();
+        if let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|(k, _)| *k == key))
+        {
+            self.slots[i].as_mut().expect("found").1 += 1;
+            return Ok(i as u32);
+        }
+        let i = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(EngineError::Full("process filters (64 distinct pid sets)"))?;
+        self.slots[i] = Some((key, 1));
+        let bit = 1u64 << i;
+        for pid in with_descendants(pids) {
+            let old = self.filter.get(&pid, 0).unwrap_or(0);
+            if let Err(e) = self.filter.insert(pid, old | bit, 0) {
+                self.release_filter_slot(i as u32);
+                return Err(map_err("pid_filter")(e));
+            }
+        }
+        Ok(i as u32)
+    }
+
+    fn release_filter_slot(&mut self, slot: u32) {
+        let Some((_, users)) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        *users -= 1;
+        if *users > 0 {
+            return;
+        }
+        self.slots[slot as usize] = None;
         let bit = 1u64 << slot;
-        self.used_slots &= !bit;
         let entries: Vec<(u32, u64)> = self.filter.iter().filter_map(Result::ok).collect();
         for (pid, mask) in entries {
             if mask & bit != 0 {
@@ -429,6 +455,21 @@ impl Engine {
     /// The attached probes.
     pub fn attached(&self) -> impl Iterator<Item = (ProbeId, &Arc<ProbeKey>)> {
         self.attachments.iter().map(|(id, a)| (*id, &a.probe))
+    }
+
+    /// Waits (at most `timeout`) until every event committed before this call has been sent
+    /// to the channel: use before a final report, e.g. once the traced process has exited.
+    pub fn sync(&self, timeout: Duration) -> bool {
+        let start = self.counters.passes.load(Ordering::Acquire);
+        let deadline = std::time::Instant::now() + timeout;
+        // One pass may have begun before the call; the one after it saw everything.
+        while self.counters.passes.load(Ordering::Acquire) < start + 2 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// A map of the loaded program that the engine does not use itself (e.g. the pairing maps
@@ -467,6 +508,27 @@ impl Drop for Engine {
     }
 }
 
+/// Detaches sites in parallel: each close waits for the kernel to unregister the uprobe (an RCU
+/// grace period, ~0.1 s here), so closing a 71-site probe one by one took 8 s; in parallel the
+/// waits overlap.
+fn close_all(links: Vec<SiteLink>) {
+    const THREADS: usize = 64;
+    if links.len() <= 1 {
+        return drop(links);
+    }
+    let per_thread = links.len().div_ceil(THREADS);
+    let mut links = links;
+    std::thread::scope(|scope| {
+        while !links.is_empty() {
+            let chunk: Vec<SiteLink> = links.drain(..per_thread.min(links.len())).collect();
+            // If no thread can be started, the chunk is closed here, just more slowly.
+            if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, move || drop(chunk)) {
+                drop(e);
+            }
+        }
+    });
+}
+
 fn attach_fork_tracking(ebpf: &mut Ebpf) -> Result<(), String> {
     let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
     for (prog, tp) in [
@@ -482,105 +544,6 @@ fn attach_fork_tracking(ebpf: &mut Ebpf) -> Result<(), String> {
         p.attach().map_err(|e| format!("{prog}: {e}"))?;
     }
     Ok(())
-}
-
-/// The processes and all their current descendants (from /proc/*/stat parent ids).
-fn with_descendants(pids: &[u32]) -> Vec<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // "pid (comm) state ppid ..." — comm may hold spaces and parentheses.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|s| s.parse::<u32>().ok());
-            if let Some(ppid) = ppid {
-                children.entry(ppid).or_default().push(pid);
-            }
-        }
-    }
-    let mut out: Vec<u32> = pids.to_vec();
-    let mut i = 0;
-    while i < out.len() {
-        if let Some(kids) = children.get(&out[i]) {
-            for k in kids {
-                if !out.contains(k) {
-                    out.push(*k);
-                }
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn read_loop(
-    mut ring: RingBuf<MapData>,
-    sites: Arc<Mutex<SiteTable>>,
-    counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<Vec<Event>>,
-) {
-    let mut open = true;
-    while !stop.load(Ordering::Relaxed) {
-        let mut batch = Vec::new();
-        let mut stale = 0u64;
-        {
-            let sites = sites.lock().unwrap();
-            while batch.len() < MAX_BATCH {
-                let Some(item) = ring.next() else { break };
-                match decode(&item, &sites) {
-                    Some(e) => batch.push(e),
-                    None => stale += 1,
-                }
-            }
-        }
-        counters.stale.fetch_add(stale, Ordering::Relaxed);
-        let full = batch.len() == MAX_BATCH;
-        if !batch.is_empty() {
-            counters
-                .events
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if open {
-                open = send(&tx, batch, &stop);
-            }
-        }
-        if !full {
-            // Sleep rather than poll: with NO_WAKEUP records, poll(2) returns at once whenever
-            // data is waiting, and a reader that chases the producer record by record makes
-            // every hit pay for cache-line transfers. Draining every 10 ms batches them.
-            std::thread::sleep(POLL_INTERVAL);
-        }
-    }
-}
-
-/// Sends a batch, waiting while the channel is full (the ring then fills and the kernel counts
-/// drops) but never past `stop`. False once the receiver is gone: the caller keeps draining so
-/// that the kernel keeps counting.
-fn send(tx: &mpsc::Sender<Vec<Event>>, mut batch: Vec<Event>, stop: &AtomicBool) -> bool {
-    loop {
-        match tx.try_send(batch) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(b)) => {
-                if stop.load(Ordering::Relaxed) {
-                    return true;
-                }
-                batch = b;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ pub mod attach;
 pub mod bpf;
 pub mod decode;
 pub mod engine;
+pub mod filter;
 pub mod kpair;
+mod reader;
 pub mod select;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};

@@ -201,7 +201,8 @@ fn strip_deleted(path: &Path) -> (PathBuf, bool) {
 }
 
 impl MappedObject {
-    /// Where to open the object: see [`best_open_path`].
+    /// A path to this object that works from usdtop's own mount namespace (what the probes are
+    /// read from and a uprobe is attached to): see [`best_open_path`].
     pub fn open_path(&self) -> PathBuf {
         best_open_path(self)
     }
@@ -287,14 +288,44 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
-/// Probes of ELF objects, read once per (device, inode) for the life of the cache.
+/// Probes of ELF objects, read once per (device, inode).
 ///
-/// An object replaced on disk gets a new inode, so the cache does not go stale in the usual
-/// upgrade-by-rename case; [`ProbeCache::clear`] drops everything for the rare in-place rewrite.
+/// A hit is checked against the file's size and modification time (one `stat`), because inode
+/// numbers are reused: rebuild a binary and the new file may get the inode of one deleted
+/// earlier, and a file can be rewritten in place.
 #[derive(Debug, Default)]
 pub struct ProbeCache {
-    objects: HashMap<ObjectKey, CachedObject>,
+    objects: HashMap<ObjectKey, CacheEntry>,
     stats: CacheStats,
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    probes: CachedObject,
+    /// Size and mtime when read; None when they could not be checked (then trusted).
+    stamp: Option<Stamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+/// The stamp of the object's first candidate path, if that is the mapped inode. (On overlayfs
+/// the keys differ; such objects are trusted by key alone.)
+fn stamp_of(obj: &MappedObject) -> Option<Stamp> {
+    let meta = std::fs::metadata(obj.open_paths.first()?).ok()?;
+    let key = ObjectKey {
+        dev: meta.dev(),
+        inode: meta.ino(),
+    };
+    (key == obj.key).then(|| Stamp {
+        size: meta.size(),
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+    })
 }
 
 impl ProbeCache {
@@ -321,18 +352,31 @@ impl ProbeCache {
     /// The probes of a mapped object, read on first use. The returned object's `path` is the
     /// path as mapped by the first process that asked, not the `/proc/...` path it was read from.
     pub fn object(&mut self, obj: &MappedObject) -> CachedObject {
+        let stamp = stamp_of(obj);
         if let Some(hit) = self.objects.get(&obj.key) {
-            self.stats.hits += 1;
-            return hit.clone();
+            let unchanged = match (hit.stamp, stamp) {
+                (Some(then), Some(now)) => then == now,
+                _ => true,
+            };
+            if unchanged {
+                self.stats.hits += 1;
+                return hit.probes.clone();
+            }
         }
         self.stats.misses += 1;
-        let read = read_probes(&best_open_path(obj)).map(|mut o| {
+        let read = read_probes(&obj.open_path()).map(|mut o| {
             o.path = obj.path.clone();
             o
         });
-        let entry = Arc::new(read);
-        self.objects.insert(obj.key, entry.clone());
-        entry
+        let probes = Arc::new(read);
+        self.objects.insert(
+            obj.key,
+            CacheEntry {
+                probes: probes.clone(),
+                stamp,
+            },
+        );
+        probes
     }
 
     /// The probes of a file named by path (keyed by its stat device and inode).
@@ -443,6 +487,40 @@ mod tests {
             }
         }
         assert_eq!(scan_process(i32::MAX), Err(SkipReason::Exited));
+    }
+
+    #[test]
+    fn a_machine_scan_finds_this_process_and_says_why_others_were_skipped() {
+        let mut cache = ProbeCache::new();
+        let scan = cache.scan_all().unwrap();
+        let me = std::process::id() as i32;
+        assert!(scan.processes.iter().any(|p| p.pid == me));
+        for s in &scan.skipped {
+            assert!(!scan.processes.iter().any(|p| p.pid == s.pid));
+        }
+        if let Some(k) = scan.skipped.iter().find(|s| s.pid == 2) {
+            assert_eq!(k.reason, SkipReason::KernelThread);
+            assert_eq!(k.comm.as_deref(), Some("kthreadd"));
+        }
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_is_read_again() {
+        let dir = std::env::temp_dir().join(format!("usdtop-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("obj");
+        std::fs::write(&path, b"not ELF at first").unwrap();
+        let mut cache = ProbeCache::new();
+        assert!(matches!(cache.file(&path).as_ref(), Err(ElfError::NotElf)));
+        assert!(matches!(cache.file(&path).as_ref(), Err(ElfError::NotElf)));
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 1 });
+        // Same inode, new contents (and size): the cached answer must not be reused.
+        let inode = ObjectKey::of_path(&path).unwrap();
+        std::fs::write(&path, std::fs::read("/usr/bin/true").unwrap()).unwrap();
+        assert_eq!(ObjectKey::of_path(&path).unwrap(), inode);
+        assert!(cache.file(&path).as_ref().is_ok());
+        assert_eq!(cache.stats().misses, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -179,7 +179,15 @@ fn draw_probes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         };
         let text = format!(
             "{marker}{}{} {}{}{}",
-            col(&sanitize(&p.full_name()), name_w),
+            // Narrow: the provider is in every row's object anyway; the name matters more.
+            col(
+                &sanitize(&if p.full_name().chars().count() > name_w {
+                    p.name.clone()
+                } else {
+                    p.full_name()
+                }),
+                name_w
+            ),
             rcol(&p.sites.to_string(), 4),
             if p.semaphore { "S" } else { " " },
             rcol(&p.args.to_string(), 3),

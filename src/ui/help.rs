@@ -17,6 +17,7 @@ const KEYS: &[(&str, &str)] = &[
     ("/", "filter processes by name or pid"),
     ("s", "sort (processes or top table)"),
     ("w", "window 10s → 1m → all"),
+    ("P", "follow the next start/done pair"),
     ("p", "pause / resume the request log"),
     ("c", "clear log and aggregations"),
     ("?", "this help"),

@@ -46,6 +46,7 @@ pub fn map_key(key: KeyEvent, app: &App) -> Option<Action> {
         KeyCode::Char('/') => Action::StartFilter,
         KeyCode::Char('s') => Action::CycleSort,
         KeyCode::Char('w') => Action::CycleWindow,
+        KeyCode::Char('P') => Action::CyclePair,
         KeyCode::Char('p') => Action::TogglePause,
         KeyCode::Char('c') => Action::Clear,
         KeyCode::Char('?') | KeyCode::F(1) => Action::ToggleHelp,

@@ -74,15 +74,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let full = e.probe.full_name();
         let is_start = pair.is_some_and(|p| p.start == full);
         let is_done = pair.is_some_and(|p| p.done == full);
-        let args = format_args(
-            live.catalog(),
-            e,
-            if is_start {
-                pair.and_then(|p| p.label)
-            } else {
-                None
-            },
-        );
+        // The label is shown on its own (below), so it is left out of the arguments.
+        // (A done probe that repeats the label, like postgres query__done, drops it too.)
+        let label_idx = if is_start {
+            pair.and_then(|p| p.label).filter(|_| e.label.is_some())
+        } else {
+            e.label.as_deref().and_then(|l| {
+                e.args
+                    .iter()
+                    .position(|a| matches!(a, crate::probes::ArgValue::Str(s) if s == l))
+            })
+        };
+        let args = format_args(live.catalog(), e, label_idx);
         let mut spans = vec![Span::styled(
             format!("{} ", col(&time_of_day(e.ts_ns, app.wall_offset_ns), 12)),
             theme.dim(),
@@ -100,8 +103,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             )));
         }
         spans.push(Span::styled(format!("{} ", rcol(&lat, 8)), theme.latency()));
-        if is_done {
-            // A completion names the request it completes (the start's label).
+        if is_done || is_start {
+            // Both ends of a request show its label (URL, query...) first, so they line up.
             if let Some(label) = &e.label {
                 spans.push(Span::styled(
                     format!("{} ", sanitize(label)),

@@ -23,6 +23,33 @@ use ratatui::Frame;
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     let area = frame.area();
+    let a = layout(area, app);
+    draw_header(frame, a.header, app, theme);
+    explorer::draw(frame, a.explorer, app, theme);
+    log::draw(frame, a.log, app, theme);
+    histogram::draw(frame, a.histogram, app, theme);
+    top::draw(frame, a.top, app, theme);
+    draw_status(frame, a.status, app, theme);
+    draw_footer(frame, a.footer, app, theme);
+    if app.show_help {
+        help::draw(frame, area, theme);
+    }
+}
+
+/// Where each part of the screen goes.
+struct Areas {
+    header: Rect,
+    explorer: Rect,
+    log: Rect,
+    histogram: Rect,
+    top: Rect,
+    status: Rect,
+    footer: Rect,
+}
+
+/// The explorer row gets most of the height while one of its panes has the focus, the live
+/// panes otherwise; below 120 columns the live panes stack so each stays readable at 80×24.
+fn layout(area: Rect, app: &App) -> Areas {
     let [header, body, status, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(4),
@@ -30,39 +57,39 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         Constraint::Length(1),
     ])
     .areas(area);
-    draw_header(frame, header, app, theme);
-    draw_body(frame, body, app, theme);
-    draw_status(frame, status, app, theme);
-    draw_footer(frame, footer, app, theme);
-    if app.show_help {
-        help::draw(frame, area, theme);
+    let explorer_pct = if app.focus.is_explorer() { 55 } else { 30 };
+    let [explorer, live] =
+        Layout::vertical([Constraint::Percentage(explorer_pct), Constraint::Fill(1)]).areas(body);
+    let (log, histogram, top) = if live.width >= 120 {
+        let [log, right] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Fill(1)]).areas(live);
+        let [hist, top] =
+            Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
+        (log, hist, top)
+    } else {
+        let [log, bottom] =
+            Layout::vertical([Constraint::Percentage(45), Constraint::Fill(1)]).areas(live);
+        let [hist, top] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(bottom);
+        (log, hist, top)
+    };
+    Areas {
+        header,
+        explorer,
+        log,
+        histogram,
+        top,
+        status,
+        footer,
     }
 }
 
-/// The explorer row gets most of the height while one of its panes has the focus, the live
-/// panes otherwise; below 100 columns the live panes stack so each stays readable at 80×24.
-fn draw_body(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let explorer_pct = if app.focus.is_explorer() { 55 } else { 30 };
-    let [explorer_area, live_area] =
-        Layout::vertical([Constraint::Percentage(explorer_pct), Constraint::Fill(1)]).areas(area);
-    explorer::draw(frame, explorer_area, app, theme);
-    if live_area.width >= 120 {
-        let [log_area, right] =
-            Layout::horizontal([Constraint::Percentage(55), Constraint::Fill(1)]).areas(live_area);
-        let [hist_area, top_area] =
-            Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
-        log::draw(frame, log_area, app, theme);
-        histogram::draw(frame, hist_area, app, theme);
-        top::draw(frame, top_area, app, theme);
-    } else {
-        let [log_area, bottom] =
-            Layout::vertical([Constraint::Percentage(45), Constraint::Fill(1)]).areas(live_area);
-        let [hist_area, top_area] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(bottom);
-        log::draw(frame, log_area, app, theme);
-        histogram::draw(frame, hist_area, app, theme);
-        top::draw(frame, top_area, app, theme);
-    }
+/// Rows the histogram pane has for bars on a screen of `area` (borders and the two summary
+/// lines taken off); the runtime tells the app so bucket merging matches what is drawn.
+pub fn histogram_rows(area: Rect, app: &App) -> usize {
+    (layout(area, app).histogram.height as usize)
+        .saturating_sub(4)
+        .max(1)
 }
 
 /// A bordered pane with its title; the focused pane is highlighted.
@@ -159,7 +186,12 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Pane::Objects => &[("Enter", "probes"), ("Esc", "back")],
             Pane::Probes => &[("Space", "attach/detach"), ("Esc", "back")],
             Pane::Log => &[("p", "pause"), ("c", "clear"), ("↑↓", "scroll")],
-            Pane::Histogram => &[("Enter", "drill bucket"), ("w", "window"), ("Esc", "back")],
+            Pane::Histogram => &[
+                ("Enter", "drill bucket"),
+                ("w", "window"),
+                ("P", "pair"),
+                ("Esc", "back"),
+            ],
             Pane::Top => &[("Enter", "drill key"), ("s", "sort"), ("w", "window")],
         }
     };

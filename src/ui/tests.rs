@@ -47,7 +47,7 @@ fn live_panes_show_log_histogram_and_top_table() {
     let app = app_with_traffic();
     let s = screen(&app);
     assert!(s.contains("Request log"), "{s}");
-    assert!(s.contains("url=/slow"), "{s}");
+    assert!(s.contains("/slow method=GET"), "{s}");
     assert!(s.contains("n=4"), "{s}");
     assert!(s.contains("█"), "{s}");
     assert!(s.contains("/fast"), "{s}");

@@ -66,10 +66,10 @@ pub fn rcol(s: &str, width: usize) -> String {
     format!("{:>width$}", fit(s, width))
 }
 
-/// Arguments as `name=value`, names from the catalog (`arg0`... otherwise). The most telling
-/// come first: the label argument (URL, query...), other strings, numbers, then pointers (shown
-/// in hex), so a narrow pane still shows what the request was.
-pub fn format_args(catalog: &Catalog, e: &LogEntry, label_idx: Option<usize>) -> String {
+/// Arguments as `name=value`, names from the catalog (`arg0`... otherwise), leaving out `skip`
+/// (the label, shown on its own). The most telling come first: strings, numbers, then pointers
+/// (shown in hex), so a narrow pane still shows what the request was.
+pub fn format_args(catalog: &Catalog, e: &LogEntry, skip: Option<usize>) -> String {
     let names = catalog.args(&e.probe.full_name());
     let name_of = |i: usize| {
         names
@@ -77,15 +77,15 @@ pub fn format_args(catalog: &Catalog, e: &LogEntry, label_idx: Option<usize>) ->
             .map(|n| n.name.clone())
             .unwrap_or_else(|| format!("arg{i}"))
     };
-    let rank = |i: usize, a: &ArgValue| -> u8 {
+    // Short strings first (a method before an address, a name before a path).
+    let rank = |i: usize, a: &ArgValue| -> (u8, usize) {
         match a {
-            _ if Some(i) == label_idx => 0,
-            ArgValue::Str(_) => 1,
-            ArgValue::Int(v) if looks_like_pointer(&name_of(i), *v) => 3,
-            _ => 2,
+            ArgValue::Str(s) => (1, s.len()),
+            ArgValue::Int(v) if looks_like_pointer(&name_of(i), *v) => (3, 0),
+            _ => (2, 0),
         }
     };
-    let mut order: Vec<usize> = (0..e.args.len()).collect();
+    let mut order: Vec<usize> = (0..e.args.len()).filter(|&i| Some(i) != skip).collect();
     order.sort_by_key(|&i| (rank(i, &e.args[i]), i));
     let mut out = String::new();
     for i in order {

@@ -26,7 +26,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(block, area);
     let w = inner.width as usize;
     let num_w = 7;
-    let key_w = w.saturating_sub(4 * (num_w + 1));
+    // Narrow (80 columns): the rate column goes so the keys keep some room.
+    let with_rate = w >= 56;
+    let ncols = if with_rate { 4 } else { 3 };
+    let key_w = w.saturating_sub(ncols * (num_w + 1));
+    let rate_col = |text: String| {
+        if with_rate {
+            format!(" {}", rcol(&text, num_w))
+        } else {
+            String::new()
+        }
+    };
     let mark = |s: SortBy, name: &str| {
         if live.top_sort == s {
             format!("{name}▾")
@@ -36,10 +46,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     };
     let mut lines = vec![Line::styled(
         format!(
-            "{} {} {} {} {}",
+            "{} {}{} {} {}",
             col(&mark(SortBy::Key, "KEY"), key_w),
             rcol(&mark(SortBy::Count, "COUNT"), num_w),
-            rcol(&mark(SortBy::Rate, "RATE/s"), num_w),
+            rate_col(mark(SortBy::Rate, "RATE/s")),
             rcol("P50", num_w),
             rcol(&mark(SortBy::P99, "P99"), num_w),
         ),
@@ -56,10 +66,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     for (i, r) in rows.iter().enumerate().skip(start).take(height) {
         let pct = |v: Option<u64>| v.map(format_duration_ns).unwrap_or_else(|| "-".into());
         let text = format!(
-            "{} {} {} {} {}",
+            "{} {}{} {} {}",
             col(&sanitize(&r.key), key_w),
             rcol(&r.count.to_string(), num_w),
-            rcol(&rate(r.rate_per_s), num_w),
+            rate_col(rate(r.rate_per_s)),
             rcol(&pct(r.p50_ns), num_w),
             rcol(&pct(r.p99_ns), num_w),
         );

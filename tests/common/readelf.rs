@@ -159,6 +159,17 @@ pub fn readelf_section_offset(path: &Path, section: &str) -> Option<u64> {
         })
 }
 
+/// Size of a section (from `readelf -SW`).
+pub fn readelf_section_size(path: &Path, section: &str) -> Option<u64> {
+    run("readelf", &["-SW", path.to_str().unwrap()])
+        .lines()
+        .find_map(|l| {
+            let l = l.split_once(']')?.1;
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&section)).then(|| hex(f[4]))
+        })
+}
+
 /// File offset of a link-time address, by the PT_LOAD arithmetic.
 pub fn offset_of(loads: &[Load], vaddr: u64) -> u64 {
     let l = loads
@@ -279,6 +290,23 @@ pub fn fixtures() -> Option<&'static Fixtures> {
     BUILT.get_or_init(build_fixtures).as_ref()
 }
 
+/// Fixture directories of test processes that have exited (each holds copies of libc for the
+/// container tests); directories of test binaries still running are left alone.
+fn remove_stale_fixtures(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("fixtures-")) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn build_fixtures() -> Option<Fixtures> {
     if which("cc").is_none() {
         eprintln!("SKIP: no `cc` to build the C fixtures");
@@ -291,8 +319,9 @@ fn build_fixtures() -> Option<Fixtures> {
         return None;
     }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixtures-{}", std::process::id()));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    remove_stale_fixtures(tmp);
+    let dir = tmp.join(format!("fixtures-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let s = |f: &str| src.join(f).to_str().unwrap().to_string();
     let d = |f: &str| dir.join(f).to_str().unwrap().to_string();

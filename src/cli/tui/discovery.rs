@@ -32,6 +32,8 @@ struct Worker {
     /// pid → (start time, view), so unchanged processes are not re-read.
     known: HashMap<u32, (u64, ProcessView)>,
     views: HashMap<(ObjectKey, String), Arc<ObjectView>>,
+    /// Pids seen once, not scanned yet, with their start times.
+    newcomers: HashMap<u32, u64>,
 }
 
 impl Worker {
@@ -41,6 +43,7 @@ impl Worker {
             index,
             known: HashMap::new(),
             views: HashMap::new(),
+            newcomers: HashMap::new(),
         }
     }
 
@@ -54,8 +57,10 @@ impl Worker {
             }
         }
         let mut last_full = Instant::now();
+        let mut first = true;
         loop {
-            let full = last_full.elapsed() >= FULL_RESCAN;
+            // The first scan takes everything there is.
+            let full = std::mem::take(&mut first) || last_full.elapsed() >= FULL_RESCAN;
             if full {
                 last_full = Instant::now();
             }
@@ -73,12 +78,19 @@ impl Worker {
             Err(_) => return self.known.values().map(|(_, v)| v.clone()).collect(),
         };
         let mut next = HashMap::with_capacity(pids.len());
+        let mut newcomers = HashMap::new();
         for pid in pids {
             let pid = pid as u32;
             let start = start_time(pid);
             match self.known.remove(&pid) {
                 Some((s, view)) if s == start && !full => {
                     next.insert(pid, (s, view));
+                }
+                // A process is scanned once it has lived through one refresh: compilers and
+                // shell pipelines come and go by the hundred on a busy machine, and reading
+                // their maps would be most of usdtop's idle cost.
+                None if !full && self.newcomers.get(&pid) != Some(&start) => {
+                    newcomers.insert(pid, start);
                 }
                 _ => {
                     if let Some(view) = self.scan(pid) {
@@ -88,6 +100,7 @@ impl Worker {
             }
         }
         self.known = next;
+        self.newcomers = newcomers;
         self.known.values().map(|(_, v)| v.clone()).collect()
     }
 

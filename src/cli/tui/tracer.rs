@@ -66,7 +66,13 @@ pub struct BpfTracer {
 
 impl BpfTracer {
     pub fn start() -> Result<BpfTracer, String> {
-        let engine = Engine::new(EngineOptions::default()).map_err(|e| e.to_string())?;
+        // A short queue between the ring reader and the UI bounds memory when the UI falls
+        // behind: the kernel ring fills instead and its drops are counted and shown.
+        let options = EngineOptions {
+            channel_batches: 32,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::new(options).map_err(|e| e.to_string())?;
         Ok(BpfTracer {
             engine,
             ids: HashMap::new(),
