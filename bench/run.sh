@@ -298,7 +298,7 @@ if [[ ${SKIP_LIST:-0} != 1 && -f bench/list.sh ]]; then
         echo "### usdtop list, whole machine (bench/list.sh)"
         echo
         echo '```'
-        sed -n '/^processes:/p; /^usdtop cold/p; /^usdtop warm/p; /^bpftrace loop/p; /^speed-up/p' "$WORK/list.out"
+        sed -n '/^processes:/p; /^probes x processes/p; /^usdtop cold/p; /^usdtop warm/p; /^bpftrace loop/p; /^speed-up/p' "$WORK/list.out"
         echo '```'
         echo
     } >>"$TABLES"
