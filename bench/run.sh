@@ -3,15 +3,18 @@
 #
 #  1. Cost per event on a tight-loop fixture (tests/common_agg/fixture.c, probe aggfix:tick with
 #     an int and a string argument; aggfix:req__start/req__done pairs for latency). The fixture
-#     times its own loop (pinned to CPU 1, the tracer to CPU 0), median of 3 runs; the cost is
-#     the traced time per event minus the untraced time per event.
+#     measures the CPU time of its firing thread (CLOCK_THREAD_CPUTIME_ID: user + kernel, so the
+#     uprobe and BPF work done on its behalf count, time lost to other processes on a shared
+#     machine does not); pinned to CPU 1, the tracer to CPU 0; median of 3 runs. The cost is the
+#     traced CPU time per event minus the untraced one.
 #  2. PostgreSQL: pgbench -c 2 -T 10 TPS with no tracer, with a bpftrace hist() pairing
 #     query__start/done, and with usdtop latency (auto and stream modes); runs alternate,
 #     median of PG_RUNS (5). fsync and synchronous_commit are off so the disk does not drown
 #     the CPU cost of tracing in noise.
 #  3. The highest paced event rate usdtop top streams without drops, and its CPU use there.
 #  4. usdtop list on the whole machine (bench/list.sh, if present).
-# Environment: N (events per cost run, default 1000000), PG_RUNS (5), SKIP_PG=1, SKIP_LIST=1.
+# Environment: N (events per cost run, default 1000000), PG_RUNS (5), PAIRS (2000000),
+# SKIP_COST=1, SKIP_PG=1, SKIP_RATE=1, SKIP_LIST=1 (to rerun a part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,6 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# CPU time (user + system, in clock ticks of 10 ms) of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 # Waits until FILE has a line starting with WORD (max 60 s).
@@ -59,7 +64,7 @@ run_fixture() {
     [[ $mode == pairs ]] && events=$((2 * N))
     if [[ $1 == none ]]; then
         taskset -c 1 "$FIX" "${args[@]}" --no-wait >"$WORK/fx.out"
-        echo "$(awk '/^elapsed_ns/ { print $2 }' "$WORK/fx.out") $events 0"
+        echo "$(awk '/^cpu_ns/ { print $2 }' "$WORK/fx.out") $events 0"
         return
     fi
     taskset -c 1 "$FIX" "${args[@]}" >"$WORK/fx.out" &
@@ -78,7 +83,7 @@ run_fixture() {
         drops=$( (grep '^{' "$WORK/tracer.out" || true) | tail -1 | jq -r '.drops // 0')
     fi
     drops=${drops:-0}
-    echo "$(awk '/^elapsed_ns/ { print $2 }' "$WORK/fx.out") $events $drops"
+    echo "$(awk '/^cpu_ns/ { print $2 }' "$WORK/fx.out") $events $drops"
 }
 
 # cost NAME MODE TRACER...: median ns/event over 3 runs, appended to $WORK/cost.tsv.
@@ -95,10 +100,13 @@ cost() {
     m=$(printf '%s\n' "${per[@]}" | median)
     printf '%s\t%s\t%s\t%s\n' "$name" "$mode" "$m" "$drops" >>"$WORK/cost.tsv"
     printf '  %-48s %8s ns/event (runs: %s; drops: %s)\n' "$name" "$m" "${per[*]}" "$drops"
+    printf '%s\t%s\n' "$name" "${per[*]}" >>"$WORK/cost_runs.tsv"
 }
 
+if [[ ${SKIP_COST:-0} != 1 ]]; then
 echo "== 1. cost per event ($N events per run, median of 3)"
 : >"$WORK/cost.tsv"
+: >"$WORK/cost_runs.tsv"
 BT=(bpftrace -q -e)
 cost "no tracer (tick)" loop none
 cost "bpftrace count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @c = count(); }" -p @PID@
@@ -117,7 +125,7 @@ cost "usdtop latency --mode kernel --sample 0" pairs "$U" latency --mode kernel 
 cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
 
 {
-    echo "### Cost per event (tight loop, $N events per run, median of 3)"
+    echo "### Cost per event (tight loop, $N events per run, CPU time of the firing thread, median of 3)"
     echo
     echo "| tracer | workload | ns/event | ns added | vs bpftrace count() | ring drops (3 runs) |"
     echo "|---|---|---:|---:|---:|---:|"
@@ -135,7 +143,13 @@ cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PI
             }
         }' "$WORK/cost.tsv"
     echo
+    echo "Individual runs (ns/event):"
+    echo
+    awk -F'\t' '{ printf "- %s: %s\n", $1, $2 }' "$WORK/cost_runs.tsv"
+    echo
 } >>"$TABLES"
+
+fi
 
 if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     echo "== 2. PostgreSQL pgbench -c 2 -T 10 (alternating, median of 3)"
@@ -199,12 +213,19 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
             echo "| $name | $(printf '%.0f' "$m") | $runs | $lost |"
         done
         echo
+        awk -F'\t' '$1 == "none" { v[++n] = $2 } END {
+            lo = v[1]; hi = v[1]
+            for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
+            printf "Without any tracer the runs spread from %.0f to %.0f TPS (%.0f %% of the lowest): ", lo, hi, (hi - lo) / lo * 100
+            printf "a TPS difference smaller than that between tracers is noise of the shared machine, not tracing cost.\n"
+        }' "$WORK/pg.tsv"
+        echo
     } >>"$TABLES"
 fi
 
+if [[ ${SKIP_RATE:-0} != 1 ]]; then
 echo "== 3. highest event rate streamed without drops (usdtop top --by arg1)"
 : >"$WORK/rate.tsv"
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 for rate in 25000 50000 100000 200000 400000 800000 1600000; do
     taskset -c 1 "$FIX" rate "$rate" 3 >"$WORK/fx.out" &
     fpid=$!
@@ -235,6 +256,41 @@ done
     echo
 } >>"$TABLES"
 
+fi
+
+echo "== 3b. start/done pairs at full speed: usdtop latency, paired in the kernel vs in user space"
+: >"$WORK/pairs.tsv"
+PAIRS=${PAIRS:-2000000}
+for mode in auto kernel stream; do
+    extra=()
+    [[ $mode == kernel ]] && extra=(--sample 0)
+    taskset -c 1 "$FIX" pairs "$PAIRS" 0 >"$WORK/fx.out" &
+    fpid=$!
+    taskset -c 0 "$U" latency --mode "$mode" "${extra[@]}" -p "$fpid" "$FIX:aggfix:req__start" aggfix:req__done --json >"$WORK/lat.out" 2>"$WORK/lat.err" &
+    upid=$!
+    wait_line "$WORK/fx.out" ready
+    c0=$(cpu_ticks "$upid")
+    wait "$fpid"
+    c1=$(cpu_ticks "$upid")
+    wait "$upid" || true
+    secs=$(awk '/^elapsed_ns/ { print $2 / 1e9 }' "$WORK/fx.out")
+    rate=$(awk -v n="$PAIRS" -v s="$secs" 'BEGIN { printf "%.0f", 2 * n / s }')
+    cpu=$(awk -v a="$c0" -v b="$c1" -v s="$secs" 'BEGIN { printf "%.0f", (b - a) / 100 / s * 100 }')
+    read -r count drops sample streamed < <(grep '^{' "$WORK/lat.out" | tail -1 | jq -r '"\(.count) \(.drops) \(.sample_every // "—") \(.streamed.count // .count)"')
+    label=$mode
+    [[ $mode == kernel ]] && label="kernel --sample 0"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$rate" "$count" "$drops" "$sample" "$streamed" "$cpu" >>"$WORK/pairs.tsv"
+    echo "  --mode $label: $rate events/s, count $count of $PAIRS, drops $drops, 1 in $sample streamed ($streamed pairs), usdtop CPU $cpu %"
+done
+{
+    echo "### $PAIRS start/done pairs fired as fast as one thread can (usdtop latency -p)"
+    echo
+    echo "| --mode | events/s fired | pairs counted | ring drops | streamed 1 in | pairs paired in user space | usdtop CPU (of one core) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s %% |\n", $1, $2, $3, $4, $5, $6, $7 }' "$WORK/pairs.tsv"
+    echo
+} >>"$TABLES"
+
 if [[ ${SKIP_LIST:-0} != 1 && -f bench/list.sh ]]; then
     echo "== 4. usdtop list, whole machine (bench/list.sh)"
     bash bench/list.sh 2>&1 | tee "$WORK/list.out" | sed 's/^/  /'
@@ -242,7 +298,7 @@ if [[ ${SKIP_LIST:-0} != 1 && -f bench/list.sh ]]; then
         echo "### usdtop list, whole machine (bench/list.sh)"
         echo
         echo '```'
-        sed -n '/^processes:/p; /^usdtop cold/p; /^usdtop warm/p; /^bpftrace loop/p; /^speed-up/p' "$WORK/list.out"
+        sed -n '/^processes:/p; /^probes x processes/p; /^usdtop cold/p; /^usdtop warm/p; /^bpftrace loop/p; /^speed-up/p' "$WORK/list.out"
         echo '```'
         echo
     } >>"$TABLES"

@@ -188,8 +188,11 @@ fn auto_mode_samples_the_stream_of_a_hot_pair_but_counts_every_request() {
     let r = &tracer.json()[0];
     assert_eq!(r["mode"], "kernel");
     assert_eq!(u(r, "count"), 1_000_000, "the kernel counts every request");
-    assert!(u(r, "sample_every") > 1, "the stream was sampled: {r}");
-    assert!(u(&r["streamed"], "count") < 1_000_000);
+    // The sampling rate falls back once the burst is over, so look at what was streamed.
+    assert!(
+        u(&r["streamed"], "count") < 1_000_000,
+        "the stream was sampled: {r}"
+    );
 }
 
 #[test]

@@ -258,7 +258,8 @@ fn secs(s: f64, what: &str) -> Result<Duration> {
 /// What the loop hands its caller.
 pub enum Step<'a> {
     Events(&'a [Event]),
-    /// Once a second, whatever happens (for housekeeping such as adapting a sampling rate).
+    /// Four times a second, whatever happens (housekeeping such as adapting a sampling rate
+    /// before a hot probe fills the ring buffer).
     Tick {
         now_ns: u64,
         stats: &'a Stats,
@@ -297,7 +298,7 @@ pub fn run_loop(
         let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
         ticker.tick().await;
         let mut watch = tokio::time::interval(Duration::from_millis(100));
-        let mut second = tokio::time::interval(Duration::from_secs(1));
+        let mut second = tokio::time::interval(Duration::from_millis(250));
         second.tick().await;
         loop {
             tokio::select! {

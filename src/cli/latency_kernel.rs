@@ -70,7 +70,7 @@ impl KernelSide {
         })
     }
 
-    /// Once a second: adapt the sampling to the rate of streamed events.
+    /// On every tick: adapt the sampling to the rate of streamed events.
     pub fn tick(&mut self, now_ns: u64, stats: &Stats) -> Result<()> {
         let prev = self.last_tick.replace((now_ns, stats.events));
         let Some((t0, e0)) = prev else { return Ok(()) };

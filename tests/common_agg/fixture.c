@@ -8,8 +8,9 @@
 //   rate R SECS        ticks paced at R per second for SECS seconds (for the drop benchmark)
 // Unless --no-wait follows the mode arguments, it first waits (up to 30 s) until a tracer has
 // attached, seen through the semaphores the kernel raises for the attached probes, so a test
-// knows every event it fires is traced. It prints "fired N" and "elapsed_ns T" (time spent
-// firing) when done.
+// knows every event it fires is traced. It prints "fired N", "elapsed_ns T" (wall time spent
+// firing) and "cpu_ns C" (CPU time of the firing thread, user + kernel, which includes the
+// uprobe and BPF work done on its behalf but not time lost to other processes) when done.
 #define _SDT_HAS_SEMAPHORES 1
 #include <sys/sdt.h>
 #include <stdio.h>
@@ -22,11 +23,16 @@ unsigned short aggfix_req__start_semaphore __attribute__((section(".probes")));
 unsigned short aggfix_req__done_semaphore __attribute__((section(".probes")));
 unsigned short aggfix_tick_semaphore __attribute__((section(".probes")));
 
-static long long now_ns(void)
+static long long clock_ns(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
 }
 
 static const char *labels[] = {"/a", "/b", "/c"};
@@ -74,6 +80,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	long long t0 = now_ns();
+	long long cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	long fired = n;
 	if (!strcmp(mode, "loop")) {
 		for (long i = 0; i < n; i++)
@@ -108,7 +115,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	long long elapsed = now_ns() - t0;
-	printf("fired %ld\nelapsed_ns %lld\n", fired, elapsed);
+	long long cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	printf("fired %ld\nelapsed_ns %lld\ncpu_ns %lld\n", fired, elapsed, cpu);
 	fflush(stdout);
 	return 0;
 }
