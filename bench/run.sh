@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # usdtop benchmark suite: one command, writes BENCHMARKS.md. Run as root: bash bench/run.sh
 #
-#  1. Cost per event on a tight-loop fixture (tests/common_agg/fixture.c, probe aggfix:tick with
+#  1. Cost per event on a tight-loop fixture (tests/fixtures/aggfix.c, probe aggfix:tick with
 #     an int and a string argument; aggfix:req__start/req__done pairs for latency). The fixture
 #     measures the CPU time of its firing thread (CLOCK_THREAD_CPUTIME_ID: user + kernel, so the
 #     uprobe and BPF work done on its behalf count, time lost to other processes on a shared
@@ -24,7 +24,7 @@ U=$ROOT/target/release/usdtop
 WORK=$(mktemp -d /tmp/usdtop-bench.XXXXXX)
 chmod 755 "$WORK"
 FIX=$WORK/aggfix
-cc -O2 -o "$FIX" tests/common_agg/fixture.c
+cc -O2 -o "$FIX" tests/fixtures/aggfix.c
 N=${N:-1000000}
 PG=/usr/lib/postgresql/15/bin
 TABLES=$WORK/tables.md

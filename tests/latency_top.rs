@@ -3,31 +3,50 @@
 //! must agree with what the workload did (generous bounds: behaviour, not timing precision).
 
 mod common;
-mod common_agg;
 
-use common_agg::php::{PhpServer, PHP};
-use common_agg::postgres::{Cluster, POSTGRES};
-use common_agg::{require, row, u, Fixture, Tracer, MS};
+use common::aggfix::AggFix;
+use common::php::{php_binary, PhpServer};
+use common::postgres::{postgres_binary, Postgres};
+use common::tracer::Tracer;
+use common::{row, u, MS};
+use serde_json::Value;
+
+/// How the fixture run ends: it finishes its requests, or is killed once it has fired.
+enum End {
+    Finish,
+    Kill,
+}
+
+/// Runs aggfix with `fixture_args` under `usdtop COMMAND -p PID PROBES... --json`, where
+/// `usdtop_args` are COMMAND and PROBES (and options); returns the reports usdtop printed once
+/// it ended by itself because the fixture had exited.
+fn reports(fixture_args: &[&str], usdtop_args: &[&str], end: End) -> Vec<Value> {
+    let fx = AggFix::start(fixture_args);
+    let pid = fx.pid().to_string();
+    let mut args = vec![usdtop_args[0], "-p", &pid];
+    args.extend_from_slice(&usdtop_args[1..]);
+    args.push("--json");
+    let tracer = Tracer::start(&args);
+    fx.wait_for("fired");
+    match end {
+        End::Finish => fx.wait(),
+        End::Kill => fx.kill(),
+    }
+    tracer.json()
+}
+
+/// `usdtop latency` of the fixture's req__start -> req__done pair, with `options`.
+fn latency(fixture_args: &[&str], options: &[&str], end: End) -> Vec<Value> {
+    let mut args = vec!["latency", "aggfix:req__start", "aggfix:req__done"];
+    args.extend_from_slice(options);
+    reports(fixture_args, &args, end)
+}
 
 #[test]
 fn latency_counts_every_fixture_request_and_splits_it_by_label() {
     // 150 requests: /a sleeps 1 ms, /b 2 ms, /c 3 ms.
-    let fx = Fixture::start(&["pairs", "150", "1000"]);
-    let pid = fx.pid().to_string();
-    let tracer = Tracer::start(&[
-        "latency",
-        "-p",
-        &pid,
-        "aggfix:req__start",
-        "aggfix:req__done",
-        "--by",
-        "arg1",
-        "--json",
-    ]);
-    fx.wait_for("fired");
-    fx.wait();
     // usdtop ends by itself once the traced process has exited.
-    let reports = tracer.json();
+    let reports = latency(&["pairs", "150", "1000"], &["--by", "arg1"], End::Finish);
     assert_eq!(reports.len(), 1, "{reports:?}");
     let r = &reports[0];
     assert_eq!(u(r, "count"), 150);
@@ -54,21 +73,7 @@ fn latency_counts_every_fixture_request_and_splits_it_by_label() {
 
 #[test]
 fn latency_can_pair_by_a_key_argument_instead_of_by_thread() {
-    let fx = Fixture::start(&["pairs", "60", "200"]);
-    let pid = fx.pid().to_string();
-    let tracer = Tracer::start(&[
-        "latency",
-        "-p",
-        &pid,
-        "aggfix:req__start",
-        "aggfix:req__done",
-        "--key",
-        "arg0",
-        "--json",
-    ]);
-    fx.wait_for("fired");
-    fx.wait();
-    let r = &tracer.json()[0];
+    let r = &latency(&["pairs", "60", "200"], &["--key", "arg0"], End::Finish)[0];
     assert_eq!(u(r, "count"), 60);
     assert_eq!(u(&r["pairing"], "bad_key"), 0);
 }
@@ -76,25 +81,11 @@ fn latency_can_pair_by_a_key_argument_instead_of_by_thread() {
 #[test]
 fn starts_whose_done_never_comes_leave_the_start_table_bounded() {
     // 5000 requests start, none finishes, then the process is killed mid-request.
-    let fx = Fixture::start(&["orphans", "5000"]);
-    let pid = fx.pid().to_string();
-    let tracer = Tracer::start(&[
-        "latency",
-        "-p",
-        &pid,
-        "aggfix:req__start",
-        "aggfix:req__done",
-        "--key",
-        "arg0",
-        "--mode",
-        "stream",
-        "--max-open",
-        "1000",
-        "--json",
-    ]);
-    fx.wait_for("fired");
-    fx.kill();
-    let r = &tracer.json()[0];
+    let r = &latency(
+        &["orphans", "5000"],
+        &["--key", "arg0", "--mode", "stream", "--max-open", "1000"],
+        End::Kill,
+    )[0];
     assert_eq!(u(r, "count"), 0, "no latency is invented");
     assert_eq!(u(&r["pairing"], "starts"), 5000);
     assert_eq!(u(&r["pairing"], "open"), 1000, "bounded by --max-open");
@@ -104,23 +95,11 @@ fn starts_whose_done_never_comes_leave_the_start_table_bounded() {
 #[test]
 fn kernel_aggregates_equal_the_figures_from_the_streamed_events() {
     // Every request is also streamed (--sample 1), so user space pairs the same requests.
-    let fx = Fixture::start(&["pairs", "240", "500"]);
-    let pid = fx.pid().to_string();
-    let tracer = Tracer::start(&[
-        "latency",
-        "-p",
-        &pid,
-        "aggfix:req__start",
-        "aggfix:req__done",
-        "--mode",
-        "kernel",
-        "--sample",
-        "1",
-        "--json",
-    ]);
-    fx.wait_for("fired");
-    fx.wait();
-    let r = &tracer.json()[0];
+    let r = &latency(
+        &["pairs", "240", "500"],
+        &["--mode", "kernel", "--sample", "1"],
+        End::Finish,
+    )[0];
     assert_eq!(r["mode"], "kernel");
     let streamed = &r["streamed"];
     assert_eq!(u(r, "count"), 240);
@@ -145,25 +124,11 @@ fn kernel_aggregates_equal_the_figures_from_the_streamed_events() {
 
 #[test]
 fn in_the_kernel_starts_whose_done_never_comes_stay_bounded_by_the_lru_map() {
-    let fx = Fixture::start(&["orphans", "70000"]);
-    let pid = fx.pid().to_string();
-    let tracer = Tracer::start(&[
-        "latency",
-        "-p",
-        &pid,
-        "aggfix:req__start",
-        "aggfix:req__done",
-        "--key",
-        "arg0",
-        "--mode",
-        "kernel",
-        "--sample",
-        "0",
-        "--json",
-    ]);
-    fx.wait_for("fired");
-    fx.kill();
-    let r = &tracer.json()[0];
+    let r = &latency(
+        &["orphans", "70000"],
+        &["--key", "arg0", "--mode", "kernel", "--sample", "0"],
+        End::Kill,
+    )[0];
     let p = &r["pairing"];
     assert_eq!(u(r, "count"), 0);
     assert_eq!(u(p, "starts"), 70000);
@@ -173,19 +138,7 @@ fn in_the_kernel_starts_whose_done_never_comes_stay_bounded_by_the_lru_map() {
 
 #[test]
 fn auto_mode_samples_the_stream_of_a_hot_pair_but_counts_every_request() {
-    let fx = Fixture::start(&["pairs", "1000000", "0"]);
-    let pid = fx.pid().to_string();
-    let tracer = Tracer::start(&[
-        "latency",
-        "-p",
-        &pid,
-        "aggfix:req__start",
-        "aggfix:req__done",
-        "--json",
-    ]);
-    fx.wait_for("fired");
-    fx.wait();
-    let r = &tracer.json()[0];
+    let r = &latency(&["pairs", "1000000", "0"], &[], End::Finish)[0];
     assert_eq!(r["mode"], "kernel");
     assert_eq!(u(r, "count"), 1_000_000, "the kernel counts every request");
     // The sampling rate falls back once the burst is over, so look at what was streamed.
@@ -197,20 +150,11 @@ fn auto_mode_samples_the_stream_of_a_hot_pair_but_counts_every_request() {
 
 #[test]
 fn top_counts_each_label_of_the_fixture() {
-    let fx = Fixture::start(&["pairs", "300", "0"]);
-    let pid = fx.pid().to_string();
-    let tracer = Tracer::start(&[
-        "top",
-        "-p",
-        &pid,
-        "aggfix:req__start",
-        "--by",
-        "arg1",
-        "--json",
-    ]);
-    fx.wait_for("fired");
-    fx.wait();
-    let r = &tracer.json()[0];
+    let r = &reports(
+        &["pairs", "300", "0"],
+        &["top", "aggfix:req__start", "--by", "arg1"],
+        End::Finish,
+    )[0];
     assert_eq!(u(r, "total"), 300);
     for label in ["/a", "/b", "/c"] {
         let row = row(&r["rows"], label);
@@ -221,8 +165,8 @@ fn top_counts_each_label_of_the_fixture() {
 
 #[test]
 fn php_request_latency_matches_what_the_client_measured() {
-    let Some(_) = require(PHP) else { return };
-    let server = PhpServer::start();
+    let Some(php) = php_binary() else { return };
+    let server = PhpServer::start(&php, 1);
     let pid = server.pid().to_string();
     let tracer = Tracer::start(&[
         "latency",
@@ -235,7 +179,7 @@ fn php_request_latency_matches_what_the_client_measured() {
     ]);
     let mut slowest_client = std::time::Duration::ZERO;
     for _ in 0..20 {
-        slowest_client = slowest_client.max(server.get("/slow?ms=5"));
+        slowest_client = slowest_client.max(server.timed_get("/slow?ms=5").1);
     }
     for _ in 0..10 {
         server.get("/fast");
@@ -257,8 +201,8 @@ fn php_request_latency_matches_what_the_client_measured() {
 
 #[test]
 fn php_top_ranks_uris_by_requests_with_latency_from_the_catalog_pair() {
-    let Some(_) = require(PHP) else { return };
-    let server = PhpServer::start();
+    let Some(php) = php_binary() else { return };
+    let server = PhpServer::start(&php, 1);
     let pid = server.pid().to_string();
     let tracer = Tracer::start(&["top", "-p", &pid, "php:request__startup", "--json"]);
     for _ in 0..12 {
@@ -277,10 +221,13 @@ fn php_top_ranks_uris_by_requests_with_latency_from_the_catalog_pair() {
 
 #[test]
 fn postgres_query_latency_and_top_count_the_queries_pgbench_ran() {
-    let Some(_) = require(POSTGRES) else { return };
-    let pg = Cluster::start();
-    let pid = pg.pid().to_string();
+    if postgres_binary().is_none() {
+        return;
+    }
+    let pg = Postgres::start();
+    let pid = pg.postmaster_pid().to_string();
     let script = pg.script("sleep.sql", "SELECT pg_sleep(0.005);\n");
+    let script = script.to_str().unwrap();
     let latency = Tracer::start(&[
         "latency",
         "-p",
@@ -291,7 +238,7 @@ fn postgres_query_latency_and_top_count_the_queries_pgbench_ran() {
         "--json",
     ]);
     let top = Tracer::start(&["top", "-p", &pid, "postgresql:query__start", "--json"]);
-    pg.pgbench(&["-n", "-c", "2", "-t", "15", "-f", &script]);
+    pg.pgbench(&["-c", "2", "-t", "15", "-f", script]);
     let lat = &latency.interrupt_json()[0];
     let top = &top.interrupt_json()[0];
 

@@ -182,7 +182,9 @@ fn make_root(fx: &common::Fixtures, name: &str) -> PathBuf {
 #[test]
 fn container_processes_are_read_through_proc_pid_root() {
     let Some(fx) = fixtures() else { return };
-    if !common::present("/usr/bin/unshare") || !common::present("/usr/sbin/pivot_root") {
+    if common::require("/usr/bin/unshare").is_none()
+        || common::require("/usr/sbin/pivot_root").is_none()
+    {
         return;
     }
     // Like a container runtime: a private mount namespace whose root is our directory, so
@@ -218,7 +220,7 @@ fn container_processes_are_read_through_proc_pid_root() {
 #[test]
 fn chrooted_processes_in_our_namespace_are_found_too() {
     let Some(fx) = fixtures() else { return };
-    if !common::present("/usr/sbin/chroot") {
+    if common::require("/usr/sbin/chroot").is_none() {
         return;
     }
     // Same mount namespace: maps shows our own path of the file, not /app.

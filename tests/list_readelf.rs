@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{assert_matches_readelf, fixtures, json_lines, present, usdtop, which, Counts};
-use std::path::Path;
+use common::{assert_matches_readelf, fixtures, json_lines, require, usdtop, which, Counts};
 
 fn check_installed(path: &str) -> Option<Counts> {
-    present(path).then(|| assert_matches_readelf(Path::new(path)))
+    require(path).map(|p| assert_matches_readelf(&p))
 }
 
 #[test]

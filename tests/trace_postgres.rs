@@ -35,12 +35,10 @@ fn pgbench_statements_are_query_start_events_with_their_sql() {
     engine.attach(&object, probe, &options).unwrap();
 
     // A script of one marked statement; its backends are forked after the attach.
-    let script = pg.socket_dir().join("bench.sql");
-    std::fs::write(
-        &script,
+    let script = pg.script(
+        "bench.sql",
         "\\set x random(1, 100000)\nSELECT :x AS usdtop_marker;\n",
-    )
-    .unwrap();
+    );
     let (t, c) = (TRANSACTIONS.to_string(), CLIENTS.to_string());
     pg.pgbench(&["-f", script.to_str().unwrap(), "-t", &t, "-c", &c]);
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that trace real programs. Each workload lives in its own file.
 #![allow(dead_code)]
 
+pub mod aggfix;
 pub mod build;
 pub mod fixture;
 pub mod php;
@@ -8,11 +9,15 @@ pub mod postgres;
 pub mod python;
 pub mod readelf;
 pub mod semaphore;
+pub mod tracer;
 
 // The listing tests call these as `common::usdtop`, `common::fixtures`, ...
 #[allow(unused_imports)]
 pub use readelf::*;
 
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Receiver;
 use usdtop::probes::engine::{Engine, EngineOptions};
@@ -20,6 +25,13 @@ use usdtop::probes::Event;
 
 /// How long a test waits for events before it fails (a bound on hangs, not a speed check).
 pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a test waits for a fixture run to finish or for usdtop to start tracing (also a
+/// bound on hangs: a run of a million requests on a busy 2-core machine takes a while).
+pub const RUN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// One millisecond in nanoseconds (the unit of usdtop's latency figures).
+pub const MS: u64 = 1_000_000;
 
 pub fn engine() -> Engine {
     Engine::new(EngineOptions::default()).expect("tests run as root with BPF")
@@ -57,13 +69,63 @@ pub fn drain(rx: &mut Receiver<Vec<Event>>, quiet: Duration) -> Vec<Event> {
     all
 }
 
-/// Skips a test (prints why) when a program it needs is absent.
-pub fn require(path: &str) -> Option<std::path::PathBuf> {
-    let p = std::path::PathBuf::from(path);
+/// Skips a test (prints why) when a program it needs is absent; the path when present.
+pub fn require(path: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(path);
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("skipped: {path} is not installed");
+        eprintln!("SKIP: {path} is not installed");
         None
+    }
+}
+
+/// Parses JSON-lines output (`--json`): every line must be one JSON value.
+pub fn parse_json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// The integer `field` of a JSON object.
+pub fn u(v: &serde_json::Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no integer `{field}` in {v}"))
+}
+
+/// The row for `key` in a report's `rows` or `by` list.
+pub fn row<'a>(list: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .find(|r| r["key"] == key)
+        .unwrap_or_else(|| panic!("no row {key} in {list}"))
+}
+
+/// The lines `r` produces, on a channel (so waits on them can time out).
+pub fn line_reader(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (bounded by RUN_PATIENCE) for a line starting with `prefix`; `who` names the writer.
+pub fn wait_line(lines: &mpsc::Receiver<String>, prefix: &str, who: &str) -> String {
+    let deadline = Instant::now() + RUN_PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.starts_with(prefix) => return l,
+            Ok(_) => continue,
+            Err(e) => panic!("{who} never printed `{prefix}`: {e}"),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! A throwaway PostgreSQL 15 cluster: initdb + pg_ctl as user `postgres` in a temp dir, listening
 //! only on a unix socket in that dir (port number picked free). Stopped and removed on drop.
+//! The server binary and pgbench must both be installed (`postgres_binary`).
 
 use super::build::TempDir;
 use std::net::TcpListener;
@@ -89,7 +90,20 @@ impl Postgres {
         text.lines().next().unwrap().trim().parse().unwrap()
     }
 
-    /// Runs pgbench (as postgres) against this cluster with extra arguments.
+    /// Writes a pgbench script (readable by user postgres) into the cluster's dir; its path.
+    pub fn script(&self, name: &str, sql: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, sql).unwrap();
+        let status = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        path
+    }
+
+    /// Runs pgbench (as postgres, `-n`: no vacuum) against this cluster with extra arguments.
     pub fn pgbench(&self, args: &[&str]) -> Output {
         let port = self.port.to_string();
         let mut all = vec!["-h", self.socket_dir().to_str().unwrap(), "-p", &port, "-n"];

@@ -22,22 +22,9 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Parse `--json` output: one JSON object per line.
+/// Parse the `--json` output of a finished run: one JSON object per line.
 pub fn json_lines(out: &Output) -> Vec<Value> {
-    stdout(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-        .collect()
-}
-
-/// True when `path` exists; otherwise print why the calling test is skipped.
-pub fn present(path: &str) -> bool {
-    if Path::new(path).exists() {
-        true
-    } else {
-        eprintln!("SKIP: {path} is not installed");
-        false
-    }
+    super::parse_json_lines(&stdout(out))
 }
 
 /// The full path of a program on PATH, if any.
