@@ -3,42 +3,47 @@
 mod common;
 
 use common::fixture::FixtureBin;
+use common::parse_json_lines;
 use common::python::{python311, PythonLoop};
 use common::semaphore::{semaphore_value, wait_semaphore};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use usdtop::probes::read_probes;
 
 const USDTOP: &str = env!("CARGO_BIN_EXE_usdtop");
+
+/// Starts `usdtop ARGS` with piped output; returns it once its first stderr line says it has
+/// attached its one probe, with the rest of its stderr still to read.
+fn start_attached(args: &[&str]) -> (Child, BufReader<ChildStderr>) {
+    let mut usdtop = Command::new(USDTOP)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(usdtop.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("tracing 1 probe(s)"), "{line}");
+    (usdtop, stderr)
+}
 
 #[test]
 fn json_output_has_one_object_per_event_and_count_stops_it() {
     let bin = FixtureBin::build();
     let mut fixture = bin.start("count", 20);
     let probe = format!("{}:fixture:tick", bin.path.display());
-    let mut usdtop = Command::new(USDTOP)
-        .args(["trace", "--json", "--str", "1", "--count", "5", "-p"])
-        .arg(fixture.pid().to_string())
-        .arg(&probe)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until it is attached (it says so on stderr), then fire.
-    let mut stderr = BufReader::new(usdtop.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("tracing 1 probe(s)"), "{line}");
+    let pid = fixture.pid().to_string();
+    // Wait until it is attached, then fire.
+    let (usdtop, mut stderr) = start_attached(&[
+        "trace", "--json", "--str", "1", "--count", "5", "-p", &pid, &probe,
+    ]);
     fixture.go();
     let out = usdtop.wait_with_output().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert!(out.status.success(), "{rest}");
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = parse_json_lines(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(lines.len(), 5, "--count 5");
     for (i, v) in lines.iter().enumerate() {
         assert_eq!(v["provider"], "fixture");
@@ -148,16 +153,7 @@ fn it_ends_by_itself_with_every_event_once_the_traced_process_exits() {
     let bin = FixtureBin::build();
     let mut fixture = bin.start("count", 300);
     let probe = format!("{}:fixture:tick", bin.path.display());
-    let mut usdtop = Command::new(USDTOP)
-        .args(["trace", "-p", &fixture.pid().to_string(), &probe])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(usdtop.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("tracing 1 probe(s)"), "{line}");
+    let (usdtop, _stderr) = start_attached(&["trace", "-p", &fixture.pid().to_string(), &probe]);
     fixture.go(); // fires 300 times and exits
     let out = usdtop.wait_with_output().unwrap();
     assert!(out.status.success());

@@ -5,33 +5,57 @@ mod common;
 use common::fixture::FixtureBin;
 use common::{collect_until, drain, engine};
 use std::time::Duration;
+use tokio::sync::mpsc::Receiver;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter};
-use usdtop::probes::{read_probes, ArgValue};
+use usdtop::probes::{read_probes, ArgValue, Event, ObjectProbes, Probe};
 
 const N: u64 = 100_000;
 
-#[test]
-fn n_firings_are_exactly_n_events_in_order() {
+/// The compiled fixture and its probes as usdtop reads them.
+fn fixture() -> (FixtureBin, ObjectProbes) {
     let bin = FixtureBin::build();
     let object = read_probes(&bin.path).unwrap();
-    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    (bin, object)
+}
+
+fn probe<'a>(object: &'a ObjectProbes, name: &str) -> &'a Probe {
+    object.probes.iter().find(|p| p.name == name).unwrap()
+}
+
+/// Attach options that admit only process `pid`.
+fn only(pid: u32) -> AttachOptions {
+    AttachOptions {
+        filter: ProcFilter::Pids(vec![pid]),
+        ..Default::default()
+    }
+}
+
+/// Every batch already on the channel (after `Engine::sync`, all that was fired).
+fn received(events: &mut Receiver<Vec<Event>>) -> Vec<Event> {
+    let mut got = Vec::new();
+    while let Ok(batch) = events.try_recv() {
+        got.extend(batch);
+    }
+    got
+}
+
+#[test]
+fn n_firings_are_exactly_n_events_in_order() {
+    let (bin, object) = fixture();
+    let probe = probe(&object, "tick");
     let mut fixture = bin.start("count", N);
     let mut engine = engine();
     let mut events = engine.take_events().unwrap();
     let options = AttachOptions {
         strings: vec![1],
-        filter: ProcFilter::Pids(vec![fixture.pid()]),
-        ..Default::default()
+        ..only(fixture.pid())
     };
     let id = engine.attach(&object, probe, &options).unwrap();
     let pid = fixture.pid();
     fixture.go();
     // The process has exited: sync makes every event it fired reach the channel.
     assert!(engine.sync(Duration::from_secs(5)));
-    let mut got = Vec::new();
-    while let Ok(batch) = events.try_recv() {
-        got.extend(batch);
-    }
+    let got = received(&mut events);
     let stats = engine.stats();
     assert_eq!(stats.drops, 0);
     assert_eq!(got.len() as u64, N);
@@ -48,9 +72,8 @@ fn n_firings_are_exactly_n_events_in_order() {
 
 #[test]
 fn a_full_ring_buffer_counts_every_dropped_event() {
-    let bin = FixtureBin::build();
-    let object = read_probes(&bin.path).unwrap();
-    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    let (bin, object) = fixture();
+    let probe = probe(&object, "tick");
     let mut fixture = bin.start("count", N);
     // One page of ring buffer holds a few dozen events: a burst must overflow it.
     let mut engine = Engine::new(EngineOptions {
@@ -61,8 +84,7 @@ fn a_full_ring_buffer_counts_every_dropped_event() {
     let mut events = engine.take_events().unwrap();
     let options = AttachOptions {
         strings: vec![1],
-        filter: ProcFilter::Pids(vec![fixture.pid()]),
-        ..Default::default()
+        ..only(fixture.pid())
     };
     engine.attach(&object, probe, &options).unwrap();
     fixture.go();
@@ -83,17 +105,13 @@ fn a_full_ring_buffer_counts_every_dropped_event() {
 
 #[test]
 fn other_processes_are_filtered_out_and_detach_stops_events() {
-    let bin = FixtureBin::build();
-    let object = read_probes(&bin.path).unwrap();
-    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    let (bin, object) = fixture();
+    let probe = probe(&object, "tick");
     let mut traced = bin.start("count", 10);
     let mut other = bin.start("count", 10);
     let mut engine = engine();
     let mut events = engine.take_events().unwrap();
-    let options = AttachOptions {
-        filter: ProcFilter::Pids(vec![traced.pid()]),
-        ..Default::default()
-    };
+    let options = only(traced.pid());
     let id = engine.attach(&object, probe, &options).unwrap();
     let traced_pid = traced.pid();
     other.go();
@@ -112,16 +130,12 @@ fn other_processes_are_filtered_out_and_detach_stops_events() {
 
 #[test]
 fn a_semaphore_guarded_probe_fires_only_while_attached() {
-    let bin = FixtureBin::build();
-    let object = read_probes(&bin.path).unwrap();
-    let probe = object.probes.iter().find(|p| p.name == "guarded").unwrap();
+    let (bin, object) = fixture();
+    let probe = probe(&object, "guarded");
     let mut engine = engine();
     let mut events = engine.take_events().unwrap();
     let mut fixture = bin.start("guarded", 50);
-    let options = AttachOptions {
-        filter: ProcFilter::Pids(vec![fixture.pid()]),
-        ..Default::default()
-    };
+    let options = only(fixture.pid());
     engine.attach(&object, probe, &options).unwrap();
     fixture.go();
     let got = collect_until(&mut events, |e| e.len() >= 50);
@@ -134,16 +148,14 @@ fn a_semaphore_guarded_probe_fires_only_while_attached() {
 
 #[test]
 fn count_mode_counts_every_hit_in_the_kernel_and_streams_nothing() {
-    let bin = FixtureBin::build();
-    let object = read_probes(&bin.path).unwrap();
-    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    let (bin, object) = fixture();
+    let probe = probe(&object, "tick");
     let mut fixture = bin.start("count", N);
     let mut engine = engine();
     let mut events = engine.take_events().unwrap();
     let options = AttachOptions {
-        filter: ProcFilter::Pids(vec![fixture.pid()]),
         mode: usdtop::probes::bpf::Mode::Count,
-        ..Default::default()
+        ..only(fixture.pid())
     };
     engine.attach(&object, probe, &options).unwrap();
     fixture.go();
@@ -154,16 +166,12 @@ fn count_mode_counts_every_hit_in_the_kernel_and_streams_nothing() {
 
 #[test]
 fn many_attachments_filtering_on_the_same_process_share_one_filter() {
-    let bin = FixtureBin::build();
-    let object = read_probes(&bin.path).unwrap();
-    let probe = object.probes.iter().find(|p| p.name == "tick").unwrap();
+    let (bin, object) = fixture();
+    let probe = probe(&object, "tick");
     let mut fixture = bin.start("count", 10);
     let mut engine = engine();
     let mut events = engine.take_events().unwrap();
-    let options = AttachOptions {
-        filter: ProcFilter::Pids(vec![fixture.pid()]),
-        ..Default::default()
-    };
+    let options = only(fixture.pid());
     // More than the 64 distinct filters the kernel side can hold.
     let ids: Vec<_> = (0..65)
         .map(|_| engine.attach(&object, probe, &options).unwrap())
@@ -173,10 +181,7 @@ fn many_attachments_filtering_on_the_same_process_share_one_filter() {
     }
     fixture.go();
     assert!(engine.sync(Duration::from_secs(5)));
-    let mut got = Vec::new();
-    while let Ok(batch) = events.try_recv() {
-        got.extend(batch);
-    }
+    let got = received(&mut events);
     assert_eq!(
         got.len(),
         10,
