@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_matches_readelf, fixtures, json_lines, require, usdtop, which, Counts};
+use common::{assert_matches_readelf, fixtures, json_lines, require, usdtop, Counts};
 
 fn check_installed(path: &str) -> Option<Counts> {
     require(path).map(|p| assert_matches_readelf(&p))
@@ -57,8 +57,7 @@ fn libjvm_has_531_sites() {
 
 #[test]
 fn cargo_nextest_hyphenated_names_match_readelf() {
-    let Some(nextest) = which("cargo-nextest") else {
-        eprintln!("SKIP: cargo-nextest is not installed");
+    let Some(nextest) = require("cargo-nextest") else {
         return;
     };
     let c = assert_matches_readelf(&nextest);

@@ -5,7 +5,7 @@ mod common;
 
 use common::fixture::FixtureBin;
 use common::semaphore::wait_semaphore;
-use common::{collect_until, engine, require};
+use common::{collect_until, engine_and_events, require};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use usdtop::probes::engine::{AttachOptions, ProcFilter};
@@ -39,8 +39,7 @@ fn usdtop_and_bpftrace_both_count_every_hit_of_a_shared_guarded_probe() {
     let held = wait_semaphore(fixture.pid(), &bin.path, pie, sem, |v| v >= 1);
     assert_eq!(held, 1, "bpftrace raised the semaphore");
 
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let options = AttachOptions {
         filter: ProcFilter::Pids(vec![fixture.pid()]),
         ..Default::default()

@@ -3,7 +3,7 @@
 mod common;
 
 use common::fixture::FixtureBin;
-use common::{collect_until, drain, engine};
+use common::{collect_until, drain, engine_and_events};
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter};
@@ -44,8 +44,7 @@ fn n_firings_are_exactly_n_events_in_order() {
     let (bin, object) = fixture();
     let probe = probe(&object, "tick");
     let mut fixture = bin.start("count", N);
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let options = AttachOptions {
         strings: vec![1],
         ..only(fixture.pid())
@@ -109,8 +108,7 @@ fn other_processes_are_filtered_out_and_detach_stops_events() {
     let probe = probe(&object, "tick");
     let mut traced = bin.start("count", 10);
     let mut other = bin.start("count", 10);
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let options = only(traced.pid());
     let id = engine.attach(&object, probe, &options).unwrap();
     let traced_pid = traced.pid();
@@ -132,8 +130,7 @@ fn other_processes_are_filtered_out_and_detach_stops_events() {
 fn a_semaphore_guarded_probe_fires_only_while_attached() {
     let (bin, object) = fixture();
     let probe = probe(&object, "guarded");
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let mut fixture = bin.start("guarded", 50);
     let options = only(fixture.pid());
     engine.attach(&object, probe, &options).unwrap();
@@ -151,8 +148,7 @@ fn count_mode_counts_every_hit_in_the_kernel_and_streams_nothing() {
     let (bin, object) = fixture();
     let probe = probe(&object, "tick");
     let mut fixture = bin.start("count", N);
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let options = AttachOptions {
         mode: usdtop::probes::bpf::Mode::Count,
         ..only(fixture.pid())
@@ -169,8 +165,7 @@ fn many_attachments_filtering_on_the_same_process_share_one_filter() {
     let (bin, object) = fixture();
     let probe = probe(&object, "tick");
     let mut fixture = bin.start("count", 10);
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let options = only(fixture.pid());
     // More than the 64 distinct filters the kernel side can hold.
     let ids: Vec<_> = (0..65)

@@ -6,7 +6,7 @@
 mod common;
 
 use common::fixture::FixtureBin;
-use common::{collect_until, engine};
+use common::{collect_until, engine_and_events};
 use usdtop::probes::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
 
@@ -16,8 +16,7 @@ fn each_argument_form_decodes_to_its_known_value() {
     let object = read_probes(&bin.path).unwrap();
     let probe = object.probes.iter().find(|p| p.name == "forms").unwrap();
     let mut fixture = bin.start("forms", 1);
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let options = AttachOptions {
         strings: vec![11],
         filter: ProcFilter::Pids(vec![fixture.pid()]),

@@ -3,7 +3,7 @@
 mod common;
 
 use common::fixture::FixtureBin;
-use common::{collect_until, drain, engine};
+use common::{collect_until, drain, engine_and_events};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -34,8 +34,7 @@ fn every_cxx_throw_is_a_libstdcxx_throw_event() {
         .expect("Debian's libstdc++ has libstdcxx:throw");
     let bin = FixtureBin::build_thrower();
     let mut fixture = bin.start_with(&["25"]);
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let options = AttachOptions {
         filter: ProcFilter::Pids(vec![fixture.pid()]),
         ..Default::default()

@@ -6,7 +6,7 @@ mod common;
 
 use common::build::{compile, TempDir};
 use common::php::http_get;
-use common::{collect_until, drain, engine};
+use common::{collect_until, drain, engine_and_events};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -36,8 +36,7 @@ fn n_requests_are_exactly_n_request_events_with_method_and_url() {
 
     let object = read_probes(&bin).unwrap();
     let catalog = Catalog::builtin();
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     for name in ["http__server__request", "http__server__response"] {
         let probe = object.probes.iter().find(|p| p.name == name).unwrap();
         let options = AttachOptions {
@@ -109,8 +108,7 @@ fn demo_server_requests_are_exactly_the_request_events_with_method_and_url() {
         .iter()
         .find(|p| p.provider == "node" && p.name == "http__server__request")
         .expect("usdtop carries node probes");
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let options = AttachOptions {
         strings: Catalog::builtin().string_args("node:http__server__request"),
         filter: ProcFilter::Pids(vec![server.0.id()]),

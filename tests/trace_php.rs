@@ -4,7 +4,7 @@
 mod common;
 
 use common::php::{php_binary, PhpServer};
-use common::{collect_until, drain, engine};
+use common::{collect_until, drain, engine_and_events};
 use std::time::Duration;
 use usdtop::probes::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
@@ -19,8 +19,7 @@ fn request_startup_uris_are_the_requests_made() {
         .iter()
         .find(|p| p.name == "request__startup")
         .unwrap();
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     // The workers already exist: the filter takes the master and its current children.
     let options = AttachOptions {
         strings: vec![0, 1, 2],

@@ -4,7 +4,7 @@
 mod common;
 
 use common::postgres::{postgres_binary, Postgres};
-use common::{collect_until, drain, engine};
+use common::{collect_until, drain, engine_and_events};
 use std::time::Duration;
 use usdtop::probes::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
@@ -24,8 +24,7 @@ fn pgbench_statements_are_query_start_events_with_their_sql() {
         .iter()
         .find(|p| p.name == "query__start")
         .unwrap();
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let postmaster = pg.postmaster_pid();
     let options = AttachOptions {
         strings: vec![0],

@@ -5,7 +5,7 @@ mod common;
 
 use common::python::{python311, PythonLoop};
 use common::semaphore::semaphore_value;
-use common::{collect_until, engine};
+use common::{collect_until, engine_and_events};
 use usdtop::probes::engine::AttachOptions;
 use usdtop::probes::read_probes;
 
@@ -29,8 +29,7 @@ fn gc_start_fires_and_the_semaphore_follows_attach_and_detach() {
         "nobody attached yet"
     );
 
-    let mut engine = engine();
-    let mut events = engine.take_events().unwrap();
+    let (mut engine, mut events) = engine_and_events();
     let id = engine
         .attach(&object, probe, &AttachOptions::default())
         .unwrap();

@@ -4,13 +4,12 @@
 
 mod common;
 
+use common::{require, PATIENCE};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_usdtop");
-/// How long to wait for something to appear (a bound on hangs, not a speed check).
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Each test runs its own copy of the binary (a file of its own, so a new inode). Kernel
 /// behaviour seen on 6.18: a process that maps a binary while another tracer holds a
@@ -49,10 +48,7 @@ struct Tmux {
 
 impl Tmux {
     fn start(name: &str, cols: u16, rows: u16, command: &str) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("skipping: tmux is not installed");
-            return None;
-        }
+        require("tmux")?;
         let socket = format!("usdtop-{name}-{}", std::process::id());
         let t = Tmux { socket };
         // The shell keeps the pane open after usdtop exits, so its exit status can be read.
@@ -414,8 +410,7 @@ fn sigterm_restores_the_terminal() {
 fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
     let bin = Binary::copy("without");
     let b = bin.path.as_str();
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipping: setpriv is not installed");
+    if require("setpriv").is_none() {
         return;
     }
     let server = DemoServer::start(b);

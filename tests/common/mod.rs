@@ -33,8 +33,11 @@ pub const RUN_PATIENCE: Duration = Duration::from_secs(60);
 /// One millisecond in nanoseconds (the unit of usdtop's latency figures).
 pub const MS: u64 = 1_000_000;
 
-pub fn engine() -> Engine {
-    Engine::new(EngineOptions::default()).expect("tests run as root with BPF")
+/// A new engine (default options) and the channel its events arrive on.
+pub fn engine_and_events() -> (Engine, Receiver<Vec<Event>>) {
+    let mut engine = Engine::new(EngineOptions::default()).expect("tests run as root with BPF");
+    let events = engine.take_events().unwrap();
+    (engine, events)
 }
 
 /// Receives batches until `done(all events so far)` or PATIENCE runs out.
@@ -69,15 +72,27 @@ pub fn drain(rx: &mut Receiver<Vec<Event>>, quiet: Duration) -> Vec<Event> {
     all
 }
 
-/// Skips a test (prints why) when a program it needs is absent; the path when present.
-pub fn require(path: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(path);
-    if p.exists() {
-        Some(p)
+/// Skips a test (prints why) when a program it needs is absent: `program` is a path, or a
+/// name looked up on PATH. Returns where the program is.
+pub fn require(program: &str) -> Option<PathBuf> {
+    let found = if program.contains('/') {
+        Some(PathBuf::from(program)).filter(|p| p.exists())
     } else {
-        eprintln!("SKIP: {path} is not installed");
-        None
+        which(program)
+    };
+    if found.is_none() {
+        eprintln!("SKIP: {program} is not installed");
     }
+    found
+}
+
+/// The full path of a program on PATH, if any.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(program))
+        .find(|p| p.is_file())
 }
 
 /// Parses JSON-lines output (`--json`): every line must be one JSON value.

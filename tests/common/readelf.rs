@@ -27,15 +27,6 @@ pub fn json_lines(out: &Output) -> Vec<Value> {
     super::parse_json_lines(&stdout(out))
 }
 
-/// The full path of a program on PATH, if any.
-pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
-}
-
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
         .args(args)
@@ -295,7 +286,7 @@ fn remove_stale_fixtures(tmp: &Path) {
 }
 
 fn build_fixtures() -> Option<Fixtures> {
-    if which("cc").is_none() {
+    if super::which("cc").is_none() {
         eprintln!("SKIP: no `cc` to build the C fixtures");
         return None;
     }
