@@ -302,6 +302,13 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_spec_names_one_probe_not_a_glob() {
+        assert!(ProbeSpec::parse("postgresql:query__*").is_err());
+        assert!(ProbeSpec::parse("/usr/bin/php8.2:php:request__?tartup").is_err());
+        assert!(ProbeSpec::parse("/opt/a*b/x:php:request__startup").is_ok());
+    }
+
+    #[test]
     fn arguments_are_named_by_index_or_by_catalog_name() {
         let c = Catalog::builtin();
         let fd = parse_arg_ref("fd", "node:http__server__request", &c, true).unwrap();

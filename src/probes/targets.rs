@@ -273,6 +273,24 @@ mod tests {
     }
 
     #[test]
+    fn a_symlink_and_its_target_name_the_same_object() {
+        let link = "/usr/bin/python3";
+        let key = |p: &str| ObjectKey::of_path(Path::new(p)).ok();
+        if key(PYTHON).is_none() || key(link) != key(PYTHON) {
+            eprintln!("skipping: {link} is not {PYTHON}");
+            return;
+        }
+        let both = [
+            pattern(&format!("{link}:python:gc__start")),
+            pattern(&format!("{PYTHON}:python:gc__done")),
+        ];
+        let each = resolve_each(&both, &Scope::AllProcesses).unwrap();
+        assert_eq!(names(&each[0]), ["python:gc__start"]);
+        assert_eq!(names(&each[1]), ["python:gc__done"]);
+        assert!(Arc::ptr_eq(&each[0][0].object, &each[1][0].object));
+    }
+
+    #[test]
     fn a_path_that_is_not_elf_is_a_named_error() {
         let err = resolve(&[pattern("/etc/passwd:x:y")], &Scope::AllProcesses).unwrap_err();
         assert!(matches!(err, TargetError::Unreadable { .. }), "{err:?}");
