@@ -4,14 +4,16 @@
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 use usdtop::probes::bpf::Mode;
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter, Stats};
-use usdtop::probes::process::{ObjectKey, ProbeCache};
-use usdtop::probes::{Event, ObjectProbes, Probe};
+use usdtop::probes::select::ProbePattern;
+use usdtop::probes::targets::{self, Scope};
+use usdtop::probes::Event;
+
+pub use usdtop::probes::targets::Target;
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `Event::ts_ns` (bpf_ktime_get_ns).
 pub fn monotonic_ns() -> u64 {
@@ -35,6 +37,10 @@ pub struct ProbeSpec {
 impl ProbeSpec {
     pub fn parse(text: &str) -> Result<ProbeSpec> {
         let parts: Vec<&str> = text.rsplitn(3, ':').collect();
+        // The shared resolver takes globs; these commands aggregate one probe (or one pair).
+        if parts.iter().take(2).any(|p| p.contains(['*', '?'])) {
+            bail!("`{text}` is a glob: name exactly one probe (provider:name)");
+        }
         match parts.as_slice() {
             [name, provider] if !name.is_empty() && !provider.is_empty() => Ok(ProbeSpec {
                 path: None,
@@ -53,94 +59,26 @@ impl ProbeSpec {
     pub fn full_name(&self) -> String {
         format!("{}:{}", self.provider, self.name)
     }
-}
 
-/// One probe in one object, ready to attach.
-pub struct Target {
-    pub object: Arc<ObjectProbes>,
-    /// Where the uprobe opens the file (through /proc/PID/root for -p, so containers work).
-    pub open_path: PathBuf,
-    pub probe_index: usize,
-}
-
-impl Target {
-    pub fn probe(&self) -> &Probe {
-        &self.object.probes[self.probe_index]
+    /// The same probe as a pattern for the shared resolver.
+    fn pattern(&self) -> ProbePattern {
+        ProbePattern {
+            path: self.path.as_ref().map(|p| p.display().to_string()),
+            provider: self.provider.clone(),
+            name: self.name.clone(),
+        }
     }
 }
 
 /// Finds every object holding each probe of `specs`: in the named file, else in the objects the
 /// process maps, else in the objects any running process maps. One list per spec, never empty.
 pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>) -> Result<Vec<Vec<Target>>> {
-    let mut cache = ProbeCache::new();
-    let mut pool: Vec<(Arc<ObjectProbes>, PathBuf, Option<ObjectKey>)> = Vec::new();
-    let mut add = |obj: &ObjectProbes, open: PathBuf, key: Option<ObjectKey>| {
-        if key.is_none() || !pool.iter().any(|(_, _, k)| *k == key) {
-            pool.push((Arc::new(obj.clone()), open, key));
-        }
+    let patterns: Vec<ProbePattern> = specs.iter().map(|s| s.pattern()).collect();
+    let scope = match pid {
+        Some(pid) => Scope::Pids(vec![pid as i32]),
+        None => Scope::AllProcesses,
     };
-    for spec in specs {
-        if let Some(path) = &spec.path {
-            match cache.file(path).as_ref() {
-                Ok(o) => add(o, path.clone(), ObjectKey::of_path(path).ok()),
-                Err(e) => bail!("cannot read the probes of {}: {e}", path.display()),
-            }
-        }
-    }
-    if specs.iter().any(|s| s.path.is_none()) {
-        match pid {
-            Some(pid) => {
-                let objects = cache.probes_of_pid(pid as i32).map_err(|why| {
-                    anyhow::anyhow!("process {pid}: {why} (is it running? see `ps -p {pid}`)")
-                })?;
-                for o in objects {
-                    if let Ok(obj) = o.probes.as_ref() {
-                        add(obj, o.object.open_path(), Some(o.object.key));
-                    }
-                }
-            }
-            None => {
-                let scan = cache.scan_all().context("scanning processes")?;
-                for proc in scan.processes {
-                    for o in proc.with_probes() {
-                        if let Ok(obj) = o.probes.as_ref() {
-                            add(obj, o.object.open_path(), Some(o.object.key));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for spec in specs {
-        let mut targets = Vec::new();
-        for (obj, open, _) in &pool {
-            if spec.path.as_ref().is_some_and(|p| p != open) {
-                continue;
-            }
-            if let Some(i) = obj
-                .probes
-                .iter()
-                .position(|p| p.provider == spec.provider && p.name == spec.name)
-            {
-                targets.push(Target {
-                    object: obj.clone(),
-                    open_path: open.clone(),
-                    probe_index: i,
-                });
-            }
-        }
-        if targets.is_empty() {
-            let place = match (&spec.path, pid) {
-                (Some(p), _) => format!("in {}", p.display()),
-                (None, Some(pid)) => format!("in the objects process {pid} maps"),
-                (None, None) => "in any running process; name the file (PATH:provider:name) or the process (-p PID)".to_string(),
-            };
-            bail!("no probe {} {place}", spec.full_name());
-        }
-        out.push(targets);
-    }
-    Ok(out)
+    Ok(targets::resolve_each(&patterns, &scope)?)
 }
 
 /// Which argument, as typed by the user: `argN`, `N`, or a catalog argument name of `probe`.
@@ -361,6 +299,13 @@ mod tests {
         assert_eq!(p.name, "request__startup");
         assert!(ProbeSpec::parse("nocolon").is_err());
         assert!(ProbeSpec::parse("a:").is_err());
+    }
+
+    #[test]
+    fn a_probe_spec_names_one_probe_not_a_glob() {
+        assert!(ProbeSpec::parse("postgresql:query__*").is_err());
+        assert!(ProbeSpec::parse("/usr/bin/php8.2:php:request__?tartup").is_err());
+        assert!(ProbeSpec::parse("/opt/a*b/x:php:request__startup").is_ok());
     }
 
     #[test]

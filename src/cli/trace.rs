@@ -1,18 +1,15 @@
 //! `usdtop trace`: print every hit of the chosen probes, one line (or JSON object) per event.
 
 use super::trace_output::Printer;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
-use std::collections::HashSet;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
-use usdtop::probes::process::{MappedObject, ObjectKey, ProbeCache};
-use usdtop::probes::select::{nearest, ProbePattern};
-use usdtop::probes::{Event, ObjectProbes};
+use usdtop::probes::select::ProbePattern;
+use usdtop::probes::targets::{self, Scope, Target};
+use usdtop::probes::Event;
 
 const AFTER_HELP: &str = "\
 PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
@@ -53,14 +50,6 @@ pub struct TraceArgs {
     /// reader before the kernel has to drop events.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub ring_mb: u32,
-}
-
-/// One probe to attach in one object.
-struct Target {
-    object: Arc<ObjectProbes>,
-    /// Where the uprobe opens the file (container-aware for -p).
-    open_path: PathBuf,
-    probe_index: usize,
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
@@ -200,13 +189,6 @@ fn report(seen: u64, stats: &Stats) {
 
 /// Resolves the PROBE arguments to (object, probe) pairs, each once.
 fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
-    let mut cache = ProbeCache::new();
-    let mut pool: Vec<(Arc<ObjectProbes>, PathBuf, Option<ObjectKey>)> = Vec::new();
-    let add = |pool: &mut Vec<_>, obj: Arc<ObjectProbes>, open: PathBuf, key: Option<ObjectKey>| {
-        if key.is_none() || !pool.iter().any(|(_, _, k)| *k == key) {
-            pool.push((obj, open, key));
-        }
-    };
     let patterns: Vec<ProbePattern> = args
         .probes
         .iter()
@@ -216,115 +198,10 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    for pattern in &patterns {
-        if let Some(path) = &pattern.path {
-            let objects = cache.file(Path::new(path));
-            let obj = match objects.as_ref() {
-                Ok(o) => o.clone(),
-                Err(e) => bail!("cannot read probes of {path}: {e}"),
-            };
-            add(
-                &mut pool,
-                Arc::new(obj),
-                PathBuf::from(path),
-                ObjectKey::of_path(Path::new(path)).ok(),
-            );
-        }
-    }
-    let needs_search = patterns.iter().any(|p| p.path.is_none());
-    if needs_search && !args.pids.is_empty() {
-        for &pid in &args.pids {
-            let objects = cache.probes_of_pid(pid).map_err(|why| {
-                anyhow::anyhow!("process {pid}: {why} (is it running? see `ps -p {pid}`)")
-            })?;
-            for o in objects {
-                if let Ok(obj) = o.probes.as_ref() {
-                    add(
-                        &mut pool,
-                        Arc::new(obj.clone()),
-                        attach_path(&o.object),
-                        Some(o.object.key),
-                    );
-                }
-            }
-        }
-    } else if needs_search {
-        let scan = cache.scan_all().context("scanning processes")?;
-        for proc in scan.processes {
-            for o in proc.with_probes() {
-                if let Ok(obj) = o.probes.as_ref() {
-                    add(
-                        &mut pool,
-                        Arc::new(obj.clone()),
-                        attach_path(&o.object),
-                        Some(o.object.key),
-                    );
-                }
-            }
-        }
-    }
-    let mut targets = Vec::new();
-    let mut taken = HashSet::new();
-    for pattern in &patterns {
-        let mut matched = false;
-        for (i, (obj, open, _)) in pool.iter().enumerate() {
-            if pattern
-                .path
-                .as_deref()
-                .is_some_and(|p| Path::new(p) != open)
-            {
-                continue;
-            }
-            for (pi, probe) in obj.probes.iter().enumerate() {
-                if !pattern.matches(probe) {
-                    continue;
-                }
-                matched = true;
-                if taken.insert((i, pi)) {
-                    targets.push(Target {
-                        object: obj.clone(),
-                        open_path: open.clone(),
-                        probe_index: pi,
-                    });
-                }
-            }
-        }
-        if !matched {
-            let names: Vec<String> = pool
-                .iter()
-                .flat_map(|(o, _, _)| o.probes.iter().map(|p| p.full_name()))
-                .collect();
-            let near = nearest(
-                &format!("{}:{}", pattern.provider, pattern.name),
-                names.iter().map(String::as_str),
-                3,
-            );
-            let where_ = match (&pattern.path, args.pids.is_empty()) {
-                (Some(p), _) => p.clone(),
-                (None, false) => format!("the objects of process(es) {:?}", args.pids),
-                (None, true) => {
-                    "the objects of running processes (use -p PID or PATH:provider:name)".into()
-                }
-            };
-            if near.is_empty() {
-                bail!("no probe matches `{pattern}` in {where_}: it has no USDT probes");
-            }
-            bail!(
-                "no probe matches `{pattern}` in {where_}; nearest: {}",
-                near.join(", ")
-            );
-        }
-    }
-    Ok(targets)
-}
-
-/// Where to open a mapped object for the uprobe: its plain path when that is the same file in
-/// our mount namespace (it stays valid after the process that maps it exits), otherwise the
-/// path through the process (`/proc/PID/root/...`, for containers).
-fn attach_path(o: &MappedObject) -> PathBuf {
-    if ObjectKey::of_path(&o.path).is_ok_and(|k| k == o.key) {
-        o.path.clone()
+    let scope = if args.pids.is_empty() {
+        Scope::AllProcesses
     } else {
-        o.open_path()
-    }
+        Scope::Pids(args.pids.clone())
+    };
+    Ok(targets::resolve(&patterns, &scope)?)
 }

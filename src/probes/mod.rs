@@ -12,6 +12,7 @@ pub mod filter;
 pub mod kpair;
 mod reader;
 pub mod select;
+pub mod targets;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
 pub use elf::{read_probes, ElfError, ObjectProbes, Probe, Site};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use usdtop::app::{Action, ObjectView, ProbeView, ProcessView};
 use usdtop::probes::process::{all_pids, CachedObject, ObjectKey, ObjectWithProbes, ProbeCache};
+use usdtop::probes::targets::attach_path;
 use usdtop::probes::Probe;
 
 /// How often the pid list is re-read.
@@ -121,12 +122,7 @@ impl Worker {
         if let Some(v) = self.views.get(&(o.object.key, path.clone())) {
             return v.clone();
         }
-        // Attach through the plain path when it is the very file the process maps (same
-        // device and inode); otherwise through /proc/PID/root or map_files.
-        let attach_path = match ObjectKey::of_path(&o.object.path) {
-            Ok(k) if k == o.object.key => path.clone(),
-            _ => o.object.open_path().display().to_string(),
-        };
+        let attach_path = attach_path(&o.object).display().to_string();
         let (probes, error) = match o.probes.as_ref() {
             Ok(obj) => (
                 sorted_by_name(&obj.probes)
