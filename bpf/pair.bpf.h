@@ -7,7 +7,8 @@
 //
 //   pair_cfgs   ARRAY   u32 probe id            -> struct pair_cfg (role of that probe)
 //   pair_starts LRU_HASH struct pair_key        -> struct pair_start (bounded: the least
-//                                                  recently used start is dropped when full)
+//                                                  recently used start is dropped when full;
+//                                                  ts_ns = 0 marks an empty per-thread slot)
 //   pair_stats  PERCPU_ARRAY pair * PS_NR + stat -> u64
 //   pair_hist   PERCPU_ARRAY pair * PAIR_BUCKETS + bucket -> u64 (log2 with 8 sub-buckets)
 
@@ -135,20 +136,34 @@ static __always_inline int pair_hit(void *ctx, const struct site_spec *spec)
 		struct pair_start s = {.ts_ns = now};
 		if (cfg->sample_every && n % cfg->sample_every == 0)
 			s.sampled = 1;
-		if (bpf_map_lookup_elem(&pair_starts, &k))
-			pair_stat_add(pair, PS_REPLACED, 1);
-		bpf_map_update_elem(&pair_starts, &k, &s, BPF_ANY);
+		struct pair_start *old = bpf_map_lookup_elem(&pair_starts, &k);
+		if (old) {
+			if (old->ts_ns)
+				pair_stat_add(pair, PS_REPLACED, 1);
+			// Rewriting in place skips the LRU map's node allocation and bucket lock.
+			old->sampled = s.sampled;
+			old->ts_ns = now;
+		} else {
+			bpf_map_update_elem(&pair_starts, &k, &s, BPF_ANY);
+		}
 		return s.sampled;
 	}
 
 	struct pair_start *s = bpf_map_lookup_elem(&pair_starts, &k);
-	if (!s) {
+	if (!s || !s->ts_ns) {
 		pair_stat_add(pair, PS_UNMATCHED, 1);
 		return 0;
 	}
 	u64 lat = now > s->ts_ns ? now - s->ts_ns : 0;
 	int sampled = s->sampled != 0;
-	bpf_map_delete_elem(&pair_starts, &k);
+	// A thread's entry is reused by its next start, so it is only emptied (ts_ns = 0: no
+	// open start), which saves a delete and an insert per pair. Key-argument entries are
+	// deleted: their keys (fds, pointers) vary, and empty entries would crowd open starts
+	// out of the bounded map.
+	if (cfg->key_arg == PAIR_BY_THREAD)
+		s->ts_ns = 0;
+	else
+		bpf_map_delete_elem(&pair_starts, &k);
 	pair_stat_add(pair, PS_MATCHED, 1);
 	pair_stat_add(pair, PS_SUM_NS, lat);
 	if (sampled)

@@ -223,12 +223,13 @@ impl KernelPairs {
         }
     }
 
-    /// Starts of `pair_id` waiting for their done right now.
+    /// Starts of `pair_id` waiting for their done right now. Per-thread entries stay in the map
+    /// after their done with `ts_ns == 0` (the BPF side reuses them), so those are not counted.
     pub fn open_starts(&self, pair_id: u16) -> u64 {
         self.starts
-            .keys()
+            .iter()
             .filter_map(Result::ok)
-            .filter(|k| k.pair_id == pair_id as u32)
+            .filter(|(k, s)| k.pair_id == pair_id as u32 && s.ts_ns != 0)
             .count() as u64
     }
 }
