@@ -21,12 +21,13 @@ enum End {
 /// `usdtop_args` are COMMAND and PROBES (and options); returns the reports usdtop printed once
 /// it ended by itself because the fixture had exited.
 fn reports(fixture_args: &[&str], usdtop_args: &[&str], end: End) -> Vec<Value> {
-    let fx = AggFix::start(fixture_args);
+    let mut fx = AggFix::start(fixture_args);
     let pid = fx.pid().to_string();
     let mut args = vec![usdtop_args[0], "-p", &pid];
     args.extend_from_slice(&usdtop_args[1..]);
     args.push("--json");
     let tracer = Tracer::start(&args);
+    fx.go();
     fx.wait_for("fired");
     match end {
         End::Finish => fx.wait(),

@@ -3,6 +3,7 @@
 
 use super::build::copy_executable;
 use super::line_reader;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,6 +48,8 @@ impl AggFix {
         copy_executable(aggfix(), &copy);
         let mut child = Command::new(&copy)
             .args(args)
+            .env("AGGFIX_GO_ON_STDIN", "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("fixture starts");
@@ -61,6 +64,12 @@ impl AggFix {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Lets the fixture fire: call once the tracer says it is tracing.
+    pub fn go(&mut self) {
+        let stdin = self.child.stdin.as_mut().expect("fixture stdin");
+        stdin.write_all(b"go\n").expect("tell the fixture to go");
     }
 
     /// Waits for a line starting with `prefix` on the fixture's stdout.
