@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use usdtop::probes::process::{ObjectKey, ProbeCache, ProcessProbes, SkipReason};
+use usdtop::probes::select::glob;
 use usdtop::probes::{ObjectProbes, Probe, Site};
 
 const EXAMPLES: &str = "\
@@ -85,41 +86,16 @@ impl Filter {
         let provider_ok = self
             .provider
             .as_deref()
-            .is_none_or(|g| glob_match(g, &probe.provider));
+            .is_none_or(|g| glob(g, &probe.provider));
         let name_ok = self.name.as_deref().is_none_or(|g| {
             if g.contains(':') {
-                glob_match(g, &probe.full_name())
+                glob(g, &probe.full_name())
             } else {
-                glob_match(g, &probe.name)
+                glob(g, &probe.name)
             }
         });
         provider_ok && name_ok
     }
-}
-
-/// Shell-style glob with `*` (any run) and `?` (any one character).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    // Where to resume after the last `*`: (pattern index after it, text index it matched to).
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi + 1, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// One object to print, with the processes that map it (None when named as a file).
@@ -534,22 +510,4 @@ fn write_text(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("query__*", "query__start"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("q?ery", "query"));
-        assert!(glob_match("*__done", "query__done"));
-        assert!(glob_match("postgresql:*start*", "postgresql:query__start"));
-        assert!(glob_match("a*b*c", "aXbYbZc"));
-        assert!(!glob_match("query__*", "transaction__start"));
-        assert!(!glob_match("abc", "abcd"));
-        assert!(!glob_match("a*b", "a"));
-    }
 }

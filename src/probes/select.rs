@@ -132,6 +132,14 @@ mod tests {
         assert!(glob("*", ""));
         assert!(glob("q*__s?art", "query__parse__start"));
         assert!(!glob("q*__s?art", "query__parse__done"));
+        assert!(glob("query__*", "query__start"));
+        assert!(glob("q?ery", "query"));
+        assert!(glob("*__done", "query__done"));
+        assert!(glob("postgresql:*start*", "postgresql:query__start"));
+        assert!(glob("a*b*c", "aXbYbZc"));
+        assert!(!glob("query__*", "transaction__start"));
+        assert!(!glob("abc", "abcd"));
+        assert!(!glob("a*b", "a"));
     }
 
     #[test]
