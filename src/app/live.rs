@@ -285,12 +285,10 @@ impl Live {
         self.sampling.map(|n| format!("sampled 1/{n}"))
     }
 
-    /// Latencies paired in the kernel since the last report: the histogram's data while
-    /// [`Live::sampling`] is set (ignored otherwise, so a late report cannot double count).
+    /// Latencies paired in the kernel since the last report: the histogram's data. A report
+    /// also means the followed pair is (still) paired in the kernel — e.g. after `P` re-selects
+    /// the same pair, which restarts the aggregations but not the kernel's pairing.
     pub fn push_kernel_latency(&mut self, now_ns: u64, samples: &[(u64, u64)], sample_every: u32) {
-        if self.sampling.is_none() {
-            return;
-        }
         self.sampling = Some(sample_every);
         self.now_ns = self.now_ns.max(now_ns);
         for &(latency_ns, n) in samples {

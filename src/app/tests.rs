@@ -306,16 +306,6 @@ fn kernel_aggregates_feed_the_histogram_and_the_stream_only_the_log_and_top_tabl
 #[test]
 fn the_sampling_rate_follows_the_kernel_and_leaving_the_kernel_streams_again() {
     let mut app = app_with_traffic();
-    app.update(Action::KernelLatency {
-        now_ns: 1300 * MS,
-        samples: vec![(2 * MS, 5)],
-        sample_every: 8,
-    });
-    assert_eq!(
-        app.live.summary().count,
-        4,
-        "a report after leaving is ignored"
-    );
     app.update(Action::Sampling(Some(1)));
     app.update(Action::KernelLatency {
         now_ns: 1300 * MS,
@@ -329,5 +319,32 @@ fn the_sampling_rate_follows_the_kernel_and_leaving_the_kernel_streams_again() {
         request(1400, 3, "/x"),
         response(1402, 3),
     ]));
-    assert_eq!(app.live.summary().count, 5);
+    assert_eq!(
+        app.live.summary().count,
+        5,
+        "streamed pairs feed the histogram again"
+    );
+}
+
+#[test]
+fn re_selecting_the_kernel_pair_keeps_the_histogram_fed_by_the_kernel() {
+    let mut app = app_with_traffic();
+    app.update(Action::Sampling(Some(4)));
+    app.update(Action::CyclePair); // the only pair again: aggregations restart
+    assert_eq!(app.live.summary().count, 0);
+    app.update(Action::KernelLatency {
+        now_ns: 1300 * MS,
+        samples: vec![(3 * MS, 40)],
+        sample_every: 4,
+    });
+    app.update(Action::Events(vec![
+        request(1301, 9, "/x"),
+        response(1303, 9),
+    ]));
+    assert_eq!(
+        app.live.summary().count,
+        40,
+        "the sampled pair is not counted twice"
+    );
+    assert_eq!(app.live.sampling_label().as_deref(), Some("sampled 1/4"));
 }
