@@ -492,3 +492,30 @@ fn no_color_leaves_only_bold_dim_and_reverse() {
         "bold/reverse still mark the focus and selection"
     );
 }
+
+#[test]
+fn pairing_kernel_fills_the_histogram_from_the_kernel_and_labels_the_sampled_log() {
+    let bin = Binary::copy("kpair");
+    let b = bin.path.as_str();
+    let Some(t) = Tmux::start("kpair", 120, 40, &format!("{b} --demo --pairing kernel")) else {
+        return;
+    };
+    let s = t.wait_for("the sampling label on the log and top panes", |s| {
+        s.contains("Request log") && s.matches("sampled 1/").count() >= 2
+    });
+    assert!(s.contains("in the kernel"), "{s}");
+    // The kernel's buckets keep arriving: the count grows past what was seen first.
+    let first = histogram_count(&s);
+    let s = t.wait_for("a growing histogram with bars", |s| {
+        histogram_count(s) > first && s.contains('█')
+    });
+    // The sampled stream still feeds the log and the top table.
+    t.wait_for("paths in the log and the top table", |s| {
+        s.contains("/api/users method=GET") && top_pane(s).contains("/api/users")
+    });
+    assert!(s.contains("● node:http__server__request"), "{s}");
+    t.keys(&["q"]);
+    t.wait_for("usdtop to exit with status 0", |s| {
+        s.contains("usdtop-exited-0")
+    });
+}

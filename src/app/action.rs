@@ -103,6 +103,16 @@ pub enum Action {
         hits: Vec<(Arc<ProbeKey>, u64)>,
         dropped: u64,
     },
+    /// The followed pair is now paired in the kernel, with 1 request in `Some(n)` streamed
+    /// (or again in user space from every event: `None`).
+    Sampling(Option<u32>),
+    /// Latencies the kernel paired since the previous report, as (latency ns, count), and the
+    /// current sampling of the stream (1 in `sample_every`).
+    KernelLatency {
+        now_ns: u64,
+        samples: Vec<(u64, u64)>,
+        sample_every: u32,
+    },
     /// The clock moved on (CLOCK_MONOTONIC ns, the clock of event timestamps).
     Tick {
         now_ns: u64,

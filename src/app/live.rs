@@ -101,6 +101,9 @@ pub struct Live {
     /// Events per second over the last rate interval (header).
     pub events_per_sec: f64,
     prev_events_total: u64,
+    /// `Some(n)`: the followed pair is paired in the kernel, which feeds the histogram; the
+    /// log, the top table and key drill-downs only see the 1-in-`n` streamed requests.
+    pub sampling: Option<u32>,
     /// Interned keys, so thousands of log lines share one string per URL.
     interned: HashMap<String, Arc<str>>,
 }
@@ -131,6 +134,7 @@ impl Live {
             events_total: 0,
             events_per_sec: 0.0,
             prev_events_total: 0,
+            sampling: None,
             interned: HashMap::new(),
         }
     }
@@ -151,6 +155,8 @@ impl Live {
     /// Follows `pair` from now on (aggregations restart).
     pub fn set_pair(&mut self, pair: Pair) {
         self.pairer = Some(Pairer::new(pair, PairLimits::default()));
+        // A new pair starts in user space until the runtime moves it into the kernel.
+        self.sampling = None;
         self.reset_aggregates();
     }
 
@@ -268,8 +274,32 @@ impl Live {
         }
     }
 
+    /// Switches the histogram's source between the kernel's aggregates (`Some(1-in-n)`) and
+    /// the paired stream. What was recorded so far stays: neither source counts it twice.
+    pub fn set_sampling(&mut self, sampling: Option<u32>) {
+        self.sampling = sampling;
+    }
+
+    /// "sampled 1/n" while the log and top table see only a sample of the requests.
+    pub fn sampling_label(&self) -> Option<String> {
+        self.sampling.map(|n| format!("sampled 1/{n}"))
+    }
+
+    /// Latencies paired in the kernel since the last report: the histogram's data. A report
+    /// also means the followed pair is (still) paired in the kernel — e.g. after `P` re-selects
+    /// the same pair, which restarts the aggregations but not the kernel's pairing.
+    pub fn push_kernel_latency(&mut self, now_ns: u64, samples: &[(u64, u64)], sample_every: u32) {
+        self.sampling = Some(sample_every);
+        self.now_ns = self.now_ns.max(now_ns);
+        for &(latency_ns, n) in samples {
+            self.latency.record_n(self.now_ns, latency_ns, n);
+        }
+    }
+
     fn record_sample(&mut self, ts_ns: u64, latency_ns: u64, key: Arc<str>) {
-        self.latency.record(ts_ns, latency_ns);
+        if self.sampling.is_none() {
+            self.latency.record(ts_ns, latency_ns);
+        }
         self.top.record(ts_ns, &key, Some(latency_ns));
         if let Some((k, stats)) = self.key_latency.as_mut() {
             if **k == *key {

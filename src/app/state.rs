@@ -140,6 +140,14 @@ impl App {
                 self.error(format!("attaching {} failed: {why}", probe.full_name()));
                 self.attached.insert(probe, AttachState::Failed(why));
             }
+            Action::Sampling(sampling) => self.live.set_sampling(sampling),
+            Action::KernelLatency {
+                now_ns,
+                samples,
+                sample_every,
+            } => self
+                .live
+                .push_kernel_latency(now_ns, &samples, sample_every),
             Action::Detached { probe } => {
                 self.info(format!("detached {}", probe.full_name()));
                 self.attached.remove(&probe);

@@ -270,3 +270,81 @@ fn attach_everywhere_attaches_each_object_that_has_the_probe_for_all_processes()
     assert!(app.attach_everywhere("node:nope").is_empty());
     assert!(app.status.as_ref().unwrap().error);
 }
+
+#[test]
+fn kernel_aggregates_feed_the_histogram_and_the_stream_only_the_log_and_top_table() {
+    let mut app = app_with_traffic();
+    assert_eq!(app.live.summary().count, 4);
+    assert_eq!(app.live.sampling_label(), None);
+    app.update(Action::Sampling(Some(64)));
+    app.update(Action::KernelLatency {
+        now_ns: 1300 * MS,
+        samples: vec![(2 * MS, 1000), (200 * MS, 10)],
+        sample_every: 64,
+    });
+    let s = app.live.summary();
+    assert_eq!(
+        s.count,
+        4 + 1010,
+        "kernel counts add to what was paired before"
+    );
+    assert!(s.max_ns >= 199 * MS && s.max_ns <= 201 * MS, "{}", s.max_ns);
+    assert!(app.live.buckets().iter().map(|b| b.count).sum::<u64>() >= 1010);
+    assert_eq!(app.live.sampling_label().as_deref(), Some("sampled 1/64"));
+
+    // A sampled request reaches the log and the top table, not the histogram (the kernel
+    // already counted it).
+    app.update(Action::Events(vec![
+        request(1301, 9, "/sampled"),
+        response(1302, 9),
+    ]));
+    assert_eq!(app.live.summary().count, 1014);
+    assert!(app.live.top_rows(10).iter().any(|r| r.key == "/sampled"));
+    assert_eq!(app.live.log_view(1)[0].latency_ns, Some(MS));
+}
+
+#[test]
+fn the_sampling_rate_follows_the_kernel_and_leaving_the_kernel_streams_again() {
+    let mut app = app_with_traffic();
+    app.update(Action::Sampling(Some(1)));
+    app.update(Action::KernelLatency {
+        now_ns: 1300 * MS,
+        samples: vec![],
+        sample_every: 256,
+    });
+    assert_eq!(app.live.sampling_label().as_deref(), Some("sampled 1/256"));
+    app.update(Action::Sampling(None));
+    assert_eq!(app.live.sampling_label(), None);
+    app.update(Action::Events(vec![
+        request(1400, 3, "/x"),
+        response(1402, 3),
+    ]));
+    assert_eq!(
+        app.live.summary().count,
+        5,
+        "streamed pairs feed the histogram again"
+    );
+}
+
+#[test]
+fn re_selecting_the_kernel_pair_keeps_the_histogram_fed_by_the_kernel() {
+    let mut app = app_with_traffic();
+    app.update(Action::Sampling(Some(4)));
+    app.update(Action::CyclePair); // the only pair again: aggregations restart
+    assert_eq!(app.live.summary().count, 0);
+    app.update(Action::KernelLatency {
+        now_ns: 1300 * MS,
+        samples: vec![(3 * MS, 40)],
+        sample_every: 4,
+    });
+    app.update(Action::Events(vec![
+        request(1301, 9, "/x"),
+        response(1303, 9),
+    ]));
+    assert_eq!(
+        app.live.summary().count,
+        40,
+        "the sampled pair is not counted twice"
+    );
+    assert_eq!(app.live.sampling_label().as_deref(), Some("sampled 1/4"));
+}

@@ -49,7 +49,20 @@ impl KernelSide {
         sample: Option<u32>,
         now_ns: u64,
     ) -> Result<KernelSide> {
-        let mut pairs = KernelPairs::new(engine)?;
+        let pairs = KernelPairs::new(engine)?;
+        KernelSide::with_pairs(pairs, pair, start_ids, done_ids, sample, now_ns)
+    }
+
+    /// As [`KernelSide::new`], with maps already taken from the engine (they can be taken
+    /// only once; the TUI moves pairs in and out of the kernel).
+    pub fn with_pairs(
+        mut pairs: KernelPairs,
+        pair: &Pair,
+        start_ids: Vec<ProbeId>,
+        done_ids: &[ProbeId],
+        sample: Option<u32>,
+        now_ns: u64,
+    ) -> Result<KernelSide> {
         let sample_every = sample.unwrap_or(1);
         // Dones first: a start configured before its done could wait for a done that is
         // not yet recognised.
@@ -68,6 +81,19 @@ impl KernelSide {
             at_interval_start,
             last_tick: Some((now_ns, 0)),
         })
+    }
+
+    /// Gives back the maps (the probes' roles are left to the caller to clear).
+    pub fn into_pairs(self) -> KernelPairs {
+        self.pairs
+    }
+
+    /// What the kernel paired since the previous call (or since the side was made).
+    pub fn take_delta(&mut self) -> KernelPairStats {
+        let total = self.pairs.read(PAIR_ID);
+        let delta = total.since(&self.at_interval_start);
+        self.at_interval_start = total;
+        delta
     }
 
     /// On every tick: adapt the sampling to the rate of streamed events.

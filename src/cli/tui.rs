@@ -4,6 +4,7 @@
 //! at a steady frame rate while things change (rarely when idle).
 
 mod discovery;
+mod pairing;
 mod terminal;
 mod tracer;
 
@@ -21,7 +22,9 @@ use usdtop::demo::{Demo, LoadConfig};
 use usdtop::probes::catalog::Catalog;
 use usdtop::ui::{self, keymap, Theme};
 
+use super::latency::AggMode;
 use discovery::ObjectIndex;
+use pairing::PairingControl;
 use tracer::{AttachRequest, Tracer};
 
 #[derive(Args, Debug)]
@@ -41,6 +44,13 @@ pub struct TuiArgs {
     /// Requests per second the demo's load generator sends.
     #[arg(long, default_value_t = 200.0, value_name = "R")]
     pub demo_rate: f64,
+    /// Where the followed start/done pair is paired. auto: in user space from every event
+    /// until its probes fire more than 20,000 times a second, then in the kernel (histogram
+    /// from per-CPU buckets; log and top table from a sampled stream, "sampled 1/N");
+    /// kernel: in the kernel from the start; stream: always in user space. Pairs keyed by
+    /// a string or nested (entry/return) always pair in user space.
+    #[arg(long, value_enum, default_value_t = AggMode::Auto)]
+    pub pairing: AggMode,
 }
 
 /// Frame interval while something changes (~15 fps).
@@ -139,6 +149,8 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     let mut dirty = true;
     let mut last_draw = Instant::now() - IDLE_REDRAW;
     let mut last_counts = Instant::now();
+    let mut last_pairing = Instant::now();
+    let mut pairing = PairingControl::new(args.pairing);
 
     loop {
         let mut commands = Vec::new();
@@ -181,6 +193,12 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                     let c = tracer.counts();
                     app.update(Action::ProbeCounts { hits: c.hits, dropped: c.dropped });
                     last_counts = Instant::now();
+                }
+                // As often as `latency` adapts its sampling.
+                if last_pairing.elapsed() >= Duration::from_millis(250) {
+                    pairing.tick(&mut app, tracer.as_mut(), &catalog, monotonic_ns());
+                    last_pairing = Instant::now();
+                    dirty = true;
                 }
                 if dirty || last_draw.elapsed() >= IDLE_REDRAW {
                     if let Ok(size) = guard.terminal.size() {

@@ -195,6 +195,13 @@ impl KernelPairs {
         self.cfgs.set(probe.0, cfg, 0).map_err(map_err(MAP_CFGS))
     }
 
+    /// Takes `probe` out of every pair: its hits are only counted again.
+    pub fn clear_role(&mut self, probe: ProbeId) -> Result<(), KpairError> {
+        self.cfgs
+            .set(probe.0, RawPairCfg::default(), 0)
+            .map_err(map_err(MAP_CFGS))
+    }
+
     /// Changes how many requests are streamed, without touching the pairing.
     pub fn set_sampling(&mut self, probe: ProbeId, sample_every: u32) -> Result<(), KpairError> {
         let mut cfg = self.cfgs.get(&probe.0, 0).map_err(map_err(MAP_CFGS))?;

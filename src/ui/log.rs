@@ -15,6 +15,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         format!("{} lines ", live.log_len()),
         theme.dim(),
     )];
+    if let Some(label) = live.sampling_label() {
+        title.push(Span::styled(format!(" {label} "), theme.filter()));
+    }
     if live.paused_at.is_some() {
         title.push(Span::styled(
             format!(" PAUSED +{} ", live.unseen_since_pause()),

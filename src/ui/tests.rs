@@ -140,3 +140,11 @@ fn an_empty_machine_draws_without_panicking_at_tiny_sizes() {
     }
     let _ = Event::clone;
 }
+
+#[test]
+fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
+    let mut app = app_with_traffic();
+    app.update(Action::Sampling(Some(64)));
+    let s = screen(&app);
+    assert_eq!(s.matches("sampled 1/64").count(), 2, "{s}");
+}

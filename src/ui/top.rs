@@ -17,10 +17,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         SortBy::P99 => "p99",
         SortBy::Key => "key",
     };
-    let title = vec![Span::styled(
+    let mut title = vec![Span::styled(
         format!("[{}] by {} ", live.window.label(), sort),
         theme.dim(),
     )];
+    // Counts here come from the sampled stream only (the kernel does not know the labels).
+    if let Some(label) = live.sampling_label() {
+        title.push(Span::styled(format!(" {label} "), theme.filter()));
+    }
     let block = pane_block(Pane::Top, title, app, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
