@@ -10,7 +10,8 @@
 //                                                         in TS_OVERFLOW instead)
 //   top_stats  PERCPU_ARRAY probe id * TS_NR + stat -> u64
 
-#define TOP_KEY_LEN 128
+// 64 bytes as bpftrace's str(): half the key to hash and zero than 128 (581 vs 625 ns/event).
+#define TOP_KEY_LEN 64
 #define TOP_MAX_KEYS 16384
 
 enum top_stat {

@@ -13,8 +13,8 @@
 //   scratch     PERCPU_ARRAY u32 0       -> struct event_buf   (event assembled here, then copied)
 //
 // Extension point: `site_spec.mode` selects what a hit does. MODE_STREAM sends every event to
-// user space, MODE_COUNT only bumps `hits`. An in-kernel start/done pairing mode belongs in
-// `usdt_hit` as another case, reusing `read_args`.
+// user space, MODE_COUNT only bumps `hits`, MODE_PAIR pairs starts with dones in the kernel
+// (pair.bpf.h), MODE_TOP counts hits per string argument in the kernel (top.bpf.h).
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>

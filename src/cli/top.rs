@@ -50,8 +50,9 @@ pub struct TopArgs {
     pub json: bool,
     /// Where hits are counted. auto: in the kernel when no latency is needed (no known pair,
     /// or --no-pair) and the key is a string, else every event is streamed; stream: always
-    /// stream; kernel: as auto, or an error. In the kernel keys are cut at 127 bytes (marked …)
-    /// and at most 16384 distinct keys are kept; hits of further keys show as "other".
+    /// stream; kernel: as auto, or an error. In the kernel keys are cut at 63 bytes (marked …;
+    /// bpftrace str() also keeps 64) and at most 16384 distinct keys are kept; hits of further
+    /// keys show as "other".
     #[arg(long, value_enum, default_value_t = AggMode::Auto)]
     pub mode: AggMode,
 }

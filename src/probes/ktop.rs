@@ -12,7 +12,7 @@ use thiserror::Error;
 pub const MAP_COUNTS: &str = "top_counts";
 pub const MAP_STATS: &str = "top_stats";
 /// Bytes of a key, NUL included: longer strings are cut to `KEY_LEN - 1`.
-pub const KEY_LEN: usize = 128;
+pub const KEY_LEN: usize = 64;
 /// Distinct (probe, string) keys the kernel keeps; hits of further keys are counted as overflow.
 pub const MAX_KEYS: u32 = 16384;
 const TS_NR: u32 = 4;
