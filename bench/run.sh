@@ -117,7 +117,8 @@ if "$U" trace --help 2>&1 | grep -q -- '--pid'; then
 else
     echo "  usdtop trace: not available in this build" | tee -a "$WORK/notes"
 fi
-cost "usdtop top --by arg1 (streamed)" loop "$U" top -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
+cost "usdtop top --by arg1 (streamed)" loop "$U" top --mode stream -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
+cost "usdtop top --by arg1 (kernel)" loop "$U" top --mode kernel -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
 cost "no tracer (start/done pairs)" pairs none
 cost "bpftrace hist() pairing" pairs "${BT[@]}" "usdt:$FIX:aggfix:req__start { @s[tid] = nsecs; } usdt:$FIX:aggfix:req__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }" -p @PID@
 cost "usdtop latency --mode stream" pairs "$U" latency --mode stream -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json

@@ -13,8 +13,8 @@
 //   scratch     PERCPU_ARRAY u32 0       -> struct event_buf   (event assembled here, then copied)
 //
 // Extension point: `site_spec.mode` selects what a hit does. MODE_STREAM sends every event to
-// user space, MODE_COUNT only bumps `hits`. An in-kernel start/done pairing mode belongs in
-// `usdt_hit` as another case, reusing `read_args`.
+// user space, MODE_COUNT only bumps `hits`, MODE_PAIR pairs starts with dones in the kernel
+// (pair.bpf.h), MODE_TOP counts hits per string argument in the kernel (top.bpf.h).
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -49,6 +49,7 @@ enum mode {
 	MODE_STREAM = 0,
 	MODE_COUNT = 1,
 	MODE_PAIR = 2, // start/done pairing in the kernel: bpf/pair.bpf.h
+	MODE_TOP = 3,  // count hits per string argument in the kernel: bpf/top.bpf.h
 };
 
 #define NO_REG 0xffff
@@ -258,6 +259,7 @@ static __always_inline void count_drop(void)
 }
 
 #include "pair.bpf.h"
+#include "top.bpf.h"
 
 SEC("uprobe")
 int usdt_hit(struct pt_regs *ctx)
@@ -267,7 +269,10 @@ int usdt_hit(struct pt_regs *ctx)
 	if (!spec || !admitted(spec->filter_mask))
 		return 0;
 	count_hit(spec->probe_id);
-	if (spec->mode == MODE_PAIR) {
+	if (spec->mode == MODE_TOP) {
+		top_hit(ctx, spec);
+		return 0;
+	} else if (spec->mode == MODE_PAIR) {
 		if (!pair_hit(ctx, spec))
 			return 0;
 	} else if (spec->mode != MODE_STREAM) {

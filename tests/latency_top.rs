@@ -164,6 +164,78 @@ fn top_counts_each_label_of_the_fixture() {
     }
 }
 
+/// `usdtop top aggfix:tick --by arg1` over `loop N`, counted where `mode` says.
+fn tick_top(n: &str, mode: &str) -> Value {
+    let r = reports(
+        &["loop", n],
+        &["top", "aggfix:tick", "--by", "arg1", "--mode", mode],
+        End::Finish,
+    );
+    r[0].clone()
+}
+
+#[test]
+fn kernel_top_counts_each_label_the_fixture_fired() {
+    let r = tick_top("30000", "kernel");
+    assert_eq!(r["mode"], "kernel");
+    assert_eq!(u(&r, "events"), 0, "nothing was streamed: {r}");
+    assert_eq!(u(&r, "total"), 30_000);
+    for label in ["/a", "/b", "/c"] {
+        let row = row(&r["rows"], label);
+        assert_eq!(u(row, "count"), 10_000, "{label}");
+        assert!(row["rate_per_s"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(u(&r, "unreadable"), 0);
+    assert_eq!(u(&r, "kernel_overflow"), 0);
+    assert_eq!(u(&r["other"], "count"), 0);
+}
+
+#[test]
+fn kernel_and_streamed_top_report_the_same_rows() {
+    let kernel = tick_top("9000", "kernel");
+    let stream = tick_top("9000", "stream");
+    assert_eq!(
+        (&kernel["mode"], &stream["mode"]),
+        (&"kernel".into(), &"stream".into())
+    );
+    assert_eq!(u(&kernel, "total"), u(&stream, "total"));
+    for label in ["/a", "/b", "/c"] {
+        assert_eq!(
+            u(row(&kernel["rows"], label), "count"),
+            u(row(&stream["rows"], label), "count"),
+            "{label}"
+        );
+    }
+}
+
+#[test]
+fn top_groups_integer_keys_in_user_space_and_says_so_when_kernel_is_asked() {
+    let r = &reports(
+        &["pairs", "30", "0"],
+        &["top", "aggfix:req__start", "--by", "arg0:int"],
+        End::Finish,
+    )[0];
+    assert_eq!(r["mode"], "stream", "auto falls back to streaming");
+    assert_eq!(u(r, "total"), 30);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usdtop"))
+        .args([
+            "top",
+            "aggfix:req__start",
+            "--by",
+            "arg0:int",
+            "--mode",
+            "kernel",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot count aggfix:req__start in the kernel"),
+        "{err}"
+    );
+}
+
 #[test]
 fn php_request_latency_matches_what_the_client_measured() {
     let Some(php) = php_binary() else { return };

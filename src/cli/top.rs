@@ -2,7 +2,7 @@
 //! with count, rate and, when the probe starts a known pair, latency percentiles.
 
 use super::headless::{self, parse_arg_ref, LoopOptions, ProbeSpec, Step};
-use super::latency::strings_for;
+use super::latency::{strings_for, AggMode};
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -10,6 +10,7 @@ use usdtop::app::aggregate::{format_duration_ns, PairLimits, SortBy, TopAgg, Top
 use usdtop::probes::bpf::Mode;
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::Stats;
+use usdtop::probes::ktop::{KernelTop, KernelTopCounts, KEY_LEN};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -47,6 +48,24 @@ pub struct TopArgs {
     /// One JSON object per report instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Where hits are counted. auto: in the kernel when no latency is needed (no known pair,
+    /// or --no-pair) and the key is a string, else every event is streamed; stream: always
+    /// stream; kernel: as auto, or an error. In the kernel keys are cut at 63 bytes (marked …;
+    /// bpftrace str() also keeps 64) and at most 16384 distinct keys are kept; hits of further
+    /// keys show as "other".
+    #[arg(long, value_enum, default_value_t = AggMode::Auto)]
+    pub mode: AggMode,
+}
+
+/// Why `top` cannot count in the kernel, if it cannot.
+fn kernel_unsupported(paired: bool, key_is_str: bool) -> Option<&'static str> {
+    if paired {
+        Some("latency per key pairs streamed start/done events (give --no-pair to count only)")
+    } else if !key_is_str {
+        Some("integer keys are grouped in user space")
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +128,12 @@ pub fn run(args: TopArgs) -> Result<u8> {
         }
         None => None,
     };
+    let in_kernel = match (args.mode, kernel_unsupported(pair.is_some(), by.is_str)) {
+        (AggMode::Stream, _) => false,
+        (AggMode::Kernel, Some(why)) => bail!("cannot count {name} in the kernel: {why}"),
+        (AggMode::Kernel, None) | (AggMode::Auto, None) => true,
+        (AggMode::Auto, Some(_)) => false,
+    };
     let mut specs = vec![&spec];
     specs.extend(done.as_ref());
     let mut found = headless::resolve(&specs, args.pid)?.into_iter();
@@ -116,22 +141,42 @@ pub fn run(args: TopArgs) -> Result<u8> {
         .next()
         .unwrap_or_default()
         .into_iter()
-        .map(|t| (t, strings_for(&name, &catalog, &[by])))
+        .map(|t| {
+            // In the kernel the key is the site's only string argument.
+            let strings = if in_kernel {
+                vec![by.index]
+            } else {
+                strings_for(&name, &catalog, &[by])
+            };
+            (t, strings)
+        })
         .collect();
     if let Some(p) = &pair {
         for t in found.next().unwrap_or_default() {
             targets.push((t, catalog.string_args(&p.done)));
         }
     }
-    let mut session = headless::attach(&targets, args.pid, Mode::Stream)?;
+    let mode = if in_kernel { Mode::Top } else { Mode::Stream };
+    let mut session = headless::attach(&targets, args.pid, mode)?;
+    let kernel = if in_kernel {
+        Some(KernelTop::new(&mut session.engine)?)
+    } else {
+        None
+    };
+    let mut kernel_before = KernelTopCounts::default();
     eprintln!(
-        "Tracing {name} by arg{}{} ({} sites{})... Hit Ctrl-C to end.",
+        "Tracing {name} by arg{}{} ({} sites{}, counted in {})... Hit Ctrl-C to end.",
         by.index,
         pair.as_ref()
             .map(|p| format!(", latency to {}", p.done))
             .unwrap_or_default(),
         session.sites,
-        args.pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+        args.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+        if in_kernel {
+            "the kernel"
+        } else {
+            "user space"
+        }
     );
 
     let mut agg = TopAgg::new(
@@ -146,6 +191,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         interval: args.interval,
         pid: args.pid,
     };
+    let session_ids = session.ids.clone();
     let mut out = std::io::stdout().lock();
     headless::run_loop(&mut session, &options, |step| {
         let (now, stats, last) = match step {
@@ -166,6 +212,16 @@ pub fn run(args: TopArgs) -> Result<u8> {
             } => (now_ns, stats, last),
         };
         agg.tick(now);
+        let mut kernel_delta = None;
+        if let Some(k) = &kernel {
+            let total = k.read(&session_ids);
+            let delta = total.since(&kernel_before);
+            agg.record_counts(now, &delta.keys, delta.unreadable, delta.overflow);
+            if !last {
+                kernel_before = total;
+            }
+            kernel_delta = Some(delta);
+        }
         let report = agg.report(now, args.sort.into(), args.limit);
         let elapsed = now.saturating_sub(agg.origin_ns()) as f64 / 1e9;
         if args.json {
@@ -175,10 +231,22 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 o.insert("elapsed_s".into(), serde_json::json!(elapsed));
                 o.insert("drops".into(), serde_json::json!(stats.drops));
                 o.insert("events".into(), serde_json::json!(stats.events));
+                let mode = if in_kernel { "kernel" } else { "stream" };
+                o.insert("mode".into(), serde_json::json!(mode));
+                if let Some(d) = &kernel_delta {
+                    o.insert("kernel_overflow".into(), serde_json::json!(d.overflow));
+                }
             }
             writeln!(out, "{v}")?;
         } else {
             write!(out, "{}", text_report(&report, by.index, elapsed, stats))?;
+            if kernel_delta.is_some() {
+                writeln!(
+                    out,
+                    "counted in the kernel; keys cut at {} bytes\n",
+                    KEY_LEN - 1
+                )?;
+            }
         }
         out.flush()?;
         if !last {

@@ -43,6 +43,9 @@ pub enum Mode {
     /// Start/done pairing in the kernel (bpf/pair.bpf.h, src/probes/kpair.rs); sampled
     /// requests are also streamed.
     Pair = 2,
+    /// Hits counted per value of the site's (only) string argument in the kernel
+    /// (bpf/top.bpf.h, src/probes/ktop.rs); nothing is streamed.
+    Top = 3,
 }
 
 #[repr(u8)]

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod engine;
 pub mod filter;
 pub mod kpair;
+pub mod ktop;
 mod reader;
 pub mod select;
 pub mod targets;

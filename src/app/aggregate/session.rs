@@ -201,6 +201,22 @@ impl TopAgg {
         }
     }
 
+    /// Figures counted in the kernel for the current interval: `n` hits per key, `unreadable`
+    /// hits without a key, `overflow` hits of keys the kernel had no room for (shown as other).
+    pub fn record_counts<'a>(
+        &mut self,
+        now_ns: u64,
+        keys: impl IntoIterator<Item = (&'a String, &'a u64)>,
+        unreadable: u64,
+        overflow: u64,
+    ) {
+        for (k, n) in keys {
+            self.table.record_n(now_ns, k, *n, None);
+        }
+        self.unreadable += unreadable;
+        self.table.add_other(overflow);
+    }
+
     pub fn tick(&mut self, now_ns: u64) {
         if let Some(p) = &mut self.pairer {
             p.tick(now_ns);

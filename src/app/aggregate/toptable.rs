@@ -91,6 +91,12 @@ impl TopTable {
 
     /// Count one hit of `key` at `ts_ns`, with its latency if it completed a pair.
     pub fn record(&mut self, ts_ns: u64, key: &str, latency_ns: Option<u64>) {
+        self.record_n(ts_ns, key, 1, latency_ns);
+    }
+
+    /// Count `n` hits of `key` at `ts_ns` at once (counts aggregated elsewhere, e.g. in the
+    /// kernel), with one latency sample if any.
+    pub fn record_n(&mut self, ts_ns: u64, key: &str, n: u64, latency_ns: Option<u64>) {
         self.first_ns = Some(self.first_ns.map_or(ts_ns, |f| f.min(ts_ns)));
         if !self.entries.contains_key(key) && self.entries.len() >= self.cap {
             self.evict();
@@ -104,8 +110,8 @@ impl TopTable {
                 latency: None,
                 last_seen_ns: ts_ns,
             });
-        entry.count += 1;
-        *entry.per_sec.slot_mut(ts_ns / NS_PER_SEC, || 0, |c| *c = 0) += 1;
+        entry.count += n;
+        *entry.per_sec.slot_mut(ts_ns / NS_PER_SEC, || 0, |c| *c = 0) += n;
         entry.last_seen_ns = entry.last_seen_ns.max(ts_ns);
         if let Some(l) = latency_ns {
             let h = entry.latency.get_or_insert_with(|| {
@@ -132,6 +138,11 @@ impl TopTable {
                 self.other.count += e.count;
             }
         }
+    }
+
+    /// Count `hits` of keys that were never in the table (dropped before it saw them).
+    pub fn add_other(&mut self, hits: u64) {
+        self.other.count += hits;
     }
 
     pub fn other(&self) -> Other {

@@ -1,0 +1,175 @@
+//! User-space side of in-kernel `top` (bpf/top.bpf.h, `Mode::Top`): per (probe, string) hit
+//! counts summed over CPUs, and the hits the kernel could not key (unreadable string, full map).
+//! Keys are cut at [`KEY_LEN`]` - 1` bytes (marked) and made safe for a terminal as streamed
+//! strings are.
+
+use super::decode::{terminal_safe, TRUNCATED_MARK};
+use super::engine::{Engine, ProbeId};
+use aya::maps::{MapData, MapError, PerCpuArray, PerCpuHashMap};
+use std::collections::HashMap;
+use thiserror::Error;
+
+pub const MAP_COUNTS: &str = "top_counts";
+pub const MAP_STATS: &str = "top_stats";
+/// Bytes of a key, NUL included: longer strings are cut to `KEY_LEN - 1`.
+pub const KEY_LEN: usize = 64;
+/// Distinct (probe, string) keys the kernel keeps; hits of further keys are counted as overflow.
+pub const MAX_KEYS: u32 = 16384;
+const TS_NR: u32 = 4;
+const TOP_TRUNCATED: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum KtopError {
+    #[error("BPF map `{0}` is missing (already taken, or the program predates in-kernel top)")]
+    Missing(&'static str),
+    #[error("BPF map `{map}`: {source}")]
+    Map { map: &'static str, source: MapError },
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawTopKey {
+    pub probe_id: u32,
+    pub flags: u32,
+    pub str: [u8; KEY_LEN],
+}
+
+// SAFETY: plain `#[repr(C)]` integers and bytes without implicit padding; any bit pattern is valid.
+unsafe impl aya::Pod for RawTopKey {}
+
+/// Cumulative figures of one probe since it was attached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelTopCounts {
+    /// Hits per key text (terminal-safe, `…` when cut).
+    pub keys: HashMap<String, u64>,
+    /// Hits without a readable string argument.
+    pub unreadable: u64,
+    /// Hits of a new key while the kernel map was full (not in `keys`).
+    pub overflow: u64,
+}
+
+impl KernelTopCounts {
+    /// What happened between `earlier` and `self` (for per-interval reports); keys without new
+    /// hits are left out.
+    pub fn since(&self, earlier: &KernelTopCounts) -> KernelTopCounts {
+        KernelTopCounts {
+            keys: self
+                .keys
+                .iter()
+                .map(|(k, n)| {
+                    (
+                        k,
+                        n.saturating_sub(earlier.keys.get(k).copied().unwrap_or(0)),
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.clone(), n))
+                .collect(),
+            unreadable: self.unreadable.saturating_sub(earlier.unreadable),
+            overflow: self.overflow.saturating_sub(earlier.overflow),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.keys.values().sum::<u64>() + self.unreadable + self.overflow
+    }
+}
+
+/// The text a kernel key stands for.
+pub fn key_text(key: &RawTopKey) -> String {
+    let len = key.str.iter().position(|&c| c == 0).unwrap_or(KEY_LEN);
+    let mut s = terminal_safe(&key.str[..len]);
+    if key.flags & TOP_TRUNCATED != 0 {
+        s.push_str(TRUNCATED_MARK);
+    }
+    s
+}
+
+/// The top maps of a loaded program.
+pub struct KernelTop {
+    counts: PerCpuHashMap<MapData, RawTopKey, u64>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+impl KernelTop {
+    /// Takes the top maps from the engine (once per engine).
+    pub fn new(engine: &mut Engine) -> Result<KernelTop, KtopError> {
+        let mut take = |name: &'static str| engine.take_map(name).ok_or(KtopError::Missing(name));
+        let counts =
+            PerCpuHashMap::try_from(take(MAP_COUNTS)?).map_err(|source| KtopError::Map {
+                map: MAP_COUNTS,
+                source,
+            })?;
+        let stats = PerCpuArray::try_from(take(MAP_STATS)?).map_err(|source| KtopError::Map {
+            map: MAP_STATS,
+            source,
+        })?;
+        Ok(KernelTop { counts, stats })
+    }
+
+    /// Everything counted for the probes `ids` (one probe attached in several objects has
+    /// several ids; their counts add up).
+    pub fn read(&self, ids: &[ProbeId]) -> KernelTopCounts {
+        let mut out = KernelTopCounts::default();
+        for (key, values) in self.counts.iter().filter_map(Result::ok) {
+            if !ids.iter().any(|id| id.0 == key.probe_id) {
+                continue;
+            }
+            *out.keys.entry(key_text(&key)).or_insert(0) += values.iter().sum::<u64>();
+        }
+        let stat = |id: ProbeId, s: u32| {
+            self.stats
+                .get(&(id.0 * TS_NR + s), 0)
+                .map(|v| v.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
+        for id in ids {
+            out.unreadable += stat(*id, 0);
+            out.overflow += stat(*id, 1);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &[u8], flags: u32) -> RawTopKey {
+        let mut k = RawTopKey {
+            probe_id: 1,
+            flags,
+            str: [0; KEY_LEN],
+        };
+        k.str[..s.len()].copy_from_slice(s);
+        k
+    }
+
+    #[test]
+    fn layout_matches_the_c_struct() {
+        assert_eq!(std::mem::size_of::<RawTopKey>(), 8 + KEY_LEN);
+    }
+
+    #[test]
+    fn keys_are_terminal_safe_and_cut_keys_are_marked() {
+        assert_eq!(key_text(&key(b"/a", 0)), "/a");
+        assert_eq!(key_text(&key(b"\x1b[2J", 0)), "\\x1b[2J");
+        assert_eq!(
+            key_text(&key(&[b'x'; KEY_LEN - 1], 1)).chars().count(),
+            KEY_LEN
+        );
+    }
+
+    #[test]
+    fn an_interval_holds_only_its_own_hits() {
+        let mut a = KernelTopCounts::default();
+        a.keys.insert("/a".into(), 5);
+        a.keys.insert("/b".into(), 2);
+        let mut b = a.clone();
+        *b.keys.get_mut("/a").unwrap() += 3;
+        b.overflow = 4;
+        let d = b.since(&a);
+        assert_eq!(d.keys, HashMap::from([("/a".to_string(), 3)]));
+        assert_eq!((d.overflow, d.total()), (4, 7));
+    }
+}
