@@ -36,9 +36,14 @@ if [[ -x $PG/postgres ]] && id postgres >/dev/null 2>&1; then
     su postgres -s /bin/sh -c "$PG/initdb -D $WORK/pg -A trust" >/dev/null
     su postgres -s /bin/sh -c "$PG/pg_ctl -D $WORK/pg -l $WORK/pg.log -w \
         -o \"-k $WORK -c listen_addresses=''\" start" >/dev/null
-    # Idle client backends: one postgres process each.
+    # Idle client backends: one postgres process each, its psql fed by a fifo that a sleep
+    # holds open. Both are started (and killed) here, and neither keeps this script's
+    # stdout or stderr: a leftover holder of a pipe would hang `bench/run.sh | tee`.
     for i in 1 2 3; do
-        sleep 3600 | psql -h "$WORK" -U postgres -q postgres >/dev/null 2>&1 &
+        mkfifo "$WORK/idle.$i"
+        psql -h "$WORK" -U postgres -q postgres <"$WORK/idle.$i" >/dev/null 2>&1 &
+        STARTED+=($!)
+        sleep 3600 >"$WORK/idle.$i" 2>/dev/null &
         STARTED+=($!)
     done
 fi
