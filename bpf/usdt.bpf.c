@@ -7,6 +7,7 @@
 // Map layouts (mirrored in src/probes/bpf.rs; keep both in sync):
 //   site_specs  ARRAY  u32 cookie        -> struct site_spec   (written by user space at attach)
 //   pid_filter  HASH   u32 tgid          -> u64 filter mask    (bit i = member of filter slot i)
+//   filter_fast ARRAY  u32 filter slot   -> u32 tgid admitted without the pid_filter lookup
 //   hits        PERCPU_ARRAY u32 probe id -> u64 hits          (after the process filter)
 //   drops       PERCPU_ARRAY u32 0       -> u64 events lost because the ring buffer was full
 //   events      RINGBUF                  <- struct event_hdr + packed string bytes
@@ -74,7 +75,7 @@ struct site_spec {
 	u8 mode;
 	u8 nr_args;
 	u8 nr_strs;
-	u8 _pad;
+	u8 filter_slot;	 // the bit set in filter_mask (when it is not 0)
 	u64 filter_mask; // 0 = every process; else the tgid's mask in pid_filter must share a bit
 	u64 site_addr;	 // link-time vaddr of the site, for rip-relative arguments
 	struct arg_spec args[MAX_ARGS];
@@ -115,6 +116,16 @@ struct {
 	__type(key, u32);
 	__type(value, u64);
 } pid_filter SEC(".maps");
+
+// The process named on the command line (-p) fires most hits; comparing its tgid here costs
+// an inlined array load instead of a hash lookup (~25 ns a hit). Cleared when it exits, so a
+// reused pid is not admitted.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, u32);
+	__type(value, u32);
+} filter_fast SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -234,11 +245,16 @@ struct task_struct {
 	char comm[16];
 } __attribute__((preserve_access_index));
 
-static __always_inline int admitted(u64 mask)
+static __always_inline int admitted(const struct site_spec *spec)
 {
+	u64 mask = spec->filter_mask;
 	if (!mask)
 		return 1;
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u32 slot = spec->filter_slot & 63;
+	u32 *fast = bpf_map_lookup_elem(&filter_fast, &slot);
+	if (fast && *fast == tgid)
+		return 1;
 	u64 *m = bpf_map_lookup_elem(&pid_filter, &tgid);
 	return m && (*m & mask);
 }
@@ -266,7 +282,7 @@ int usdt_hit(struct pt_regs *ctx)
 {
 	u32 cookie = bpf_get_attach_cookie(ctx);
 	const struct site_spec *spec = bpf_map_lookup_elem(&site_specs, &cookie);
-	if (!spec || !admitted(spec->filter_mask))
+	if (!spec || !admitted(spec))
 		return 0;
 	count_hit(spec->probe_id);
 	if (spec->mode == MODE_TOP) {
@@ -355,8 +371,20 @@ int on_exit(u64 *ctx)
 	struct task_struct *p = (struct task_struct *)ctx[0];
 	u32 pid = BPF_CORE_READ(p, pid);
 	u32 tgid = BPF_CORE_READ(p, tgid);
-	if (pid == tgid)
-		bpf_map_delete_elem(&pid_filter, &tgid);
+	if (pid != tgid)
+		return 0;
+	u64 *m = bpf_map_lookup_elem(&pid_filter, &tgid);
+	if (!m)
+		return 0;
+	u64 mask = *m;
+	for (u32 slot = 0; slot < 64; slot++) {
+		if (!(mask & (1ULL << slot)))
+			continue;
+		u32 *fast = bpf_map_lookup_elem(&filter_fast, &slot);
+		if (fast && *fast == tgid)
+			*fast = 0;
+	}
+	bpf_map_delete_elem(&pid_filter, &tgid);
 	return 0;
 }
 

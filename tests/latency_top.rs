@@ -209,6 +209,39 @@ fn kernel_and_streamed_top_report_the_same_rows() {
 }
 
 #[test]
+fn kernel_top_counts_thousands_of_keys_exactly_and_marks_cut_ones() {
+    // 2500 keys: more than the kernel's 1024-entry fast table, so keys are counted both there
+    // and in the hash map behind it; every 5th key is longer than the 63 bytes kept.
+    let r = &reports(
+        &["keys", "20000", "2500"],
+        &[
+            "top",
+            "aggfix:tick",
+            "--by",
+            "arg1",
+            "--mode",
+            "kernel",
+            "--limit",
+            "5000",
+        ],
+        End::Finish,
+    )[0];
+    assert_eq!(r["mode"], "kernel");
+    assert_eq!(u(r, "total"), 20_000);
+    assert_eq!(u(r, "kernel_overflow"), 0);
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2500);
+    for row in rows {
+        assert_eq!(u(row, "count"), 8, "{row}");
+    }
+    let cut = rows
+        .iter()
+        .filter(|row| row["key"].as_str().unwrap().ends_with('…'))
+        .count();
+    assert_eq!(cut, 500, "every 5th key is cut and marked");
+}
+
+#[test]
 fn top_groups_integer_keys_in_user_space_and_says_so_when_kernel_is_asked() {
     let r = &reports(
         &["pairs", "30", "0"],

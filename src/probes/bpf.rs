@@ -12,6 +12,7 @@ pub const PROG_FORK: &str = "on_fork";
 pub const PROG_EXIT: &str = "on_exit";
 pub const MAP_SPECS: &str = "site_specs";
 pub const MAP_FILTER: &str = "pid_filter";
+pub const MAP_FILTER_FAST: &str = "filter_fast";
 pub const MAP_HITS: &str = "hits";
 pub const MAP_DROPS: &str = "drops";
 pub const MAP_EVENTS: &str = "events";
@@ -82,7 +83,8 @@ pub struct RawSiteSpec {
     pub mode: u8,
     pub nr_args: u8,
     pub nr_strs: u8,
-    pub _pad: u8,
+    /// The bit set in `filter_mask` (the slot whose `filter_fast` entry is checked first).
+    pub filter_slot: u8,
     pub filter_mask: u64,
     pub site_addr: u64,
     pub args: [RawArgSpec; MAX_ARGS],
@@ -138,6 +140,11 @@ pub fn encode_site(
     let mut spec = RawSiteSpec {
         probe_id,
         mode: mode as u8,
+        filter_slot: if filter_mask == 0 {
+            0
+        } else {
+            filter_mask.trailing_zeros() as u8
+        },
         filter_mask,
         site_addr,
         ..Default::default()

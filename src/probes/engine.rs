@@ -146,6 +146,8 @@ pub struct Engine {
     prog: ProgramFd,
     specs: Array<MapData, RawSiteSpec>,
     filter: BpfHashMap<MapData, u32, u64>,
+    /// Per filter slot, the one tgid the kernel admits without a `pid_filter` lookup.
+    filter_fast: Array<MapData, u32>,
     hits: PerCpuArray<MapData, u64>,
     drops: PerCpuArray<MapData, u64>,
     nr_cpus: usize,
@@ -198,6 +200,8 @@ impl Engine {
             Array::try_from(take(&mut ebpf, bpf::MAP_SPECS)?).map_err(map_err("site_specs"))?;
         let filter = BpfHashMap::try_from(take(&mut ebpf, bpf::MAP_FILTER)?)
             .map_err(map_err("pid_filter"))?;
+        let filter_fast = Array::try_from(take(&mut ebpf, bpf::MAP_FILTER_FAST)?)
+            .map_err(map_err("filter_fast"))?;
         let hits =
             PerCpuArray::try_from(take(&mut ebpf, bpf::MAP_HITS)?).map_err(map_err("hits"))?;
         let drops =
@@ -222,6 +226,7 @@ impl Engine {
             prog,
             specs,
             filter,
+            filter_fast,
             hits,
             drops,
             nr_cpus,
@@ -427,6 +432,13 @@ impl Engine {
                 return Err(map_err("pid_filter")(e));
             }
         }
+        // The first pid named fires most hits in the usual `-p PID` case.
+        if let Some(&first) = pids.first() {
+            if let Err(e) = self.filter_fast.set(i as u32, first, 0) {
+                self.release_filter_slot(i as u32);
+                return Err(map_err("filter_fast")(e));
+            }
+        }
         Ok(i as u32)
     }
 
@@ -439,6 +451,7 @@ impl Engine {
             return;
         }
         self.slots[slot as usize] = None;
+        let _ = self.filter_fast.set(slot, 0, 0);
         let bit = 1u64 << slot;
         let entries: Vec<(u32, u64)> = self.filter.iter().filter_map(Result::ok).collect();
         for (pid, mask) in entries {

@@ -11,6 +11,9 @@ use thiserror::Error;
 
 pub const MAP_COUNTS: &str = "top_counts";
 pub const MAP_STATS: &str = "top_stats";
+pub const MAP_SLOTS: &str = "top_slots";
+/// Entries of the per-CPU direct-mapped table in front of `top_counts` (`TOP_SLOTS`).
+const SLOTS: u32 = 1024;
 /// Bytes of a key, NUL included: longer strings are cut to `KEY_LEN - 1`.
 pub const KEY_LEN: usize = 64;
 /// Distinct (probe, string) keys the kernel keeps; hits of further keys are counted as overflow.
@@ -26,16 +29,39 @@ pub enum KtopError {
     Map { map: &'static str, source: MapError },
 }
 
+/// `struct top_hkey`: the kernel keys counts by a hash of the string (cheaper to look up).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawTopKey {
     pub probe_id: u32,
     pub flags: u32,
+    pub hash: u64,
+}
+
+/// `struct top_val`, one per CPU: that CPU's hits and, once it has seen the key, the string.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawTopVal {
+    pub count: u64,
     pub str: [u8; KEY_LEN],
+}
+
+/// `struct top_slot`: one CPU's entry of the direct-mapped table (`tag` 0 = free).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawTopSlot {
+    pub tag: u64,
+    pub probe_id: u32,
+    pub flags: u32,
+    pub v: RawTopVal,
 }
 
 // SAFETY: plain `#[repr(C)]` integers and bytes without implicit padding; any bit pattern is valid.
 unsafe impl aya::Pod for RawTopKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for RawTopVal {}
+// SAFETY: as above.
+unsafe impl aya::Pod for RawTopSlot {}
 
 /// Cumulative figures of one probe since it was attached.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,7 +70,8 @@ pub struct KernelTopCounts {
     pub keys: HashMap<String, u64>,
     /// Hits without a readable string argument.
     pub unreadable: u64,
-    /// Hits of a new key while the kernel map was full (not in `keys`).
+    /// Hits of a new key while the kernel map was full, or whose 64-bit hash was another
+    /// string's (not in `keys`).
     pub overflow: u64,
 }
 
@@ -75,11 +102,11 @@ impl KernelTopCounts {
     }
 }
 
-/// The text a kernel key stands for.
-pub fn key_text(key: &RawTopKey) -> String {
-    let len = key.str.iter().position(|&c| c == 0).unwrap_or(KEY_LEN);
-    let mut s = terminal_safe(&key.str[..len]);
-    if key.flags & TOP_TRUNCATED != 0 {
+/// The text a kernel key stands for: `str` is the string bytes, zero-padded.
+pub fn key_text(str: &[u8; KEY_LEN], flags: u32) -> String {
+    let len = str.iter().position(|&c| c == 0).unwrap_or(KEY_LEN);
+    let mut s = terminal_safe(&str[..len]);
+    if flags & TOP_TRUNCATED != 0 {
         s.push_str(TRUNCATED_MARK);
     }
     s
@@ -87,7 +114,8 @@ pub fn key_text(key: &RawTopKey) -> String {
 
 /// The top maps of a loaded program.
 pub struct KernelTop {
-    counts: PerCpuHashMap<MapData, RawTopKey, u64>,
+    counts: PerCpuHashMap<MapData, RawTopKey, RawTopVal>,
+    slots: PerCpuArray<MapData, RawTopSlot>,
     stats: PerCpuArray<MapData, u64>,
 }
 
@@ -100,11 +128,19 @@ impl KernelTop {
                 map: MAP_COUNTS,
                 source,
             })?;
+        let slots = PerCpuArray::try_from(take(MAP_SLOTS)?).map_err(|source| KtopError::Map {
+            map: MAP_SLOTS,
+            source,
+        })?;
         let stats = PerCpuArray::try_from(take(MAP_STATS)?).map_err(|source| KtopError::Map {
             map: MAP_STATS,
             source,
         })?;
-        Ok(KernelTop { counts, stats })
+        Ok(KernelTop {
+            counts,
+            slots,
+            stats,
+        })
     }
 
     /// Everything counted for the probes `ids` (one probe attached in several objects has
@@ -115,7 +151,27 @@ impl KernelTop {
             if !ids.iter().any(|id| id.0 == key.probe_id) {
                 continue;
             }
-            *out.keys.entry(key_text(&key)).or_insert(0) += values.iter().sum::<u64>();
+            // Only CPUs that saw the key hold its string (the others' copies are zeroed).
+            let Some(first) = values.iter().find(|v| v.count > 0) else {
+                continue;
+            };
+            let hits = values.iter().map(|v| v.count).sum::<u64>();
+            *out.keys.entry(key_text(&first.str, key.flags)).or_insert(0) += hits;
+        }
+        // Each CPU's slot holds its own key, counted only there.
+        for idx in 0..SLOTS {
+            let Ok(per_cpu) = self.slots.get(&idx, 0) else {
+                continue;
+            };
+            for slot in per_cpu.iter() {
+                if slot.tag == 0 || slot.v.count == 0 || !ids.iter().any(|id| id.0 == slot.probe_id)
+                {
+                    continue;
+                }
+                *out.keys
+                    .entry(key_text(&slot.v.str, slot.flags))
+                    .or_insert(0) += slot.v.count;
+            }
         }
         let stat = |id: ProbeId, s: u32| {
             self.stats
@@ -135,29 +191,24 @@ impl KernelTop {
 mod tests {
     use super::*;
 
-    fn key(s: &[u8], flags: u32) -> RawTopKey {
-        let mut k = RawTopKey {
-            probe_id: 1,
-            flags,
-            str: [0; KEY_LEN],
-        };
-        k.str[..s.len()].copy_from_slice(s);
-        k
+    fn text(s: &[u8], flags: u32) -> String {
+        let mut str = [0; KEY_LEN];
+        str[..s.len()].copy_from_slice(s);
+        key_text(&str, flags)
     }
 
     #[test]
-    fn layout_matches_the_c_struct() {
-        assert_eq!(std::mem::size_of::<RawTopKey>(), 8 + KEY_LEN);
+    fn layout_matches_the_c_structs() {
+        assert_eq!(std::mem::size_of::<RawTopKey>(), 16);
+        assert_eq!(std::mem::size_of::<RawTopVal>(), 8 + KEY_LEN);
+        assert_eq!(std::mem::size_of::<RawTopSlot>(), 16 + 8 + KEY_LEN);
     }
 
     #[test]
     fn keys_are_terminal_safe_and_cut_keys_are_marked() {
-        assert_eq!(key_text(&key(b"/a", 0)), "/a");
-        assert_eq!(key_text(&key(b"\x1b[2J", 0)), "\\x1b[2J");
-        assert_eq!(
-            key_text(&key(&[b'x'; KEY_LEN - 1], 1)).chars().count(),
-            KEY_LEN
-        );
+        assert_eq!(text(b"/a", 0), "/a");
+        assert_eq!(text(b"\x1b[2J", 0), "\\x1b[2J");
+        assert_eq!(text(&[b'x'; KEY_LEN - 1], 1).chars().count(), KEY_LEN);
     }
 
     #[test]
