@@ -9,8 +9,10 @@
 #     traced CPU time per event minus the untraced one.
 #  2. PostgreSQL: pgbench -c 2 -T 10 TPS with no tracer, with a bpftrace hist() pairing
 #     query__start/done, and with usdtop latency (auto and stream modes); runs alternate,
-#     median of PG_RUNS (5). fsync and synchronous_commit are off so the disk does not drown
-#     the CPU cost of tracing in noise.
+#     median of PG_RUNS (5). fsync and synchronous_commit are off and the cluster lives in
+#     /dev/shm, so the disk does not drown the CPU cost of tracing in noise. A run with
+#     bpftrace attaching empty programs to the same two probes measures the floor that any
+#     uprobe-based tracer pays (the trap into the kernel and back), whatever its program does.
 #  3. The highest paced event rate usdtop top streams without drops, and its CPU use there.
 #  4. usdtop list on the whole machine (bench/list.sh, if present).
 # Environment: N (events per cost run, default 1000000), PG_RUNS (5), PAIRS (2000000),
@@ -23,6 +25,7 @@ cargo build --release --quiet
 U=$ROOT/target/release/usdtop
 WORK=$(mktemp -d /tmp/usdtop-bench.XXXXXX)
 chmod 755 "$WORK"
+PGDATA=$(mktemp -d /dev/shm/usdtop-bench-pg.XXXXXX)
 FIX=$WORK/aggfix
 cc -O2 -o "$FIX" tests/fixtures/aggfix.c
 N=${N:-1000000}
@@ -31,10 +34,10 @@ TABLES=$WORK/tables.md
 : >"$TABLES"
 
 cleanup() {
-    if [[ -f $WORK/pg/postmaster.pid ]]; then
-        runuser -u postgres -- "$PG/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
+    if [[ -f $PGDATA/postmaster.pid ]]; then
+        runuser -u postgres -- "$PG/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
     fi
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$PGDATA"
 }
 trap cleanup EXIT
 
@@ -154,12 +157,11 @@ fi
 
 if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     echo "== 2. PostgreSQL pgbench -c 2 -T 10 (alternating, median of 3)"
-    mkdir "$WORK/pg"
-    chown postgres "$WORK/pg" "$WORK"
-    runuser -u postgres -- "$PG/initdb" -D "$WORK/pg" -A trust --no-sync >/dev/null
-    runuser -u postgres -- "$PG/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
+    chown postgres "$PGDATA" "$WORK"
+    runuser -u postgres -- "$PG/initdb" -D "$PGDATA" -A trust --no-sync >/dev/null
+    runuser -u postgres -- "$PG/pg_ctl" -D "$PGDATA" -l "$WORK/pg.log" -w \
         -o "-k $WORK -p 5499 -c listen_addresses='' -c fsync=off -c synchronous_commit=off" start >/dev/null
-    PGPID=$(head -1 "$WORK/pg/postmaster.pid")
+    PGPID=$(head -1 "$PGDATA/postmaster.pid")
     runuser -u postgres -- pgbench -h "$WORK" -p 5499 -i -s 1 postgres >/dev/null 2>&1
     PGB=$PG/postgres
     BT_PG="usdt:$PGB:postgresql:query__start { @s[tid] = nsecs; } usdt:$PGB:postgresql:query__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }"
@@ -169,9 +171,14 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     }
     : >"$WORK/pg.tsv"
     for rep in $(seq "${PG_RUNS:-5}"); do
-        for cfg in none bpftrace usdtop usdtop-stream; do
+        for cfg in none floor bpftrace usdtop usdtop-stream; do
             tpid=
             case $cfg in
+            floor)
+                bpftrace -q -e "usdt:$PGB:postgresql:query__start { } usdt:$PGB:postgresql:query__done { }" >"$WORK/bt.out" 2>&1 &
+                tpid=$!
+                sleep 4
+                ;;
             bpftrace)
                 bpftrace -q -e "$BT_PG" >"$WORK/bt.out" 2>&1 &
                 tpid=$!
@@ -199,20 +206,27 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     {
         echo "### PostgreSQL 15, pgbench -c 2 -T 10 (scale 1, fsync off, alternating, median of ${PG_RUNS:-5})"
         echo
-        echo "| tracer | TPS (median) | runs | TPS lost |"
-        echo "|---|---:|---|---:|"
-        for cfg in none bpftrace usdtop usdtop-stream; do
+        echo "| tracer | TPS (median) | runs | TPS lost | lost above the uprobe floor |"
+        echo "|---|---:|---|---:|---:|"
+        for cfg in none floor bpftrace usdtop usdtop-stream; do
             m=$(awk -F'\t' -v c="$cfg" '$1 == c { print $2 }' "$WORK/pg.tsv" | median)
             runs=$(awk -F'\t' -v c="$cfg" '$1 == c { printf "%s%.0f", (n++ ? ", " : ""), $2 }' "$WORK/pg.tsv")
             [[ $cfg == none ]] && base=$m
+            [[ $cfg == floor ]] && floor=$m
             lost=$(awk -v b="$base" -v m="$m" 'BEGIN { printf "%.1f %%", (b - m) / b * 100 }')
+            above=$(awk -v b="$base" -v f="${floor:-0}" -v m="$m" 'BEGIN { printf "%.1f %%", (f - m) / b * 100 }')
             name=$cfg
-            [[ $cfg == none ]] && name="no tracer" && lost="—"
+            [[ $cfg == none ]] && name="no tracer" && lost="—" && above="—"
+            [[ $cfg == floor ]] && name="uprobe floor: bpftrace, empty programs on both probes" && above="—"
             [[ $cfg == bpftrace ]] && name="bpftrace hist() query__start/done"
             [[ $cfg == usdtop ]] && name="usdtop latency postgresql:query__start (auto: in-kernel pairing)"
             [[ $cfg == usdtop-stream ]] && name="usdtop latency --mode stream"
-            echo "| $name | $(printf '%.0f' "$m") | $runs | $lost |"
+            echo "| $name | $(printf '%.0f' "$m") | $runs | $lost | $above |"
         done
+        echo
+        echo "Every statement fires query__start and query__done once; each hit traps into the kernel"
+        echo "and back whatever the attached program does. The floor row attaches programs that do"
+        echo "nothing: what is lost there is the price of a uprobe, not of a tracer."
         echo
         awk -F'\t' '$1 == "none" { v[++n] = $2 } END {
             lo = v[1]; hi = v[1]
