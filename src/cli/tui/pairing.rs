@@ -1,8 +1,10 @@
 //! Where the followed start/done pair is paired: in user space from every event, or in the
 //! kernel (per-CPU counters and latency buckets, with a sampled stream for the log and top
 //! table) once the pair is hot. Auto moves an eligible pair into the kernel when its probes fire
-//! more than `TARGET_STREAM_RATE` times a second, and stays there (no flapping); the kernel
-//! then adapts the sampling, as `usdtop latency` does.
+//! more than `TARGET_STREAM_RATE` times a second; the kernel then adapts the sampling, as
+//! `usdtop latency` does. It moves the pair back to user space (every request in the log
+//! again) only after the rate has stayed under a quarter of that for `COOL_DOWN_NS`, so a
+//! rate hovering near the threshold does not flap between the two.
 
 use super::tracer::Tracer;
 use crate::cli::latency::AggMode;
@@ -10,10 +12,26 @@ use crate::cli::latency_kernel::{kernel_unsupported, TARGET_STREAM_RATE};
 use usdtop::app::{Action, App, AttachState};
 use usdtop::probes::catalog::{Catalog, Pair};
 
+/// How long a kernel-paired pair must stay cool before auto streams it again.
+const COOL_DOWN_NS: u64 = 10_000_000_000;
+
+/// Whether auto mode should stream a kernel-paired pair again, given its rate now and since
+/// when it has been below the cool threshold; updates `cool_since`.
+fn back_to_stream(rate: f64, now_ns: u64, cool_since: &mut Option<u64>) -> bool {
+    if rate >= TARGET_STREAM_RATE / 4.0 {
+        *cool_since = None;
+        return false;
+    }
+    let since = *cool_since.get_or_insert(now_ns);
+    now_ns.saturating_sub(since) >= COOL_DOWN_NS
+}
+
 pub struct PairingControl {
     mode: AggMode,
     /// The pair we last said cannot go into the kernel (said once per pair).
     refused: Option<Pair>,
+    /// Since when the kernel-paired pair has been cool (auto mode).
+    cool_since: Option<u64>,
 }
 
 impl PairingControl {
@@ -21,6 +39,7 @@ impl PairingControl {
         PairingControl {
             mode,
             refused: None,
+            cool_since: None,
         }
     }
 
@@ -49,8 +68,22 @@ impl PairingControl {
                     app.update(Action::Error(format!("in-kernel pairing: {why}")));
                 }
             }
+            if let Some(pair) = followed.filter(|_| self.mode == AggMode::Auto) {
+                let rate = pair_rate(app, &pair);
+                if back_to_stream(rate, now_ns, &mut self.cool_since) {
+                    self.cool_since = None;
+                    match tracer.pair_in_stream() {
+                        Ok(()) => app.update(Action::Status(format!(
+                            "pairing {} in user space again ({rate:.0} hits/s); the log has every request",
+                            pair.start
+                        ))),
+                        Err(why) => app.update(Action::Error(format!("back to streaming: {why}"))),
+                    };
+                }
+            }
             return;
         }
+        self.cool_since = None;
         let Some(pair) = followed else { return };
         if self.mode == AggMode::Stream || !both_attached(app, &pair) {
             return;
@@ -112,4 +145,39 @@ fn pair_rate(app: &App, pair: &Pair) -> f64 {
         .filter_map(|k| app.live.hit_rate(k))
         .map(|h| h.per_sec)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_pair_goes_back_to_streaming_only_after_staying_cool_for_the_whole_cool_down() {
+        let mut since = None;
+        let cool = TARGET_STREAM_RATE / 10.0;
+        assert!(!back_to_stream(cool, 0, &mut since));
+        assert!(!back_to_stream(cool, 9 * S, &mut since));
+        assert!(back_to_stream(cool, 10 * S, &mut since));
+    }
+
+    #[test]
+    fn a_burst_during_the_cool_down_starts_it_again() {
+        let mut since = None;
+        let cool = TARGET_STREAM_RATE / 10.0;
+        assert!(!back_to_stream(cool, 0, &mut since));
+        assert!(!back_to_stream(TARGET_STREAM_RATE, 5 * S, &mut since));
+        assert!(!back_to_stream(cool, 6 * S, &mut since));
+        assert!(!back_to_stream(cool, 15 * S, &mut since));
+        assert!(back_to_stream(cool, 16 * S, &mut since));
+    }
+
+    #[test]
+    fn a_rate_just_under_the_kernel_threshold_is_not_cool() {
+        let mut since = None;
+        let warm = TARGET_STREAM_RATE * 0.9;
+        assert!(!back_to_stream(warm, 0, &mut since));
+        assert!(!back_to_stream(warm, 60 * S, &mut since));
+    }
 }
