@@ -442,7 +442,8 @@ fn attach_without_pid_traces_every_process_running_the_object() {
     let b = bin.path.as_str();
     let one = DemoServer::start(b);
     let two = DemoServer::start(b);
-    let cmd = format!("{b} -a node:http__server__request");
+    // A PATH:provider:glob pattern, as `trace` takes: both server probes of that one binary.
+    let cmd = format!("{b} -a '{b}:node:http__server__*'");
     let Some(t) = Tmux::start("everywhere", 160, 40, &cmd) else {
         return;
     };

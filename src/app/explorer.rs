@@ -1,6 +1,7 @@
 //! The explorer: processes → the objects they map → the probes in each object. Plain data from
 //! discovery (converted by the runtime), plus selection, filter and sort.
 
+use crate::probes::select::ProbePattern;
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -33,6 +34,22 @@ pub struct ObjectView {
     pub probes: Vec<ProbeView>,
     /// Why the object's notes could not be read, if they could not.
     pub error: Option<String>,
+}
+
+/// One probe in one object, found by [`Explorer::matching_probes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeMatch {
+    /// The lowest pid mapping the object.
+    pub pid: u32,
+    pub path: String,
+    pub provider: String,
+    pub name: String,
+}
+
+impl ProbeMatch {
+    fn same_probe(&self, other: &ProbeMatch) -> bool {
+        (&self.path, &self.provider, &self.name) == (&other.path, &other.provider, &other.name)
+    }
 }
 
 /// One process.
@@ -250,41 +267,48 @@ impl Explorer {
     }
 
     /// The lowest pid of a process that maps an object with probe `full_name`.
-    pub fn find_process_with_probe(&self, full_name: &str) -> Option<u32> {
-        self.processes
+    /// Every (object path, probe) that `pattern` selects, in the objects of process `pid` or,
+    /// without one, of every process; each once, in pid order, with the lowest pid mapping
+    /// it. A pattern's PATH matches the object's mapped path or the path usdtop opens.
+    pub fn matching_probes(&self, pattern: &ProbePattern, pid: Option<u32>) -> Vec<ProbeMatch> {
+        let mut found: Vec<ProbeMatch> = Vec::new();
+        let mut procs: Vec<&ProcessView> = self
+            .processes
             .iter()
-            .filter(|p| {
-                p.objects
-                    .iter()
-                    .any(|o| o.probes.iter().any(|pr| pr.full_name() == full_name))
-            })
-            .map(|p| p.pid)
-            .min()
-    }
-
-    /// Distinct objects (by path) that have probe `full_name`, each with the lowest pid that
-    /// maps it, in pid order.
-    pub fn objects_with_probe(&self, full_name: &str) -> Vec<(u32, String)> {
-        let mut found: Vec<(u32, String)> = Vec::new();
-        let mut procs: Vec<&ProcessView> = self.processes.iter().collect();
+            .filter(|p| pid.is_none_or(|pid| p.pid == pid))
+            .collect();
         procs.sort_by_key(|p| p.pid);
         for p in procs {
             for o in &p.objects {
-                if o.probes.iter().any(|pr| pr.full_name() == full_name)
-                    && !found.iter().any(|(_, path)| *path == o.path)
-                {
-                    found.push((p.pid, o.path.clone()));
+                if let Some(path) = &pattern.path {
+                    if *path != o.path && *path != o.attach_path {
+                        continue;
+                    }
+                }
+                for pr in o.probes.iter() {
+                    if !pattern.matches_name(&pr.provider, &pr.name) {
+                        continue;
+                    }
+                    let m = ProbeMatch {
+                        pid: p.pid,
+                        path: o.path.clone(),
+                        provider: pr.provider.clone(),
+                        name: pr.name.clone(),
+                    };
+                    if !found.iter().any(|f| f.same_probe(&m)) {
+                        found.push(m);
+                    }
                 }
             }
         }
         found
     }
 
-    /// Selects the first object of the selected process that has a probe named `full_name`,
-    /// and that probe. Returns whether it was found.
-    pub fn select_probe_named(&mut self, full_name: &str) -> bool {
+    /// Selects the selected process's object at `path` and its probe `full_name`. Returns
+    /// whether it was found.
+    pub fn select_probe_named(&mut self, path: &str, full_name: &str) -> bool {
         let objs = self.objects();
-        for (oi, o) in objs.iter().enumerate() {
+        for (oi, o) in objs.iter().enumerate().filter(|(_, o)| o.path == path) {
             if let Some(pi) = o.probes.iter().position(|p| p.full_name() == full_name) {
                 self.obj_cursor.index = oi;
                 self.probe_cursor.index = pi;

@@ -5,6 +5,7 @@ use super::aggregate::format_duration_ns;
 use super::explorer::Explorer;
 use super::live::{Filter, Live};
 use crate::probes::catalog::Catalog;
+use crate::probes::select::ProbePattern;
 use crate::probes::ProbeKey;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -305,48 +306,38 @@ impl App {
         }
     }
 
-    /// Start-up: attach `full_name` (e.g. `node:http__server__request`) in the selected process,
-    /// if it has such a probe. Returns the command, or `None` with the status saying why.
-    pub fn attach_by_name(&mut self, full_name: &str) -> Option<Command> {
-        if !self.explorer.select_probe_named(full_name) {
-            let who = self
-                .explorer
-                .selected_process()
-                .map(|p| format!("{} ({})", p.comm, p.pid))
-                .unwrap_or_else(|| "the selected process".into());
-            self.error(format!("{who} has no probe {full_name}"));
-            return None;
+    /// Start-up (`-a PATTERN`): attaches every probe `pattern` selects, in process `pid`'s
+    /// objects (recording only that process and its children) or, without `pid`, in every
+    /// object that has it (recording all processes running it); selects the first match.
+    /// `None` if nothing matches; probes already attached are not attached twice.
+    pub fn attach_matching(
+        &mut self,
+        pattern: &ProbePattern,
+        pid: Option<u32>,
+    ) -> Option<Vec<Command>> {
+        let matches = self.explorer.matching_probes(pattern, pid);
+        let first = matches.first()?;
+        self.explorer.select_pid(first.pid);
+        self.explorer
+            .select_probe_named(&first.path, &format!("{}:{}", first.provider, first.name));
+        if let Some(why) = &self.attach_unavailable {
+            let text = format!("cannot attach {pattern}: {why}");
+            self.error(text);
+            return Some(Vec::new());
         }
-        let focus = std::mem::replace(&mut self.focus, Pane::Probes);
-        let cmd = self.toggle();
-        self.focus = focus;
-        cmd
-    }
-
-    /// `usdtop -a PROBE` without `-p`: attaches `full_name` in every object (distinct path)
-    /// that has it, recording all processes running them; selects the first such process.
-    pub fn attach_everywhere(&mut self, full_name: &str) -> Vec<Command> {
-        let paths = self.explorer.objects_with_probe(full_name);
-        let Some((pid, _)) = paths.first() else {
-            self.error(format!("no process has a probe {full_name}"));
-            return Vec::new();
-        };
-        self.explorer.select_pid(*pid);
-        self.explorer.select_probe_named(full_name);
-        let (provider, name) = full_name.split_once(':').unwrap_or(("", full_name));
         let mut out = Vec::new();
-        for (_, path) in paths {
+        for m in matches {
             let probe = Arc::new(ProbeKey {
-                path,
-                provider: provider.to_string(),
-                name: name.to_string(),
+                path: m.path,
+                provider: m.provider,
+                name: m.name,
             });
             if self.attached.contains_key(&probe) {
                 continue;
             }
             self.attached.insert(probe.clone(), AttachState::Pending);
-            out.push(Command::Attach { probe, pid: None });
+            out.push(Command::Attach { probe, pid });
         }
-        out
+        Some(out)
     }
 }

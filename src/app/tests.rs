@@ -3,6 +3,7 @@
 use super::fixtures::*;
 use super::*;
 use crate::probes::catalog::Catalog;
+use crate::probes::select::ProbePattern;
 use crate::probes::Event;
 use std::sync::Arc;
 
@@ -188,10 +189,16 @@ fn a_pid_asked_for_at_start_is_selected_once_it_is_listed() {
     app.explorer.select_pid(42);
     app.update(Action::Processes(processes()));
     assert_eq!(app.explorer.selected_process().unwrap().pid, 42);
-    let cmd = app.attach_by_name("node:http__server__request");
-    assert!(matches!(cmd, Some(Command::Attach { pid: Some(42), .. })));
-    assert!(app.attach_by_name("node:nope").is_none());
-    assert!(app.status.as_ref().unwrap().error);
+    let cmds = app.attach_matching(&pattern("node:http__server__request"), Some(42));
+    assert!(matches!(
+        cmds.as_deref(),
+        Some([Command::Attach { pid: Some(42), .. }])
+    ));
+    assert_eq!(app.attach_matching(&pattern("node:nope"), Some(42)), None);
+}
+
+fn pattern(text: &str) -> ProbePattern {
+    ProbePattern::parse(text).unwrap()
 }
 
 #[test]
@@ -256,19 +263,48 @@ fn shift_p_switches_between_catalog_pairs_of_attached_probes() {
 }
 
 #[test]
-fn attach_everywhere_attaches_each_object_that_has_the_probe_for_all_processes() {
+fn attach_without_a_pid_attaches_each_object_that_has_the_probe_for_all_processes() {
     let mut app = app();
-    let cmds = app.attach_everywhere("node:http__server__request");
+    let cmds = app.attach_matching(&pattern("node:http__server__request"), None);
     assert_eq!(
         cmds,
-        vec![Command::Attach {
+        Some(vec![Command::Attach {
             probe: key("http__server__request"),
             pid: None
-        }]
+        }])
     );
     assert_eq!(app.explorer.selected_process().unwrap().pid, 42);
-    assert!(app.attach_everywhere("node:nope").is_empty());
-    assert!(app.status.as_ref().unwrap().error);
+    assert_eq!(app.attach_matching(&pattern("node:nope"), None), None);
+}
+
+#[test]
+fn an_attach_pattern_may_be_a_glob_and_is_not_attached_twice() {
+    let mut app = app();
+    let cmds = app
+        .attach_matching(&pattern("node:http__server__*"), None)
+        .unwrap();
+    let names: Vec<String> = cmds
+        .iter()
+        .map(|c| match c {
+            Command::Attach { probe, .. } => probe.name.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["http__server__request", "http__server__response"]);
+    assert_eq!(
+        app.attach_matching(&pattern("node:http__server__request"), None),
+        Some(vec![]),
+        "already pending"
+    );
+}
+
+#[test]
+fn an_attach_pattern_with_a_path_looks_only_in_that_object() {
+    let mut app = app();
+    let here = format!("{BIN}:node:http__server__request");
+    assert!(app.attach_matching(&pattern(&here), None).is_some());
+    let elsewhere = "/usr/lib/other.so:node:http__server__request";
+    assert_eq!(app.attach_matching(&pattern(elsewhere), None), None);
 }
 
 #[test]

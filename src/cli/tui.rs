@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use usdtop::app::{Action, App, Command, Pane};
 use usdtop::demo::{Demo, LoadConfig};
 use usdtop::probes::catalog::Catalog;
+use usdtop::probes::select::ProbePattern;
 use usdtop::ui::{self, keymap, Theme};
 
 use super::latency::AggMode;
@@ -32,9 +33,10 @@ pub struct TuiArgs {
     /// Start with this process selected (its objects listed).
     #[arg(short, long, value_name = "PID")]
     pub pid: Option<u32>,
-    /// Attach this probe at start (`provider:name`, e.g. node:http__server__request): in the
-    /// `-p` process (and its children), or else in every process running the object that has
-    /// it. Repeatable.
+    /// Attach these probes at start: `provider:name` (e.g. node:http__server__request),
+    /// globs (`postgresql:query__*`), or `PATH:provider:name` for one object only. In the
+    /// `-p` process (and its children), or else in every process running an object that has
+    /// them. Repeatable.
     #[arg(short = 'a', long = "attach", value_name = "PROBE")]
     pub attach: Vec<String>,
     /// Run the built-in demo: an HTTP server with node-style probes and its load generator in
@@ -262,18 +264,26 @@ fn startup_attach(app: &mut App, s: &mut StartupAttach) -> Vec<Command> {
     s.lists_seen += 1;
     let mut out = Vec::new();
     let mut missing = Vec::new();
-    for name in std::mem::take(&mut s.names) {
-        match s.pid {
-            Some(pid) if app.explorer.has_process(pid) => {
-                app.explorer.select_pid(pid);
-                out.extend(app.attach_by_name(&name));
+    for text in std::mem::take(&mut s.names) {
+        let Some(mut pattern) = ProbePattern::parse(&text) else {
+            app.update(Action::Error(format!(
+                "cannot attach `{text}`: write provider:name or PATH:provider:name"
+            )));
+            continue;
+        };
+        // Objects are listed by their real paths; a symlink or relative path names the same.
+        if let Some(path) = pattern.path.as_mut() {
+            if let Ok(real) = std::fs::canonicalize(&*path) {
+                *path = real.display().to_string();
             }
-            Some(_) => missing.push(name),
-            // No -p: every object that has the probe, every process running it.
-            None if app.explorer.find_process_with_probe(&name).is_some() => {
-                out.extend(app.attach_everywhere(&name));
-            }
-            None => missing.push(name),
+        }
+        let listed = s.pid.is_none_or(|pid| app.explorer.has_process(pid));
+        match listed
+            .then(|| app.attach_matching(&pattern, s.pid))
+            .flatten()
+        {
+            Some(commands) => out.extend(commands),
+            None => missing.push(text),
         }
     }
     if s.lists_seen >= s.lists_needed && !missing.is_empty() {

@@ -35,7 +35,12 @@ impl ProbePattern {
     }
 
     pub fn matches(&self, probe: &Probe) -> bool {
-        glob(&self.provider, &probe.provider) && glob(&self.name, &probe.name)
+        self.matches_name(&probe.provider, &probe.name)
+    }
+
+    /// Whether `provider:name` matches (the path, if any, is checked by the caller).
+    pub fn matches_name(&self, provider: &str, name: &str) -> bool {
+        glob(&self.provider, provider) && glob(&self.name, name)
     }
 
     /// The probes of `object` this pattern selects.
