@@ -24,6 +24,7 @@ fn main() {
     println!("cargo:rerun-if-changed={SOURCE}");
     println!("cargo:rerun-if-changed=bpf/pair.bpf.h");
     println!("cargo:rerun-if-changed=bpf/top.bpf.h");
+    println!("cargo:rerun-if-changed=bpf/toplat.bpf.h");
     println!("cargo:rerun-if-env-changed=CLANG");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("usdt.bpf.o");
     let Some(clang) = find_clang() else {

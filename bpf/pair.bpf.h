@@ -111,6 +111,25 @@ static __always_inline u32 pair_bucket(u64 ns)
 	return l * 8 + ((ns >> (l - 3)) & 7);
 }
 
+// The start-map key of a hit: its thread, or its key argument (within its process). Also used
+// by toplat.bpf.h. Returns nonzero when the key argument index is out of range.
+static __always_inline int pair_key_of(void *ctx, const struct site_spec *spec,
+				       const struct pair_cfg *cfg, struct pair_key *k)
+{
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	k->pair_id = cfg->pair_id;
+	k->tgid = pid_tgid >> 32;
+	if (cfg->key_arg == PAIR_BY_THREAD) {
+		k->key = pid_tgid;
+		return 0;
+	}
+	u32 i = cfg->key_arg;
+	if (i >= MAX_ARGS)
+		return -1;
+	k->key = read_arg(ctx, spec, &spec->args[i]);
+	return 0;
+}
+
 // Returns 1 when this hit belongs to a sampled request and should be streamed too.
 static __always_inline int pair_hit(void *ctx, const struct site_spec *spec)
 {
@@ -120,16 +139,9 @@ static __always_inline int pair_hit(void *ctx, const struct site_spec *spec)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
 	u32 pair = cfg->pair_id;
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct pair_key k = {.pair_id = pair, .tgid = pid_tgid >> 32};
-	if (cfg->key_arg == PAIR_BY_THREAD) {
-		k.key = pid_tgid;
-	} else {
-		u32 i = cfg->key_arg;
-		if (i >= MAX_ARGS)
-			return 0;
-		k.key = read_arg(ctx, spec, &spec->args[i]);
-	}
+	struct pair_key k;
+	if (pair_key_of(ctx, spec, cfg, &k))
+		return 0;
 
 	if (cfg->role == ROLE_START) {
 		u64 n = pair_stat_add(pair, PS_STARTS, 1);

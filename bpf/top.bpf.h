@@ -20,10 +20,13 @@ enum top_stat {
 	TS_UNREADABLE = 0, // no readable string argument (NULL, unmapped, unsupported form)
 	TS_OVERFLOW = 1,   // the key was new and the map was full, or its hash belongs to another
 			   // string (a 64-bit hash collision: counted here, never merged)
+	TS_UNMATCHED = 2,  // toplat.bpf.h: a done found no start
+	TS_REPLACED = 3,   // toplat.bpf.h: a start found an open start with the same key
 	TS_NR = 4,
 };
 
 #define TOP_TRUNCATED 1
+#define TOP_UNREADABLE 2 // toplat.bpf.h: the start's string could not be read (no key)
 
 // The map is keyed by a 64-bit hash of the string, not the string: the kernel hashes and
 // compares 16 key bytes instead of 72, which saves about a third of the per-hit cost. The
@@ -150,9 +153,12 @@ static __always_inline int top_slot_hit(const struct top_hkey *k, const struct t
 	return 1;
 }
 
-static __always_inline void top_hit(void *ctx, const struct site_spec *spec)
+// Reads the site's string argument into `v->str`, which must be zeroed (the helper stops at the
+// NUL and the bytes after it are hashed and compared), and fills in `k` but for its probe id.
+// Returns nonzero when there is no string to read.
+static __always_inline int top_read_key(void *ctx, const struct site_spec *spec,
+					struct top_hkey *k, struct top_val *v)
 {
-	u32 probe = spec->probe_id;
 	u64 ptr = 0;
 	int found = 0;
 	for (int i = 0; i < MAX_ARGS; i++) {
@@ -165,22 +171,25 @@ static __always_inline void top_hit(void *ctx, const struct site_spec *spec)
 			break;
 		}
 	}
-	if (!found || !ptr) {
-		top_stat_add(probe, TS_UNREADABLE);
-		return;
-	}
-	// Zeroed first: the helper stops at the NUL and the bytes after it are hashed and compared.
+	if (!found || !ptr)
+		return -1;
+	long n = bpf_probe_read_user_str(v->str, TOP_KEY_LEN, (void *)ptr);
+	if (n <= 0)
+		return -1;
+	k->flags = n == TOP_KEY_LEN ? TOP_TRUNCATED : 0;
+	k->hash = top_hash((const u64 *)v->str, n);
+	return 0;
+}
+
+static __always_inline void top_hit(void *ctx, const struct site_spec *spec)
+{
+	u32 probe = spec->probe_id;
 	struct top_val v = {.count = 1};
-	long n = bpf_probe_read_user_str(v.str, TOP_KEY_LEN, (void *)ptr);
-	if (n <= 0) {
+	struct top_hkey k = {.probe_id = probe};
+	if (top_read_key(ctx, spec, &k, &v)) {
 		top_stat_add(probe, TS_UNREADABLE);
 		return;
 	}
-	struct top_hkey k = {
-		.probe_id = probe,
-		.flags = n == TOP_KEY_LEN ? TOP_TRUNCATED : 0,
-		.hash = top_hash((const u64 *)v.str, n),
-	};
 	if (top_slot_hit(&k, &v))
 		return;
 	struct top_val *c = bpf_map_lookup_elem(&top_counts, &k);

@@ -15,7 +15,8 @@
 //
 // Extension point: `site_spec.mode` selects what a hit does. MODE_STREAM sends every event to
 // user space, MODE_COUNT only bumps `hits`, MODE_PAIR pairs starts with dones in the kernel
-// (pair.bpf.h), MODE_TOP counts hits per string argument in the kernel (top.bpf.h).
+// (pair.bpf.h), MODE_TOP counts hits per string argument in the kernel (top.bpf.h), MODE_TOPLAT
+// pairs them too and keeps a latency histogram per string (toplat.bpf.h).
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -51,6 +52,7 @@ enum mode {
 	MODE_COUNT = 1,
 	MODE_PAIR = 2, // start/done pairing in the kernel: bpf/pair.bpf.h
 	MODE_TOP = 3,  // count hits per string argument in the kernel: bpf/top.bpf.h
+	MODE_TOPLAT = 4, // latency per string argument of a start: bpf/toplat.bpf.h
 };
 
 #define NO_REG 0xffff
@@ -276,6 +278,7 @@ static __always_inline void count_drop(void)
 
 #include "pair.bpf.h"
 #include "top.bpf.h"
+#include "toplat.bpf.h"
 
 SEC("uprobe")
 int usdt_hit(struct pt_regs *ctx)
@@ -287,6 +290,9 @@ int usdt_hit(struct pt_regs *ctx)
 	count_hit(spec->probe_id);
 	if (spec->mode == MODE_TOP) {
 		top_hit(ctx, spec);
+		return 0;
+	} else if (spec->mode == MODE_TOPLAT) {
+		toplat_hit(ctx, spec);
 		return 0;
 	} else if (spec->mode == MODE_PAIR) {
 		if (!pair_hit(ctx, spec))

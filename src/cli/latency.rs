@@ -117,13 +117,30 @@ pub fn build_pair(
         ),
     };
     if let Some(key) = key {
-        let (s, d) = key.split_once(':').unwrap_or((key, key));
-        let start_key = parse_arg_ref(s, &pair.start, catalog, false)?;
-        let done_key = parse_arg_ref(d, &pair.done, catalog, false)?;
+        let (start_key, done_key) = parse_key(key, &pair, catalog)?;
         pair.start_key = Some(start_key.index);
         pair.done_key = Some(done_key.index);
     }
     Ok(pair)
+}
+
+/// A `--key` option: `argN` (the same index on both probes), `argN:argM` (start:done), or a
+/// catalog argument name; integers unless the catalog (or `:str`) says otherwise.
+pub fn parse_key(key: &str, pair: &Pair, catalog: &Catalog) -> Result<(ArgRef, ArgRef)> {
+    let (s, d) = key.split_once(':').unwrap_or((key, key));
+    Ok((
+        parse_arg_ref(s, &pair.start, catalog, false)?,
+        parse_arg_ref(d, &pair.done, catalog, false)?,
+    ))
+}
+
+/// The done probe of `pair`, in the object the done or start argument names if it names none.
+pub fn done_spec(pair: &Pair, start: &ProbeSpec, end: Option<&ProbeSpec>) -> Result<ProbeSpec> {
+    let mut done = ProbeSpec::parse(&pair.done)?;
+    if done.path.is_none() {
+        done.path = end.and_then(|e| e.path.clone()).or(start.path.clone());
+    }
+    Ok(done)
 }
 
 /// String arguments to read for a probe: the catalog's, plus those the user asked for.
@@ -142,13 +159,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     let start = ProbeSpec::parse(&args.start)?;
     let end = args.end.as_deref().map(ProbeSpec::parse).transpose()?;
     let pair = build_pair(&start, end.as_ref(), args.key.as_deref(), &catalog)?;
-    let mut done = ProbeSpec::parse(&pair.done)?;
-    if done.path.is_none() {
-        done.path = end
-            .as_ref()
-            .and_then(|e| e.path.clone())
-            .or(start.path.clone());
-    }
+    let done = done_spec(&pair, &start, end.as_ref())?;
     let by = args
         .by
         .as_deref()
@@ -158,11 +169,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     let mut done_extra = Vec::new();
     let mut key_is_str = false;
     if let Some(k) = &args.key {
-        let (s, d) = k.split_once(':').unwrap_or((k, k));
-        let (s, d) = (
-            parse_arg_ref(s, &pair.start, &catalog, false)?,
-            parse_arg_ref(d, &pair.done, &catalog, false)?,
-        );
+        let (s, d) = parse_key(k, &pair, &catalog)?;
         key_is_str = s.is_str || d.is_str;
         start_extra.push(s);
         done_extra.push(d);

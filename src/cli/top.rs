@@ -1,21 +1,26 @@
 //! `usdtop top PROBE --by ARG`: the busiest values of a probe argument (URLs, queries, URIs),
-//! with count, rate and, when the probe starts a known pair, latency percentiles.
+//! with count, rate and, when the probe starts a pair, latency percentiles.
 
 use super::headless::{self, parse_arg_ref, LoopOptions, ProbeSpec, Step};
-use super::latency::{strings_for, AggMode};
+use super::latency::{build_pair, done_spec, parse_key, strings_for, AggMode};
+use super::latency_kernel;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
-use usdtop::app::aggregate::{format_duration_ns, PairLimits, SortBy, TopAgg, TopReport};
+use usdtop::app::aggregate::{
+    format_duration_ns, PairLimits, PairStats, SortBy, TopAgg, TopReport,
+};
 use usdtop::probes::bpf::Mode;
-use usdtop::probes::catalog::Catalog;
-use usdtop::probes::engine::Stats;
+use usdtop::probes::catalog::{Catalog, Pair};
+use usdtop::probes::engine::{ProbeId, Stats};
 use usdtop::probes::ktop::{KernelTop, KernelTopCounts, KEY_LEN};
+use usdtop::probes::ktoplat::{KernelTopLat, KernelTopLatency};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   usdtop top -p $(pgrep -n php8.2) php:request__startup            # by uri, with latency
   usdtop top postgresql:query__start --by query --sort p99
+  usdtop top /srv/app:app:req__start --done app:req__done --key arg0 --by arg1
   usdtop top /usr/bin/python3.11:python:function__entry --by arg1 --no-pair")]
 pub struct TopArgs {
     /// The probe: `provider:name` or `PATH:provider:name`.
@@ -25,6 +30,14 @@ pub struct TopArgs {
     /// otherwise; append `:int` for an integer.
     #[arg(long)]
     pub by: Option<String>,
+    /// The done probe of a pair the catalog does not know (`provider:name`, in the same object
+    /// as PROBE unless it names a path): rows get latency percentiles from PROBE to it.
+    #[arg(long, conflicts_with = "no_pair")]
+    pub done: Option<String>,
+    /// Pair a start with its done by an argument instead of by thread: `argN` (the same index
+    /// on both probes), `argN:argM` (start:done), or a catalog argument name such as `fd`.
+    #[arg(long, conflicts_with = "no_pair")]
+    pub key: Option<String>,
     /// Trace only this process (and the processes it forks).
     #[arg(short, long)]
     pub pid: Option<u32>,
@@ -48,24 +61,35 @@ pub struct TopArgs {
     /// One JSON object per report instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Where hits are counted. auto: in the kernel when no latency is needed (no known pair,
-    /// or --no-pair) and the key is a string, else every event is streamed; stream: always
-    /// stream; kernel: as auto, or an error. In the kernel keys are cut at 63 bytes (marked …;
-    /// bpftrace str() also keeps 64) and at most 16384 distinct keys are kept; hits of further
-    /// keys show as "other".
+    /// Where hits are counted. auto: in the kernel when the key is a string and, with a pair,
+    /// the pair can be matched there (by thread or an integer key, not nested), else every
+    /// event is streamed; stream: always stream; kernel: as auto, or an error. In the kernel
+    /// keys are cut at 63 bytes (marked …; bpftrace str() also keeps 64); without a pair at
+    /// most 16384 distinct keys are kept, with one 2048 keys and 16384 requests in flight, and
+    /// latencies are kept in buckets 1/8 of a power of two wide (percentiles within ~7 %).
+    /// Hits of further keys show as "other".
     #[arg(long, value_enum, default_value_t = AggMode::Auto)]
     pub mode: AggMode,
 }
 
-/// Why `top` cannot count in the kernel, if it cannot.
-fn kernel_unsupported(paired: bool, key_is_str: bool) -> Option<&'static str> {
-    if paired {
-        Some("latency per key pairs streamed start/done events (give --no-pair to count only)")
-    } else if !key_is_str {
-        Some("integer keys are grouped in user space")
-    } else {
-        None
+/// Why `top` cannot count in the kernel, if it cannot. `pair_key_is_str`: the pair is matched
+/// by a string argument.
+fn kernel_unsupported(
+    pair: Option<&Pair>,
+    catalog: &Catalog,
+    pair_key_is_str: bool,
+    key_is_str: bool,
+) -> Option<String> {
+    if !key_is_str {
+        return Some("integer keys are grouped in user space".into());
     }
+    pair.and_then(|p| latency_kernel::kernel_unsupported(p, catalog, pair_key_is_str))
+}
+
+/// What the kernel aggregates, and its cumulative figures at the start of the interval.
+enum Kernel {
+    Counts(KernelTop, KernelTopCounts),
+    Latency(KernelTopLat, KernelTopLatency),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,8 +125,16 @@ pub fn run(args: TopArgs) -> Result<u8> {
     let catalog = Catalog::builtin();
     let spec = ProbeSpec::parse(&args.probe)?;
     let name = spec.full_name();
+    let end = args.done.as_deref().map(ProbeSpec::parse).transpose()?;
     let pair = if args.no_pair {
         None
+    } else if end.is_some() || args.key.is_some() {
+        Some(build_pair(
+            &spec,
+            end.as_ref(),
+            args.key.as_deref(),
+            &catalog,
+        )?)
     } else {
         catalog.pairs().iter().find(|p| p.start == name).cloned()
     };
@@ -119,16 +151,20 @@ pub fn run(args: TopArgs) -> Result<u8> {
             }
         }
     };
-
-    let done = match &pair {
-        Some(p) => {
-            let mut done = ProbeSpec::parse(&p.done)?;
-            done.path = spec.path.clone();
-            Some(done)
+    let pair_key_is_str = match (&args.key, &pair) {
+        (Some(k), Some(p)) => {
+            let (s, d) = parse_key(k, p, &catalog)?;
+            s.is_str || d.is_str
         }
-        None => None,
+        _ => false,
     };
-    let in_kernel = match (args.mode, kernel_unsupported(pair.is_some(), by.is_str)) {
+
+    let done = pair
+        .as_ref()
+        .map(|p| done_spec(p, &spec, end.as_ref()))
+        .transpose()?;
+    let unsupported = kernel_unsupported(pair.as_ref(), &catalog, pair_key_is_str, by.is_str);
+    let in_kernel = match (args.mode, unsupported) {
         (AggMode::Stream, _) => false,
         (AggMode::Kernel, Some(why)) => bail!("cannot count {name} in the kernel: {why}"),
         (AggMode::Kernel, None) | (AggMode::Auto, None) => true,
@@ -151,19 +187,42 @@ pub fn run(args: TopArgs) -> Result<u8> {
             (t, strings)
         })
         .collect();
+    let n_start = targets.len();
     if let Some(p) = &pair {
         for t in found.next().unwrap_or_default() {
-            targets.push((t, catalog.string_args(&p.done)));
+            // The kernel reads no string at a done (its key is an integer or the thread).
+            let strings = if in_kernel {
+                Vec::new()
+            } else {
+                catalog.string_args(&p.done)
+            };
+            targets.push((t, strings));
         }
     }
-    let mode = if in_kernel { Mode::Top } else { Mode::Stream };
-    let mut session = headless::attach(&targets, args.pid, mode)?;
-    let kernel = if in_kernel {
-        Some(KernelTop::new(&mut session.engine)?)
-    } else {
-        None
+    let mode = match (in_kernel, &pair) {
+        (false, _) => Mode::Stream,
+        (true, None) => Mode::Top,
+        (true, Some(_)) => Mode::TopLat,
     };
-    let mut kernel_before = KernelTopCounts::default();
+    let mut session = headless::attach(&targets, args.pid, mode)?;
+    let (start_ids, done_ids) = session.ids.split_at(n_start);
+    let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
+    let mut kernel = match (in_kernel, &pair) {
+        (false, _) => None,
+        (true, None) => Some(Kernel::Counts(
+            KernelTop::new(&mut session.engine)?,
+            KernelTopCounts::default(),
+        )),
+        (true, Some(p)) => Some(Kernel::Latency(
+            KernelTopLat::new(
+                &mut session.engine,
+                start_ids.clone(),
+                done_ids,
+                (p.start_key, p.done_key),
+            )?,
+            KernelTopLatency::default(),
+        )),
+    };
     eprintln!(
         "Tracing {name} by arg{}{} ({} sites{}, counted in {})... Hit Ctrl-C to end.",
         by.index,
@@ -191,7 +250,6 @@ pub fn run(args: TopArgs) -> Result<u8> {
         interval: args.interval,
         pid: args.pid,
     };
-    let session_ids = session.ids.clone();
     let mut out = std::io::stdout().lock();
     headless::run_loop(&mut session, &options, |step| {
         let (now, stats, last) = match step {
@@ -212,17 +270,17 @@ pub fn run(args: TopArgs) -> Result<u8> {
             } => (now_ns, stats, last),
         };
         agg.tick(now);
-        let mut kernel_delta = None;
-        if let Some(k) = &kernel {
-            let total = k.read(&session_ids);
-            let delta = total.since(&kernel_before);
-            agg.record_counts(now, &delta.keys, delta.unreadable, delta.overflow);
-            if !last {
-                kernel_before = total;
+        let (kernel_overflow, kernel_pairing) = match &mut kernel {
+            Some(k) => {
+                let (overflow, pairing) = record_kernel(k, &mut agg, now, stats, &start_ids, last);
+                (Some(overflow), pairing)
             }
-            kernel_delta = Some(delta);
+            None => (None, None),
+        };
+        let mut report = agg.report(now, args.sort.into(), args.limit);
+        if kernel_pairing.is_some() {
+            report.pairing = kernel_pairing;
         }
-        let report = agg.report(now, args.sort.into(), args.limit);
         let elapsed = now.saturating_sub(agg.origin_ns()) as f64 / 1e9;
         if args.json {
             let mut v = serde_json::to_value(&report)?;
@@ -233,17 +291,22 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 o.insert("events".into(), serde_json::json!(stats.events));
                 let mode = if in_kernel { "kernel" } else { "stream" };
                 o.insert("mode".into(), serde_json::json!(mode));
-                if let Some(d) = &kernel_delta {
-                    o.insert("kernel_overflow".into(), serde_json::json!(d.overflow));
+                if let Some(n) = kernel_overflow {
+                    o.insert("kernel_overflow".into(), serde_json::json!(n));
                 }
             }
             writeln!(out, "{v}")?;
         } else {
             write!(out, "{}", text_report(&report, by.index, elapsed, stats))?;
-            if kernel_delta.is_some() {
+            if kernel_overflow.is_some() {
+                let what = if report.done.is_some() {
+                    "paired and counted"
+                } else {
+                    "counted"
+                };
                 writeln!(
                     out,
-                    "counted in the kernel; keys cut at {} bytes\n",
+                    "{what} in the kernel; keys cut at {} bytes\n",
                     KEY_LEN - 1
                 )?;
             }
@@ -255,6 +318,60 @@ pub fn run(args: TopArgs) -> Result<u8> {
         Ok(())
     })?;
     Ok(0)
+}
+
+/// Moves what the kernel aggregated this interval into `agg`; returns the requests or hits of
+/// keys the kernel had no room for, and with latency the pairing counters (since the start).
+fn record_kernel(
+    kernel: &mut Kernel,
+    agg: &mut TopAgg,
+    now: u64,
+    stats: &Stats,
+    start_ids: &[ProbeId],
+    last: bool,
+) -> (u64, Option<PairStats>) {
+    match kernel {
+        Kernel::Counts(top, before) => {
+            let total = top.read(start_ids);
+            let delta = total.since(before);
+            agg.record_counts(now, &delta.keys, delta.unreadable, delta.overflow);
+            if !last {
+                *before = total;
+            }
+            (delta.overflow, None)
+        }
+        Kernel::Latency(lat, before) => {
+            let total = lat.read();
+            let delta = total.since(before);
+            for (key, k) in &delta.keys {
+                agg.record_latencies(now, key, k.count, k.samples());
+            }
+            agg.record_counts(now, [], delta.unreadable, delta.overflow);
+            let starts = stats
+                .probes
+                .iter()
+                .filter(|p| start_ids.contains(&p.id))
+                .map(|p| p.hits)
+                .sum::<u64>();
+            let (matched, open) = (total.matched(), lat.open_starts());
+            let pairing = PairStats {
+                starts,
+                dones: matched + total.unmatched_done,
+                matched,
+                unmatched_done: total.unmatched_done,
+                expired: 0,
+                // Starts neither finished, replaced nor waiting were dropped by the LRU map.
+                evicted: starts.saturating_sub(matched + total.replaced + open),
+                replaced: total.replaced,
+                bad_key: 0,
+                open,
+            };
+            if !last {
+                *before = total;
+            }
+            (delta.overflow, Some(pairing))
+        }
+    }
 }
 
 pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> String {

@@ -47,6 +47,9 @@ pub enum Mode {
     /// Hits counted per value of the site's (only) string argument in the kernel
     /// (bpf/top.bpf.h, src/probes/ktop.rs); nothing is streamed.
     Top = 3,
+    /// Starts and dones paired in the kernel with a latency histogram per value of the start's
+    /// string argument (bpf/toplat.bpf.h, src/probes/ktoplat.rs); nothing is streamed.
+    TopLat = 4,
 }
 
 #[repr(u8)]

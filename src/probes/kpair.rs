@@ -132,15 +132,23 @@ impl KernelPairStats {
     /// Non-empty buckets as (midpoint, count): the midpoint keeps a value inside the same
     /// power-of-two range, so power-of-two charts built from it are exact.
     pub fn samples(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| {
-                let (lo, hi) = bucket_range(i);
-                (lo + (hi - lo) / 2, *c)
-            })
+        midpoints(&self.buckets, bucket_range)
     }
+}
+
+/// Non-empty `buckets` as (midpoint, count), bucket `i` spanning `range(i)`.
+pub fn midpoints<'a>(
+    buckets: &'a [u64],
+    range: impl Fn(usize) -> (u64, u64) + 'a,
+) -> impl Iterator<Item = (u64, u64)> + 'a {
+    buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(move |(i, c)| {
+            let (lo, hi) = range(i);
+            (lo + (hi - lo) / 2, *c)
+        })
 }
 
 /// The pairing maps of a loaded program.

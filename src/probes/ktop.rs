@@ -21,6 +21,19 @@ pub const MAX_KEYS: u32 = 16384;
 const TS_NR: u32 = 4;
 const TOP_TRUNCATED: u32 = 1;
 
+/// The per-probe counters of `top_stats` (`enum top_stat` in bpf/top.bpf.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    /// No readable string argument.
+    Unreadable = 0,
+    /// A new key found the map full, or its hash was another string's.
+    Overflow = 1,
+    /// In-kernel top with latency: a done found no start.
+    Unmatched = 2,
+    /// In-kernel top with latency: a start found an open start with the same key.
+    Replaced = 3,
+}
+
 #[derive(Debug, Error)]
 pub enum KtopError {
     #[error("BPF map `{0}` is missing (already taken, or the program predates in-kernel top)")]
@@ -173,17 +186,21 @@ impl KernelTop {
                     .or_insert(0) += slot.v.count;
             }
         }
-        let stat = |id: ProbeId, s: u32| {
-            self.stats
-                .get(&(id.0 * TS_NR + s), 0)
-                .map(|v| v.iter().sum::<u64>())
-                .unwrap_or(0)
-        };
-        for id in ids {
-            out.unreadable += stat(*id, 0);
-            out.overflow += stat(*id, 1);
-        }
+        out.unreadable = self.stat(ids, Stat::Unreadable);
+        out.overflow = self.stat(ids, Stat::Overflow);
         out
+    }
+
+    /// One counter of `top_stats`, summed over CPUs and the probes `ids`.
+    pub fn stat(&self, ids: &[ProbeId], stat: Stat) -> u64 {
+        ids.iter()
+            .map(|id| {
+                self.stats
+                    .get(&(id.0 * TS_NR + stat as u32), 0)
+                    .map(|v| v.iter().sum::<u64>())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 }
 

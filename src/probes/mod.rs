@@ -11,6 +11,7 @@ pub mod engine;
 pub mod filter;
 pub mod kpair;
 pub mod ktop;
+pub mod ktoplat;
 mod reader;
 pub mod select;
 pub mod targets;

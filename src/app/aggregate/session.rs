@@ -217,6 +217,18 @@ impl TopAgg {
         self.table.add_other(overflow);
     }
 
+    /// Requests paired in the kernel for the current interval: `n` completed requests of `key`
+    /// with their latencies as (latency, how many) pairs.
+    pub fn record_latencies(
+        &mut self,
+        now_ns: u64,
+        key: &str,
+        n: u64,
+        latencies: impl IntoIterator<Item = (u64, u64)>,
+    ) {
+        self.table.record_latencies(now_ns, key, n, latencies);
+    }
+
     pub fn tick(&mut self, now_ns: u64) {
         if let Some(p) = &mut self.pairer {
             p.tick(now_ns);

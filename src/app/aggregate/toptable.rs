@@ -97,6 +97,18 @@ impl TopTable {
     /// Count `n` hits of `key` at `ts_ns` at once (counts aggregated elsewhere, e.g. in the
     /// kernel), with one latency sample if any.
     pub fn record_n(&mut self, ts_ns: u64, key: &str, n: u64, latency_ns: Option<u64>) {
+        self.record_latencies(ts_ns, key, n, latency_ns.map(|l| (l, 1)));
+    }
+
+    /// Count `n` hits of `key` at `ts_ns` at once, with latencies aggregated elsewhere as
+    /// (latency, how many) pairs, e.g. midpoints of in-kernel buckets.
+    pub fn record_latencies(
+        &mut self,
+        ts_ns: u64,
+        key: &str,
+        n: u64,
+        latencies: impl IntoIterator<Item = (u64, u64)>,
+    ) {
         self.first_ns = Some(self.first_ns.map_or(ts_ns, |f| f.min(ts_ns)));
         if !self.entries.contains_key(key) && self.entries.len() >= self.cap {
             self.evict();
@@ -113,11 +125,12 @@ impl TopTable {
         entry.count += n;
         *entry.per_sec.slot_mut(ts_ns / NS_PER_SEC, || 0, |c| *c = 0) += n;
         entry.last_seen_ns = entry.last_seen_ns.max(ts_ns);
-        if let Some(l) = latency_ns {
+        for (l, count) in latencies {
             let h = entry.latency.get_or_insert_with(|| {
                 Histogram::new(2).expect("2 significant figures is a valid configuration")
             });
-            let _ = h.record(l);
+            // Counts are u32 to keep per-key tables small; beyond 4e9 the shape is kept anyway.
+            let _ = h.record_n(l, u32::try_from(count).unwrap_or(u32::MAX));
         }
     }
 
