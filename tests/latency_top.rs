@@ -269,6 +269,117 @@ fn top_groups_integer_keys_in_user_space_and_says_so_when_kernel_is_asked() {
     );
 }
 
+/// `usdtop top` of the fixture's req__start by label, with latency to req__done, plus `options`.
+fn latency_top(fixture_args: &[&str], options: &[&str], end: End) -> Value {
+    let mut args = vec![
+        "top",
+        "aggfix:req__start",
+        "--done",
+        "aggfix:req__done",
+        "--by",
+        "arg1",
+    ];
+    args.extend_from_slice(options);
+    reports(fixture_args, &args, end)[0].clone()
+}
+
+#[test]
+fn kernel_top_with_latency_counts_the_same_requests_as_the_stream_and_the_fixture() {
+    // 150 requests: /a sleeps 1 ms, /b 2 ms, /c 3 ms. Auto mode pairs a string key in the kernel.
+    let kernel = latency_top(&["pairs", "150", "1000"], &[], End::Finish);
+    let stream = latency_top(
+        &["pairs", "150", "1000"],
+        &["--mode", "stream"],
+        End::Finish,
+    );
+    assert_eq!(kernel["mode"], "kernel", "{kernel}");
+    assert_eq!(stream["mode"], "stream");
+    assert_eq!(u(&kernel, "events"), 0, "nothing was streamed: {kernel}");
+    assert_eq!(kernel["done"], "aggfix:req__done");
+    for r in [&kernel, &stream] {
+        assert_eq!(u(r, "total"), 150, "{r}");
+        let p = &r["pairing"];
+        assert_eq!(
+            (
+                u(p, "starts"),
+                u(p, "matched"),
+                u(p, "unmatched_done"),
+                u(p, "open")
+            ),
+            (150, 150, 0, 0),
+            "{p}"
+        );
+        assert_eq!(u(r, "unreadable"), 0);
+    }
+    for (label, ms) in [("/a", 1), ("/b", 2), ("/c", 3)] {
+        let (k, s) = (row(&kernel["rows"], label), row(&stream["rows"], label));
+        assert_eq!((u(k, "count"), u(s, "count")), (50, 50), "{label}");
+        // Kernel buckets are 1/8 of a power of two wide (midpoints within 1/16, plus the
+        // table's 1 % histograms).
+        let p50 = u(k, "p50_ns");
+        assert!(
+            p50 >= ms * MS * 14 / 16 && p50 < ms * MS + 20 * MS,
+            "{label}: p50 {p50} ns for a {ms} ms sleep"
+        );
+        let sp50 = u(s, "p50_ns");
+        assert!(
+            p50.abs_diff(sp50) <= sp50 / 8 + 200_000,
+            "{label}: kernel {p50} vs {sp50}"
+        );
+        assert!(u(k, "p99_ns") >= p50);
+    }
+}
+
+#[test]
+fn kernel_top_with_latency_can_pair_by_a_key_argument() {
+    let r = latency_top(
+        &["pairs", "60", "200"],
+        &["--key", "arg0", "--mode", "kernel"],
+        End::Finish,
+    );
+    assert_eq!(r["mode"], "kernel");
+    assert_eq!(u(&r, "total"), 60, "{r}");
+    assert_eq!(u(&r["pairing"], "unmatched_done"), 0);
+    for label in ["/a", "/b", "/c"] {
+        let row = row(&r["rows"], label);
+        assert_eq!(u(row, "count"), 20, "{label}");
+        assert!(u(row, "p50_ns") > 0);
+    }
+}
+
+#[test]
+fn kernel_top_requests_whose_done_never_comes_stay_bounded_by_the_lru_map() {
+    // 20000 requests start with distinct ids, none finishes; the process is killed.
+    let r = latency_top(
+        &["orphans", "20000"],
+        &["--key", "arg0", "--mode", "kernel"],
+        End::Kill,
+    );
+    let p = &r["pairing"];
+    assert_eq!(u(&r, "total"), 0, "no request is invented: {r}");
+    assert_eq!(u(p, "starts"), 20000);
+    assert!(u(p, "open") <= 16384, "{p}");
+    assert_eq!(u(p, "open") + u(p, "evicted"), 20000, "{p}");
+}
+
+#[test]
+fn kernel_top_refuses_a_nested_pair() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usdtop"))
+        .args([
+            "top",
+            "python:function__entry",
+            "--by",
+            "arg1",
+            "--mode",
+            "kernel",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nested pairs"), "{err}");
+}
+
 #[test]
 fn php_request_latency_matches_what_the_client_measured() {
     let Some(php) = php_binary() else { return };
