@@ -127,6 +127,7 @@ cost "bpftrace hist() pairing" pairs "${BT[@]}" "usdt:$FIX:aggfix:req__start { @
 cost "usdtop latency --mode stream" pairs "$U" latency --mode stream -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
 cost "usdtop latency --mode kernel --sample 0" pairs "$U" latency --mode kernel --sample 0 -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
 cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+cost "usdtop top --by arg1 with latency (kernel)" pairs "$U" top --mode kernel -p @PID@ "$FIX:aggfix:req__start" --done aggfix:req__done --by arg1 --json
 
 {
     echo "### Cost per event (tight loop, $N events per run, CPU time of the firing thread, median of 3)"

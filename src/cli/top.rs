@@ -87,6 +87,8 @@ fn kernel_unsupported(
 }
 
 /// What the kernel aggregates, and its cumulative figures at the start of the interval.
+// One value per run: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Kernel {
     Counts(KernelTop, KernelTopCounts),
     Latency(KernelTopLat, KernelTopLatency),
