@@ -250,23 +250,22 @@ fn top_groups_integer_keys_in_user_space_and_says_so_when_kernel_is_asked() {
     )[0];
     assert_eq!(r["mode"], "stream", "auto falls back to streaming");
     assert_eq!(u(r, "total"), 30);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usdtop"))
-        .args([
-            "top",
-            "aggfix:req__start",
-            "--by",
-            "arg0:int",
-            "--mode",
-            "kernel",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["top", "aggfix:req__start", "--by", "arg0:int"]);
     assert!(
         err.contains("cannot count aggfix:req__start in the kernel"),
         "{err}"
     );
+}
+
+/// Runs `usdtop ARGS --mode kernel`, which must fail before tracing; returns its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usdtop"))
+        .args(args)
+        .args(["--mode", "kernel"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `usdtop top` of the fixture's req__start by label, with latency to req__done, plus `options`.
@@ -364,19 +363,7 @@ fn kernel_top_requests_whose_done_never_comes_stay_bounded_by_the_lru_map() {
 
 #[test]
 fn kernel_top_refuses_a_nested_pair() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_usdtop"))
-        .args([
-            "top",
-            "python:function__entry",
-            "--by",
-            "arg1",
-            "--mode",
-            "kernel",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["top", "python:function__entry", "--by", "arg1"]);
     assert!(err.contains("nested pairs"), "{err}");
 }
 

@@ -29,6 +29,28 @@ pub fn kernel_unsupported(pair: &Pair, catalog: &Catalog, key_is_str: bool) -> O
     None
 }
 
+/// Pairing counters of a pair matched in the kernel, cumulative.
+pub fn kernel_pairing(
+    starts: u64,
+    matched: u64,
+    unmatched_done: u64,
+    replaced: u64,
+    open: u64,
+) -> PairStats {
+    PairStats {
+        starts,
+        dones: matched + unmatched_done,
+        matched,
+        unmatched_done,
+        expired: 0,
+        // Starts neither finished, replaced nor waiting were dropped by the LRU map.
+        evicted: starts.saturating_sub(matched + replaced + open),
+        replaced,
+        bad_key: 0,
+        open,
+    }
+}
+
 pub struct KernelSide {
     pairs: KernelPairs,
     start_ids: Vec<ProbeId>,
@@ -145,20 +167,13 @@ impl KernelSide {
         let streamed = std::mem::replace(&mut report.summary, summary);
         report.buckets = stats.buckets(Window::All, now_ns, scheme);
         let open = self.pairs.open_starts(PAIR_ID);
-        report.pairing = PairStats {
-            starts: total.starts,
-            dones: total.matched + total.unmatched_done,
-            matched: total.matched,
-            unmatched_done: total.unmatched_done,
-            expired: 0,
-            // Starts neither finished, replaced nor waiting were dropped by the LRU map.
-            evicted: total
-                .starts
-                .saturating_sub(total.matched + total.replaced + open),
-            replaced: total.replaced,
-            bad_key: 0,
+        report.pairing = kernel_pairing(
+            total.starts,
+            total.matched,
+            total.unmatched_done,
+            total.replaced,
             open,
-        };
+        );
         if !last {
             self.at_interval_start = total;
         }

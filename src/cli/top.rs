@@ -355,19 +355,13 @@ fn record_kernel(
                 .filter(|p| start_ids.contains(&p.id))
                 .map(|p| p.hits)
                 .sum::<u64>();
-            let (matched, open) = (total.matched(), lat.open_starts());
-            let pairing = PairStats {
+            let pairing = latency_kernel::kernel_pairing(
                 starts,
-                dones: matched + total.unmatched_done,
-                matched,
-                unmatched_done: total.unmatched_done,
-                expired: 0,
-                // Starts neither finished, replaced nor waiting were dropped by the LRU map.
-                evicted: starts.saturating_sub(matched + total.replaced + open),
-                replaced: total.replaced,
-                bad_key: 0,
-                open,
-            };
+                total.matched(),
+                total.unmatched_done,
+                total.replaced,
+                lat.open_starts(),
+            );
             if !last {
                 *before = total;
             }

@@ -120,12 +120,7 @@ impl KernelPairStats {
             replaced: self.replaced.saturating_sub(earlier.replaced),
             sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
             sampled: self.sampled.saturating_sub(earlier.sampled),
-            buckets: self
-                .buckets
-                .iter()
-                .zip(&earlier.buckets)
-                .map(|(a, b)| a.saturating_sub(*b))
-                .collect(),
+            buckets: buckets_since(&self.buckets, &earlier.buckets),
         }
     }
 
@@ -134,6 +129,14 @@ impl KernelPairStats {
     pub fn samples(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         midpoints(&self.buckets, bucket_range)
     }
+}
+
+/// Bucket counts added between `earlier` and `now`.
+pub fn buckets_since(now: &[u64], earlier: &[u64]) -> Vec<u64> {
+    now.iter()
+        .zip(earlier)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect()
 }
 
 /// Non-empty `buckets` as (midpoint, count), bucket `i` spanning `range(i)`.

@@ -101,12 +101,7 @@ impl KeyLatency {
         KeyLatency {
             count: self.count.saturating_sub(e.count),
             sum_ns: self.sum_ns.saturating_sub(e.sum_ns),
-            buckets: self
-                .buckets
-                .iter()
-                .zip(&e.buckets)
-                .map(|(a, b)| a.saturating_sub(*b))
-                .collect(),
+            buckets: kpair::buckets_since(&self.buckets, &e.buckets),
         }
     }
 }
