@@ -270,6 +270,11 @@ fn refused(args: &[&str]) -> String {
 
 /// `usdtop top` of the fixture's req__start by label, with latency to req__done, plus `options`.
 fn latency_top(fixture_args: &[&str], options: &[&str], end: End) -> Value {
+    latency_top_reports(fixture_args, options, end)[0].clone()
+}
+
+/// As [`latency_top`], every report.
+fn latency_top_reports(fixture_args: &[&str], options: &[&str], end: End) -> Vec<Value> {
     let mut args = vec![
         "top",
         "aggfix:req__start",
@@ -279,7 +284,7 @@ fn latency_top(fixture_args: &[&str], options: &[&str], end: End) -> Value {
         "arg1",
     ];
     args.extend_from_slice(options);
-    reports(fixture_args, &args, end)[0].clone()
+    reports(fixture_args, &args, end)
 }
 
 #[test]
@@ -327,6 +332,27 @@ fn kernel_top_with_latency_counts_the_same_requests_as_the_stream_and_the_fixtur
         );
         assert!(u(k, "p99_ns") >= p50);
     }
+}
+
+#[test]
+fn kernel_top_with_latency_reports_each_interval_once() {
+    // About 0.6 s of requests, reported every 0.15 s: each request is in exactly one report.
+    let reports = latency_top_reports(
+        &["pairs", "300", "1000"],
+        &["--mode", "kernel", "--interval", "0.15"],
+        End::Finish,
+    );
+    assert!(reports.len() >= 3, "{reports:?}");
+    let total: u64 = reports.iter().map(|r| u(r, "total")).sum();
+    assert_eq!(total, 300, "{reports:?}");
+    let a: u64 = reports
+        .iter()
+        .filter_map(|r| r["rows"].as_array())
+        .flatten()
+        .filter(|row| row["key"] == "/a")
+        .map(|row| u(row, "count"))
+        .sum();
+    assert_eq!(a, 100);
 }
 
 #[test]
