@@ -5,7 +5,7 @@
 #     an int and a string argument; aggfix:req__start/req__done pairs for latency). The fixture
 #     measures the CPU time of its firing thread (CLOCK_THREAD_CPUTIME_ID: user + kernel, so the
 #     uprobe and BPF work done on its behalf count, time lost to other processes on a shared
-#     machine does not); pinned to CPU 1, the tracer to CPU 0; median of 3 runs. The cost is the
+#     machine does not); pinned to CPU 1, the tracer to CPU 0; median of COST_RUNS (5) runs. The cost is the
 #     traced CPU time per event minus the untraced one.
 #  2. PostgreSQL: pgbench -c 2 -T 10 TPS with no tracer, with a bpftrace hist() pairing
 #     query__start/done, and with usdtop latency (auto and stream modes); runs alternate,
@@ -13,9 +13,10 @@
 #     /dev/shm, so the disk does not drown the CPU cost of tracing in noise. A run with
 #     bpftrace attaching empty programs to the same two probes measures the floor that any
 #     uprobe-based tracer pays (the trap into the kernel and back), whatever its program does.
-#  3. The highest paced event rate usdtop top streams without drops, and its CPU use there.
+#  3. The highest paced event rate usdtop top streams without drops (--mode stream: every event
+#     through the ring buffer), and its CPU use there; then start/done pairs at full speed.
 #  4. usdtop list on the whole machine (bench/list.sh, if present).
-# Environment: N (events per cost run, default 1000000), PG_RUNS (5), PAIRS (2000000),
+# Environment: N (events per cost run, default 1000000), COST_RUNS (5), PG_RUNS (5), PAIRS (2000000),
 # SKIP_COST=1, SKIP_PG=1, SKIP_RATE=1, SKIP_LIST=1 (to rerun a part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,12 +90,12 @@ run_fixture() {
     echo "$(awk '/^cpu_ns/ { print $2 }' "$WORK/fx.out") $events $drops"
 }
 
-# cost NAME MODE TRACER...: median ns/event over 3 runs, appended to $WORK/cost.tsv.
+# cost NAME MODE TRACER...: median ns/event over COST_RUNS runs, appended to $WORK/cost.tsv.
 cost() {
     local name=$1 mode=$2
     shift 2
     local per=() drops=0
-    for _ in 1 2 3; do
+    for _ in $(seq "${COST_RUNS:-5}"); do
         read -r ns ev dr < <(run_fixture "$mode" "$@")
         per+=("$(awk -v n="$ns" -v e="$ev" 'BEGIN { printf "%.1f", n / e }')")
         drops=$((drops + dr))
@@ -107,7 +108,7 @@ cost() {
 }
 
 if [[ ${SKIP_COST:-0} != 1 ]]; then
-echo "== 1. cost per event ($N events per run, median of 3)"
+echo "== 1. cost per event ($N events per run, median of ${COST_RUNS:-5})"
 : >"$WORK/cost.tsv"
 : >"$WORK/cost_runs.tsv"
 BT=(bpftrace -q -e)
@@ -130,9 +131,9 @@ cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PI
 cost "usdtop top --by arg1 with latency (kernel)" pairs "$U" top --mode kernel -p @PID@ "$FIX:aggfix:req__start" --done aggfix:req__done --by arg1 --json
 
 {
-    echo "### Cost per event (tight loop, $N events per run, CPU time of the firing thread, median of 3)"
+    echo "### Cost per event (tight loop, $N events per run, CPU time of the firing thread, median of ${COST_RUNS:-5})"
     echo
-    echo "| tracer | workload | ns/event | ns added | vs bpftrace count() | ring drops (3 runs) |"
+    echo "| tracer | workload | ns/event | ns added | vs bpftrace count() | ring drops (all runs) |"
     echo "|---|---|---:|---:|---:|---:|"
     awk -F'\t' '
         $1 == "no tracer (tick)" { base["loop"] = $3 }
@@ -157,7 +158,7 @@ cost "usdtop top --by arg1 with latency (kernel)" pairs "$U" top --mode kernel -
 fi
 
 if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
-    echo "== 2. PostgreSQL pgbench -c 2 -T 10 (alternating, median of 3)"
+    echo "== 2. PostgreSQL pgbench -c 2 -T 10 (alternating, median of ${PG_RUNS:-5})"
     chown postgres "$PGDATA" "$WORK"
     runuser -u postgres -- "$PG/initdb" -D "$PGDATA" -A trust --no-sync >/dev/null
     runuser -u postgres -- "$PG/pg_ctl" -D "$PGDATA" -l "$WORK/pg.log" -w \
@@ -166,9 +167,21 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     runuser -u postgres -- pgbench -h "$WORK" -p 5499 -i -s 1 postgres >/dev/null 2>&1
     PGB=$PG/postgres
     BT_PG="usdt:$PGB:postgresql:query__start { @s[tid] = nsecs; } usdt:$PGB:postgresql:query__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }"
+    # Busy CPU time of the whole machine so far, in clock ticks (user+nice+system+irq+softirq;
+    # not idle, iowait or steal).
+    busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+    # One pgbench run; prints "TPS CPU_US_PER_TRANSACTION". The CPU time per transaction
+    # (postgres, pgbench and the tracer together) is far less disturbed by other guests on
+    # the host than TPS is.
     pgrun() {
-        runuser -u postgres -- pgbench -h "$WORK" -p 5499 -c 2 -T 10 postgres 2>/dev/null |
-            awk '/^tps/ { print $3; exit }'
+        local b0 b1 out
+        b0=$(busy_ticks)
+        out=$(runuser -u postgres -- pgbench -h "$WORK" -p 5499 -c 2 -T 10 postgres 2>/dev/null)
+        b1=$(busy_ticks)
+        awk -v b="$((b1 - b0))" -v hz="$(getconf CLK_TCK)" '
+            /^number of transactions actually processed/ { split($0, f, ": "); split(f[2], g, "/"); n = g[1] }
+            /^tps/ { tps = $3 }
+            END { printf "%s %.1f\n", tps, (n > 0 ? b / hz * 1e6 / n : 0) }' <<<"$out"
     }
     : >"$WORK/pg.tsv"
     for rep in $(seq "${PG_RUNS:-5}"); do
@@ -193,59 +206,71 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
                 wait_line "$WORK/ul.err" Tracing
                 ;;
             esac
-            tps=$(pgrun)
+            read -r tps cpu < <(pgrun)
             if [[ -n $tpid ]]; then
                 kill -INT "$tpid"
                 wait "$tpid" || true
             fi
             extra=""
             [[ $cfg == usdtop* ]] && extra=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '"mode=\(.mode) count=\(.count) drops=\(.drops) p50=\(.p50_ns) sample_every=\(.sample_every)"')
-            printf '%s\t%s\n' "$cfg" "$tps" >>"$WORK/pg.tsv"
-            echo "  run $rep $cfg: $tps tps $extra"
+            printf '%s\t%s\t%s\n' "$cfg" "$tps" "$cpu" >>"$WORK/pg.tsv"
+            echo "  run $rep $cfg: $tps tps, $cpu us CPU/transaction $extra"
         done
     done
     {
         echo "### PostgreSQL 15, pgbench -c 2 -T 10 (scale 1, fsync off, alternating, median of ${PG_RUNS:-5})"
         echo
-        echo "| tracer | TPS (median) | runs | TPS lost | lost above the uprobe floor |"
-        echo "|---|---:|---|---:|---:|"
+        echo "| tracer | TPS (median) | TPS runs | TPS lost | CPU µs per transaction (median) | CPU runs | CPU added | added above the uprobe floor |"
+        echo "|---|---:|---|---:|---:|---|---:|---:|"
         for cfg in none floor bpftrace usdtop usdtop-stream; do
             m=$(awk -F'\t' -v c="$cfg" '$1 == c { print $2 }' "$WORK/pg.tsv" | median)
             runs=$(awk -F'\t' -v c="$cfg" '$1 == c { printf "%s%.0f", (n++ ? ", " : ""), $2 }' "$WORK/pg.tsv")
-            [[ $cfg == none ]] && base=$m
-            [[ $cfg == floor ]] && floor=$m
+            cm=$(awk -F'\t' -v c="$cfg" '$1 == c { print $3 }' "$WORK/pg.tsv" | median)
+            cruns=$(awk -F'\t' -v c="$cfg" '$1 == c { printf "%s%.0f", (n++ ? ", " : ""), $3 }' "$WORK/pg.tsv")
+            [[ $cfg == none ]] && base=$m && cbase=$cm
+            [[ $cfg == floor ]] && cfloor=$cm
             lost=$(awk -v b="$base" -v m="$m" 'BEGIN { printf "%.1f %%", (b - m) / b * 100 }')
-            above=$(awk -v b="$base" -v f="${floor:-0}" -v m="$m" 'BEGIN { printf "%.1f %%", (f - m) / b * 100 }')
+            added=$(awk -v b="$cbase" -v m="$cm" 'BEGIN { printf "%.1f %%", (m - b) / b * 100 }')
+            above=$(awk -v b="$cbase" -v f="${cfloor:-0}" -v m="$cm" 'BEGIN { printf "%.1f %%", (m - f) / b * 100 }')
             name=$cfg
-            [[ $cfg == none ]] && name="no tracer" && lost="—" && above="—"
+            [[ $cfg == none ]] && name="no tracer" && lost="—" && added="—" && above="—"
             [[ $cfg == floor ]] && name="uprobe floor: bpftrace, empty programs on both probes" && above="—"
             [[ $cfg == bpftrace ]] && name="bpftrace hist() query__start/done"
             [[ $cfg == usdtop ]] && name="usdtop latency postgresql:query__start (auto: in-kernel pairing)"
             [[ $cfg == usdtop-stream ]] && name="usdtop latency --mode stream"
-            echo "| $name | $(printf '%.0f' "$m") | $runs | $lost | $above |"
+            echo "| $name | $(printf '%.0f' "$m") | $runs | $lost | $(printf '%.0f' "$cm") | $cruns | $added | $above |"
         done
         echo
         echo "Every statement fires query__start and query__done once; each hit traps into the kernel"
         echo "and back whatever the attached program does. The floor row attaches programs that do"
-        echo "nothing: what is lost there is the price of a uprobe, not of a tracer."
+        echo "nothing: what is lost there is the price of a uprobe, not of a tracer. CPU per"
+        echo "transaction is the busy time of the whole machine (postgres, pgbench, the tracer) over"
+        echo "the transactions run; unlike TPS it does not count time other guests of the host took."
         echo
         awk -F'\t' '$1 == "none" { v[++n] = $2 } END {
             lo = v[1]; hi = v[1]
             for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
-            printf "Without any tracer the runs spread from %.0f to %.0f TPS (%.0f %% of the lowest): ", lo, hi, (hi - lo) / lo * 100
-            printf "a TPS difference smaller than that between tracers is noise of the shared machine, not tracing cost.\n"
+            printf "Without any tracer the runs spread from %.0f to %.0f TPS (%.0f %% of the lowest)", lo, hi, (hi - lo) / lo * 100
+        }' "$WORK/pg.tsv"
+        awk -F'\t' '$1 == "none" { v[++n] = $3 } END {
+            lo = v[1]; hi = v[1]
+            for (i = 2; i <= n; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] }
+            printf " and from %.0f to %.0f µs of CPU per transaction (%.0f %%): ", lo, hi, (hi - lo) / lo * 100
+            printf "differences between tracers smaller than that are noise of the shared machine, not tracing cost.\n"
         }' "$WORK/pg.tsv"
         echo
     } >>"$TABLES"
 fi
 
 if [[ ${SKIP_RATE:-0} != 1 ]]; then
-echo "== 3. highest event rate streamed without drops (usdtop top --by arg1)"
+echo "== 3. highest event rate streamed without drops (usdtop top --mode stream --by arg1)"
 : >"$WORK/rate.tsv"
 for rate in 25000 50000 100000 200000 400000 800000 1600000; do
     taskset -c 1 "$FIX" rate "$rate" 3 >"$WORK/fx.out" &
     fpid=$!
-    taskset -c 0 "$U" top -p "$fpid" "$FIX:aggfix:tick" --by arg1 --json >"$WORK/top.out" 2>"$WORK/top.err" &
+    # --mode stream: every event with its string goes through the ring buffer to user space,
+    # the path that can drop (auto would count this probe in the kernel).
+    taskset -c 0 "$U" top --mode stream -p "$fpid" "$FIX:aggfix:tick" --by arg1 --json >"$WORK/top.out" 2>"$WORK/top.err" &
     upid=$!
     wait_line "$WORK/fx.out" ready
     c0=$(cpu_ticks "$upid")
@@ -261,7 +286,7 @@ for rate in 25000 50000 100000 200000 400000 800000 1600000; do
     echo "  target $rate/s: fired $fired ($achieved/s), usdtop counted $total, drops $drops, usdtop CPU $cpu %"
 done
 {
-    echo "### Paced event rate, usdtop top --by arg1 (events streamed with a string, 3 s per rate)"
+    echo "### Paced event rate, usdtop top --mode stream --by arg1 (every event streamed with its string, 3 s per rate)"
     echo
     echo "| target rate/s | achieved rate/s | fired | counted by usdtop | ring drops | usdtop CPU (of one core) |"
     echo "|---:|---:|---:|---:|---:|---:|"
