@@ -90,68 +90,84 @@ run_fixture() {
     echo "$(awk '/^cpu_ns/ { print $2 }' "$WORK/fx.out") $events $drops"
 }
 
-# cost NAME MODE TRACER...: median ns/event over COST_RUNS runs, appended to $WORK/cost.tsv.
-cost() {
-    local name=$1 mode=$2
+# Cost rows, measured in rounds: each round runs every row once, so a slow spell of the shared
+# host hits all rows alike instead of the rows that happened to run during it.
+#   row NAME MODE TRACER...     (TRACER as for run_fixture)
+NROWS=0
+row() {
+    ROW_NAME[NROWS]=$1
+    ROW_MODE[NROWS]=$2
     shift 2
-    local per=() drops=0
-    for _ in $(seq "${COST_RUNS:-5}"); do
-        read -r ns ev dr < <(run_fixture "$mode" "$@")
-        per+=("$(awk -v n="$ns" -v e="$ev" 'BEGIN { printf "%.1f", n / e }')")
-        drops=$((drops + dr))
-    done
-    local m
-    m=$(printf '%s\n' "${per[@]}" | median)
-    printf '%s\t%s\t%s\t%s\n' "$name" "$mode" "$m" "$drops" >>"$WORK/cost.tsv"
-    printf '  %-48s %8s ns/event (runs: %s; drops: %s)\n' "$name" "$m" "${per[*]}" "$drops"
-    printf '%s\t%s\n' "$name" "${per[*]}" >>"$WORK/cost_runs.tsv"
+    printf -v "ROW_CMD_$NROWS" '%q ' "$@"
+    NROWS=$((NROWS + 1))
 }
 
 if [[ ${SKIP_COST:-0} != 1 ]]; then
-echo "== 1. cost per event ($N events per run, median of ${COST_RUNS:-5})"
-: >"$WORK/cost.tsv"
-: >"$WORK/cost_runs.tsv"
+RUNS=${COST_RUNS:-5}
+echo "== 1. cost per event ($N events per run, $RUNS rounds, rows interleaved)"
 BT=(bpftrace -q -e)
-cost "no tracer (tick)" loop none
-cost "bpftrace count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @c = count(); }" -p @PID@
-cost "bpftrace @[str(arg1)] = count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @[str(arg1)] = count(); }" -p @PID@
-cost "bpftrace printf" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { printf(\"%d %s\\n\", arg0, str(arg1)); }" -p @PID@
-if "$U" trace --help 2>&1 | grep -q -- '--pid'; then
-    cost "usdtop trace (streaming)" loop "$U" trace -p @PID@ "$FIX:aggfix:tick"
-else
-    echo "  usdtop trace: not available in this build" | tee -a "$WORK/notes"
-fi
-cost "usdtop top --by arg1 (streamed)" loop "$U" top --mode stream -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
-cost "usdtop top --by arg1 (kernel)" loop "$U" top --mode kernel -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
-cost "no tracer (start/done pairs)" pairs none
-cost "bpftrace hist() pairing" pairs "${BT[@]}" "usdt:$FIX:aggfix:req__start { @s[tid] = nsecs; } usdt:$FIX:aggfix:req__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }" -p @PID@
-cost "usdtop latency --mode stream" pairs "$U" latency --mode stream -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
-cost "usdtop latency --mode kernel --sample 0" pairs "$U" latency --mode kernel --sample 0 -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
-cost "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
-cost "usdtop top --by arg1 with latency (kernel)" pairs "$U" top --mode kernel -p @PID@ "$FIX:aggfix:req__start" --done aggfix:req__done --by arg1 --json
+row "no tracer (tick)" loop none
+row "bpftrace count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @c = count(); }" -p @PID@
+row "bpftrace @[str(arg1)] = count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @[str(arg1)] = count(); }" -p @PID@
+row "bpftrace printf" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { printf(\"%d %s\\n\", arg0, str(arg1)); }" -p @PID@
+row "usdtop trace (streaming)" loop "$U" trace -p @PID@ "$FIX:aggfix:tick"
+row "usdtop top --by arg1 (streamed)" loop "$U" top --mode stream -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
+row "usdtop top --by arg1 (kernel)" loop "$U" top --mode kernel -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
+row "no tracer (start/done pairs)" pairs none
+row "bpftrace hist() pairing" pairs "${BT[@]}" "usdt:$FIX:aggfix:req__start { @s[tid] = nsecs; } usdt:$FIX:aggfix:req__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }" -p @PID@
+row "usdtop latency --mode stream" pairs "$U" latency --mode stream -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+row "usdtop latency --mode kernel --sample 0" pairs "$U" latency --mode kernel --sample 0 -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+row "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+row "usdtop top --by arg1 with latency (kernel)" pairs "$U" top --mode kernel -p @PID@ "$FIX:aggfix:req__start" --done aggfix:req__done --by arg1 --json
+
+declare -a PER DROPS
+for round in $(seq "$RUNS"); do
+    echo "  round $round of $RUNS"
+    for ((i = 0; i < NROWS; i++)); do
+        cmd_var="ROW_CMD_$i"
+        eval "cmd=(${!cmd_var})"
+        read -r ns ev dr < <(run_fixture "${ROW_MODE[i]}" "${cmd[@]}")
+        PER[i]="${PER[i]:-}$(awk -v n="$ns" -v e="$ev" 'BEGIN { printf "%.1f", n / e }') "
+        DROPS[i]=$((${DROPS[i]:-0} + dr))
+    done
+done
+# name, mode, median, drops, min, runs
+: >"$WORK/cost.tsv"
+for ((i = 0; i < NROWS; i++)); do
+    m=$(printf '%s\n' ${PER[i]} | median)
+    lo=$(printf '%s\n' ${PER[i]} | sort -g | head -1)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${ROW_NAME[i]}" "${ROW_MODE[i]}" "$m" "${DROPS[i]}" "$lo" "${PER[i]% }" >>"$WORK/cost.tsv"
+    printf '  %-48s %8s ns/event median, %8s min (runs: %s; drops: %s)\n' "${ROW_NAME[i]}" "$m" "$lo" "${PER[i]% }" "${DROPS[i]}"
+done
 
 {
-    echo "### Cost per event (tight loop, $N events per run, CPU time of the firing thread, median of ${COST_RUNS:-5})"
+    echo "### Cost per event (tight loop, $N events per run, CPU time of the firing thread, $RUNS rounds)"
     echo
-    echo "| tracer | workload | ns/event | ns added | vs bpftrace count() | ring drops (all runs) |"
-    echo "|---|---|---:|---:|---:|---:|"
+    echo "Each round runs every row once, in this order. Noise on a shared host only ever adds"
+    echo "time, so the minimum of the rounds is the best estimate of a tracer's own cost; the"
+    echo "median is shown too. Ratios divide the ns added by what bpftrace \`count()\` adds."
+    echo
+    echo "| tracer | workload | ns/event (median) | ns/event (min) | ns added (median / min) | vs bpftrace count() (median / min) | ring drops (all runs) |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
     awk -F'\t' '
-        $1 == "no tracer (tick)" { base["loop"] = $3 }
-        $1 == "no tracer (start/done pairs)" { base["pairs"] = $3 }
-        $1 == "bpftrace count()" { floor = $3 }
+        $1 == "no tracer (tick)" { base["loop"] = $3; bmin["loop"] = $5 }
+        $1 == "no tracer (start/done pairs)" { base["pairs"] = $3; bmin["pairs"] = $5 }
+        $1 == "bpftrace count()" { floor = $3; fmin = $5 }
         { rows[NR] = $0 }
         END {
             for (i = 1; i <= NR; i++) {
                 split(rows[i], f, "\t")
+                untraced = f[1] ~ /^no tracer/
                 added = f[3] - base[f[2]]
-                ratio = (floor - base["loop"] > 0 && f[1] !~ /^no tracer/) ? sprintf("%.2fx", added / (floor - base["loop"])) : "—"
-                printf "| %s | %s | %s | %s | %s | %s |\n", f[1], (f[2] == "loop" ? "tick(int, str)" : "start+done, per event"), f[3], (f[1] ~ /^no tracer/ ? "—" : sprintf("%.0f", added)), ratio, f[4]
+                amin = f[5] - bmin[f[2]]
+                ratio = untraced ? "—" : sprintf("%.2fx / %.2fx", added / (floor - base["loop"]), amin / (fmin - bmin["loop"]))
+                printf "| %s | %s | %s | %s | %s | %s | %s |\n", f[1], (f[2] == "loop" ? "tick(int, str)" : "start+done, per event"), f[3], f[5], (untraced ? "—" : sprintf("%.0f / %.0f", added, amin)), ratio, f[4]
             }
         }' "$WORK/cost.tsv"
     echo
-    echo "Individual runs (ns/event):"
+    echo "Individual runs (ns/event, in round order):"
     echo
-    awk -F'\t' '{ printf "- %s: %s\n", $1, $2 }' "$WORK/cost_runs.tsv"
+    awk -F'\t' '{ printf "- %s: %s\n", $1, $6 }' "$WORK/cost.tsv"
     echo
 } >>"$TABLES"
 
