@@ -139,13 +139,26 @@ fn in_the_kernel_starts_whose_done_never_comes_stay_bounded_by_the_lru_map() {
 
 #[test]
 fn auto_mode_samples_the_stream_of_a_hot_pair_but_counts_every_request() {
-    let r = &latency(&["pairs", "1000000", "0"], &[], End::Finish)[0];
+    let r = &latency(&["pairs", "1000000", "0"], &["--by", "arg1"], End::Finish)[0];
     assert_eq!(r["mode"], "kernel");
     assert_eq!(u(r, "count"), 1_000_000, "the kernel counts every request");
     // The sampling rate falls back once the burst is over, so look at what was streamed.
+    let streamed = u(&r["streamed"], "count");
     assert!(
-        u(&r["streamed"], "count") < 1_000_000,
+        streamed > 0 && streamed < 1_000_000,
         "the stream was sampled: {r}"
+    );
+}
+
+#[test]
+fn auto_mode_without_a_by_table_streams_nothing() {
+    let r = &latency(&["pairs", "100000", "0"], &[], End::Finish)[0];
+    assert_eq!(r["mode"], "kernel");
+    assert_eq!(u(r, "count"), 100_000);
+    assert_eq!(
+        (u(r, "sample_every"), u(&r["streamed"], "count")),
+        (0, 0),
+        "{r}"
     );
 }
 

@@ -61,7 +61,7 @@ pub struct LatencyArgs {
     #[arg(long, value_enum, default_value_t = AggMode::Auto)]
     pub mode: AggMode,
     /// In kernel mode, stream 1 request in N (start and done events) for the --by table,
-    /// instead of adapting N to the event rate. 0 streams none.
+    /// instead of adapting N to the event rate. 0 streams none (the default without --by).
     #[arg(long)]
     pub sample: Option<u32>,
 }
@@ -199,6 +199,9 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     }
     let mode = if in_kernel { Mode::Pair } else { Mode::Stream };
     let mut session = headless::attach(&targets, args.pid, mode)?;
+    // The sampled stream only feeds the --by table: without one, stream nothing (it cost
+    // the traced program a ring-buffer write per sampled event for figures nobody sees).
+    let sample = args.sample.or(by.is_none().then_some(0));
     let mut kernel = if in_kernel {
         let (starts, dones) = session.ids.split_at(n_start);
         Some(KernelSide::new(
@@ -206,7 +209,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
             &pair,
             starts.to_vec(),
             dones,
-            args.sample,
+            sample,
             session.started_ns,
         )?)
     } else {
@@ -271,16 +274,14 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
                 extra.insert("mode".into(), "kernel".into());
                 extra.insert("sample_every".into(), k.sample_every.into());
                 extra.insert("streamed".into(), serde_json::to_value(streamed)?);
-                note = format!(
-                    "paired in the kernel; {} requests streamed for the log{} (1 in {} now)\n",
-                    delta.sampled,
-                    if by.is_some() {
-                        " and the KEY table"
-                    } else {
-                        ""
-                    },
-                    k.sample_every
-                );
+                note = if k.sample_every == 0 {
+                    "paired in the kernel; nothing streamed\n".to_string()
+                } else {
+                    format!(
+                        "paired in the kernel; {} requests streamed for the KEY table (1 in {} now)\n",
+                        delta.sampled, k.sample_every
+                    )
+                };
             }
             None => {
                 extra.insert("mode".into(), "stream".into());
