@@ -117,7 +117,7 @@ row "no tracer (start/done pairs)" pairs none
 row "bpftrace hist() pairing" pairs "${BT[@]}" "usdt:$FIX:aggfix:req__start { @s[tid] = nsecs; } usdt:$FIX:aggfix:req__done /@s[tid]/ { @h = hist(nsecs - @s[tid]); delete(@s[tid]); }" -p @PID@
 row "usdtop latency --mode stream" pairs "$U" latency --mode stream -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
 row "usdtop latency --mode kernel --sample 0" pairs "$U" latency --mode kernel --sample 0 -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
-row "usdtop latency (auto: kernel + adaptive sample)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
+row "usdtop latency (auto)" pairs "$U" latency -p @PID@ "$FIX:aggfix:req__start" aggfix:req__done --json
 row "usdtop top --by arg1 with latency (kernel)" pairs "$U" top --mode kernel -p @PID@ "$FIX:aggfix:req__start" --done aggfix:req__done --by arg1 --json
 
 declare -a PER DROPS
