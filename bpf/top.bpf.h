@@ -88,6 +88,11 @@ static __always_inline void top_stat_add(u32 probe, u32 stat)
 
 #define TOP_WORDS (TOP_KEY_LEN / 8)
 
+// A count > 0 tells readers (user space, and programs on this CPU) that the string is there:
+// the compiler must not move the count's store before the string's. x86 keeps stores in
+// program order, so a compiler barrier is enough.
+#define publish_barrier() asm volatile("" ::: "memory")
+
 // Hashes the words of a zero-padded string that hold its `len` bytes (NUL included).
 static __always_inline u64 top_hash(const u64 *w, long len)
 {
@@ -119,6 +124,7 @@ static __always_inline int top_count(struct top_val *c, const struct top_val *v)
 	if (c->count == 0) {
 		// First hit of this key on this CPU: take the string into this CPU's copy.
 		__builtin_memcpy(c->str, v->str, TOP_KEY_LEN);
+		publish_barrier();
 		c->count = 1;
 		return 1;
 	}
@@ -149,6 +155,7 @@ static __always_inline int top_slot_hit(const struct top_hkey *k, const struct t
 	s->probe_id = k->probe_id;
 	s->flags = k->flags;
 	__builtin_memcpy(s->v.str, v->str, TOP_KEY_LEN);
+	publish_barrier();
 	s->v.count = 1;
 	return 1;
 }
