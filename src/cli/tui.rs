@@ -49,8 +49,9 @@ pub struct TuiArgs {
     /// Where the followed start/done pair is paired. auto: in user space from every event
     /// until its probes fire more than 20,000 times a second, then in the kernel (histogram
     /// from per-CPU buckets; log and top table from a sampled stream, "sampled 1/N"), and
-    /// back to user space after 10 s under 5,000 a second; kernel: in the kernel from the start; stream: always in user space. Pairs keyed by
-    /// a string or nested (entry/return) always pair in user space.
+    /// back to user space after 10 s under 5,000 a second; kernel: in the kernel from the
+    /// start; stream: always in user space. Pairs keyed by a string or nested (entry/return)
+    /// always pair in user space.
     #[arg(long, value_enum, default_value_t = AggMode::Auto)]
     pub pairing: AggMode,
 }

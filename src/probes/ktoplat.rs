@@ -14,7 +14,8 @@ use thiserror::Error;
 pub const MAP_STARTS: &str = "toplat_starts";
 pub const MAP_AGGS: &str = "toplat_aggs";
 /// Distinct (probe, string) keys with latencies the kernel keeps; requests of further keys (or
-/// of a string whose 64-bit hash is another's) are counted as overflow. Memory: at most this many × `size_of::<RawToplatAgg>()` × CPUs.
+/// of a string whose 64-bit hash is another's) are counted as overflow. Memory: at most this
+/// many × `size_of::<RawToplatAgg>()` × CPUs.
 pub const MAX_KEYS: u32 = 2048;
 /// Requests in flight the kernel remembers (all probes together); beyond it the least recently
 /// used start is dropped.
