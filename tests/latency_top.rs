@@ -495,3 +495,39 @@ fn postgres_query_latency_and_top_count_the_queries_pgbench_ran() {
     assert_eq!(u(&lat["pairing"], "unmatched_done"), 0);
     assert_eq!(u(row(&top["rows"], "SELECT pg_sleep(0.005);"), "count"), 30);
 }
+
+#[test]
+fn top_fold_gives_one_row_per_kind_of_pgbench_statement() {
+    if postgres_binary().is_none() {
+        return;
+    }
+    let pg = Postgres::start();
+    pg.pgbench(&["-i", "-s", "1"]);
+    let pid = pg.postmaster_pid().to_string();
+    let top = Tracer::start(&[
+        "top",
+        "-p",
+        &pid,
+        "postgresql:query__start",
+        "--fold",
+        "--json",
+    ]);
+    // The built-in TPC-B-like script: 7 statements per transaction, each with random values.
+    pg.pgbench(&["-c", "2", "-t", "20"]);
+    let top = &top.interrupt_json()[0];
+    assert_eq!(top["mode"], "stream", "--fold streams in auto mode: {top}");
+    for statement in [
+        "BEGIN;",
+        "UPDATE pgbench_accounts SET abalance = abalance + N WHERE aid = N;",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = N;",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (N, N, N, N, CURRENT_TIMESTAMP);",
+        "END;",
+    ] {
+        assert_eq!(u(row(&top["rows"], statement), "count"), 40, "{statement}: {top}");
+    }
+    let rows = top["rows"].as_array().unwrap().len();
+    assert!(
+        rows < 12,
+        "40 transactions fold into a few kinds of statement, not {rows} rows"
+    );
+}

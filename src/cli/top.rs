@@ -20,6 +20,7 @@ use usdtop::probes::ktoplat::{KernelTopLat, KernelTopLatency};
 #[command(after_help = "Examples:
   usdtop top -p $(pgrep -n php8.2) php:request__startup            # by uri, with latency
   usdtop top postgresql:query__start --by query --sort p99
+  usdtop top -p $(pgrep -o postgres) postgresql:query__start --fold   # by statement shape
   usdtop top /srv/app:app:req__start --done app:req__done --key arg0 --by arg1
   usdtop top /usr/bin/python3.11:python:function__entry --by arg1 --no-pair")]
 pub struct TopArgs {
@@ -55,6 +56,12 @@ pub struct TopArgs {
     /// Count hits only, even when the probe starts a known pair.
     #[arg(long)]
     pub no_pair: bool,
+    /// One row per kind of key, as the TUI's top table: numbers become N and quoted literals
+    /// '?', so `/users/42` and `/users/7` are `/users/N` and SQL statements differing only in
+    /// their values are one row. With --mode auto this streams (the kernel would keep every
+    /// distinct raw string and run out of keys).
+    #[arg(long)]
+    pub fold: bool,
     /// Most distinct keys kept; the least recently seen beyond it are folded into "other".
     #[arg(long, default_value_t = 10_000)]
     pub max_keys: usize,
@@ -169,6 +176,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
     let in_kernel = match (args.mode, unsupported) {
         (AggMode::Stream, _) => false,
         (AggMode::Kernel, Some(why)) => bail!("cannot count {name} in the kernel: {why}"),
+        (AggMode::Auto, None) if args.fold => false,
         (AggMode::Kernel, None) | (AggMode::Auto, None) => true,
         (AggMode::Auto, Some(_)) => false,
     };
@@ -246,7 +254,8 @@ pub fn run(args: TopArgs) -> Result<u8> {
         pair.map(|p| (p, PairLimits::default())),
         args.max_keys,
         session.started_ns,
-    );
+    )
+    .folding(args.fold);
     let options = LoopOptions {
         duration: args.duration,
         interval: args.interval,

@@ -5,6 +5,7 @@ use super::histogram::{Bucket, BucketScheme, LatencyStats, Summary};
 use super::pairing::{PairLimits, PairStats, Pairer, Sample};
 use super::toptable::{Other, SortBy, TopRow, TopTable};
 use super::window::Window;
+use crate::app::live::normalize_key;
 use crate::probes::catalog::Pair;
 use crate::probes::event::{ArgValue, Event};
 use serde::Serialize;
@@ -141,6 +142,8 @@ pub struct TopAgg {
     cap: usize,
     unreadable: u64,
     origin_ns: u64,
+    /// Fold numbers and quoted literals out of keys (see `normalize_key`).
+    fold: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,6 +180,22 @@ impl TopAgg {
             cap,
             unreadable: 0,
             origin_ns,
+            fold: false,
+        }
+    }
+
+    /// Rows by the shape of the key, as the TUI's top table: `/users/42` and `/users/7` are
+    /// both `/users/N`, queries differing only in literals are one row.
+    pub fn folding(mut self, fold: bool) -> TopAgg {
+        self.fold = fold;
+        self
+    }
+
+    fn row_key<'a>(&self, key: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.fold {
+            normalize_key(key).into()
+        } else {
+            key.into()
         }
     }
 
@@ -184,9 +203,11 @@ impl TopAgg {
         if let Some(p) = &mut self.pairer {
             if let Some(sample) = p.push(ev) {
                 match key_text(&sample.start.args, self.by) {
-                    Some(k) => self
-                        .table
-                        .record(sample.done_ts_ns, &k, Some(sample.latency_ns)),
+                    Some(k) => {
+                        let k = self.row_key(&k).into_owned();
+                        self.table
+                            .record(sample.done_ts_ns, &k, Some(sample.latency_ns))
+                    }
                     None => self.unreadable += 1,
                 }
             }
@@ -196,7 +217,10 @@ impl TopAgg {
             return;
         }
         match key_text(&ev.args, self.by) {
-            Some(k) => self.table.record(ev.ts_ns, &k, None),
+            Some(k) => {
+                let k = self.row_key(&k).into_owned();
+                self.table.record(ev.ts_ns, &k, None)
+            }
             None => self.unreadable += 1,
         }
     }
@@ -211,7 +235,8 @@ impl TopAgg {
         overflow: u64,
     ) {
         for (k, n) in keys {
-            self.table.record_n(now_ns, k, *n, None);
+            let k = self.row_key(k).into_owned();
+            self.table.record_n(now_ns, &k, *n, None);
         }
         self.unreadable += unreadable;
         self.table.add_other(overflow);
@@ -226,7 +251,8 @@ impl TopAgg {
         n: u64,
         latencies: impl IntoIterator<Item = (u64, u64)>,
     ) {
-        self.table.record_latencies(now_ns, key, n, latencies);
+        let key = self.row_key(key).into_owned();
+        self.table.record_latencies(now_ns, &key, n, latencies);
     }
 
     pub fn tick(&mut self, now_ns: u64) {
@@ -336,6 +362,20 @@ mod tests {
             .unwrap();
         assert_eq!(s.latency_ns, 3 * MS);
         assert_eq!(agg.stats().total(), 1);
+    }
+
+    #[test]
+    fn folding_merges_keys_that_differ_only_in_numbers_and_literals() {
+        let mut top = TopAgg::new("php:request__startup", 1, None, 100, 0).folding(true);
+        for (i, uri) in ["/users/1", "/users/22", "/about"].iter().enumerate() {
+            top.push(&php("php:request__startup", i as u64, 1, uri));
+        }
+        let counted = [("/users/7".to_string(), 5u64)];
+        top.record_counts(3, counted.iter().map(|(k, n)| (k, n)), 0, 0);
+        top.record_latencies(4, "/users/8", 2, [(1_000, 2)]);
+        let r = top.report(1_000_000_000, SortBy::Count, 10);
+        let rows: Vec<(&str, u64)> = r.rows.iter().map(|r| (r.key.as_str(), r.count)).collect();
+        assert_eq!(rows, [("/users/N", 9), ("/about", 1)]);
     }
 
     #[test]
