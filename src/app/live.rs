@@ -280,7 +280,8 @@ impl Live {
         self.sampling = sampling;
     }
 
-    /// "sampled 1/n" while the log and top table see only a sample of the requests.
+    /// "sampled 1/n" while the log and top table see only a sample of the requests (the top
+    /// table's counts are scaled back up by n).
     pub fn sampling_label(&self) -> Option<String> {
         self.sampling.map(|n| format!("sampled 1/{n}"))
     }
@@ -300,7 +301,10 @@ impl Live {
         if self.sampling.is_none() {
             self.latency.record(ts_ns, latency_ns);
         }
-        self.top.record(ts_ns, &key, Some(latency_ns));
+        // A request streamed 1 in n stands for n requests: the top table's counts and rates
+        // stay estimates of the real traffic (its latencies are the sample's).
+        let weight = self.sampling.unwrap_or(1).max(1) as u64;
+        self.top.record_n(ts_ns, &key, weight, Some(latency_ns));
         if let Some((k, stats)) = self.key_latency.as_mut() {
             if **k == *key {
                 stats.record(ts_ns, latency_ns);

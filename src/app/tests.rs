@@ -335,7 +335,12 @@ fn kernel_aggregates_feed_the_histogram_and_the_stream_only_the_log_and_top_tabl
         response(1302, 9),
     ]));
     assert_eq!(app.live.summary().count, 1014);
-    assert!(app.live.top_rows(10).iter().any(|r| r.key == "/sampled"));
+    let rows = app.live.top_rows(10);
+    let sampled = rows.iter().find(|r| r.key == "/sampled").unwrap();
+    assert_eq!(
+        sampled.count, 64,
+        "a request streamed 1 in 64 stands for 64 in the top table"
+    );
     assert_eq!(app.live.log_view(1)[0].latency_ns, Some(MS));
 }
 

@@ -48,7 +48,8 @@ pub struct TuiArgs {
     pub demo_rate: f64,
     /// Where the followed start/done pair is paired. auto: in user space from every event
     /// until its probes fire more than 20,000 times a second, then in the kernel (histogram
-    /// from per-CPU buckets; log and top table from a sampled stream, "sampled 1/N"), and
+    /// from per-CPU buckets; log and top table from a sampled stream, "sampled 1/N", the
+    /// table's counts scaled up by N), and
     /// back to user space after 10 s under 5,000 a second; kernel: in the kernel from the
     /// start; stream: always in user space. Pairs keyed by a string or nested (entry/return)
     /// always pair in user space.

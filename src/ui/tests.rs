@@ -147,4 +147,8 @@ fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
     app.update(Action::Sampling(Some(64)));
     let s = screen(&app);
     assert_eq!(s.matches("sampled 1/64").count(), 2, "{s}");
+    assert!(
+        s.contains("sampled 1/64, ≈ counts"),
+        "the top pane says its counts are estimates"
+    );
 }

@@ -21,9 +21,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         format!("[{}] by {} ", live.window.label(), sort),
         theme.dim(),
     )];
-    // Counts here come from the sampled stream only (the kernel does not know the labels).
+    // Counts here come from the sampled stream (the kernel does not know the labels), scaled
+    // by the sampling rate: say they are estimates.
     if let Some(label) = live.sampling_label() {
-        title.push(Span::styled(format!(" {label} "), theme.filter()));
+        title.push(Span::styled(format!(" {label}, ≈ counts "), theme.filter()));
     }
     let block = pane_block(Pane::Top, title, app, theme);
     let inner = block.inner(area);
