@@ -154,10 +154,8 @@ static __always_inline int top_slot_hit(const struct top_hkey *k, const struct t
 		return 0;
 	s->probe_id = k->probe_id;
 	s->flags = k->flags;
-	__builtin_memcpy(s->v.str, v->str, TOP_KEY_LEN);
-	publish_barrier();
-	s->v.count = 1;
-	return 1;
+	// The claimed slot's count is 0: top_count publishes the string, then the count.
+	return top_count(&s->v, v);
 }
 
 // Reads the site's string argument into `v->str`, which must be zeroed (the helper stops at the
