@@ -162,7 +162,7 @@ static __always_inline int top_slot_hit(const struct top_hkey *k, const struct t
 // NUL and the bytes after it are hashed and compared), and fills in `k` but for its probe id.
 // Returns nonzero when there is no string to read.
 static __always_inline int top_read_key(void *ctx, const struct site_spec *spec,
-					struct top_hkey *k, struct top_val *v)
+					struct top_hkey *k, struct top_val *v, const int sleepable)
 {
 	u64 ptr = 0;
 	int found = 0;
@@ -178,20 +178,22 @@ static __always_inline int top_read_key(void *ctx, const struct site_spec *spec,
 	}
 	if (!found || !ptr)
 		return -1;
-	long n = bpf_probe_read_user_str(v->str, TOP_KEY_LEN, (void *)ptr);
-	if (n <= 0)
+	long n = read_str(v->str, TOP_KEY_LEN, ptr, sleepable);
+	if (n <= 0) {
+		count_unreadable(spec->probe_id, 1);
 		return -1;
+	}
 	k->flags = n == TOP_KEY_LEN ? TOP_TRUNCATED : 0;
 	k->hash = top_hash((const u64 *)v->str, n);
 	return 0;
 }
 
-static __always_inline void top_hit(void *ctx, const struct site_spec *spec)
+static __always_inline void top_hit(void *ctx, const struct site_spec *spec, const int sleepable)
 {
 	u32 probe = spec->probe_id;
 	struct top_val v = {.count = 1};
 	struct top_hkey k = {.probe_id = probe};
-	if (top_read_key(ctx, spec, &k, &v)) {
+	if (top_read_key(ctx, spec, &k, &v, sleepable)) {
 		top_stat_add(probe, TS_UNREADABLE);
 		return;
 	}

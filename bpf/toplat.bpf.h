@@ -62,11 +62,11 @@ struct {
 
 // Reads the start's key into `s`, whose string must be zeroed (see top_read_key).
 static __always_inline void toplat_key(void *ctx, const struct site_spec *spec,
-				       struct toplat_start *s)
+				       struct toplat_start *s, const int sleepable)
 {
 	s->k.probe_id = spec->probe_id;
 	s->v.count = 1;
-	if (top_read_key(ctx, spec, &s->k, &s->v))
+	if (top_read_key(ctx, spec, &s->k, &s->v, sleepable))
 		s->k.flags = TOP_UNREADABLE;
 }
 
@@ -94,7 +94,8 @@ static __always_inline void toplat_record(const struct toplat_start *s, u64 lat)
 	a->buckets[b & (TL_BUCKETS - 1)] += 1;
 }
 
-static __always_inline void toplat_hit(void *ctx, const struct site_spec *spec)
+static __always_inline void toplat_hit(void *ctx, const struct site_spec *spec,
+				       const int sleepable)
 {
 	u32 probe = spec->probe_id;
 	const struct pair_cfg *cfg = bpf_map_lookup_elem(&pair_cfgs, &probe);
@@ -112,12 +113,12 @@ static __always_inline void toplat_hit(void *ctx, const struct site_spec *spec)
 				top_stat_add(probe, TS_REPLACED);
 			// Read into the entry in place: no 96-byte copy and no LRU node allocation.
 			__builtin_memset(s->v.str, 0, TOP_KEY_LEN);
-			toplat_key(ctx, spec, s);
+			toplat_key(ctx, spec, s, sleepable);
 			s->ts_ns = now;
 			return;
 		}
 		struct toplat_start n = {.ts_ns = now};
-		toplat_key(ctx, spec, &n);
+		toplat_key(ctx, spec, &n, sleepable);
 		bpf_map_update_elem(&toplat_starts, &pk, &n, BPF_ANY);
 		return;
 	}

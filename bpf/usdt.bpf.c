@@ -10,8 +10,13 @@
 //   filter_fast ARRAY  u32 filter slot   -> u32 tgid admitted without the pid_filter lookup
 //   hits        PERCPU_ARRAY u32 probe id -> u64 hits          (after the process filter)
 //   drops       PERCPU_ARRAY u32 0       -> u64 events lost because the ring buffer was full
+//   unreadable  PERCPU_ARRAY u32 probe id -> u64 string arguments (not NULL) left unreadable
 //   events      RINGBUF                  <- struct event_hdr + packed string bytes
 //   scratch     PERCPU_ARRAY u32 0       -> struct event_buf   (event assembled here, then copied)
+//
+// Two entry points share one body: `usdt_hit` never faults, `usdt_hit_sleepable` (a sleepable
+// uprobe) may fault a string's pages into the traced process when the non-faulting read fails
+// (literals in .rodata pages the process has not touched yet); see read_str().
 //
 // Extension point: `site_spec.mode` selects what a hit does. MODE_STREAM sends every event to
 // user space, MODE_COUNT only bumps `hits`, MODE_PAIR pairs starts with dones in the kernel
@@ -103,6 +108,9 @@ struct event_hdr {
 struct event_buf {
 	struct event_hdr hdr;
 	char strs[STR_AREA + STR_LEN];
+	// Not sent. Strings left unreadable: kept in the map, not in a register, so that the
+	// verifier need not tell loop iterations apart by it (it would not prune).
+	u32 nr_bad;
 };
 
 struct {
@@ -142,6 +150,13 @@ struct {
 	__type(key, u32);
 	__type(value, u64);
 } drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PROBES);
+	__type(key, u32);
+	__type(value, u64);
+} unreadable SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -276,35 +291,54 @@ static __always_inline void count_drop(void)
 		*d += 1;
 }
 
+static __always_inline void count_unreadable(u32 probe_id, u64 n)
+{
+	u64 *u = bpf_map_lookup_elem(&unreadable, &probe_id);
+	if (u)
+		*u += n;
+}
+
+#define PAGE_SIZE 4096
+
+// Makes the pages of the string at `p` resident in the traced process, as the process's own
+// read would: bpf_copy_from_user faults, bpf_probe_read_user_str never does. Sleepable programs
+// only. `tmp` (len bytes) is overwritten. Returns the length read into `tmp` (as
+// bpf_probe_read_user_str), or < 0 if the string is still unreadable (a really bad pointer).
+// A kfunc (bpf_copy_from_user_str) would do this in one call, but aya 0.14 cannot link kfuncs.
+static __always_inline long fault_in_str(void *tmp, u32 len, u64 p)
+{
+	char b;
+	if (bpf_copy_from_user(&b, 1, (void *)p))
+		return -1;
+	long n = bpf_probe_read_user_str(tmp, len, (void *)p);
+	if (n > 0)
+		return n;
+	// The string runs on into the next page (len < PAGE_SIZE: at most one more). Its first
+	// byte is faulted in only now that the string is known to reach it.
+	u64 next = (p | (PAGE_SIZE - 1)) + 1;
+	if (next - p >= len || bpf_copy_from_user(&b, 1, (void *)next))
+		return -1;
+	return bpf_probe_read_user_str(tmp, len, (void *)p);
+}
+
+// Reads a user string into `dst`; a sleepable program retries once its pages are faulted in.
+static __always_inline long read_str(void *dst, u32 len, u64 p, const int sleepable)
+{
+	long n = bpf_probe_read_user_str(dst, len, (void *)p);
+	if (n > 0 || !sleepable)
+		return n;
+	return fault_in_str(dst, len, p);
+}
+
 #include "pair.bpf.h"
 #include "top.bpf.h"
 #include "toplat.bpf.h"
 
-SEC("uprobe")
-int usdt_hit(struct pt_regs *ctx)
+// Fills `e` with this hit (header, arguments and strings, never faulting). Returns how many
+// string arguments could not be read (not NULL, not out of room): their slots hold STR_FAULT.
+static __always_inline u32 fill_event(void *ctx, const struct site_spec *spec, u32 cookie,
+				      struct event_buf *e)
 {
-	u32 cookie = bpf_get_attach_cookie(ctx);
-	const struct site_spec *spec = bpf_map_lookup_elem(&site_specs, &cookie);
-	if (!spec || !admitted(spec))
-		return 0;
-	count_hit(spec->probe_id);
-	if (spec->mode == MODE_TOP) {
-		top_hit(ctx, spec);
-		return 0;
-	} else if (spec->mode == MODE_TOPLAT) {
-		toplat_hit(ctx, spec);
-		return 0;
-	} else if (spec->mode == MODE_PAIR) {
-		if (!pair_hit(ctx, spec))
-			return 0;
-	} else if (spec->mode != MODE_STREAM) {
-		return 0;
-	}
-
-	u32 zero = 0;
-	struct event_buf *e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e)
-		return 0;
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	e->hdr.ts_ns = bpf_ktime_get_ns();
 	e->hdr.pid = pid_tgid >> 32;
@@ -318,6 +352,7 @@ int usdt_hit(struct pt_regs *ctx)
 	*(u64 *)&e->hdr.comm[8] = *(u64 *)&task->comm[8];
 
 	u32 off = 0;
+	e->nr_bad = 0;
 	for (int i = 0; i < MAX_ARGS; i++) {
 		if (i >= spec->nr_args)
 			break;
@@ -335,6 +370,7 @@ int usdt_hit(struct pt_regs *ctx)
 				off = (off + len) & (STR_AREA - 1);
 			} else {
 				v = STR_FAULT;
+				e->nr_bad++;
 			}
 		} else if (a->str_slot != NO_STR) {
 			v = STR_FAULT | STR_TRUNCATED;
@@ -342,14 +378,82 @@ int usdt_hit(struct pt_regs *ctx)
 		e->hdr.args[i] = v;
 	}
 	e->hdr.str_bytes = off;
+	return e->nr_bad;
+}
 
+// Streams one hit. A sleepable program that could not read a string faults its pages in and
+// then fills the event again from the start: while it slept, another task on this CPU may have
+// used the per-CPU scratch buffer, so nothing written before the fault is trusted.
+static __always_inline void stream_hit(void *ctx, const struct site_spec *spec, u32 cookie,
+				       const int sleepable)
+{
+	u32 zero = 0;
+	struct event_buf *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return;
+	u32 bad = fill_event(ctx, spec, cookie, e);
+	if (sleepable && bad) {
+		int paged = 0;
+		for (int i = 0; i < MAX_ARGS; i++) {
+			if (i >= spec->nr_args)
+				break;
+			if (e->hdr.args[i] != STR_FAULT)
+				continue;
+			u64 p = read_arg(ctx, spec, &spec->args[i]);
+			// The scratch strings are a throwaway destination here (refilled below).
+			if (fault_in_str(e->strs, STR_LEN, p) > 0)
+				paged = 1;
+		}
+		if (paged)
+			bad = fill_event(ctx, spec, cookie, e);
+	}
+	if (bad)
+		count_unreadable(spec->probe_id, bad);
+
+	u32 off = e->hdr.str_bytes;
 	u32 size = sizeof(e->hdr) + (off & (STR_AREA - 1));
 	if (off >= STR_AREA)
 		size = sizeof(e->hdr) + STR_AREA;
 	// Never wake the reader: it drains the ring every 10 ms (a wakeup per event costs ~4x).
 	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
 		count_drop();
+}
+
+static __always_inline int hit(struct pt_regs *ctx, const int sleepable)
+{
+	u32 cookie = bpf_get_attach_cookie(ctx);
+	const struct site_spec *spec = bpf_map_lookup_elem(&site_specs, &cookie);
+	if (!spec || !admitted(spec))
+		return 0;
+	count_hit(spec->probe_id);
+	if (spec->mode == MODE_TOP) {
+		top_hit(ctx, spec, sleepable);
+		return 0;
+	} else if (spec->mode == MODE_TOPLAT) {
+		toplat_hit(ctx, spec, sleepable);
+		return 0;
+	} else if (spec->mode == MODE_PAIR) {
+		if (!pair_hit(ctx, spec))
+			return 0;
+	} else if (spec->mode != MODE_STREAM) {
+		return 0;
+	}
+	stream_hit(ctx, spec, cookie, sleepable);
 	return 0;
+}
+
+SEC("uprobe")
+int usdt_hit(struct pt_regs *ctx)
+{
+	return hit(ctx, 0);
+}
+
+// Attached instead of usdt_hit to sites with string arguments unless the user said not to
+// fault (src/probes/engine.rs: FaultStrings).
+SEC("uprobe.s")
+int usdt_hit_sleepable(struct pt_regs *ctx)
+{
+	return hit(ctx, 1);
 }
 
 // Process filter: children forked after the filter was set inherit their parent's mask, so

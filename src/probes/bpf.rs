@@ -8,6 +8,8 @@ use super::argspec::{ArgLoc, ArgSpec};
 pub static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/usdt.bpf.o"));
 
 pub const PROG_HIT: &str = "usdt_hit";
+/// The same program, sleepable: may fault a string's pages in (bpf/usdt.bpf.c: read_str).
+pub const PROG_HIT_SLEEPABLE: &str = "usdt_hit_sleepable";
 pub const PROG_FORK: &str = "on_fork";
 pub const PROG_EXIT: &str = "on_exit";
 pub const MAP_SPECS: &str = "site_specs";
@@ -15,6 +17,7 @@ pub const MAP_FILTER: &str = "pid_filter";
 pub const MAP_FILTER_FAST: &str = "filter_fast";
 pub const MAP_HITS: &str = "hits";
 pub const MAP_DROPS: &str = "drops";
+pub const MAP_UNREADABLE: &str = "unreadable";
 pub const MAP_EVENTS: &str = "events";
 
 pub const MAX_ARGS: usize = 12;

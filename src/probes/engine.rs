@@ -73,6 +73,19 @@ fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
     }
 }
 
+/// Whether a string the traced process has not touched yet (its page not mapped in, e.g. a
+/// literal in `.rodata` right after start) is read by faulting its page in, as the process's
+/// own read would. Other tools read such strings as empty or unreadable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultStrings {
+    /// Sites with string arguments run the sleepable program, which faults only when the
+    /// non-faulting read fails (BENCHMARKS.md: the same cost per event as the plain one).
+    #[default]
+    Always,
+    /// Never touch the traced process's memory map: such strings stay unreadable (counted).
+    Never,
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Ring buffer size in bytes (a power of two, at least a page). Default 16 MiB.
@@ -80,6 +93,7 @@ pub struct EngineOptions {
     /// Batches the channel holds before the reader waits (then the ring fills and the kernel
     /// counts drops).
     pub channel_batches: usize,
+    pub fault_strings: FaultStrings,
 }
 
 impl Default for EngineOptions {
@@ -87,6 +101,7 @@ impl Default for EngineOptions {
         EngineOptions {
             ring_bytes: None,
             channel_batches: 1024,
+            fault_strings: FaultStrings::default(),
         }
     }
 }
@@ -120,6 +135,8 @@ pub struct ProbeStats {
     pub probe: Arc<ProbeKey>,
     /// Hits in the kernel (after the process filter), streamed or not.
     pub hits: u64,
+    /// String arguments (not NULL) that could not be read, also after faulting.
+    pub unreadable: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,6 +147,8 @@ pub struct Stats {
     pub drops: u64,
     /// Records whose site was detached before they were read (not an error).
     pub stale: u64,
+    /// String arguments (not NULL) that could not be read, in every mode, all probes.
+    pub unreadable: u64,
     pub probes: Vec<ProbeStats>,
 }
 
@@ -144,12 +163,15 @@ struct Attachment {
 
 pub struct Engine {
     prog: ProgramFd,
+    /// The sleepable program for sites with string arguments, or why it is not used.
+    prog_sleepable: Result<ProgramFd, String>,
     specs: Array<MapData, RawSiteSpec>,
     filter: BpfHashMap<MapData, u32, u64>,
     /// Per filter slot, the one tgid the kernel admits without a `pid_filter` lookup.
     filter_fast: Array<MapData, u32>,
     hits: PerCpuArray<MapData, u64>,
     drops: PerCpuArray<MapData, u64>,
+    unreadable: PerCpuArray<MapData, u64>,
     nr_cpus: usize,
     sites: Arc<Mutex<SiteTable>>,
     attachments: BTreeMap<ProbeId, Attachment>,
@@ -180,16 +202,14 @@ impl Engine {
             loader.map_max_entries(bpf::MAP_EVENTS, bytes);
         }
         let mut ebpf = loader.load(bpf::PROGRAM).map_err(load_err)?;
-        let prog: &mut UProbe = ebpf
-            .program_mut(bpf::PROG_HIT)
-            .ok_or_else(|| EngineError::Load("program usdt_hit missing".into()))?
-            .try_into()
-            .map_err(load_err)?;
-        prog.load().map_err(load_err)?;
-        let prog = prog
-            .fd()
-            .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
-            .map_err(load_err)?;
+        let prog = load_uprobe(&mut ebpf, bpf::PROG_HIT)?;
+        let prog_sleepable = match options.fault_strings {
+            FaultStrings::Never => Err("not asked for (--fault-strings never)".to_string()),
+            // A kernel without sleepable uprobes still traces, without faulting strings in.
+            FaultStrings::Always => {
+                load_uprobe(&mut ebpf, bpf::PROG_HIT_SLEEPABLE).map_err(|e| e.to_string())
+            }
+        };
         let fork_tracking = attach_fork_tracking(&mut ebpf);
 
         let take = |ebpf: &mut Ebpf, name: &'static str| {
@@ -206,6 +226,8 @@ impl Engine {
             PerCpuArray::try_from(take(&mut ebpf, bpf::MAP_HITS)?).map_err(map_err("hits"))?;
         let drops =
             PerCpuArray::try_from(take(&mut ebpf, bpf::MAP_DROPS)?).map_err(map_err("drops"))?;
+        let unreadable = PerCpuArray::try_from(take(&mut ebpf, bpf::MAP_UNREADABLE)?)
+            .map_err(map_err("unreadable"))?;
         let ring =
             RingBuf::try_from(take(&mut ebpf, bpf::MAP_EVENTS)?).map_err(map_err("events"))?;
         let nr_cpus =
@@ -224,11 +246,13 @@ impl Engine {
         };
         Ok(Engine {
             prog,
+            prog_sleepable,
             specs,
             filter,
             filter_fast,
             hits,
             drops,
+            unreadable,
             nr_cpus,
             sites,
             attachments: BTreeMap::new(),
@@ -253,6 +277,15 @@ impl Engine {
     /// the error says why not.
     pub fn fork_tracking(&self) -> Result<(), &str> {
         self.fork_tracking.as_ref().map_err(String::as_str).copied()
+    }
+
+    /// Whether strings in pages the traced process has not touched are faulted in (see
+    /// [`FaultStrings`]); the error says why not.
+    pub fn fault_strings(&self) -> Result<(), &str> {
+        self.prog_sleepable
+            .as_ref()
+            .map(|_| ())
+            .map_err(String::as_str)
     }
 
     /// Attaches every site of `probe` (one of `object.probes`) for all processes;
@@ -309,9 +342,14 @@ impl Engine {
         options: &AttachOptions,
         attachment: &mut Attachment,
     ) -> Result<(), EngineError> {
-        let zeros = PerCpuValues::try_from(vec![0u64; self.nr_cpus])
-            .map_err(|e| map_err("hits")(MapError::from(e)))?;
-        self.hits.set(id.0, zeros, 0).map_err(map_err("hits"))?;
+        for (map, name) in [
+            (&mut self.hits, "hits"),
+            (&mut self.unreadable, "unreadable"),
+        ] {
+            let zeros = PerCpuValues::try_from(vec![0u64; self.nr_cpus])
+                .map_err(|e| map_err(name)(MapError::from(e)))?;
+            map.set(id.0, zeros, 0).map_err(map_err(name))?;
+        }
         let mask = match &options.filter {
             ProcFilter::All => 0,
             ProcFilter::Pids(pids) => {
@@ -323,7 +361,7 @@ impl Engine {
         for site in &probe.sites {
             let cookie = self.free_cookies.pop_front().expect("counted above");
             attachment.cookies.push(cookie);
-            let plans_args = match &site.args {
+            let plans_args: Vec<ArgPlan> = match &site.args {
                 Ok(args) => {
                     let (spec, plans) =
                         encode_site(id.0, options.mode, mask, site.addr, args, &options.strings);
@@ -343,6 +381,12 @@ impl Engine {
                         .collect()
                 }
             };
+            // The sleepable program costs the same per hit (BENCHMARKS.md) but only sites that
+            // read strings need it.
+            let prog = match &self.prog_sleepable {
+                Ok(p) if plans_args.contains(&ArgPlan::Str) => p.as_fd(),
+                _ => self.prog.as_fd(),
+            };
             self.sites.lock().unwrap().insert(
                 cookie,
                 SiteInfo {
@@ -351,7 +395,7 @@ impl Engine {
                 },
             );
             let link = attach_site(
-                self.prog.as_fd(),
+                prog,
                 object,
                 site.file_offset,
                 probe.semaphore_offset,
@@ -491,22 +535,25 @@ impl Engine {
         self._ebpf.take_map(name)
     }
 
-    /// Events delivered, drops, and per-probe hits (summed over CPUs).
+    /// Events delivered, drops, unreadable strings, and per-probe hits (summed over CPUs).
     pub fn stats(&self) -> Stats {
         let sum = |v: Result<PerCpuValues<u64>, MapError>| v.map(|v| v.iter().sum()).unwrap_or(0);
+        let probes: Vec<ProbeStats> = self
+            .attachments
+            .iter()
+            .map(|(id, a)| ProbeStats {
+                id: *id,
+                probe: a.probe.clone(),
+                hits: sum(self.hits.get(&id.0, 0)),
+                unreadable: sum(self.unreadable.get(&id.0, 0)),
+            })
+            .collect();
         Stats {
             events: self.counters.events.load(Ordering::Relaxed),
             stale: self.counters.stale.load(Ordering::Relaxed),
             drops: sum(self.drops.get(&0, 0)),
-            probes: self
-                .attachments
-                .iter()
-                .map(|(id, a)| ProbeStats {
-                    id: *id,
-                    probe: a.probe.clone(),
-                    hits: sum(self.hits.get(&id.0, 0)),
-                })
-                .collect(),
+            unreadable: probes.iter().map(|p| p.unreadable).sum(),
+            probes,
         }
     }
 }
@@ -540,6 +587,19 @@ fn close_all(links: Vec<SiteLink>) {
             }
         }
     });
+}
+
+/// Loads one of the object's uprobe programs and returns a handle to it.
+fn load_uprobe(ebpf: &mut Ebpf, name: &str) -> Result<ProgramFd, EngineError> {
+    let prog: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or_else(|| EngineError::Load(format!("program {name} missing")))?
+        .try_into()
+        .map_err(load_err)?;
+    prog.load().map_err(load_err)?;
+    prog.fd()
+        .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+        .map_err(load_err)
 }
 
 fn attach_fork_tracking(ebpf: &mut Ebpf) -> Result<(), String> {
