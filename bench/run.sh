@@ -111,6 +111,11 @@ row "bpftrace count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @c = count(); }"
 row "bpftrace @[str(arg1)] = count()" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { @[str(arg1)] = count(); }" -p @PID@
 row "bpftrace printf" loop "${BT[@]}" "usdt:$FIX:aggfix:tick { printf(\"%d %s\\n\", arg0, str(arg1)); }" -p @PID@
 row "usdtop trace (streaming)" loop "$U" trace -p @PID@ "$FIX:aggfix:tick"
+# With a string argument the sleepable program is attached (it faults a string's page in when
+# the non-faulting read fails); --fault-strings never attaches the plain one: the difference
+# is the price of a sleepable uprobe program when every string is readable.
+row "usdtop trace --str 1 (sleepable)" loop "$U" trace --str 1 -p @PID@ "$FIX:aggfix:tick"
+row "usdtop trace --str 1 --fault-strings never" loop "$U" trace --str 1 --fault-strings never -p @PID@ "$FIX:aggfix:tick"
 row "usdtop top --by arg1 (streamed)" loop "$U" top --mode stream -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
 row "usdtop top --by arg1 (kernel)" loop "$U" top --mode kernel -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
 row "no tracer (start/done pairs)" pairs none

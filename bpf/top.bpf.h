@@ -178,7 +178,7 @@ static __always_inline int top_read_key(void *ctx, const struct site_spec *spec,
 	}
 	if (!found || !ptr)
 		return -1;
-	long n = read_str(v->str, TOP_KEY_LEN, ptr, sleepable);
+	long n = read_str(v->str, TOP_KEY_LEN, ptr, spec->probe_id, sleepable);
 	if (n <= 0) {
 		count_unreadable(spec->probe_id, 1);
 		return -1;

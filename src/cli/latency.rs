@@ -313,6 +313,10 @@ pub fn json_report(
         o.extend(extra);
         o.insert("elapsed_s".into(), serde_json::json!(elapsed_s));
         o.insert("drops".into(), serde_json::json!(stats.drops));
+        o.insert(
+            "unreadable_strings".into(),
+            serde_json::json!(stats.unreadable),
+        );
         o.insert("events".into(), serde_json::json!(stats.events));
     }
     v.to_string()
@@ -338,8 +342,8 @@ pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
     }
     let p = &r.pairing;
     t.push_str(&format!(
-        "unmatched done {}  expired starts {}  evicted starts {}  waiting {}  ring drops {}\n",
-        p.unmatched_done, p.expired, p.evicted, p.open, stats.drops
+        "unmatched done {}  expired starts {}  evicted starts {}  waiting {}  ring drops {}  strings unreadable {}\n",
+        p.unmatched_done, p.expired, p.evicted, p.open, stats.drops, stats.unreadable
     ));
     if s.count > 0 {
         t.push('\n');

@@ -299,6 +299,10 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 o.insert("by_arg".into(), serde_json::json!(by.index));
                 o.insert("elapsed_s".into(), serde_json::json!(elapsed));
                 o.insert("drops".into(), serde_json::json!(stats.drops));
+                o.insert(
+                    "unreadable_strings".into(),
+                    serde_json::json!(stats.unreadable),
+                );
                 o.insert("events".into(), serde_json::json!(stats.events));
                 let mode = if in_kernel { "kernel" } else { "stream" };
                 o.insert("mode".into(), serde_json::json!(mode));
@@ -429,6 +433,9 @@ pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> S
         ));
     }
     notes.push(format!("ring drops {}", stats.drops));
+    if stats.unreadable > 0 {
+        notes.push(format!("strings unreadable {}", stats.unreadable));
+    }
     t.push_str(&format!("({})\n\n", notes.join("; ")));
     t
 }

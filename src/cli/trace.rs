@@ -2,11 +2,13 @@
 
 use super::trace_output::Printer;
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use std::io::{self, Write};
 use std::time::Duration;
 use usdtop::probes::catalog::Catalog;
-use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
+use usdtop::probes::engine::{
+    AttachOptions, Engine, EngineOptions, FaultStrings, ProcFilter, Stats,
+};
 use usdtop::probes::select::ProbePattern;
 use usdtop::probes::targets::{self, Scope, Target};
 use usdtop::probes::Event;
@@ -18,7 +20,8 @@ fork from now on) are traced; tracing ends when they have all exited. Without -p
 PATH is traced in every process running that file; a PROBE without a PATH is looked up in the
 objects of all running processes. Attaching raises the probes' semaphores; exiting lowers them.
 String arguments come from the built-in catalog; --str marks more. At exit, events printed,
-received, dropped (ring buffer full) and per-probe hits go to stderr.
+received, dropped (ring buffer full), strings unreadable (bad pointers) and per-probe hits go to
+stderr.
 
 Examples:
   usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
@@ -50,6 +53,26 @@ pub struct TraceArgs {
     /// reader before the kernel has to drop events.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub ring_mb: u32,
+    /// A string in a page the traced process has not touched yet (a literal it has never
+    /// read) is read by faulting the page in, as the process's own read would (`always`), or
+    /// left unreadable and counted (`never`: the process's memory is left as it is).
+    #[arg(long, value_name = "WHEN", default_value = "always")]
+    pub fault_strings: FaultStringsArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FaultStringsArg {
+    Always,
+    Never,
+}
+
+impl From<FaultStringsArg> for FaultStrings {
+    fn from(a: FaultStringsArg) -> FaultStrings {
+        match a {
+            FaultStringsArg::Always => FaultStrings::Always,
+            FaultStringsArg::Never => FaultStrings::Never,
+        }
+    }
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
@@ -67,9 +90,15 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         .context("--ring-mb must be a power of two of at most 2048")?;
     let mut engine = Engine::new(EngineOptions {
         ring_bytes: Some(ring_bytes),
+        fault_strings: args.fault_strings.into(),
         ..Default::default()
     })?;
     let mut events = engine.take_events().context("event stream")?;
+    if args.fault_strings == FaultStringsArg::Always {
+        if let Err(why) = engine.fault_strings() {
+            eprintln!("usdtop: warning: strings in pages not yet touched stay unreadable ({why})");
+        }
+    }
     if !args.pids.is_empty() {
         if let Err(why) = engine.fork_tracking() {
             eprintln!("usdtop: warning: processes forked from now on are not followed ({why})");
@@ -174,12 +203,16 @@ fn alive(pid: i32) -> bool {
 
 fn report(seen: u64, stats: &Stats) {
     eprintln!(
-        "usdtop: {seen} events printed, {} received, {} dropped (ring buffer full)",
-        stats.events, stats.drops
+        "usdtop: {seen} events printed, {} received, {} dropped (ring buffer full), {} strings unreadable",
+        stats.events, stats.drops, stats.unreadable
     );
     for p in &stats.probes {
+        let unreadable = match p.unreadable {
+            0 => String::new(),
+            n => format!("  {n} strings unreadable"),
+        };
         eprintln!(
-            "usdtop:   {} hits  {} ({})",
+            "usdtop:   {} hits  {} ({}){unreadable}",
             p.hits,
             p.probe.full_name(),
             p.probe.path

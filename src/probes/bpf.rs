@@ -18,6 +18,7 @@ pub const MAP_FILTER_FAST: &str = "filter_fast";
 pub const MAP_HITS: &str = "hits";
 pub const MAP_DROPS: &str = "drops";
 pub const MAP_UNREADABLE: &str = "unreadable";
+pub const MAP_FAULT_FAILS: &str = "fault_fails";
 pub const MAP_EVENTS: &str = "events";
 
 pub const MAX_ARGS: usize = 12;

@@ -172,6 +172,8 @@ pub struct Engine {
     hits: PerCpuArray<MapData, u64>,
     drops: PerCpuArray<MapData, u64>,
     unreadable: PerCpuArray<MapData, u64>,
+    /// Per probe id, failed attempts in a row to fault a string in (bpf/usdt.bpf.c).
+    fault_fails: Array<MapData, u32>,
     nr_cpus: usize,
     sites: Arc<Mutex<SiteTable>>,
     attachments: BTreeMap<ProbeId, Attachment>,
@@ -228,6 +230,8 @@ impl Engine {
             PerCpuArray::try_from(take(&mut ebpf, bpf::MAP_DROPS)?).map_err(map_err("drops"))?;
         let unreadable = PerCpuArray::try_from(take(&mut ebpf, bpf::MAP_UNREADABLE)?)
             .map_err(map_err("unreadable"))?;
+        let fault_fails = Array::try_from(take(&mut ebpf, bpf::MAP_FAULT_FAILS)?)
+            .map_err(map_err("fault_fails"))?;
         let ring =
             RingBuf::try_from(take(&mut ebpf, bpf::MAP_EVENTS)?).map_err(map_err("events"))?;
         let nr_cpus =
@@ -253,6 +257,7 @@ impl Engine {
             hits,
             drops,
             unreadable,
+            fault_fails,
             nr_cpus,
             sites,
             attachments: BTreeMap::new(),
@@ -350,6 +355,9 @@ impl Engine {
                 .map_err(|e| map_err(name)(MapError::from(e)))?;
             map.set(id.0, zeros, 0).map_err(map_err(name))?;
         }
+        self.fault_fails
+            .set(id.0, 0, 0)
+            .map_err(map_err("fault_fails"))?;
         let mask = match &options.filter {
             ProcFilter::All => 0,
             ProcFilter::Pids(pids) => {

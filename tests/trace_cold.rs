@@ -1,0 +1,151 @@
+//! Strings in pages the traced process has never touched (tests/fixtures/cold.c): a
+//! non-faulting read (what bpftrace does: it prints "") cannot read them; usdtop faults the page
+//! in from a sleepable program and prints the real string. A really bad pointer stays
+//! unreadable, and is counted.
+
+mod common;
+
+use common::build::{compile, TempDir};
+use common::{line_reader, parse_json_lines, wait_line};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const USDTOP: &str = env!("CARGO_BIN_EXE_usdtop");
+const UNREADABLE: &str = "string not readable (unmapped pointer)";
+
+/// What one traced run of the fixture showed.
+struct ColdRun {
+    /// usdtop's stdout and stderr lines.
+    stdout: Vec<String>,
+    stderr: String,
+    /// The fixture's report: "fired unmapped_before=N mapped_after=M".
+    fired: String,
+}
+
+/// Runs the fixture under `usdtop ARGS -p PID PATH:cold:hit`, firing once usdtop has printed
+/// a stderr line starting with `attached`; usdtop ends when the fixture has exited.
+fn run_cold(args: &[&str], attached: &str) -> ColdRun {
+    let dir = TempDir::new("cold");
+    let bin = compile("gcc", "tests/fixtures/cold.c", dir.path(), &[]);
+    let mut fixture = Command::new(&bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the cold fixture");
+    let fixture_out = line_reader(fixture.stdout.take().unwrap());
+    wait_line(&fixture_out, "ready", "the cold fixture");
+
+    let pid = fixture.id().to_string();
+    let probe = format!("{}:cold:hit", bin.display());
+    let mut usdtop = Command::new(USDTOP)
+        .args(args)
+        .args(["-p", &pid, &probe])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = line_reader(usdtop.stdout.take().unwrap());
+    let stderr = line_reader(usdtop.stderr.take().unwrap());
+    wait_line(&stderr, attached, "usdtop");
+
+    let mut stdin = fixture.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    let fired = wait_line(&fixture_out, "fired", "the cold fixture");
+    assert!(fixture.wait().unwrap().success());
+    assert!(usdtop.wait().unwrap().success());
+    ColdRun {
+        stdout: stdout.iter().collect(),
+        stderr: stderr.iter().collect::<Vec<_>>().join("\n"),
+        fired,
+    }
+}
+
+/// `usdtop trace --json --str 0 EXTRA`: the run and arg0 of the hits with tags 1, 2 and 3.
+fn trace_cold(extra: &[&str]) -> (ColdRun, Vec<serde_json::Value>) {
+    let mut args = vec!["trace", "--json", "--str", "0"];
+    args.extend(extra);
+    let run = run_cold(&args, "usdtop: tracing 1 probe(s)");
+    let lines = parse_json_lines(&run.stdout.join("\n"));
+    assert_eq!(lines.len(), 3, "three hits: {lines:?}");
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["args"]["arg1"], i as u64 + 1, "hits in order: {v}");
+    }
+    let args = lines.iter().map(|v| v["args"]["arg0"].clone()).collect();
+    (run, args)
+}
+
+#[test]
+fn strings_in_pages_never_touched_are_read_by_faulting_them_in() {
+    let (run, args) = trace_cold(&[]);
+    assert!(
+        run.fired.contains("unmapped_before=3"),
+        "the fixture's string pages must be unmapped before their hits: {}",
+        run.fired
+    );
+    assert_eq!(args[0], "cold text in an untouched page");
+    assert_eq!(args[1], "spanning: cold text in an untouched page");
+    assert_eq!(args[2]["unsupported"], UNREADABLE, "pointer 0x10");
+    assert!(
+        run.fired.contains("mapped_after=3"),
+        "reading them mapped them in: {}",
+        run.fired
+    );
+    assert!(
+        run.stderr
+            .contains("0 dropped (ring buffer full), 1 strings unreadable"),
+        "the bad pointer is counted in the summary: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("cold:hit") && run.stderr.contains("  1 strings unreadable"),
+        "and for its probe: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn without_faulting_such_strings_stay_unreadable_and_are_counted() {
+    let (run, args) = trace_cold(&["--fault-strings", "never"]);
+    assert!(run.fired.contains("unmapped_before=3"), "{}", run.fired);
+    for arg in &args {
+        assert_eq!(arg["unsupported"], UNREADABLE, "{args:?}");
+    }
+    assert!(
+        run.fired.contains("mapped_after=0"),
+        "the traced process's memory is left alone: {}",
+        run.fired
+    );
+    assert!(
+        run.stderr.contains("3 strings unreadable"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn top_counting_in_the_kernel_keys_by_strings_never_touched() {
+    let args = ["top", "--mode", "kernel", "--by", "arg0", "--json"];
+    let run = run_cold(&args, "Tracing cold:hit");
+    assert!(run.fired.contains("unmapped_before=3"), "{}", run.fired);
+    let report = parse_json_lines(&run.stdout.join("\n"))
+        .pop()
+        .expect("a report");
+    assert_eq!(report["mode"], "kernel");
+    let mut keys: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "cold text in an untouched page",
+            "spanning: cold text in an untouched page"
+        ],
+        "{report}"
+    );
+    assert_eq!(report["unreadable_strings"], 1, "pointer 0x10: {report}");
+}
