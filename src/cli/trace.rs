@@ -94,11 +94,6 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         ..Default::default()
     })?;
     let mut events = engine.take_events().context("event stream")?;
-    if args.fault_strings == FaultStringsArg::Always {
-        if let Err(why) = engine.fault_strings() {
-            eprintln!("usdtop: warning: strings in pages not yet touched stay unreadable ({why})");
-        }
-    }
     if !args.pids.is_empty() {
         if let Err(why) = engine.fork_tracking() {
             eprintln!("usdtop: warning: processes forked from now on are not followed ({why})");
@@ -121,6 +116,11 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
                 t.open_path.display()
             )
         })?;
+    }
+    if args.fault_strings == FaultStringsArg::Always {
+        if let Err(why) = engine.fault_strings() {
+            eprintln!("usdtop: warning: strings in pages not yet touched stay unreadable ({why})");
+        }
     }
     eprintln!(
         "usdtop: tracing {} probe(s), {} site(s); Ctrl-C to stop",

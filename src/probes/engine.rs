@@ -163,8 +163,9 @@ struct Attachment {
 
 pub struct Engine {
     prog: ProgramFd,
-    /// The sleepable program for sites with string arguments, or why it is not used.
-    prog_sleepable: Result<ProgramFd, String>,
+    /// The sleepable program for sites with string arguments: loaded at the first such
+    /// attach (verifying it takes ~0.4 s here), or why it is not used.
+    prog_sleepable: Option<Result<ProgramFd, String>>,
     specs: Array<MapData, RawSiteSpec>,
     filter: BpfHashMap<MapData, u32, u64>,
     /// Per filter slot, the one tgid the kernel admits without a `pid_filter` lookup.
@@ -206,11 +207,8 @@ impl Engine {
         let mut ebpf = loader.load(bpf::PROGRAM).map_err(load_err)?;
         let prog = load_uprobe(&mut ebpf, bpf::PROG_HIT)?;
         let prog_sleepable = match options.fault_strings {
-            FaultStrings::Never => Err("not asked for (--fault-strings never)".to_string()),
-            // A kernel without sleepable uprobes still traces, without faulting strings in.
-            FaultStrings::Always => {
-                load_uprobe(&mut ebpf, bpf::PROG_HIT_SLEEPABLE).map_err(|e| e.to_string())
-            }
+            FaultStrings::Never => Some(Err("not asked for (--fault-strings never)".into())),
+            FaultStrings::Always => None,
         };
         let fork_tracking = attach_fork_tracking(&mut ebpf);
 
@@ -286,11 +284,21 @@ impl Engine {
 
     /// Whether strings in pages the traced process has not touched are faulted in (see
     /// [`FaultStrings`]); the error says why not.
+    /// (Known once a probe with string arguments is attached.)
     pub fn fault_strings(&self) -> Result<(), &str> {
-        self.prog_sleepable
-            .as_ref()
-            .map(|_| ())
-            .map_err(String::as_str)
+        match &self.prog_sleepable {
+            Some(Err(why)) => Err(why),
+            _ => Ok(()),
+        }
+    }
+
+    /// Loads the sleepable program unless it is loaded or known to be unusable. A kernel
+    /// without sleepable uprobes still traces, without faulting strings in.
+    fn load_sleepable(&mut self) {
+        if self.prog_sleepable.is_none() {
+            let prog = load_uprobe(&mut self._ebpf, bpf::PROG_HIT_SLEEPABLE);
+            self.prog_sleepable = Some(prog.map_err(|e| e.to_string()));
+        }
     }
 
     /// Attaches every site of `probe` (one of `object.probes`) for all processes;
@@ -347,6 +355,9 @@ impl Engine {
         options: &AttachOptions,
         attachment: &mut Attachment,
     ) -> Result<(), EngineError> {
+        if !options.strings.is_empty() {
+            self.load_sleepable();
+        }
         for (map, name) in [
             (&mut self.hits, "hits"),
             (&mut self.unreadable, "unreadable"),
@@ -392,7 +403,7 @@ impl Engine {
             // The sleepable program costs the same per hit (BENCHMARKS.md) but only sites that
             // read strings need it.
             let prog = match &self.prog_sleepable {
-                Ok(p) if plans_args.contains(&ArgPlan::Str) => p.as_fd(),
+                Some(Ok(p)) if plans_args.contains(&ArgPlan::Str) => p.as_fd(),
                 _ => self.prog.as_fd(),
             };
             self.sites.lock().unwrap().insert(
