@@ -97,6 +97,8 @@ pub struct Live {
     hits: HashMap<Arc<ProbeKey>, HitRate>,
     last_rate_ns: u64,
     pub dropped: u64,
+    /// String arguments the kernel could not read (bad pointers), all probes.
+    pub unreadable: u64,
     pub events_total: u64,
     /// Events per second over the last rate interval (header).
     pub events_per_sec: f64,
@@ -131,6 +133,7 @@ impl Live {
             hits: HashMap::new(),
             last_rate_ns: 0,
             dropped: 0,
+            unreadable: 0,
             events_total: 0,
             events_per_sec: 0.0,
             prev_events_total: 0,

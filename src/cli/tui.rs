@@ -195,7 +195,7 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                 app.update(Action::Tick { now_ns: monotonic_ns() });
                 if last_counts.elapsed() >= Duration::from_secs(1) {
                     let c = tracer.counts();
-                    app.update(Action::ProbeCounts { hits: c.hits, dropped: c.dropped });
+                    app.update(Action::ProbeCounts { hits: c.hits, dropped: c.dropped, unreadable: c.unreadable });
                     last_counts = Instant::now();
                 }
                 // As often as `latency` adapts its sampling.

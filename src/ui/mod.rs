@@ -140,6 +140,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             theme.error(),
         ));
     }
+    if app.live.unreadable > 0 {
+        spans.push(Span::raw(format!(
+            " · {} strings unreadable",
+            app.live.unreadable
+        )));
+    }
     if !app.live.filters.is_empty() {
         spans.push(Span::raw("  "));
         spans.push(Span::styled(

@@ -152,3 +152,17 @@ fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
         "the top pane says its counts are estimates"
     );
 }
+
+#[test]
+fn the_header_counts_drops_and_strings_left_unreadable() {
+    let mut app = app_with_traffic();
+    app.update(Action::ProbeCounts {
+        hits: Vec::new(),
+        dropped: 3,
+        unreadable: 2,
+    });
+    let s = screen(&app);
+    let header = s.lines().next().unwrap();
+    assert!(header.contains("3 dropped"), "{s}");
+    assert!(header.contains("2 strings unreadable"), "{s}");
+}

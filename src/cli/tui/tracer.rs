@@ -30,6 +30,7 @@ pub type KernelLatency = (Vec<(u64, u64)>, u32);
 pub struct Counts {
     pub hits: Vec<(Arc<ProbeKey>, u64)>,
     pub dropped: u64,
+    pub unreadable: u64,
 }
 
 pub trait Tracer {
@@ -80,6 +81,7 @@ impl Tracer for Unavailable {
         Counts {
             hits: Vec::new(),
             dropped: 0,
+            unreadable: 0,
         }
     }
 
@@ -248,6 +250,7 @@ impl Tracer for BpfTracer {
                 })
                 .collect(),
             dropped: stats.drops,
+            unreadable: stats.unreadable,
         }
     }
 
