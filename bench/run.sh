@@ -16,8 +16,10 @@
 #  3. The highest paced event rate usdtop top streams without drops (--mode stream: every event
 #     through the ring buffer), and its CPU use there; then start/done pairs at full speed.
 #  4. usdtop list on the whole machine (bench/list.sh, if present).
+#  5. String arguments by kind of pointer (readable, unmapped, tiny), with the plain and the
+#     sleepable program (bench/strings.sh).
 # Environment: N (events per cost run, default 1000000), COST_RUNS (5), PG_RUNS (5), PAIRS (2000000),
-# SKIP_COST=1, SKIP_PG=1, SKIP_RATE=1, SKIP_LIST=1 (to rerun a part).
+# SKIP_COST=1, SKIP_PG=1, SKIP_RATE=1, SKIP_LIST=1, SKIP_STRINGS=1 (to rerun a part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -362,6 +364,17 @@ if [[ ${SKIP_LIST:-0} != 1 && -f bench/list.sh ]]; then
         echo '```'
         sed -n '/^processes:/p; /^probes x processes/p; /^usdtop cold/p; /^usdtop warm/p; /^bpftrace loop/p; /^speed-up/p' "$WORK/list.out"
         echo '```'
+        echo
+    } >>"$TABLES"
+fi
+
+if [[ ${SKIP_STRINGS:-0} != 1 ]]; then
+    echo "== 5. string arguments by kind of pointer, plain vs sleepable program (bench/strings.sh)"
+    bash bench/strings.sh "$N" "${COST_RUNS:-5}" >"$WORK/strings.md"
+    {
+        echo "### String arguments by kind of pointer: plain vs sleepable program (bench/strings.sh, $N events per run)"
+        echo
+        cat "$WORK/strings.md"
         echo
     } >>"$TABLES"
 fi

@@ -317,9 +317,7 @@ static __always_inline void count_unreadable(u32 probe_id, u64 n)
 static __always_inline long fault_in_str(void *tmp, u32 len, u64 p)
 {
 	char b;
-	// Below vm.mmap_min_addr (64 KiB here) nothing is mapped: a small integer read as a
-	// string (--str on a number) is not worth a page fault (~900 ns) on every hit.
-	if (p < MMAP_MIN_ADDR || bpf_copy_from_user(&b, 1, (void *)p))
+	if (bpf_copy_from_user(&b, 1, (void *)p))
 		return -1;
 	long n = bpf_probe_read_user_str(tmp, len, (void *)p);
 	if (n > 0)
@@ -339,6 +337,10 @@ static __always_inline long fault_in_str(void *tmp, u32 len, u64 p)
 // fault_in_str, unless the probe's recent attempts say its pointers are bad.
 static __always_inline long fault_in_str_probe(u32 probe_id, void *tmp, u32 len, u64 p)
 {
+	// Below vm.mmap_min_addr (64 KiB here) nothing is mapped: a small integer read as a
+	// string (--str on a number) is not worth a fault.
+	if (p < MMAP_MIN_ADDR)
+		return -1;
 	u32 *fails = bpf_map_lookup_elem(&fault_fails, &probe_id);
 	if (!fails)
 		return -1;
