@@ -1,7 +1,7 @@
 //! Strings in pages the traced process has never touched (tests/fixtures/cold.c): a
 //! non-faulting read (what bpftrace does: it prints "") cannot read them; usdtop faults the page
 //! in from a sleepable program and prints the real string. A really bad pointer stays
-//! unreadable, and is counted.
+//! unreadable, and is counted (tests/fixtures/strloop.c: one on every hit).
 
 mod common;
 
@@ -155,4 +155,40 @@ fn top_counting_in_the_kernel_keys_by_strings_never_touched() {
         "{report}"
     );
     assert_eq!(report["unreadable_strings"], 1, "pointer 0x10: {report}");
+}
+
+#[test]
+fn a_probe_whose_pointers_are_always_bad_has_every_one_counted() {
+    // After 8 failed faults in a row the probe only tries one hit in 64; the rest are still
+    // read (without faulting), shown and counted.
+    let dir = TempDir::new("strloop");
+    let bin = compile("gcc", "tests/fixtures/strloop.c", dir.path(), &[]);
+    let fixture = Command::new(&bin)
+        .args(["1000", "bad"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start strloop");
+    let probe = format!("{}:strloop:tick", bin.display());
+    let pid = fixture.id().to_string();
+    let out = Command::new(USDTOP)
+        .args(["trace", "--json", "--str", "1", "-p", &pid, &probe])
+        .output()
+        .unwrap();
+    let fired = fixture.wait_with_output().unwrap();
+    assert!(
+        fired.status.success(),
+        "strloop waited for a tracer in vain"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines = parse_json_lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(lines.len(), 1000, "{stderr}");
+    assert!(lines
+        .iter()
+        .all(|v| v["args"]["arg1"]["unsupported"] == UNREADABLE));
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains("events printed"))
+        .unwrap_or_else(|| panic!("no summary: {stderr}"));
+    assert!(summary.ends_with(", 1000 strings unreadable"), "{summary}");
 }
