@@ -98,10 +98,12 @@ pub enum Action {
     },
     /// One batch of decoded events, in arrival order.
     Events(Vec<Event>),
-    /// Kernel-side counters: hits per attached probe (running totals) and events dropped.
+    /// Kernel-side counters: hits per attached probe (running totals), events the full ring
+    /// dropped, and events dropped because the UI fell behind (running totals).
     ProbeCounts {
         hits: Vec<(Arc<ProbeKey>, u64)>,
         dropped: u64,
+        too_slow: u64,
     },
     /// The followed pair is now paired in the kernel, with 1 request in `Some(n)` streamed
     /// (or again in user space from every event: `None`).

@@ -97,6 +97,8 @@ pub struct Live {
     hits: HashMap<Arc<ProbeKey>, HitRate>,
     last_rate_ns: u64,
     pub dropped: u64,
+    /// Events dropped because the UI read them more slowly than the probes fired.
+    pub too_slow: u64,
     pub events_total: u64,
     /// Events per second over the last rate interval (header).
     pub events_per_sec: f64,
@@ -131,6 +133,7 @@ impl Live {
             hits: HashMap::new(),
             last_rate_ns: 0,
             dropped: 0,
+            too_slow: 0,
             events_total: 0,
             events_per_sec: 0.0,
             prev_events_total: 0,
@@ -321,12 +324,13 @@ impl Live {
     }
 
     /// Kernel hit counters (running totals), authoritative over events seen.
-    pub fn set_hits(&mut self, hits: Vec<(Arc<ProbeKey>, u64)>, dropped: u64) {
+    pub fn set_hits(&mut self, hits: Vec<(Arc<ProbeKey>, u64)>, dropped: u64, too_slow: u64) {
         for (k, total) in hits {
             let h = self.hits.entry(k).or_default();
             h.total = h.total.max(total);
         }
         self.dropped = self.dropped.max(dropped);
+        self.too_slow = self.too_slow.max(too_slow);
     }
 
     pub fn hit_rate(&self, probe: &ProbeKey) -> Option<HitRate> {

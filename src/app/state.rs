@@ -154,7 +154,11 @@ impl App {
                 self.attached.remove(&probe);
             }
             Action::Events(events) => self.live.push_events(events),
-            Action::ProbeCounts { hits, dropped } => self.live.set_hits(hits, dropped),
+            Action::ProbeCounts {
+                hits,
+                dropped,
+                too_slow,
+            } => self.live.set_hits(hits, dropped, too_slow),
             Action::Tick { now_ns } => self.live.tick(now_ns),
             Action::Status(text) => self.info(text),
             Action::Error(text) => self.error(text),

@@ -3,6 +3,7 @@
 
 use super::headless::{self, parse_arg_ref, ArgRef, LoopOptions, ProbeSpec, Step};
 use super::latency_kernel::{kernel_unsupported, KernelSide};
+use super::numbers;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -37,23 +38,23 @@ pub struct LatencyArgs {
     #[arg(long)]
     pub by: Option<String>,
     /// Stop after this many seconds (default: until Ctrl-C or the -p process exits).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = numbers::seconds)]
     pub duration: Option<f64>,
     /// Print a report every this many seconds, each covering that interval only.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = numbers::seconds)]
     pub interval: Option<f64>,
     /// One JSON object per report instead of text.
     #[arg(long)]
     pub json: bool,
     /// Rows of the --by table.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = numbers::at_least_one::<usize>)]
     pub limit: usize,
     /// Bucket boundaries of the bar chart.
     #[arg(long, value_enum, default_value_t = Buckets::Pow2)]
     pub buckets: Buckets,
     /// Most starts waiting for their done (stream mode); the oldest beyond it are dropped and
     /// counted. In kernel mode the bound is the kernel map's 65536 entries.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = numbers::at_least_one::<usize>)]
     pub max_open: usize,
     /// Where starts are paired with dones. auto: in the kernel when the pair allows it (keyed
     /// by thread or by an integer, not nested), with a sampled stream whose rate adapts to the
@@ -64,6 +65,10 @@ pub struct LatencyArgs {
     /// instead of adapting N to the event rate. 0 streams none (the default without --by).
     #[arg(long)]
     pub sample: Option<u32>,
+    /// Most MiB of decoded events waiting to be aggregated; beyond it events are dropped and
+    /// counted as "dropped (too slow)".
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = numbers::queue_mb)]
+    pub queue_mb: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -198,7 +203,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         targets.push((t, done_strings.clone()));
     }
     let mode = if in_kernel { Mode::Pair } else { Mode::Stream };
-    let mut session = headless::attach(&targets, args.pid, mode)?;
+    let mut session = headless::attach(&targets, args.pid, mode, args.queue_mb)?;
     // The sampled stream only feeds the --by table: without one, stream nothing (it cost
     // the traced program a ring-buffer write per sampled event for figures nobody sees).
     let sample = args.sample.or(by.is_none().then_some(0));
@@ -241,7 +246,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     };
     let scheme = BucketScheme::from(args.buckets);
     let mut out = std::io::stdout().lock();
-    headless::run_loop(&mut session, &options, |step| {
+    let status = headless::run_loop(&mut session, &options, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -299,7 +304,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         }
         Ok(())
     })?;
-    Ok(0)
+    Ok(status)
 }
 
 pub fn json_report(
@@ -313,6 +318,7 @@ pub fn json_report(
         o.extend(extra);
         o.insert("elapsed_s".into(), serde_json::json!(elapsed_s));
         o.insert("drops".into(), serde_json::json!(stats.drops));
+        o.insert("drops_too_slow".into(), serde_json::json!(stats.slow_drops));
         o.insert("events".into(), serde_json::json!(stats.events));
     }
     v.to_string()
@@ -338,8 +344,8 @@ pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
     }
     let p = &r.pairing;
     t.push_str(&format!(
-        "unmatched done {}  expired starts {}  evicted starts {}  waiting {}  ring drops {}\n",
-        p.unmatched_done, p.expired, p.evicted, p.open, stats.drops
+        "unmatched done {}  expired starts {}  evicted starts {}  waiting {}  ring drops {}  dropped (too slow) {}\n",
+        p.unmatched_done, p.expired, p.evicted, p.open, stats.drops, stats.slow_drops
     ));
     if s.count > 0 {
         t.push('\n');

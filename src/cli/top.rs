@@ -4,6 +4,7 @@
 use super::headless::{self, parse_arg_ref, LoopOptions, ProbeSpec, Step};
 use super::latency::{build_pair, done_spec, parse_key, strings_for, AggMode};
 use super::latency_kernel;
+use super::numbers;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -43,13 +44,13 @@ pub struct TopArgs {
     #[arg(short, long)]
     pub pid: Option<u32>,
     /// Print the table every this many seconds, each covering that interval only.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = numbers::seconds)]
     pub interval: Option<f64>,
     /// Stop after this many seconds (default: until Ctrl-C or the -p process exits).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = numbers::seconds)]
     pub duration: Option<f64>,
     /// Rows shown.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = numbers::at_least_one::<usize>)]
     pub limit: usize,
     #[arg(long, value_enum, default_value_t = Sort::Count)]
     pub sort: Sort,
@@ -63,7 +64,7 @@ pub struct TopArgs {
     #[arg(long)]
     pub fold: bool,
     /// Most distinct keys kept; the least recently seen beyond it are folded into "other".
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = numbers::at_least_one::<usize>)]
     pub max_keys: usize,
     /// One JSON object per report instead of text.
     #[arg(long)]
@@ -77,6 +78,10 @@ pub struct TopArgs {
     /// Hits of further keys show as "other".
     #[arg(long, value_enum, default_value_t = AggMode::Auto)]
     pub mode: AggMode,
+    /// Most MiB of decoded events waiting to be aggregated (stream mode); beyond it events are
+    /// dropped and counted as "dropped (too slow)".
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = numbers::queue_mb)]
+    pub queue_mb: usize,
 }
 
 /// Why `top` cannot count in the kernel, if it cannot. `pair_key_is_str`: the pair is matched
@@ -214,7 +219,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         (true, None) => Mode::Top,
         (true, Some(_)) => Mode::TopLat,
     };
-    let mut session = headless::attach(&targets, args.pid, mode)?;
+    let mut session = headless::attach(&targets, args.pid, mode, args.queue_mb)?;
     let (start_ids, done_ids) = session.ids.split_at(n_start);
     let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
     let mut kernel = match (in_kernel, &pair) {
@@ -262,7 +267,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         pid: args.pid,
     };
     let mut out = std::io::stdout().lock();
-    headless::run_loop(&mut session, &options, |step| {
+    let status = headless::run_loop(&mut session, &options, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -299,6 +304,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 o.insert("by_arg".into(), serde_json::json!(by.index));
                 o.insert("elapsed_s".into(), serde_json::json!(elapsed));
                 o.insert("drops".into(), serde_json::json!(stats.drops));
+                o.insert("drops_too_slow".into(), serde_json::json!(stats.slow_drops));
                 o.insert("events".into(), serde_json::json!(stats.events));
                 let mode = if in_kernel { "kernel" } else { "stream" };
                 o.insert("mode".into(), serde_json::json!(mode));
@@ -328,7 +334,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         }
         Ok(())
     })?;
-    Ok(0)
+    Ok(status)
 }
 
 /// Moves what the kernel aggregated this interval into `agg`; returns the requests or hits of
@@ -429,6 +435,9 @@ pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> S
         ));
     }
     notes.push(format!("ring drops {}", stats.drops));
+    if stats.slow_drops > 0 {
+        notes.push(format!("dropped (too slow) {}", stats.slow_drops));
+    }
     t.push_str(&format!("({})\n\n", notes.join("; ")));
     t
 }

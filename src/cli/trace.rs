@@ -1,12 +1,16 @@
 //! `usdtop trace`: print every hit of the chosen probes, one line (or JSON object) per event.
 
+use super::numbers;
+use super::output::{Output, Written, OUTPUT_QUEUE_BYTES};
+use super::stop;
 use super::trace_output::Printer;
 use anyhow::Context;
 use clap::Args;
-use std::io::{self, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use usdtop::probes::catalog::Catalog;
-use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
+use usdtop::probes::engine::{
+    AttachOptions, Engine, EngineError, EngineOptions, ProcFilter, Stats,
+};
 use usdtop::probes::select::ProbePattern;
 use usdtop::probes::targets::{self, Scope, Target};
 use usdtop::probes::Event;
@@ -41,18 +45,23 @@ pub struct TraceArgs {
     #[arg(long)]
     pub json: bool,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = numbers::seconds)]
     pub duration: Option<f64>,
     /// Stop after this many events.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = numbers::at_least_one::<u64>)]
     pub count: Option<u64>,
     /// Ring buffer size in MiB (a power of two). A bigger ring rides out longer stalls of the
     /// reader before the kernel has to drop events.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub ring_mb: u32,
+    /// Most MiB of decoded events waiting for stdout. When stdout is slower than the probes,
+    /// what does not fit is dropped and counted as "dropped (output too slow)".
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = numbers::queue_mb)]
+    pub queue_mb: usize,
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
+    stop::install().context("installing signal handlers")?;
     let catalog = Catalog::builtin();
     let targets = find_targets(&args)?;
     let filter = if args.pids.is_empty() {
@@ -67,8 +76,9 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         .context("--ring-mb must be a power of two of at most 2048")?;
     let mut engine = Engine::new(EngineOptions {
         ring_bytes: Some(ring_bytes),
-        ..Default::default()
+        queue_bytes: args.queue_mb << 20,
     })?;
+    engine.set_cancel(&stop::REQUESTED);
     let mut events = engine.take_events().context("event stream")?;
     if !args.pids.is_empty() {
         if let Err(why) = engine.fork_tracking() {
@@ -85,13 +95,16 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
             open_path: Some(t.open_path.clone()),
             ..Default::default()
         };
-        engine.attach(&t.object, probe, &options).with_context(|| {
-            format!(
-                "attaching {} in {}",
-                probe.full_name(),
-                t.open_path.display()
-            )
-        })?;
+        match engine.attach(&t.object, probe, &options) {
+            Err(EngineError::Interrupted) => stop::interrupted_attach(engine),
+            other => other.with_context(|| {
+                format!(
+                    "attaching {} in {}",
+                    probe.full_name(),
+                    t.open_path.display()
+                )
+            })?,
+        };
     }
     eprintln!(
         "usdtop: tracing {} probe(s), {} site(s); Ctrl-C to stop",
@@ -106,59 +119,85 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     let mut printer = Printer::new(&catalog, args.json);
-    let seen = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let deadline = tokio::time::sleep(
-            args.duration
-                .map(Duration::from_secs_f64)
-                .unwrap_or(Duration::from_secs(u64::MAX / 4)),
-        );
+    let mut out = Output::stdout(OUTPUT_QUEUE_BYTES).context("starting the stdout writer")?;
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut seen = 0u64;
+    // Formats a batch and queues it for stdout; counts what --count lets through.
+    let mut print = |batch: Vec<Event>, seen: &mut u64, out: &mut Output| {
+        let take = batch.len().min((limit - *seen) as usize);
+        let mut text = Vec::with_capacity(take * 128);
+        for e in &batch[..take] {
+            // Writing into a Vec cannot fail.
+            let _ = printer.write(&mut text, e);
+        }
+        *seen += take as u64;
+        out.send(text, take as u64);
+    };
+    let end = rt.block_on(async {
+        let deadline =
+            tokio::time::sleep(args.duration.map_or(stop::FOREVER, Duration::from_secs_f64));
         tokio::pin!(deadline);
-        let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
-        let mut seen = 0u64;
-        let limit = args.count.unwrap_or(u64::MAX);
-        let mut print = |batch: Vec<Event>, seen: &mut u64| -> bool {
-            for e in batch.iter().take((limit - *seen) as usize) {
-                *seen += 1;
-                if printer.write(&mut out, e).is_err() {
-                    return false; // stdout closed
-                }
+        let mut watch = tokio::time::interval(stop::POLL);
+        loop {
+            if seen >= limit {
+                return End::Count;
             }
-            out.flush().is_ok()
-        };
-        let mut watch = tokio::time::interval(Duration::from_millis(100));
-        while seen < limit {
             tokio::select! {
-                batch = events.recv() => {
-                    let Some(batch) = batch else { break };
-                    if !print(batch, &mut seen) {
-                        return Ok::<u64, anyhow::Error>(seen);
+                batch = events.recv() => match batch {
+                    Some(batch) => print(batch, &mut seen, &mut out),
+                    None => return End::StreamClosed,
+                },
+                _ = watch.tick() => {
+                    if stop::requested() {
+                        return End::Signal;
+                    }
+                    if out.closed() {
+                        return End::StdoutClosed;
+                    }
+                    // Every -p process gone: what is in flight is still printed below.
+                    if !args.pids.is_empty() && !args.pids.iter().any(|&p| alive(p)) {
+                        return End::TargetsExited;
                     }
                 }
-                _ = watch.tick(), if !args.pids.is_empty() => {
-                    // Every -p process gone: print what is in flight, then stop.
-                    if !args.pids.iter().any(|&p| alive(p)) {
-                        engine.sync(Duration::from_secs(1));
-                        while let Ok(batch) = events.try_recv() {
-                            if seen >= limit || !print(batch, &mut seen) {
-                                break;
-                            }
-                        }
-                        eprintln!("usdtop: traced process(es) exited");
-                        break;
-                    }
-                }
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = &mut deadline => break,
+                _ = &mut deadline => return End::Duration,
             }
         }
-        Ok(seen)
-    })?;
-    let stats = engine.stats();
+    });
+    // Stop the intake, then print what was already in the ring, within a bounded time.
+    engine.stop_intake(Duration::from_millis(500));
+    let mut stats = engine.stats();
+    let drain_until = Instant::now() + Duration::from_millis(300);
+    while seen < limit && Instant::now() < drain_until && !out.closed() {
+        let Some(batch) = events.try_recv() else {
+            break;
+        };
+        print(batch, &mut seen, &mut out);
+    }
+    events.discard();
+    let written = out.finish(Duration::from_millis(300));
+    stats.slow_drops = engine.stats().slow_drops;
+    match end {
+        End::TargetsExited => eprintln!("usdtop: traced process(es) exited"),
+        End::Signal => eprintln!(
+            "usdtop: stopping on {}",
+            stop::signal_name().unwrap_or("a signal")
+        ),
+        End::StdoutClosed => eprintln!("usdtop: stdout was closed"),
+        _ => {}
+    }
+    report(written, &stats);
     engine.detach_all();
-    report(seen, &stats);
-    Ok(0)
+    Ok(stop::exit_status())
+}
+
+/// Why the event loop ended.
+enum End {
+    Duration,
+    Count,
+    Signal,
+    StdoutClosed,
+    TargetsExited,
+    StreamClosed,
 }
 
 fn alive(pid: i32) -> bool {
@@ -172,10 +211,13 @@ fn alive(pid: i32) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
-fn report(seen: u64, stats: &Stats) {
+fn report(written: Written, stats: &Stats) {
     eprintln!(
-        "usdtop: {seen} events printed, {} received, {} dropped (ring buffer full)",
-        stats.events, stats.drops
+        "usdtop: {} events printed, {} received, {} dropped (ring buffer full), {} dropped (output too slow)",
+        written.printed,
+        stats.events,
+        stats.drops,
+        stats.slow_drops + written.too_slow
     );
     for p in &stats.probes {
         eprintln!(

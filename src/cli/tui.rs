@@ -44,7 +44,7 @@ pub struct TuiArgs {
     #[arg(long)]
     pub demo: bool,
     /// Requests per second the demo's load generator sends.
-    #[arg(long, default_value_t = 200.0, value_name = "R")]
+    #[arg(long, default_value_t = 200.0, value_name = "R", value_parser = super::numbers::rate)]
     pub demo_rate: f64,
     /// Where the followed start/done pair is paired. auto: in user space from every event
     /// until its probes fire more than 20,000 times a second, then in the kernel (histogram
@@ -195,7 +195,11 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                 app.update(Action::Tick { now_ns: monotonic_ns() });
                 if last_counts.elapsed() >= Duration::from_secs(1) {
                     let c = tracer.counts();
-                    app.update(Action::ProbeCounts { hits: c.hits, dropped: c.dropped });
+                    app.update(Action::ProbeCounts {
+                        hits: c.hits,
+                        dropped: c.dropped,
+                        too_slow: c.too_slow,
+                    });
                     last_counts = Instant::now();
                 }
                 // As often as `latency` adapts its sampling.
@@ -239,7 +243,7 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
 }
 
 async fn recv_events(
-    rx: &mut Option<mpsc::Receiver<Vec<usdtop::probes::Event>>>,
+    rx: &mut Option<usdtop::probes::queue::EventStream>,
 ) -> Option<Vec<usdtop::probes::Event>> {
     match rx {
         Some(rx) => rx.recv().await,

@@ -9,7 +9,7 @@
 //! let mut engine = Engine::new(EngineOptions::default())?;
 //! let mut events = engine.take_events().unwrap();
 //! let id = engine.attach(&object, probe, &AttachOptions::default())?;
-//! // events.blocking_recv() / events.recv().await -> Some(Vec<Event>)
+//! // events.recv().await -> Some(Vec<Event>); events.try_recv() -> Option<Vec<Event>>
 //! println!("{:?}", engine.stats());
 //! engine.detach(id);
 //! # Ok(()) }
@@ -20,9 +20,10 @@ pub use super::bpf::Mode;
 use super::bpf::{self, encode_site, ArgPlan, RawSiteSpec};
 use super::decode::{SiteInfo, SiteTable};
 use super::elf::{ObjectProbes, Probe};
-use super::event::{Event, ProbeKey};
+use super::event::ProbeKey;
 use super::filter::with_descendants;
-use super::reader::{read_loop, Counters};
+use super::queue::{self, DropCount, EventStream};
+use super::reader::{read_loop, Counters, ReaderControl};
 use aya::maps::{
     Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
 };
@@ -35,8 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::Instant;
 use thiserror::Error;
-use tokio::sync::mpsc;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -54,6 +55,9 @@ pub enum EngineError {
     Full(&'static str),
     #[error("no attached probe with id {0:?}")]
     UnknownProbe(ProbeId),
+    /// The cancel flag (see [`Engine::set_cancel`]) was raised while sites were being attached.
+    #[error("attaching was interrupted")]
+    Interrupted,
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> EngineError {
@@ -77,16 +81,16 @@ fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
 pub struct EngineOptions {
     /// Ring buffer size in bytes (a power of two, at least a page). Default 16 MiB.
     pub ring_bytes: Option<u32>,
-    /// Batches the channel holds before the reader waits (then the ring fills and the kernel
-    /// counts drops).
-    pub channel_batches: usize,
+    /// Bytes of decoded events queued for the consumer before the reader drops batches (and
+    /// counts them as "output too slow").
+    pub queue_bytes: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             ring_bytes: None,
-            channel_batches: 1024,
+            queue_bytes: queue::DEFAULT_QUEUE_BYTES,
         }
     }
 }
@@ -128,6 +132,9 @@ pub struct Stats {
     pub events: u64,
     /// Events the kernel could not put in the full ring buffer.
     pub drops: u64,
+    /// Events read from the ring but dropped because the consumer fell behind by more than
+    /// the queue holds ("dropped: output too slow").
+    pub slow_drops: u64,
     /// Records whose site was detached before they were read (not an error).
     pub stale: u64,
     pub probes: Vec<ProbeStats>,
@@ -159,9 +166,11 @@ pub struct Engine {
     /// many attachments use it. Attachments with the same pids share a slot.
     slots: [Option<(Vec<u32>, usize)>; 64],
     counters: Arc<Counters>,
-    events_rx: Option<mpsc::Receiver<Vec<Event>>>,
-    stop: Arc<AtomicBool>,
+    events_rx: Option<EventStream>,
+    slow_drops: DropCount,
+    reader_control: Arc<ReaderControl>,
     reader: Option<JoinHandle<()>>,
+    cancel: Option<&'static AtomicBool>,
     fork_tracking: Result<(), String>,
     // Owns the programs (and the fork/exit tracepoint links); dropped last.
     _ebpf: Ebpf,
@@ -213,13 +222,15 @@ impl Engine {
 
         let sites = Arc::new(Mutex::new(SiteTable::new()));
         let counters = Arc::new(Counters::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel(options.channel_batches.max(1));
+        let reader_control = Arc::new(ReaderControl::default());
+        let (sink, rx) = queue::bounded(options.queue_bytes);
+        let slow_drops = sink.drop_count();
         let reader = {
-            let (sites, counters, stop) = (sites.clone(), counters.clone(), stop.clone());
+            let (sites, counters, control) =
+                (sites.clone(), counters.clone(), reader_control.clone());
             std::thread::Builder::new()
                 .name("usdtop-ring".into())
-                .spawn(move || read_loop(ring, sites, counters, stop, tx))
+                .spawn(move || read_loop(ring, sites, counters, control, sink))
                 .map_err(|e| EngineError::Load(format!("cannot start the reader thread: {e}")))?
         };
         Ok(Engine {
@@ -237,16 +248,40 @@ impl Engine {
             slots: std::array::from_fn(|_| None),
             counters,
             events_rx: Some(rx),
-            stop,
+            slow_drops,
+            reader_control,
             reader: Some(reader),
+            cancel: None,
             fork_tracking,
             _ebpf: ebpf,
         })
     }
 
     /// The event stream (once). Batches arrive at most every ~10 ms while probes fire.
-    pub fn take_events(&mut self) -> Option<mpsc::Receiver<Vec<Event>>> {
+    pub fn take_events(&mut self) -> Option<EventStream> {
         self.events_rx.take()
+    }
+
+    /// A flag that, once raised (e.g. by a signal handler), makes an attach in progress stop
+    /// between two sites and fail with [`EngineError::Interrupted`], undoing what it attached.
+    pub fn set_cancel(&mut self, flag: &'static AtomicBool) {
+        self.cancel = Some(flag);
+    }
+
+    /// Stops the intake of events: the reader reads what the ring holds once more (for at most
+    /// a few hundred ms), queues it, and stops; then the event stream ends once it is read.
+    /// Probes stay attached (their hits are still counted) until detached. Returns whether the
+    /// last pass ended within `timeout`.
+    pub fn stop_intake(&self, timeout: Duration) -> bool {
+        self.reader_control.closing.store(true, Ordering::Release);
+        let deadline = Instant::now() + timeout;
+        while !self.reader_control.done.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// Whether processes forked after a filtered attach are followed (needs kernel BTF);
@@ -321,6 +356,13 @@ impl Engine {
             }
         };
         for site in &probe.sites {
+            if self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
+                return Err(EngineError::Interrupted);
+            }
             let cookie = self.free_cookies.pop_front().expect("counted above");
             attachment.cookies.push(cookie);
             let plans_args = match &site.args {
@@ -498,6 +540,7 @@ impl Engine {
             events: self.counters.events.load(Ordering::Relaxed),
             stale: self.counters.stale.load(Ordering::Relaxed),
             drops: sum(self.drops.get(&0, 0)),
+            slow_drops: self.slow_drops.get(),
             probes: self
                 .attachments
                 .iter()
@@ -514,7 +557,7 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.detach_all();
-        self.stop.store(true, Ordering::Relaxed);
+        self.reader_control.closing.store(true, Ordering::Release);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }

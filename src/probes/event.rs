@@ -41,3 +41,21 @@ pub struct Event {
     pub probe: Arc<ProbeKey>,
     pub args: Vec<ArgValue>,
 }
+
+impl Event {
+    /// Heap and inline bytes this event holds, roughly: what bounds the event queue.
+    pub fn approx_bytes(&self) -> usize {
+        let strings: usize = self
+            .args
+            .iter()
+            .map(|a| match a {
+                ArgValue::Int(_) => 0,
+                ArgValue::Str(s) | ArgValue::Unsupported(s) => s.capacity(),
+            })
+            .sum();
+        std::mem::size_of::<Event>()
+            + self.comm.capacity()
+            + self.args.capacity() * std::mem::size_of::<ArgValue>()
+            + strings
+    }
+}

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod kpair;
 pub mod ktop;
 pub mod ktoplat;
+pub mod queue;
 mod reader;
 pub mod select;
 pub mod targets;

@@ -19,8 +19,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::Receiver;
 use usdtop::probes::engine::{Engine, EngineOptions};
+use usdtop::probes::queue::EventStream;
 use usdtop::probes::Event;
 
 /// How long a test waits for events before it fails (a bound on hangs, not a speed check).
@@ -34,39 +34,36 @@ pub const RUN_PATIENCE: Duration = Duration::from_secs(60);
 pub const MS: u64 = 1_000_000;
 
 /// A new engine (default options) and the channel its events arrive on.
-pub fn engine_and_events() -> (Engine, Receiver<Vec<Event>>) {
+pub fn engine_and_events() -> (Engine, EventStream) {
     let mut engine = Engine::new(EngineOptions::default()).expect("tests run as root with BPF");
     let events = engine.take_events().unwrap();
     (engine, events)
 }
 
 /// Receives batches until `done(all events so far)` or PATIENCE runs out.
-pub fn collect_until(
-    rx: &mut Receiver<Vec<Event>>,
-    mut done: impl FnMut(&[Event]) -> bool,
-) -> Vec<Event> {
+pub fn collect_until(rx: &mut EventStream, mut done: impl FnMut(&[Event]) -> bool) -> Vec<Event> {
     let start = Instant::now();
     let mut all = Vec::new();
     while !done(&all) && start.elapsed() < PATIENCE {
         match rx.try_recv() {
-            Ok(batch) => all.extend(batch),
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            Some(batch) => all.extend(batch),
+            None => std::thread::sleep(Duration::from_millis(5)),
         }
     }
     all
 }
 
 /// Receives batches for `quiet` after the last one arrived (draining what is in flight).
-pub fn drain(rx: &mut Receiver<Vec<Event>>, quiet: Duration) -> Vec<Event> {
+pub fn drain(rx: &mut EventStream, quiet: Duration) -> Vec<Event> {
     let mut all = Vec::new();
     let mut last = Instant::now();
     while last.elapsed() < quiet {
         match rx.try_recv() {
-            Ok(batch) => {
+            Some(batch) => {
                 all.extend(batch);
                 last = Instant::now();
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            None => std::thread::sleep(Duration::from_millis(5)),
         }
     }
     all

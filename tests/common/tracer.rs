@@ -42,15 +42,20 @@ impl Tracer {
         Tracer { child, stdout }
     }
 
-    /// Ends tracing with SIGINT (as Ctrl-C would) and returns what usdtop printed.
+    /// Ends tracing with SIGINT (as Ctrl-C would) and returns what usdtop printed; usdtop
+    /// exits with 130 (128 + SIGINT), as a shell command stopped by Ctrl-C does.
     pub fn interrupt(self) -> String {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.output()
+        self.output_with(Some(130))
     }
 
     /// Waits for usdtop to end by itself (--duration, or the -p process exited).
-    pub fn output(mut self) -> String {
+    pub fn output(self) -> String {
+        self.output_with(Some(0))
+    }
+
+    fn output_with(mut self, code: Option<i32>) -> String {
         let mut out = String::new();
         self.stdout
             .take()
@@ -58,8 +63,9 @@ impl Tracer {
             .read_to_string(&mut out)
             .unwrap();
         let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
+        assert_eq!(
+            status.code(),
+            code,
             "usdtop exited with {status}; printed:\n{out}"
         );
         out
