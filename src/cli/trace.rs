@@ -8,7 +8,7 @@ use std::time::Duration;
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter, Stats};
 use usdtop::probes::select::ProbePattern;
-use usdtop::probes::targets::{self, Scope, Target};
+use usdtop::probes::targets::{self, check_arg_index, Scope, Target};
 use usdtop::probes::Event;
 
 const AFTER_HELP: &str = "\
@@ -46,6 +46,9 @@ pub struct TraceArgs {
     /// Stop after this many events.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Say which files a PATH glob matched.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Ring buffer size in MiB (a power of two). A bigger ring rides out longer stalls of the
     /// reader before the kernel has to drop events.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
@@ -187,7 +190,8 @@ fn report(seen: u64, stats: &Stats) {
     }
 }
 
-/// Resolves the PROBE arguments to (object, probe) pairs, each once.
+/// Resolves the PROBE arguments to (object, probe) pairs, each once, and checks that every
+/// --str index is an argument of each of them.
 fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     let patterns: Vec<ProbePattern> = args
         .probes
@@ -203,5 +207,15 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     } else {
         Scope::Pids(args.pids.clone())
     };
-    Ok(targets::resolve(&patterns, &scope)?)
+    let resolved = targets::resolve_patterns(&patterns, &scope)?;
+    if args.verbose {
+        for line in resolved.glob_report(&patterns) {
+            eprintln!("usdtop: {line}");
+        }
+    }
+    let found = targets::distinct(resolved.targets);
+    for &i in &args.strings {
+        check_arg_index(&found, i, &format!("--str {i}"))?;
+    }
+    Ok(found)
 }

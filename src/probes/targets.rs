@@ -6,9 +6,11 @@
 //! pattern against the pool. The open path follows one rule, [`attach_path`], which the TUI's
 //! discovery uses too.
 
-use super::elf::{ObjectProbes, Probe};
+use super::elf::{BadProbe, ObjectProbes, Probe};
 use super::process::{MappedObject, ObjectKey, ProbeCache, SkipReason};
-use super::select::{nearest, ProbePattern};
+use super::select::{
+    describe_matches, expand_path, has_glob, nearest, NoFileMatches, ProbePattern,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -50,6 +52,12 @@ pub enum TargetError {
     Process { pid: i32, why: SkipReason },
     #[error("scanning processes: {0}")]
     Scan(#[source] std::io::Error),
+    /// A PATH with wildcards that names no file.
+    #[error(transparent)]
+    NoFile(#[from] NoFileMatches),
+    /// A matched probe whose note points outside the segments it must be in.
+    #[error("{bad} in {}", path.display())]
+    Refused { path: PathBuf, bad: BadProbe },
     /// Nothing matched, and the place looked in has no probes at all.
     #[error("no probe matches `{pattern}` in {place}: it has no USDT probes")]
     NoProbes { pattern: String, place: String },
@@ -96,22 +104,54 @@ impl Pool {
     }
 }
 
+/// What the patterns resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The targets of each pattern, in pattern order; every list is non-empty.
+    pub targets: Vec<Vec<Target>>,
+    /// The files each pattern's PATH names (more than one for a glob), None without a PATH.
+    pub files: Vec<Option<Vec<PathBuf>>>,
+}
+
+impl Resolved {
+    /// One line per pattern whose PATH is a glob, naming the files it matched (for `-v`).
+    pub fn glob_report(&self, patterns: &[ProbePattern]) -> Vec<String> {
+        patterns
+            .iter()
+            .zip(&self.files)
+            .filter_map(|(p, files)| {
+                let path = p.path.as_deref().filter(|p| has_glob(p))?;
+                Some(describe_matches(path, files.as_deref()?))
+            })
+            .collect()
+    }
+}
+
 /// The targets of each pattern, in pattern order; every list is non-empty. A pattern with a
-/// PATH looks only in that file (by device and inode, so a symlink and its target agree);
-/// the others look in the objects of `scope`.
+/// PATH looks only in that file, or in the files its glob matches (by device and inode, so a
+/// symlink and its target agree); the others look in the objects of `scope`. A probe whose
+/// note is corrupt ([`Probe::attachable`]) is an error, so nothing is attached.
 pub fn resolve_each(
     patterns: &[ProbePattern],
     scope: &Scope,
 ) -> Result<Vec<Vec<Target>>, TargetError> {
+    Ok(resolve_patterns(patterns, scope)?.targets)
+}
+
+/// As [`resolve_each`], also saying which files each PATH named.
+pub fn resolve_patterns(patterns: &[ProbePattern], scope: &Scope) -> Result<Resolved, TargetError> {
     let mut cache = ProbeCache::new();
     let mut pool = Pool::default();
-    for path in patterns.iter().filter_map(|p| p.path.as_deref()) {
-        let path = Path::new(path);
+    let files: Vec<Option<Vec<PathBuf>>> = patterns
+        .iter()
+        .map(|p| p.path.as_deref().map(expand_path).transpose())
+        .collect::<Result<_, _>>()?;
+    for path in files.iter().flatten().flatten() {
         match cache.file(path).as_ref() {
-            Ok(o) => pool.add(o, path.to_path_buf(), ObjectKey::of_path(path).ok()),
+            Ok(o) => pool.add(o, path.clone(), ObjectKey::of_path(path).ok()),
             Err(e) => {
                 return Err(TargetError::Unreadable {
-                    path: path.to_path_buf(),
+                    path: path.clone(),
                     why: e.to_string(),
                 })
             }
@@ -143,32 +183,127 @@ pub fn resolve_each(
             }
         }
     }
-    patterns.iter().map(|p| matches(p, &pool, scope)).collect()
+    let targets: Vec<Vec<Target>> = patterns
+        .iter()
+        .zip(&files)
+        .map(|(p, f)| matches(p, f.as_deref(), &pool, scope))
+        .collect::<Result<_, _>>()?;
+    for t in targets.iter().flatten() {
+        t.probe().attachable().map_err(|bad| TargetError::Refused {
+            path: t.open_path.clone(),
+            bad,
+        })?;
+    }
+    Ok(Resolved { targets, files })
 }
 
 /// The distinct targets of all patterns (a probe two patterns match comes once), in order.
 pub fn resolve(patterns: &[ProbePattern], scope: &Scope) -> Result<Vec<Target>, TargetError> {
+    Ok(distinct(resolve_each(patterns, scope)?))
+}
+
+/// The targets of all lists, each once, in order.
+pub fn distinct(lists: Vec<Vec<Target>>) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
-    for t in resolve_each(patterns, scope)?.into_iter().flatten() {
+    for t in lists.into_iter().flatten() {
         if !out.iter().any(|o| o.same(&t)) {
             out.push(t);
         }
     }
-    Ok(out)
+    out
 }
 
-fn matches(pattern: &ProbePattern, pool: &Pool, scope: &Scope) -> Result<Vec<Target>, TargetError> {
-    let only = pattern.path.as_deref().map(|p| {
-        let p = Path::new(p);
-        (p, ObjectKey::of_path(p).ok())
+/// An argument index beyond what a probe has at one of its sites.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{probe} has {counts}; {option} is not one of them")]
+pub struct ArgIndexError {
+    pub probe: String,
+    /// The argument count(s) of its sites, in words.
+    pub counts: String,
+    /// The option as the user wrote it, e.g. `--by arg99`.
+    pub option: String,
+}
+
+/// Checks that argument `index` exists at every site of every probe in `targets` (sites of one
+/// probe may differ, and reading past a site's arguments would read garbage), before anything
+/// is attached. `option` names the option for the message, e.g. `--str 9` or `--by arg9`.
+pub fn check_arg_index(
+    targets: &[Target],
+    index: usize,
+    option: &str,
+) -> Result<(), ArgIndexError> {
+    let mut names: Vec<String> = Vec::new();
+    for t in targets {
+        let name = t.probe().full_name();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let mut counts: Vec<usize> = targets
+            .iter()
+            .filter(|t| t.probe().full_name() == name)
+            .flat_map(|t| t.probe().sites.iter().map(|s| s.arg_count()))
+            .collect();
+        counts.sort_unstable();
+        counts.dedup();
+        let (Some(&least), Some(&most)) = (counts.first(), counts.last()) else {
+            continue;
+        };
+        if index >= least {
+            return Err(ArgIndexError {
+                probe: name,
+                counts: count_words(least, most),
+                option: option.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `3 arguments (arg0..arg2)`, or for sites that differ `2 to 4 arguments depending on the
+/// site (arg0..arg1 at every site)`.
+fn count_words(least: usize, most: usize) -> String {
+    let range = |n: usize| match n {
+        0 => "none".to_string(),
+        1 => "arg0".to_string(),
+        n => format!("arg0..arg{}", n - 1),
+    };
+    if least == most {
+        match least {
+            0 => "no arguments".into(),
+            1 => "1 argument (arg0)".into(),
+            n => format!("{n} arguments ({})", range(n)),
+        }
+    } else {
+        format!(
+            "{least} to {most} arguments depending on the site ({} at every site)",
+            range(least)
+        )
+    }
+}
+
+fn matches(
+    pattern: &ProbePattern,
+    files: Option<&[PathBuf]>,
+    pool: &Pool,
+    scope: &Scope,
+) -> Result<Vec<Target>, TargetError> {
+    let only: Option<Vec<(&Path, Option<ObjectKey>)>> = files.map(|files| {
+        files
+            .iter()
+            .map(|p| (p.as_path(), ObjectKey::of_path(p).ok()))
+            .collect()
     });
     let candidates: Vec<&Candidate> = pool
         .0
         .iter()
-        .filter(|c| match only {
+        .filter(|c| match &only {
             None => true,
-            Some((_, Some(key))) => c.key == Some(key),
-            Some((path, None)) => c.open_path == path,
+            Some(files) => files.iter().any(|(path, key)| match key {
+                Some(key) => c.key == Some(*key),
+                None => c.open_path == *path,
+            }),
         })
         .collect();
     let targets: Vec<Target> = candidates
