@@ -13,6 +13,8 @@ use usdtop::probes::Event;
 
 const AFTER_HELP: &str = "\
 PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
+A glob in PATH (quoted: '/srv/app/bin/worker*:app:req__*') names every regular file it matches;
+-v lists them.
 With -p, the objects mapped by those processes are searched and only they (and the processes they
 fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a
 PATH is traced in every process running that file; a PROBE without a PATH is looked up in the
@@ -23,7 +25,8 @@ received, dropped (ring buffer full) and per-probe hits go to stderr.
 Examples:
   usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
   usdtop trace /usr/bin/python3.11:python:gc__start --count 10
-  usdtop trace --json --duration 5 'php:request__*'";
+  usdtop trace --json --duration 5 'php:request__*'
+  usdtop trace -v '/srv/app/bin/worker*:app:req__start'";
 
 #[derive(Args, Debug)]
 #[command(after_long_help = AFTER_HELP)]
@@ -34,7 +37,8 @@ pub struct TraceArgs {
     /// Trace only this process and its children (repeatable).
     #[arg(short = 'p', long = "pid")]
     pub pids: Vec<i32>,
-    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`.
+    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`. Each must be
+    /// an argument of every probe traced.
     #[arg(long = "str", value_delimiter = ',')]
     pub strings: Vec<usize>,
     /// One JSON object per event: ts_ns, pid, tid, comm, provider, name, args.

@@ -426,6 +426,48 @@ mod tests {
     }
 
     #[test]
+    fn an_argument_index_is_checked_at_every_site_of_the_probe() {
+        assert!(
+            Path::new(POSTGRES).exists(),
+            "{POSTGRES} is missing: install postgresql-15 (.ci/install-deps)"
+        );
+        // sort__start has four sites; each has 6 arguments in PostgreSQL 15.
+        let sort = resolve(
+            &[pattern(&format!("{POSTGRES}:postgresql:sort__start"))],
+            &Scope::AllProcesses,
+        )
+        .unwrap();
+        assert!(check_arg_index(&sort, 5, "--by arg5").is_ok());
+        let err = check_arg_index(&sort, 6, "--by arg6").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "postgresql:sort__start has 6 arguments (arg0..arg5); --by arg6 is not one of them"
+        );
+    }
+
+    #[test]
+    fn argument_counts_that_differ_between_sites_are_named_as_a_range() {
+        assert_eq!(
+            count_words(2, 4),
+            "2 to 4 arguments depending on the site (arg0..arg1 at every site)"
+        );
+        assert_eq!(
+            count_words(0, 1),
+            "0 to 1 arguments depending on the site (none at every site)"
+        );
+        assert_eq!(count_words(0, 0), "no arguments");
+        assert_eq!(count_words(1, 1), "1 argument (arg0)");
+    }
+
+    #[test]
+    fn a_path_glob_that_matches_nothing_names_the_pattern() {
+        let err =
+            resolve(&[pattern("/nonexistent-dir-*/x:a:b")], &Scope::AllProcesses).unwrap_err();
+        assert!(matches!(err, TargetError::NoFile(_)), "{err:?}");
+        assert_eq!(err.to_string(), "no file matches `/nonexistent-dir-*/x`");
+    }
+
+    #[test]
     fn a_path_that_is_not_elf_is_a_named_error() {
         let err = resolve(&[pattern("/etc/passwd:x:y")], &Scope::AllProcesses).unwrap_err();
         assert!(matches!(err, TargetError::Unreadable { .. }), "{err:?}");
