@@ -213,3 +213,39 @@ fn a_path_glob_that_matches_nothing_is_an_error_naming_it() {
         assert!(err.contains(&want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn files_a_glob_matches_that_are_not_elf_are_skipped_and_named_by_v() {
+    let dir = TempDir::new("globskip");
+    let binary = dir.path().join("worker-bin");
+    common::build::copy_executable(common::aggfix::aggfix(), &binary);
+    let notes = dir.path().join("worker-notes");
+    std::fs::write(&notes, "not a program\n").unwrap();
+    let probe = format!("{}/worker-*:aggfix:req__start", dir.path().display());
+    let out = run(&["trace", "-v", "--duration", "0.5", &probe]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "usdtop: skipped {}: not an ELF file",
+            notes.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("tracing 1 probe(s)"), "{err}");
+    let out = run(&["trace", "--duration", "0.5", &probe]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 file(s) a PATH glob matched have no readable probes and were skipped"),
+        "without -v, a count: {err}"
+    );
+    // A glob none of whose files is readable is an error naming one.
+    let only_notes = format!("{}/worker-n*:aggfix:req__start", dir.path().display());
+    let out = run(&["trace", &only_notes]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("cannot read probes of {}", notes.display())),
+        "{err}"
+    );
+}

@@ -83,13 +83,8 @@ pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>, verbose: bool) -> Result<
         None => Scope::AllProcesses,
     };
     let resolved = targets::resolve_patterns(&patterns, &scope)?;
-    if verbose {
-        let mut lines = resolved.glob_report(&patterns);
-        // The done probe usually names the start's PATH: say it once.
-        lines.dedup();
-        for line in lines {
-            eprintln!("usdtop: {line}");
-        }
+    for line in resolved.report(&patterns, verbose) {
+        eprintln!("usdtop: {line}");
     }
     Ok(resolved.targets)
 }

@@ -212,10 +212,8 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
         Scope::Pids(args.pids.clone())
     };
     let resolved = targets::resolve_patterns(&patterns, &scope)?;
-    if args.verbose {
-        for line in resolved.glob_report(&patterns) {
-            eprintln!("usdtop: {line}");
-        }
+    for line in resolved.report(&patterns, args.verbose) {
+        eprintln!("usdtop: {line}");
     }
     let found = targets::distinct(resolved.targets);
     for &i in &args.strings {

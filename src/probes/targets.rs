@@ -111,19 +111,40 @@ pub struct Resolved {
     pub targets: Vec<Vec<Target>>,
     /// The files each pattern's PATH names (more than one for a glob), None without a PATH.
     pub files: Vec<Option<Vec<PathBuf>>>,
+    /// Files a PATH glob matched that are not readable ELF objects (a script or a data file
+    /// next to the binaries), and why; left out of `files`.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 impl Resolved {
-    /// One line per pattern whose PATH is a glob, naming the files it matched (for `-v`).
-    pub fn glob_report(&self, patterns: &[ProbePattern]) -> Vec<String> {
-        patterns
+    /// What the PATH globs did, for stderr: with `verbose`, one line per glob naming the files
+    /// it matched and one per file skipped; without, only a count of the files skipped.
+    pub fn report(&self, patterns: &[ProbePattern], verbose: bool) -> Vec<String> {
+        if !verbose {
+            return match self.skipped.len() {
+                0 => Vec::new(),
+                n => vec![format!(
+                    "{n} file(s) a PATH glob matched have no readable probes and were skipped \
+                     (-v names them)"
+                )],
+            };
+        }
+        let mut lines: Vec<String> = patterns
             .iter()
             .zip(&self.files)
             .filter_map(|(p, files)| {
                 let path = p.path.as_deref().filter(|p| has_glob(p))?;
                 Some(describe_matches(path, files.as_deref()?))
             })
-            .collect()
+            .collect();
+        // The done probe of a pair usually names the start's PATH: say it once.
+        lines.dedup();
+        lines.extend(
+            self.skipped
+                .iter()
+                .map(|(path, why)| format!("skipped {}: {why}", path.display())),
+        );
+        lines
     }
 }
 
@@ -142,20 +163,37 @@ pub fn resolve_each(
 pub fn resolve_patterns(patterns: &[ProbePattern], scope: &Scope) -> Result<Resolved, TargetError> {
     let mut cache = ProbeCache::new();
     let mut pool = Pool::default();
-    let files: Vec<Option<Vec<PathBuf>>> = patterns
-        .iter()
-        .map(|p| p.path.as_deref().map(expand_path).transpose())
-        .collect::<Result<_, _>>()?;
-    for path in files.iter().flatten().flatten() {
-        match cache.file(path).as_ref() {
-            Ok(o) => pool.add(o, path.clone(), ObjectKey::of_path(path).ok()),
-            Err(e) => {
-                return Err(TargetError::Unreadable {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })
+    let mut files: Vec<Option<Vec<PathBuf>>> = Vec::new();
+    let mut skipped = Vec::new();
+    for pattern in patterns {
+        let Some(path) = pattern.path.as_deref() else {
+            files.push(None);
+            continue;
+        };
+        let matched = expand_path(path)?;
+        let glob = matched.len() > 1 || matched[0] != Path::new(path);
+        let mut readable = Vec::new();
+        for file in matched {
+            let why = match cache.file(&file).as_ref() {
+                Ok(o) => {
+                    pool.add(o, file.clone(), ObjectKey::of_path(&file).ok());
+                    readable.push(file);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            };
+            // A file named outright must be readable; one a glob matched among others is
+            // skipped (and reported), unless no file it matched is.
+            if !glob {
+                return Err(TargetError::Unreadable { path: file, why });
             }
+            skipped.push((file, why));
         }
+        if readable.is_empty() {
+            let (path, why) = skipped.pop().expect("a glob matches a file");
+            return Err(TargetError::Unreadable { path, why });
+        }
+        files.push(Some(readable));
     }
     if patterns.iter().any(|p| p.path.is_none()) {
         match scope {
@@ -194,7 +232,11 @@ pub fn resolve_patterns(patterns: &[ProbePattern], scope: &Scope) -> Result<Reso
             bad,
         })?;
     }
-    Ok(Resolved { targets, files })
+    Ok(Resolved {
+        targets,
+        files,
+        skipped,
+    })
 }
 
 /// The distinct targets of all patterns (a probe two patterns match comes once), in order.
