@@ -228,7 +228,7 @@ fn a_note_outside_its_segments_is_listed_with_a_warning_and_never_attached() {
         let err = refused(&["trace", &format!("{p}:fixture:{probe}")]);
         assert!(
             err.contains(&format!(
-                "fixture:{probe} is not attached: {why} (its note is corrupt) in {p}"
+                "{p}: fixture:{probe} is not attached: {why} (its note is corrupt)"
             )),
             "{err}"
         );

@@ -56,7 +56,7 @@ pub enum TargetError {
     #[error(transparent)]
     NoFile(#[from] NoFileMatches),
     /// A matched probe whose note points outside the segments it must be in.
-    #[error("{bad} in {}", path.display())]
+    #[error("{}: {bad}", path.display())]
     Refused { path: PathBuf, bad: BadProbe },
     /// Nothing matched, and the place looked in has no probes at all.
     #[error("no probe matches `{pattern}` in {place}: it has no USDT probes")]
