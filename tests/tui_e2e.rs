@@ -436,6 +436,15 @@ fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
     );
 }
 
+/// Whether the request log on `screen` has a request event from process `pid`.
+fn has_requests_from(screen: &str, pid: u32) -> bool {
+    screen.lines().any(|l| {
+        l.contains("http__server__request")
+            && l.contains("method=GET")
+            && l.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+    })
+}
+
 #[test]
 fn attach_without_pid_traces_every_process_running_the_object() {
     let bin = Binary::copy("everywhere");
@@ -448,14 +457,25 @@ fn attach_without_pid_traces_every_process_running_the_object() {
         return;
     };
     // Wide enough for the PID column: requests from both servers show up.
-    let has_requests_from = |s: &str, pid: u32| {
-        s.lines().any(|l| {
-            l.contains("http__server__request")
-                && l.contains("method=GET")
-                && l.split_whitespace().nth(1) == Some(pid.to_string().as_str())
-        })
-    };
     t.wait_for("requests from both demo servers", |s| {
+        has_requests_from(s, one.pid) && has_requests_from(s, two.pid)
+    });
+}
+
+#[test]
+fn attach_with_a_path_glob_traces_every_copy_of_the_program_it_matches() {
+    let bin = Binary::copy("glob");
+    let b = bin.path.as_str();
+    // A second copy (another file, another inode) next to the first: `usdtop*` matches both.
+    let copy = format!("{b}-copy");
+    common::build::copy_executable(std::path::Path::new(b), std::path::Path::new(&copy));
+    let one = DemoServer::start(b);
+    let two = DemoServer::start(&copy);
+    let cmd = format!("{b} -a '{b}*:node:http__server__request'");
+    let Some(t) = Tmux::start("glob", 160, 40, &cmd) else {
+        return;
+    };
+    t.wait_for("requests from the servers of both copies", |s| {
         has_requests_from(s, one.pid) && has_requests_from(s, two.pid)
     });
 }

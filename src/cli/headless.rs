@@ -14,7 +14,7 @@ use usdtop::probes::engine::{
 };
 use usdtop::probes::queue::EventStream;
 use usdtop::probes::select::ProbePattern;
-use usdtop::probes::targets::{self, Scope};
+use usdtop::probes::targets::{self, check_arg_index, Scope};
 use usdtop::probes::Event;
 
 pub use usdtop::probes::targets::Target;
@@ -43,7 +43,10 @@ impl ProbeSpec {
         let parts: Vec<&str> = text.rsplitn(3, ':').collect();
         // The shared resolver takes globs; these commands aggregate one probe (or one pair).
         if parts.iter().take(2).any(|p| p.contains(['*', '?'])) {
-            bail!("`{text}` is a glob: name exactly one probe (provider:name)");
+            bail!(
+                "`{text}` is a glob: name exactly one probe (provider:name; only a PATH may be \
+                 a glob, matching copies of one program)"
+            );
         }
         match parts.as_slice() {
             [name, provider] if !name.is_empty() && !provider.is_empty() => Ok(ProbeSpec {
@@ -74,15 +77,26 @@ impl ProbeSpec {
     }
 }
 
-/// Finds every object holding each probe of `specs`: in the named file, else in the objects the
-/// process maps, else in the objects any running process maps. One list per spec, never empty.
-pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>) -> Result<Vec<Vec<Target>>> {
+/// Finds every object holding each probe of `specs`: in the named file (or the files a PATH glob
+/// matches, listed on stderr when `verbose`), else in the objects the process maps, else in the
+/// objects any running process maps. One list per spec, never empty.
+pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>, verbose: bool) -> Result<Vec<Vec<Target>>> {
     let patterns: Vec<ProbePattern> = specs.iter().map(|s| s.pattern()).collect();
     let scope = match pid {
         Some(pid) => Scope::Pids(vec![pid as i32]),
         None => Scope::AllProcesses,
     };
-    Ok(targets::resolve_each(&patterns, &scope)?)
+    let resolved = targets::resolve_patterns(&patterns, &scope)?;
+    for line in resolved.report(&patterns, verbose) {
+        eprintln!("usdtop: {line}");
+    }
+    Ok(resolved.targets)
+}
+
+/// Checks an argument the user named (`option`, e.g. `--by arg9`) against every site of the
+/// probes it is read from, before anything is attached.
+pub fn check_arg(targets: &[Target], arg: ArgRef, option: &str) -> Result<()> {
+    Ok(check_arg_index(targets, arg.index, option)?)
 }
 
 /// Which argument, as typed by the user: `argN`, `N`, or a catalog argument name of `probe`.

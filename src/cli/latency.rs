@@ -21,14 +21,17 @@ use usdtop::probes::engine::Stats;
   usdtop latency /srv/app:app:req__start app:req__done --key arg0 --interval 1
   usdtop latency node:http__server__request --json --duration 10")]
 pub struct LatencyArgs {
-    /// Start probe: `provider:name` or `PATH:provider:name`. A pair from the catalog may be
-    /// named by its start alone.
+    /// Start probe: `provider:name` or `PATH:provider:name`; PATH may be a glob matching copies
+    /// of one program. A pair from the catalog may be named by its start alone.
     pub start: String,
     /// Done probe (`provider:name`, in the same object as START unless it names a path).
     pub end: Option<String>,
     /// Trace only this process (and the processes it forks).
     #[arg(short, long)]
     pub pid: Option<u32>,
+    /// Say which files a PATH glob matched.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Pair a start with its done by an argument instead of by thread: `argN` (the same index on
     /// both probes), `argN:argM` (start:done), or a catalog argument name such as `fd`.
     #[arg(long)]
@@ -173,8 +176,12 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     let mut start_extra: Vec<ArgRef> = by.into_iter().collect();
     let mut done_extra = Vec::new();
     let mut key_is_str = false;
-    if let Some(k) = &args.key {
-        let (s, d) = parse_key(k, &pair, &catalog)?;
+    let key = args
+        .key
+        .as_deref()
+        .map(|k| parse_key(k, &pair, &catalog))
+        .transpose()?;
+    if let Some((s, d)) = key {
         key_is_str = s.is_str || d.is_str;
         start_extra.push(s);
         done_extra.push(d);
@@ -187,11 +194,18 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         (AggMode::Auto, Some(_)) => false,
     };
 
-    let mut found = headless::resolve(&[&start, &done], args.pid)?.into_iter();
+    let mut found = headless::resolve(&[&start, &done], args.pid, args.verbose)?.into_iter();
     let (start_targets, done_targets) = (
         found.next().unwrap_or_default(),
         found.next().unwrap_or_default(),
     );
+    if let (Some(b), Some(text)) = (by, &args.by) {
+        headless::check_arg(&start_targets, b, &format!("--by {text}"))?;
+    }
+    if let (Some((s, d)), Some(text)) = (key, &args.key) {
+        headless::check_arg(&start_targets, s, &format!("--key {text}"))?;
+        headless::check_arg(&done_targets, d, &format!("--key {text}"))?;
+    }
     let start_strings = strings_for(&pair.start, &catalog, &start_extra);
     let done_strings = strings_for(&pair.done, &catalog, &done_extra);
     let n_start = start_targets.len();

@@ -25,7 +25,8 @@ use usdtop::probes::ktoplat::{KernelTopLat, KernelTopLatency};
   usdtop top /srv/app:app:req__start --done app:req__done --key arg0 --by arg1
   usdtop top /usr/bin/python3.11:python:function__entry --by arg1 --no-pair")]
 pub struct TopArgs {
-    /// The probe: `provider:name` or `PATH:provider:name`.
+    /// The probe: `provider:name` or `PATH:provider:name`; PATH may be a glob matching copies of
+    /// one program.
     pub probe: String,
     /// The argument to group by: `argN`, or a catalog argument name (default: the catalog
     /// pair's label, else the probe's first string argument). A string unless the catalog says
@@ -43,6 +44,9 @@ pub struct TopArgs {
     /// Trace only this process (and the processes it forks).
     #[arg(short, long)]
     pub pid: Option<u32>,
+    /// Say which files a PATH glob matched.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Print the table every this many seconds, each covering that interval only.
     #[arg(short, long, value_parser = numbers::seconds)]
     pub interval: Option<f64>,
@@ -165,13 +169,11 @@ pub fn run(args: TopArgs) -> Result<u8> {
             }
         }
     };
-    let pair_key_is_str = match (&args.key, &pair) {
-        (Some(k), Some(p)) => {
-            let (s, d) = parse_key(k, p, &catalog)?;
-            s.is_str || d.is_str
-        }
-        _ => false,
+    let key = match (&args.key, &pair) {
+        (Some(k), Some(p)) => Some(parse_key(k, p, &catalog)?),
+        _ => None,
     };
+    let pair_key_is_str = key.is_some_and(|(s, d)| s.is_str || d.is_str);
 
     let done = pair
         .as_ref()
@@ -187,10 +189,19 @@ pub fn run(args: TopArgs) -> Result<u8> {
     };
     let mut specs = vec![&spec];
     specs.extend(done.as_ref());
-    let mut found = headless::resolve(&specs, args.pid)?.into_iter();
-    let mut targets: Vec<_> = found
-        .next()
-        .unwrap_or_default()
+    let mut found = headless::resolve(&specs, args.pid, args.verbose)?.into_iter();
+    let start_targets = found.next().unwrap_or_default();
+    let done_targets = found.next().unwrap_or_default();
+    let by_option = match &args.by {
+        Some(text) => format!("--by {text}"),
+        None => format!("the default key arg{} (give --by)", by.index),
+    };
+    headless::check_arg(&start_targets, by, &by_option)?;
+    if let (Some((s, d)), Some(text)) = (key, &args.key) {
+        headless::check_arg(&start_targets, s, &format!("--key {text}"))?;
+        headless::check_arg(&done_targets, d, &format!("--key {text}"))?;
+    }
+    let mut targets: Vec<_> = start_targets
         .into_iter()
         .map(|t| {
             // In the kernel the key is the site's only string argument.
@@ -204,7 +215,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         .collect();
     let n_start = targets.len();
     if let Some(p) = &pair {
-        for t in found.next().unwrap_or_default() {
+        for t in done_targets {
             // The kernel reads no string at a done (its key is an integer or the thread).
             let strings = if in_kernel {
                 Vec::new()

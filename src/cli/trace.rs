@@ -12,11 +12,13 @@ use usdtop::probes::engine::{
     AttachOptions, Engine, EngineError, EngineOptions, ProcFilter, Stats,
 };
 use usdtop::probes::select::ProbePattern;
-use usdtop::probes::targets::{self, Scope, Target};
+use usdtop::probes::targets::{self, check_arg_index, Scope, Target};
 use usdtop::probes::Event;
 
 const AFTER_HELP: &str = "\
 PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
+A glob in PATH (quoted: '/srv/app/bin/worker*:app:req__*') names every regular file it matches;
+-v lists them.
 With -p, the objects mapped by those processes are searched and only they (and the processes they
 fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a
 PATH is traced in every process running that file; a PROBE without a PATH is looked up in the
@@ -27,7 +29,8 @@ received, dropped (ring buffer full) and per-probe hits go to stderr.
 Examples:
   usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
   usdtop trace /usr/bin/python3.11:python:gc__start --count 10
-  usdtop trace --json --duration 5 'php:request__*'";
+  usdtop trace --json --duration 5 'php:request__*'
+  usdtop trace -v '/srv/app/bin/worker*:app:req__start'";
 
 #[derive(Args, Debug)]
 #[command(after_long_help = AFTER_HELP)]
@@ -38,7 +41,8 @@ pub struct TraceArgs {
     /// Trace only this process and its children (repeatable).
     #[arg(short = 'p', long = "pid")]
     pub pids: Vec<i32>,
-    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`.
+    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`. Each must be
+    /// an argument of every probe traced.
     #[arg(long = "str", value_delimiter = ',')]
     pub strings: Vec<usize>,
     /// One JSON object per event: ts_ns, pid, tid, comm, provider, name, args.
@@ -50,6 +54,9 @@ pub struct TraceArgs {
     /// Stop after this many events.
     #[arg(long, value_name = "N", value_parser = numbers::at_least_one::<u64>)]
     pub count: Option<u64>,
+    /// Say which files a PATH glob matched.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Ring buffer size in MiB (a power of two). A bigger ring rides out longer stalls of the
     /// reader before the kernel has to drop events.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
@@ -229,7 +236,8 @@ fn report(written: Written, stats: &Stats) {
     }
 }
 
-/// Resolves the PROBE arguments to (object, probe) pairs, each once.
+/// Resolves the PROBE arguments to (object, probe) pairs, each once, and checks that every
+/// --str index is an argument of each of them.
 fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     let patterns: Vec<ProbePattern> = args
         .probes
@@ -245,5 +253,13 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     } else {
         Scope::Pids(args.pids.clone())
     };
-    Ok(targets::resolve(&patterns, &scope)?)
+    let resolved = targets::resolve_patterns(&patterns, &scope)?;
+    for line in resolved.report(&patterns, args.verbose) {
+        eprintln!("usdtop: {line}");
+    }
+    let found = targets::distinct(resolved.targets);
+    for &i in &args.strings {
+        check_arg_index(&found, i, &format!("--str {i}"))?;
+    }
+    Ok(found)
 }

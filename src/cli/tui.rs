@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use usdtop::app::{Action, App, Command, Pane};
 use usdtop::demo::{Demo, LoadConfig};
 use usdtop::probes::catalog::Catalog;
-use usdtop::probes::select::ProbePattern;
+use usdtop::probes::select::{describe_matches, expand_path, has_glob, ProbePattern};
 use usdtop::ui::{self, keymap, Theme};
 
 use super::latency::AggMode;
@@ -277,19 +277,37 @@ fn startup_attach(app: &mut App, s: &mut StartupAttach) -> Vec<Command> {
             )));
             continue;
         };
-        // Objects are listed by their real paths; a symlink or relative path names the same.
-        if let Some(path) = pattern.path.as_mut() {
-            if let Ok(real) = std::fs::canonicalize(&*path) {
-                *path = real.display().to_string();
+        // A PATH glob names files (copies of a program): one pattern per file it matches.
+        let paths = match pattern.path.as_deref().map(expand_path).transpose() {
+            Ok(None) => vec![None],
+            Ok(Some(files)) => {
+                if pattern.path.as_deref().is_some_and(has_glob) && s.lists_seen == 1 {
+                    let glob = pattern.path.as_deref().unwrap_or_default();
+                    app.update(Action::Status(describe_matches(glob, &files)));
+                }
+                files.into_iter().map(Some).collect()
+            }
+            Err(e) => {
+                app.update(Action::Error(format!("cannot attach `{text}`: {e}")));
+                continue;
+            }
+        };
+        let listed = s.pid.is_none_or(|pid| app.explorer.has_process(pid));
+        let mut found = false;
+        for path in paths {
+            // Objects are listed by their real paths; a symlink or relative path names the same.
+            pattern.path =
+                path.map(|p| std::fs::canonicalize(&p).unwrap_or(p).display().to_string());
+            if let Some(commands) = listed
+                .then(|| app.attach_matching(&pattern, s.pid))
+                .flatten()
+            {
+                out.extend(commands);
+                found = true;
             }
         }
-        let listed = s.pid.is_none_or(|pid| app.explorer.has_process(pid));
-        match listed
-            .then(|| app.attach_matching(&pattern, s.pid))
-            .flatten()
-        {
-            Some(commands) => out.extend(commands),
-            None => missing.push(text),
+        if !found {
+            missing.push(text);
         }
     }
     if s.lists_seen >= s.lists_needed && !missing.is_empty() {

@@ -51,6 +51,8 @@ pub enum EngineError {
     Attach(#[from] AttachError),
     #[error("probe {0} has no sites to attach")]
     NoSites(String),
+    #[error(transparent)]
+    BadProbe(#[from] super::elf::BadProbe),
     #[error("too many attached {0}")]
     Full(&'static str),
     #[error("no attached probe with id {0:?}")]
@@ -302,6 +304,7 @@ impl Engine {
         if probe.sites.is_empty() {
             return Err(EngineError::NoSites(probe.full_name()));
         }
+        probe.attachable()?;
         if self.free_cookies.len() < probe.sites.len() {
             return Err(EngineError::Full("probe sites"));
         }

@@ -9,6 +9,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 pub struct Tracer {
     child: Child,
     stdout: Option<ChildStdout>,
+    /// What usdtop said on stderr before it was tracing (e.g. `-v` lines).
+    pub preamble: Vec<String>,
 }
 
 impl Tracer {
@@ -21,11 +23,15 @@ impl Tracer {
             .expect("usdtop starts");
         let stderr = line_reader(child.stderr.take().unwrap());
         let deadline = std::time::Instant::now() + RUN_PATIENCE;
+        let mut preamble = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match stderr.recv_timeout(left) {
                 Ok(l) if l.starts_with("Tracing") => break,
-                Ok(l) => eprintln!("usdtop: {l}"),
+                Ok(l) => {
+                    eprintln!("usdtop: {l}");
+                    preamble.push(l);
+                }
                 Err(e) => {
                     let _ = child.kill();
                     panic!("usdtop {args:?} never started tracing ({e})");
@@ -39,7 +45,11 @@ impl Tracer {
             }
         });
         let stdout = child.stdout.take();
-        Tracer { child, stdout }
+        Tracer {
+            child,
+            stdout,
+            preamble,
+        }
     }
 
     /// Ends tracing with SIGINT (as Ctrl-C would) and returns what usdtop printed; usdtop
