@@ -103,8 +103,26 @@ fn commands(fx: &AggFix, load: &str) -> Vec<Vec<String>> {
         "ticks" => vec![
             args(&["trace", "-p", p, "aggfix:tick"]),
             args(&["trace", "-p", p, "aggfix:tick", "--json"]),
-            args(&["top", "-p", p, "aggfix:tick", "--by", "arg1", "--mode", "stream"]),
-            args(&["top", "-p", p, "aggfix:tick", "--by", "arg1", "--mode", "kernel"]),
+            args(&[
+                "top",
+                "-p",
+                p,
+                "aggfix:tick",
+                "--by",
+                "arg1",
+                "--mode",
+                "stream",
+            ]),
+            args(&[
+                "top",
+                "-p",
+                p,
+                "aggfix:tick",
+                "--by",
+                "arg1",
+                "--mode",
+                "kernel",
+            ]),
         ],
         _ => vec![
             args(&[
@@ -183,7 +201,9 @@ fn duration_ends_every_command_under_steady_load() {
         for mut cmd in commands(&fx, load) {
             cmd.extend(args(&["--duration", "1"]));
             let usdtop = Usdtop::tracing(&cmd);
+            let start = Instant::now();
             let (status, stderr) = usdtop.exit(STOP_PATIENCE + Duration::from_secs(1));
+            eprintln!("{cmd:?}: ended {:?} after tracing began", start.elapsed());
             assert_eq!(status.code(), Some(0), "{cmd:?}: {stderr}");
         }
     }
@@ -192,7 +212,12 @@ fn duration_ends_every_command_under_steady_load() {
 #[test]
 fn a_second_signal_ends_a_stop_at_once() {
     let fx = steady_load("ticks");
-    let usdtop = Usdtop::tracing(&args(&["trace", "-p", &fx.pid().to_string(), "aggfix:tick"]));
+    let usdtop = Usdtop::tracing(&args(&[
+        "trace",
+        "-p",
+        &fx.pid().to_string(),
+        "aggfix:tick",
+    ]));
     usdtop.signal(libc::SIGINT);
     usdtop.signal(libc::SIGINT);
     let (status, stderr) = usdtop.exit(STOP_PATIENCE);
@@ -236,11 +261,19 @@ fn a_signal_before_tracing_starts_aborts_the_attach_and_leaves_nothing_attached(
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < STOP_PATIENCE, "usdtop went on after SIGINT");
+        assert!(
+            start.elapsed() < STOP_PATIENCE,
+            "usdtop went on after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
@@ -324,23 +357,93 @@ fn bad_numbers_are_refused_before_anything_is_attached() {
     let fx = steady_load("ticks");
     let pid = fx.pid().to_string();
     let bad: &[(&[&str], &str)] = &[
-        (&["trace", "-p", &pid, "aggfix:tick", "--duration", "nan"], "--duration"),
-        (&["trace", "-p", &pid, "aggfix:tick", "--duration", "inf"], "--duration"),
-        (&["trace", "-p", &pid, "aggfix:tick", "--duration", "-1"], "--duration"),
-        (&["trace", "-p", &pid, "aggfix:tick", "--duration", "1e300"], "--duration"),
-        (&["trace", "-p", &pid, "aggfix:tick", "--count", "0"], "--count"),
-        (&["trace", "-p", &pid, "aggfix:tick", "--queue-mb", "0"], "--queue-mb"),
         (
-            &["latency", "-p", &pid, "aggfix:req__start", "aggfix:req__done", "--duration", "1e20"],
+            &["trace", "-p", &pid, "aggfix:tick", "--duration", "nan"],
             "--duration",
         ),
         (
-            &["latency", "-p", &pid, "aggfix:req__start", "aggfix:req__done", "-i", "1e300"],
+            &["trace", "-p", &pid, "aggfix:tick", "--duration", "inf"],
+            "--duration",
+        ),
+        (
+            &["trace", "-p", &pid, "aggfix:tick", "--duration=-1"],
+            "--duration",
+        ),
+        (
+            &["trace", "-p", &pid, "aggfix:tick", "--duration", "1e300"],
+            "--duration",
+        ),
+        (
+            &["trace", "-p", &pid, "aggfix:tick", "--count", "0"],
+            "--count",
+        ),
+        (
+            &["trace", "-p", &pid, "aggfix:tick", "--queue-mb", "0"],
+            "--queue-mb",
+        ),
+        (
+            &[
+                "latency",
+                "-p",
+                &pid,
+                "aggfix:req__start",
+                "aggfix:req__done",
+                "--duration",
+                "1e20",
+            ],
+            "--duration",
+        ),
+        (
+            &[
+                "latency",
+                "-p",
+                &pid,
+                "aggfix:req__start",
+                "aggfix:req__done",
+                "-i",
+                "1e300",
+            ],
             "--interval",
         ),
-        (&["top", "-p", &pid, "aggfix:tick", "--by", "arg1", "-i", "1e300"], "--interval"),
-        (&["top", "-p", &pid, "aggfix:tick", "--by", "arg1", "-i", "NaN"], "--interval"),
-        (&["top", "-p", &pid, "aggfix:tick", "--by", "arg1", "--max-keys", "0"], "--max-keys"),
+        (
+            &[
+                "top",
+                "-p",
+                &pid,
+                "aggfix:tick",
+                "--by",
+                "arg1",
+                "-i",
+                "1e300",
+            ],
+            "--interval",
+        ),
+        (
+            &[
+                "top",
+                "-p",
+                &pid,
+                "aggfix:tick",
+                "--by",
+                "arg1",
+                "-i",
+                "NaN",
+            ],
+            "--interval",
+        ),
+        (
+            &[
+                "top",
+                "-p",
+                &pid,
+                "aggfix:tick",
+                "--by",
+                "arg1",
+                "--max-keys",
+                "0",
+            ],
+            "--max-keys",
+        ),
         (&["--demo", "--demo-rate", "nan"], "--demo-rate"),
     ];
     for (argv, option) in bad {

@@ -260,7 +260,13 @@ pub fn run_loop(
         let mut watch = tokio::time::interval(stop::POLL);
         let mut second = tokio::time::interval(Duration::from_millis(250));
         second.tick().await;
+        let until = duration.map(|d| Instant::now() + d);
         loop {
+            // Checked on every pass as well: while batches keep arriving, the receive branch is
+            // always ready and the timers may not be polled for seconds.
+            if stop::requested() || until.is_some_and(|u| Instant::now() >= u) {
+                break;
+            }
             tokio::select! {
                 batch = session.events.recv() => match batch {
                     Some(batch) => step(Step::Events(&batch))?,

@@ -145,9 +145,20 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
             tokio::time::sleep(args.duration.map_or(stop::FOREVER, Duration::from_secs_f64));
         tokio::pin!(deadline);
         let mut watch = tokio::time::interval(stop::POLL);
+        let until = args
+            .duration
+            .map(|d| Instant::now() + Duration::from_secs_f64(d));
         loop {
             if seen >= limit {
                 return End::Count;
+            }
+            // Checked on every pass as well: while batches keep arriving, the receive branch is
+            // always ready and the timers may not be polled for seconds.
+            if stop::requested() {
+                return End::Signal;
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return End::Duration;
             }
             tokio::select! {
                 batch = events.recv() => match batch {
