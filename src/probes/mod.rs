@@ -12,6 +12,7 @@ pub mod filter;
 pub mod kpair;
 pub mod ktop;
 pub mod ktoplat;
+pub mod privilege;
 mod reader;
 pub mod select;
 pub mod targets;
