@@ -6,6 +6,7 @@ pub mod headless;
 pub mod latency;
 pub mod latency_kernel;
 pub mod list;
+pub mod signals;
 pub mod top;
 pub mod trace;
 pub mod trace_output;

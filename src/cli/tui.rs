@@ -15,7 +15,6 @@ use futures::StreamExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use usdtop::app::{Action, App, Command, Pane};
 use usdtop::demo::{Demo, LoadConfig};
@@ -24,6 +23,7 @@ use usdtop::probes::select::ProbePattern;
 use usdtop::ui::{self, keymap, Theme};
 
 use super::latency::AggMode;
+use super::signals::StopSignals;
 use discovery::ObjectIndex;
 use pairing::PairingControl;
 use tracer::{AttachRequest, Tracer};
@@ -143,10 +143,13 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     discovery::spawn(target_pid, disc_tx, index.clone());
 
     let theme = Theme::from_env();
+    // Caught before the terminal changes: from here on no signal kills usdtop with the
+    // alternate screen and mouse reporting left on.
+    let mut stops = StopSignals::catch().context("catching signals")?;
     let mut guard = terminal::TerminalGuard::enter().context("setting up the terminal")?;
     let mut keys = EventStream::new();
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    // 0 after q or the Ctrl-C key; 128 + the signal's number after an external signal.
+    let mut status = 0;
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut frames = FrameStats::default();
@@ -217,8 +220,10 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                     dirty = false;
                 }
             },
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
+            code = stops.recv() => {
+                status = code;
+                break;
+            }
         }
         for cmd in commands {
             if cmd == Command::Quit {
@@ -235,7 +240,7 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     }
     drop(guard);
     frames.report();
-    Ok(0)
+    Ok(status)
 }
 
 async fn recv_events(
