@@ -166,3 +166,75 @@ fn cap_bpf_and_cap_perfmon_are_not_enough_the_uprobe_is_refused_naming_cap_sys_a
         "not permitted to open uprobe perf events: Permission denied",
     );
 }
+
+/// The fixture in a mount namespace of its own, from a tmpfs mounted there only: its path
+/// means nothing in usdtop's namespace, so the object is reachable only through
+/// `/proc/PID/root` (as for a process in a container).
+fn fixture_in_its_own_mount_namespace(run: &Unprivileged, mount: &Path) -> Fixture {
+    assert!(
+        common::which("unshare").is_some(),
+        "unshare is missing: install the util-linux package (bash .ci/install-deps)"
+    );
+    let inside = mount.join("usdt_fixture");
+    let script = format!(
+        "mount -t tmpfs usdtop-priv {m} && cp {f} {i} && exec {i} count 20",
+        m = mount.display(),
+        f = run.fixture.path.display(),
+        i = inside.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let fixture = Fixture::spawn(cmd);
+    assert!(!inside.exists(), "the fixture is out of usdtop's sight");
+    fixture
+}
+
+#[test]
+fn with_cap_sys_ptrace_too_it_traces_another_users_process_in_another_mount_namespace() {
+    let run = Unprivileged::new();
+    let mount = TempDir::new("privns");
+    let fixture = fixture_in_its_own_mount_namespace(&run, mount.path());
+    let pid = fixture.pid().to_string();
+    let (usdtop, stderr) = start_tracing(run.usdtop(
+        &["sys_admin", "sys_ptrace"],
+        &[
+            "trace",
+            "--json",
+            "--count",
+            "5",
+            "-p",
+            &pid,
+            "fixture:tick",
+        ],
+    ));
+    let (out, stderr) = fire_and_collect(fixture, usdtop, stderr);
+    assert_five_ticks(&out, &stderr);
+}
+
+#[test]
+fn without_cap_sys_ptrace_the_object_in_another_mount_namespace_cannot_be_opened() {
+    let run = Unprivileged::new();
+    let mount = TempDir::new("privns");
+    let mut fixture = fixture_in_its_own_mount_namespace(&run, mount.path());
+    let pid = fixture.pid().to_string();
+    let inside = mount.path().join("usdt_fixture").display().to_string();
+    // `list -v` names the object and why.
+    let out = run
+        .usdtop(&["sys_admin"], &["list", "-v", "-p", &pid])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{inside}: cannot read: Permission denied")),
+        "{err}"
+    );
+    // `trace -p` finds no probe there, and says so.
+    let out = run
+        .usdtop(&["sys_admin"], &["trace", "-p", &pid, "fixture:tick"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no probe matches `fixture:tick`"), "{err}");
+    fixture.go();
+}
