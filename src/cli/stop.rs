@@ -1,6 +1,7 @@
 //! Stopping when asked: SIGINT, SIGTERM, SIGHUP and SIGQUIT raise one flag, from the moment a
-//! headless command starts — before it attaches, so a Ctrl-C during a long attach aborts the
-//! attach instead of being lost. The loops poll the flag; the engine checks it between sites.
+//! command starts — before it attaches, so a Ctrl-C during a long attach aborts the attach
+//! instead of being lost, and before the TUI changes the terminal, so no signal leaves it in
+//! the alternate screen. The loops poll the flag; the engine checks it between sites.
 //!
 //! A second signal while stopping (say a detach of hundreds of sites that takes long) is not
 //! swallowed: it ends the process at once with the signal's default action. The kernel then

@@ -15,7 +15,6 @@ use futures::StreamExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use usdtop::app::{Action, App, Command, Pane};
 use usdtop::demo::{Demo, LoadConfig};
@@ -24,6 +23,7 @@ use usdtop::probes::select::{describe_matches, expand_path, has_glob, ProbePatte
 use usdtop::ui::{self, keymap, Theme};
 
 use super::latency::AggMode;
+use super::stop;
 use discovery::ObjectIndex;
 use pairing::PairingControl;
 use tracer::{AttachRequest, Tracer};
@@ -143,10 +143,11 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     discovery::spawn(target_pid, disc_tx, index.clone());
 
     let theme = Theme::from_env();
+    // Caught before the terminal changes: from here on no signal kills usdtop with the
+    // alternate screen and mouse reporting left on.
+    stop::install().context("catching signals")?;
     let mut guard = terminal::TerminalGuard::enter().context("setting up the terminal")?;
     let mut keys = EventStream::new();
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut frames = FrameStats::default();
@@ -157,6 +158,9 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     let mut pairing = PairingControl::new(args.pairing);
 
     loop {
+        if stop::requested() {
+            break;
+        }
         let mut commands = Vec::new();
         tokio::select! {
             ev = keys.next() => match ev {
@@ -221,8 +225,6 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                     dirty = false;
                 }
             },
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
         }
         for cmd in commands {
             if cmd == Command::Quit {
@@ -239,7 +241,8 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     }
     drop(guard);
     frames.report();
-    Ok(0)
+    // 0 after q or the Ctrl-C key; 128 + the signal's number after an external signal.
+    Ok(stop::exit_status())
 }
 
 async fn recv_events(

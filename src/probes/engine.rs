@@ -41,7 +41,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("not permitted to load BPF programs: {0}; run usdtop as root (or with CAP_BPF and CAP_PERFMON)")]
+    #[error("not permitted to load BPF programs: {0}; {hint}", hint = super::privilege::hint())]
     NotPermitted(String),
     #[error("cannot load the BPF program: {0}")]
     Load(String),
@@ -69,10 +69,13 @@ fn map_err(map: &'static str) -> impl FnOnce(MapError) -> EngineError {
 fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
     let text = e.to_string();
     let lower = format!("{e:?}").to_lowercase();
-    // The verifier also answers EACCES; only a refusal without its log is about privileges.
+    // The verifier also answers EACCES; only a refusal without its log is about privileges
+    // (aya's text ends in an empty "Verifier output:" then, e.g. a uprobe load with CAP_BPF only).
     let denied = lower.contains("operation not permitted") || lower.contains("permission denied");
-    if denied && !lower.contains("verifier") {
-        EngineError::NotPermitted(text)
+    let empty_log = text.trim_end().strip_suffix("Verifier output:");
+    if denied && (empty_log.is_some() || !lower.contains("verifier")) {
+        let text = empty_log.map_or(&*text, |t| t.trim_end().trim_end_matches('.'));
+        EngineError::NotPermitted(text.to_string())
     } else {
         // The Debug form carries the verifier log.
         EngineError::Load(format!("{text}: {e:?}"))
@@ -179,7 +182,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads the program and starts the reader thread. Needs root (or CAP_BPF + CAP_PERFMON).
+    /// Loads the program and starts the reader thread. Needs root or CAP_SYS_ADMIN (see
+    /// [`super::privilege`]).
     pub fn new(options: EngineOptions) -> Result<Engine, EngineError> {
         let mut loader = EbpfLoader::new();
         if let Some(bytes) = options.ring_bytes {

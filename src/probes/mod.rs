@@ -13,6 +13,7 @@ pub mod kpair;
 pub mod ktop;
 pub mod ktoplat;
 pub mod queue;
+pub mod privilege;
 mod reader;
 pub mod select;
 pub mod targets;
