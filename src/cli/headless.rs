@@ -15,6 +15,7 @@ use usdtop::probes::engine::{
 use usdtop::probes::queue::EventStream;
 use usdtop::probes::select::ProbePattern;
 use usdtop::probes::targets::{self, check_arg_index, Scope};
+use usdtop::probes::watch::Watch;
 use usdtop::probes::Event;
 
 pub use usdtop::probes::targets::Target;
@@ -146,6 +147,8 @@ pub struct Session {
     pub started_ns: u64,
     /// The attached probes, in the order of the targets.
     pub ids: Vec<ProbeId>,
+    /// The -p process (for an exec) or, without -p, the traced files (for a replacement).
+    changes: Watch,
 }
 
 /// Attach `targets`, each with the string arguments to read, in `mode`, with `queue_mb` MiB
@@ -189,12 +192,22 @@ pub fn attach(
         ids.push(id);
         sites += t.probe().sites.len();
     }
+    let mut changes = Watch::new();
+    match pid {
+        Some(pid) => changes.process(pid),
+        None => targets
+            .iter()
+            .map(|(t, _)| &t.open_path)
+            .filter(|p| !p.starts_with("/proc"))
+            .for_each(|p| changes.file(p)),
+    }
     Ok(Session {
         engine,
         events,
         sites,
         started_ns: monotonic_ns(),
         ids,
+        changes,
     })
 }
 
@@ -284,6 +297,9 @@ pub fn run_loop(
                 _ = watch.tick() => {
                     if stop::requested() || options.pid.is_some_and(|p| !alive(p)) {
                         break;
+                    }
+                    for change in session.changes.changes() {
+                        eprintln!("usdtop: {change}");
                     }
                 }
             }

@@ -6,13 +6,15 @@ use super::stop;
 use super::trace_output::Printer;
 use anyhow::Context;
 use clap::Args;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::{
-    AttachOptions, Engine, EngineError, EngineOptions, ProcFilter, Stats,
+    AttachOptions, Engine, EngineError, EngineOptions, ProbeId, ProcFilter, Stats,
 };
 use usdtop::probes::select::ProbePattern;
 use usdtop::probes::targets::{self, check_arg_index, Scope, Target};
+use usdtop::probes::watch::{Change, Watch};
 use usdtop::probes::Event;
 
 const AFTER_HELP: &str = "\
@@ -65,12 +67,17 @@ pub struct TraceArgs {
     /// what does not fit is dropped and counted as "dropped (output too slow)".
     #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = numbers::queue_mb)]
     pub queue_mb: usize,
+    /// When a file named by PATH is replaced on disk (a deploy), attach the same probes in the
+    /// new file too (the old one stays traced for the processes still running it). Without it,
+    /// the replacement is only reported.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     stop::install().context("installing signal handlers")?;
     let catalog = Catalog::builtin();
-    let targets = find_targets(&args)?;
+    let (targets, named_files) = find_targets(&args)?;
     let filter = if args.pids.is_empty() {
         ProcFilter::All
     } else {
@@ -92,8 +99,8 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
             eprintln!("usdtop: warning: processes forked from now on are not followed ({why})");
         }
     }
-    for t in &targets {
-        let probe = &t.object.probes[t.probe_index];
+    let attach = |engine: &mut Engine, t: &Target| {
+        let probe = t.probe();
         let mut strings = catalog.string_args(&probe.full_name());
         strings.extend(&args.strings);
         let options = AttachOptions {
@@ -102,17 +109,25 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
             open_path: Some(t.open_path.clone()),
             ..Default::default()
         };
-        match engine.attach(&t.object, probe, &options) {
+        engine.attach(&t.object, probe, &options)
+    };
+    for t in &targets {
+        match attach(&mut engine, t) {
             Err(EngineError::Interrupted) => stop::interrupted_attach(engine),
             other => other.with_context(|| {
                 format!(
                     "attaching {} in {}",
-                    probe.full_name(),
+                    t.probe().full_name(),
                     t.open_path.display()
                 )
             })?,
         };
     }
+    // What may change under us: the -p processes (an exec) and the files named by PATH (a
+    // deploy that renames a new build over them).
+    let mut changes = Watch::new();
+    args.pids.iter().for_each(|&p| changes.process(p as u32));
+    named_files.iter().for_each(|f| changes.file(f));
     eprintln!(
         "usdtop: tracing {} probe(s), {} site(s); Ctrl-C to stop",
         targets.len(),
@@ -176,6 +191,13 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
                     if !args.pids.is_empty() && !args.pids.iter().any(|&p| alive(p)) {
                         return End::TargetsExited;
                     }
+                    for change in changes.changes() {
+                        eprintln!("usdtop: {change}");
+                        if let (Change::Replaced { path }, true) = (&change, args.follow) {
+                            follow(&mut engine, &attach, &targets, path);
+                            changes.accept(path);
+                        }
+                    }
                 }
                 _ = &mut deadline => return End::Duration,
             }
@@ -206,6 +228,44 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     report(written, &stats);
     engine.detach_all();
     Ok(stop::exit_status())
+}
+
+/// Attaches, in the new file now at `path`, the probes that were traced in the old one.
+fn follow(
+    engine: &mut Engine,
+    attach: &impl Fn(&mut Engine, &Target) -> Result<ProbeId, EngineError>,
+    targets: &[Target],
+    path: &Path,
+) {
+    let patterns: Vec<ProbePattern> = targets
+        .iter()
+        .filter(|t| t.open_path == path)
+        .map(|t| ProbePattern {
+            path: Some(path.display().to_string()),
+            provider: t.probe().provider.clone(),
+            name: t.probe().name.clone(),
+        })
+        .collect();
+    let found = match targets::resolve(&patterns, &Scope::AllProcesses) {
+        Ok(found) => found,
+        Err(e) => return eprintln!("usdtop: cannot follow {}: {e}", path.display()),
+    };
+    let mut sites = 0;
+    for t in &found {
+        match attach(engine, t) {
+            Ok(_) => sites += t.probe().sites.len(),
+            Err(e) => eprintln!(
+                "usdtop: cannot attach {} in the new {}: {e}",
+                t.probe().full_name(),
+                path.display()
+            ),
+        }
+    }
+    eprintln!(
+        "usdtop: following {}: {} probe(s), {sites} site(s) attached in the new file",
+        path.display(),
+        found.len()
+    );
 }
 
 /// Why the event loop ended.
@@ -248,8 +308,8 @@ fn report(written: Written, stats: &Stats) {
 }
 
 /// Resolves the PROBE arguments to (object, probe) pairs, each once, and checks that every
-/// --str index is an argument of each of them.
-fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
+/// --str index is an argument of each of them. Also returns the files the PATHs named.
+fn find_targets(args: &TraceArgs) -> anyhow::Result<(Vec<Target>, Vec<PathBuf>)> {
     let patterns: Vec<ProbePattern> = args
         .probes
         .iter()
@@ -268,9 +328,10 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     for line in resolved.report(&patterns, args.verbose) {
         eprintln!("usdtop: {line}");
     }
+    let files = resolved.files.iter().flatten().flatten().cloned().collect();
     let found = targets::distinct(resolved.targets);
     for &i in &args.strings {
         check_arg_index(&found, i, &format!("--str {i}"))?;
     }
-    Ok(found)
+    Ok((found, files))
 }

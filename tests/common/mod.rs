@@ -69,8 +69,9 @@ pub fn drain(rx: &mut EventStream, quiet: Duration) -> Vec<Event> {
     all
 }
 
-/// Skips a test (prints why) when a program it needs is absent: `program` is a path, or a
-/// name looked up on PATH. Returns where the program is.
+/// Where a program a test needs is: `program` is a path, or a name looked up on PATH. A missing
+/// program fails the test, naming the package that provides it — a test that skips cannot fail.
+/// (Always `Some`; the Option stays for the callers written as `let Some(p) = require(..)`.)
 pub fn require(program: &str) -> Option<PathBuf> {
     let found = if program.contains('/') {
         Some(PathBuf::from(program)).filter(|p| p.exists())
@@ -78,9 +79,33 @@ pub fn require(program: &str) -> Option<PathBuf> {
         which(program)
     };
     if found.is_none() {
-        eprintln!("SKIP: {program} is not installed");
+        panic!(
+            "{program} is not installed: it comes with {}; `bash .ci/install-deps` installs \
+             everything the tests need",
+            package_of(program)
+        );
     }
     found
+}
+
+/// The Debian package (or install step) that provides a program the tests use.
+fn package_of(program: &str) -> &'static str {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    match name {
+        "postgres" | "pgbench" => "postgresql-15 and postgresql-contrib",
+        "python3.11" => "python3.11",
+        "php8.2" => "php8.2-cli",
+        "bpftrace" => "bpftrace",
+        "cargo-nextest" => "`cargo install cargo-nextest` (see .ci/install-deps)",
+        "libjvm.so" => "openjdk-17-jdk-headless",
+        "libstdc++.so.6" => "libstdc++6",
+        "tmux" => "tmux",
+        "setpriv" | "unshare" | "pivot_root" | "runuser" => "util-linux",
+        "chroot" => "coreutils",
+        "readelf" => "binutils",
+        "cc" => "build-essential",
+        _ => "the package that provides it (see .ci/install-deps)",
+    }
 }
 
 /// The full path of a program on PATH, if any.
