@@ -506,6 +506,25 @@ fn attach_with_a_path_glob_traces_every_copy_of_the_program_it_matches() {
 }
 
 #[test]
+fn a_deploy_over_an_attached_file_is_shown_on_the_status_line() {
+    let bin = Binary::copy("deploy");
+    let b = bin.path.as_str();
+    let server = DemoServer::start(b);
+    let cmd = format!("{b} -a '{b}:node:http__server__request'");
+    let t = Tmux::start("deploy", 200, 40, &cmd);
+    t.wait_for("requests from the server", |s| {
+        has_requests_from(s, server.pid)
+    });
+    // A deploy: a new build renamed over the attached file.
+    let new = format!("{b}.new");
+    common::build::copy_executable(std::path::Path::new(b), std::path::Path::new(&new));
+    std::fs::rename(&new, b).unwrap();
+    t.wait_for("the replacement reported", |s| {
+        s.contains("replaced on disk")
+    });
+}
+
+#[test]
 fn no_color_leaves_only_bold_dim_and_reverse() {
     let bin = Binary::copy("nocolor");
     let b = bin.path.as_str();

@@ -27,6 +27,7 @@ use super::stop;
 use discovery::ObjectIndex;
 use pairing::PairingControl;
 use tracer::{AttachRequest, Tracer};
+use usdtop::probes::watch::Watch;
 
 #[derive(Args, Debug)]
 pub struct TuiArgs {
@@ -156,6 +157,8 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     let mut last_counts = Instant::now();
     let mut last_pairing = Instant::now();
     let mut pairing = PairingControl::new(args.pairing);
+    // The attached files and processes, for a deploy or an exec under the explorer.
+    let mut changes = Watch::new();
 
     loop {
         if stop::requested() {
@@ -205,6 +208,10 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                         too_slow: c.too_slow,
                     });
                     last_counts = Instant::now();
+                    for change in changes.changes() {
+                        app.update(Action::Status(change.to_string()));
+                        dirty = true;
+                    }
                 }
                 // As often as `latency` adapts its sampling.
                 if last_pairing.elapsed() >= Duration::from_millis(250) {
@@ -232,7 +239,14 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                 frames.report();
                 return Ok(0);
             }
-            execute(cmd, tracer.as_mut(), &index, &catalog, &mut app);
+            execute(
+                cmd,
+                tracer.as_mut(),
+                &index,
+                &catalog,
+                &mut app,
+                &mut changes,
+            );
             dirty = true;
         }
         if app.quit {
@@ -334,6 +348,7 @@ fn execute(
     index: &ObjectIndex,
     catalog: &Catalog,
     app: &mut App,
+    changes: &mut Watch,
 ) {
     match cmd {
         Command::Attach { probe, pid } => {
@@ -356,6 +371,17 @@ fn execute(
                     }),
                 },
             };
+            if result.is_ok() {
+                // Watched for a deploy over the file and for an exec of the process.
+                if let Some((open, _)) = &entry {
+                    if !open.starts_with("/proc") {
+                        changes.file(open.as_ref());
+                    }
+                }
+                if let Some(pid) = pid {
+                    changes.process(pid);
+                }
+            }
             app.update(match result {
                 Ok(sites) => Action::Attached { probe, sites },
                 Err(why) => Action::AttachFailed { probe, why },

@@ -76,8 +76,15 @@ impl Watch {
         Watch::default()
     }
 
-    /// Watches `pid` for an exec of another program.
+    /// Watches `pid` for an exec of another program (once, however often it is named).
     pub fn process(&mut self, pid: u32) {
+        if self
+            .items
+            .iter()
+            .any(|w| matches!(w.what, Kind::Process(p) if p == pid))
+        {
+            return;
+        }
         let id = FileId::of(&exe_link(pid));
         self.items.push(Watched {
             what: Kind::Process(pid),
