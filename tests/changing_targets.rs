@@ -6,79 +6,13 @@ mod common;
 
 use common::aggfix::aggfix;
 use common::build::copy_executable;
+use common::parse_json_lines;
 use common::python::python311;
-use common::{line_reader, parse_json_lines, RUN_PATIENCE};
-use std::io::{Read, Write};
+use common::running::Running;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-/// usdtop with its stderr read line by line, once it says it is tracing.
-struct Usdtop {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Usdtop {
-    fn start(args: &[&str]) -> Usdtop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_usdtop"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("usdtop starts");
-        let stderr = line_reader(child.stderr.take().unwrap());
-        let mut u = Usdtop {
-            child,
-            stderr,
-            seen: Vec::new(),
-        };
-        u.wait_line("usdtop: tracing");
-        u
-    }
-
-    /// Waits for a stderr line containing `text`.
-    fn wait_line(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + RUN_PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(text) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("usdtop never said {text:?}; it said {:?}", self.seen),
-            }
-        }
-    }
-
-    /// SIGINT, then stdout and every stderr line.
-    fn stop(mut self) -> (String, Vec<String>) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        self.child.wait().unwrap();
-        self.seen.extend(self.stderr.try_iter());
-        (out, std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for Usdtop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[test]
 fn an_exec_of_the_traced_process_is_reported_once() {
@@ -94,15 +28,15 @@ fn an_exec_of_the_traced_process_is_reported_once() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let pid = target.id().to_string();
-    let mut usdtop = Usdtop::start(&["trace", "-p", &pid, "python:gc__start"]);
+    let mut usdtop = Running::start(&["trace", "-p", &pid, "python:gc__start"], Stdio::null());
     target.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-    let line = usdtop.wait_line("exec'd");
+    let line = usdtop.wait_for("exec'd");
     assert!(
         line.contains(&format!("process {pid} now runs /usr/bin/sleep")),
         "{line}"
     );
     std::thread::sleep(Duration::from_millis(500));
-    let (_, stderr) = usdtop.stop();
+    let (_, stderr) = usdtop.interrupt();
     let reports = stderr.iter().filter(|l| l.contains("exec'd")).count();
     assert_eq!(reports, 1, "reported once: {stderr:?}");
     let _ = target.kill();
@@ -152,14 +86,14 @@ fn events_of(stdout: &str, pid: u32) -> usize {
 fn a_traced_file_replaced_on_disk_is_reported_and_with_follow_the_new_file_is_traced() {
     let (dir, app) = deployed("follow");
     let probe = format!("{}:aggfix:tick", app.display());
-    let mut usdtop = Usdtop::start(&["trace", "--json", "--follow", &probe]);
+    let mut usdtop = Running::start(&["trace", "--json", "--follow", &probe], Stdio::piped());
     let before = run_five_ticks(&app);
     deploy_over(&app);
-    usdtop.wait_line("was replaced on disk");
-    usdtop.wait_line("following");
+    usdtop.wait_for("was replaced on disk");
+    usdtop.wait_for("following");
     let after = run_five_ticks(&app);
     std::thread::sleep(Duration::from_millis(300));
-    let (out, stderr) = usdtop.stop();
+    let (out, stderr) = usdtop.interrupt();
     assert_eq!(events_of(&out, before), 5, "the old file was traced");
     assert_eq!(
         events_of(&out, after),
@@ -178,13 +112,13 @@ fn a_traced_file_replaced_on_disk_is_reported_and_with_follow_the_new_file_is_tr
 fn without_follow_a_replaced_file_is_reported_and_its_new_processes_are_not_traced() {
     let (dir, app) = deployed("report");
     let probe = format!("{}:aggfix:tick", app.display());
-    let mut usdtop = Usdtop::start(&["trace", "--json", &probe]);
+    let mut usdtop = Running::start(&["trace", "--json", &probe], Stdio::piped());
     deploy_over(&app);
-    let line = usdtop.wait_line("was replaced on disk");
+    let line = usdtop.wait_for("was replaced on disk");
     assert!(line.contains(&app.display().to_string()), "{line}");
     let after = run_five_ticks(&app);
     std::thread::sleep(Duration::from_millis(300));
-    let (out, stderr) = usdtop.stop();
+    let (out, stderr) = usdtop.interrupt();
     assert_eq!(events_of(&out, after), 0, "{stderr:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -194,30 +128,11 @@ fn latency_reports_a_replaced_file_too() {
     let (dir, app) = deployed("latency");
     let start = format!("{}:aggfix:req__start", app.display());
     let done = format!("{}:aggfix:req__done", app.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_usdtop"))
-        .args(["latency", &start, &done])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = line_reader(child.stderr.take().unwrap());
-    common::wait_line(&stderr, "Tracing", "usdtop");
+    let mut usdtop = Running::start(&["latency", &start, &done], Stdio::null());
     deploy_over(&app);
-    let deadline = Instant::now() + RUN_PATIENCE;
-    let mut said = Vec::new();
-    while !said
-        .iter()
-        .any(|l: &String| l.contains("was replaced on disk"))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        said.push(
-            stderr
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no report of the replacement: {said:?}")),
-        );
-    }
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    usdtop.wait_for("was replaced on disk");
+    usdtop.signal(libc::SIGINT);
+    let (status, _) = usdtop.exit_within(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130));
     std::fs::remove_dir_all(dir).unwrap();
 }

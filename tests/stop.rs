@@ -8,10 +8,10 @@
 mod common;
 
 use common::aggfix::AggFix;
-use common::{line_reader, RUN_PATIENCE};
+use common::running::Running;
+use common::RUN_PATIENCE;
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A stopped usdtop must be gone well within this (it takes well under a second here).
@@ -28,71 +28,18 @@ fn steady_load(mode: &str) -> AggFix {
     AggFix::start(args)
 }
 
-struct Usdtop {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Usdtop {
-    /// Starts usdtop with stdout to /dev/null and waits until it traces.
-    fn tracing(args: &[String]) -> Usdtop {
-        Self::tracing_to(args, Stdio::null())
-    }
-
-    fn tracing_to(args: &[String], stdout: Stdio) -> Usdtop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_usdtop"))
-            .args(args)
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("usdtop starts");
-        let stderr = line_reader(child.stderr.take().unwrap());
-        let deadline = Instant::now() + RUN_PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match stderr.recv_timeout(left) {
-                Ok(l) if l.starts_with("Tracing") || l.starts_with("usdtop: tracing") => break,
-                Ok(l) => eprintln!("usdtop: {l}"),
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("usdtop {args:?} never started tracing ({e})");
-                }
-            }
-        }
-        Usdtop { child, stderr }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    /// Waits for the exit (failing the test on a hang) and returns the status and stderr.
-    fn exit(mut self, patience: Duration) -> (ExitStatus, String) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let rest: Vec<String> = self.stderr.try_iter().collect();
-                return (status, rest.join("\n"));
-            }
-            if start.elapsed() > patience {
-                let _ = self.child.kill();
-                panic!("usdtop did not stop within {patience:?} of being asked");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Usdtop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
+}
+
+/// usdtop tracing with `args`, stdout to /dev/null.
+fn tracing(args: &[String]) -> Running {
+    tracing_to(args, Stdio::null())
+}
+
+fn tracing_to(args: &[String], stdout: Stdio) -> Running {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Running::start(&args, stdout)
 }
 
 /// Every headless command and mode, against a fixture under steady load.
@@ -181,14 +128,20 @@ fn every_command_stops_on_each_signal_under_steady_load_with_the_signals_exit_st
         for (i, cmd) in commands(&fx, load).into_iter().enumerate() {
             // Each command meets one signal, in turn, so every signal meets several commands.
             let (sig, code, name) = signals[i % signals.len()];
-            let usdtop = Usdtop::tracing(&cmd);
+            let usdtop = tracing(&cmd);
             std::thread::sleep(Duration::from_millis(700));
             usdtop.signal(sig);
-            let (status, stderr) = usdtop.exit(STOP_PATIENCE);
-            assert_eq!(status.code(), Some(code), "{cmd:?} after {name}: {stderr}");
+            let (status, stderr) = usdtop.exit_within(STOP_PATIENCE);
+            assert_eq!(
+                status.code(),
+                Some(code),
+                "{cmd:?} after {name}: {stderr:?}"
+            );
             assert!(
-                stderr.contains(&format!("stopping on {name}")),
-                "{cmd:?} says why it stopped: {stderr}"
+                stderr
+                    .iter()
+                    .any(|l| l == &format!("usdtop: stopping on {name}")),
+                "{cmd:?} says why it stopped: {stderr:?}"
             );
         }
     }
@@ -200,11 +153,11 @@ fn duration_ends_every_command_under_steady_load() {
         let fx = steady_load(load);
         for mut cmd in commands(&fx, load) {
             cmd.extend(args(&["--duration", "1"]));
-            let usdtop = Usdtop::tracing(&cmd);
+            let usdtop = tracing(&cmd);
             let start = Instant::now();
-            let (status, stderr) = usdtop.exit(STOP_PATIENCE + Duration::from_secs(1));
+            let (status, stderr) = usdtop.exit_within(STOP_PATIENCE + Duration::from_secs(1));
             eprintln!("{cmd:?}: ended {:?} after tracing began", start.elapsed());
-            assert_eq!(status.code(), Some(0), "{cmd:?}: {stderr}");
+            assert_eq!(status.code(), Some(0), "{cmd:?}: {stderr:?}");
         }
     }
 }
@@ -212,7 +165,7 @@ fn duration_ends_every_command_under_steady_load() {
 #[test]
 fn a_second_signal_ends_a_stop_at_once() {
     let fx = steady_load("ticks");
-    let usdtop = Usdtop::tracing(&args(&[
+    let usdtop = tracing(&args(&[
         "trace",
         "-p",
         &fx.pid().to_string(),
@@ -220,12 +173,12 @@ fn a_second_signal_ends_a_stop_at_once() {
     ]));
     usdtop.signal(libc::SIGINT);
     usdtop.signal(libc::SIGINT);
-    let (status, stderr) = usdtop.exit(STOP_PATIENCE);
+    let (status, stderr) = usdtop.exit_within(STOP_PATIENCE);
     // Either the first stop was already over (130), or the second signal killed it.
     use std::os::unix::process::ExitStatusExt;
     assert!(
         status.code() == Some(130) || status.signal() == Some(libc::SIGINT),
-        "{status}: {stderr}"
+        "{status}: {stderr:?}"
     );
 }
 
@@ -242,7 +195,7 @@ fn catches_sigint(pid: u32) -> bool {
 }
 
 #[test]
-fn a_signal_before_tracing_starts_aborts_the_attach_and_leaves_nothing_attached() {
+fn a_signal_before_tracing_starts_abandons_the_attach_with_status_130() {
     let fx = steady_load("ticks");
     let mut child = Command::new(env!("CARGO_BIN_EXE_usdtop"))
         .args(["trace", "-p", &fx.pid().to_string(), "aggfix:tick"])
@@ -311,7 +264,7 @@ fn summary(stderr: &str) -> (u64, u64, u64, u64) {
 fn a_stalled_reader_of_stdout_keeps_memory_bounded_and_every_received_event_is_accounted_for() {
     let fx = steady_load("ticks");
     let (reader, writer) = std::io::pipe().unwrap();
-    let usdtop = Usdtop::tracing_to(
+    let usdtop = tracing_to(
         &args(&[
             "trace",
             "-p",
@@ -334,7 +287,8 @@ fn a_stalled_reader_of_stdout_keeps_memory_bounded_and_every_received_event_is_a
         let _ = reader.read_to_end(&mut sink);
         sink.iter().filter(|&&b| b == b'\n').count() as u64
     });
-    let (status, stderr) = usdtop.exit(STOP_PATIENCE + Duration::from_secs(5));
+    let (status, stderr) = usdtop.exit_within(STOP_PATIENCE + Duration::from_secs(5));
+    let stderr = stderr.join("\n");
     let lines = drain.join().unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(

@@ -8,6 +8,7 @@ pub mod php;
 pub mod postgres;
 pub mod python;
 pub mod readelf;
+pub mod running;
 pub mod semaphore;
 pub mod tracer;
 
