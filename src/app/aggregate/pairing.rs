@@ -380,7 +380,8 @@ mod tests {
                     ArgValue::signed(0),
                     s("127.0.0.1"),
                     ArgValue::signed(80),
-                    ArgValue::signed(fd),
+                    // An unsigned spec (`4@`) on the done side still matches by value.
+                    ArgValue::unsigned(fd as u64),
                 ],
             )
         };
