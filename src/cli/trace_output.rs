@@ -221,6 +221,7 @@ fn right_aligned(line: &mut Vec<u8>, n: u64, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use usdtop::probes::event::StrValue;
 
     fn event(args: Vec<ArgValue>) -> Event {
         Event {
@@ -254,6 +255,28 @@ mod tests {
         assert_eq!(
             rest,
             "      42    4243 postgres        postgresql:query__start query=\"select \\\"x\\\"\" arg1=-12\n"
+        );
+    }
+
+    #[test]
+    fn a_text_line_escapes_strings_marks_cut_ones_and_prints_unsigned_values() {
+        let catalog = Catalog::builtin();
+        let mut p = Printer::new(&catalog, false);
+        let mut out = Vec::new();
+        let e = event(vec![
+            ArgValue::Str(StrValue::new(b"a\\b\x1b\xff\xe2\x80\xae".to_vec(), true)),
+            ArgValue::unsigned(u64::MAX),
+            ArgValue::signed(-1),
+            ArgValue::Unsupported("8@%xmm0\x1b".into()),
+        ]);
+        p.write(&mut out, &e).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "query=\"a\\\\b\\x1b\\xff\\u{202e}\"… arg1=18446744073709551615 arg2=-1 \
+                 arg3=<unsupported: 8@%xmm0\\x1b>\n"
+            ),
+            "{text}"
         );
     }
 
