@@ -461,4 +461,42 @@ mod tests {
             serde_json::json!({"unsupported": "8@%xmm0: vector"})
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn escaped_text_has_nothing_a_terminal_would_act_on(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            text in "\\PC{0,16}[\u{0}-\u{9f}\u{200b}-\u{206f}\u{feff}]{0,8}",
+        ) {
+            for input in [bytes.as_slice(), text.as_bytes()] {
+                let out = terminal_safe(input);
+                proptest::prop_assert!(!out.chars().any(needs_escape), "{:?}", out);
+                proptest::prop_assert_eq!(terminal_safe(out.as_bytes()), out.clone());
+            }
+        }
+
+        #[test]
+        fn json_strings_give_back_every_byte(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            truncated in proptest::bool::ANY,
+        ) {
+            let v = StrValue::new(bytes.clone(), truncated);
+            let json: serde_json::Value =
+                serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+            let back = match &json {
+                serde_json::Value::String(s) => s.as_bytes().to_vec(),
+                obj => {
+                    proptest::prop_assert_eq!(&obj["truncated"], truncated);
+                    match obj["hex"].as_str() {
+                        Some(h) => (0..h.len())
+                            .step_by(2)
+                            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                            .collect(),
+                        None => obj["text"].as_str().unwrap().as_bytes().to_vec(),
+                    }
+                }
+            };
+            proptest::prop_assert_eq!(back, bytes);
+        }
+    }
 }
