@@ -64,7 +64,7 @@ fn n_firings_are_exactly_n_events_in_order() {
         assert_eq!((e.pid, e.tid, e.comm.as_str()), (pid, pid, "usdt_fixture"));
         assert_eq!(
             e.args,
-            vec![ArgValue::Int(i as i64), ArgValue::Str("tick".into())]
+            vec![ArgValue::signed(i as i64), ArgValue::Str("tick".into())]
         );
     }
 }

@@ -241,11 +241,7 @@ impl Live {
                 label = Some(Arc::from(text.as_str()));
             } else if is_start {
                 label = label_idx
-                    .and_then(|i| match ev.args.get(i) {
-                        Some(ArgValue::Str(s)) => Some(s.clone()),
-                        Some(ArgValue::Int(v)) => Some(v.to_string()),
-                        _ => None,
-                    })
+                    .and_then(|i| ev.args.get(i)?.key_text())
                     .map(|s| Arc::from(s.as_str()));
             }
             key = label.as_deref().map(|l| self.intern(&normalize_key(l)));

@@ -15,6 +15,12 @@ pub struct Tracer {
 
 impl Tracer {
     pub fn start(args: &[&str]) -> Tracer {
+        Tracer::start_until(args, "Tracing")
+    }
+
+    /// Starts usdtop; returns once it prints a stderr line starting with `ready` (`trace` says
+    /// `usdtop: tracing N probe(s)`).
+    pub fn start_until(args: &[&str], ready: &str) -> Tracer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_usdtop"))
             .args(args)
             .stdout(Stdio::piped())
@@ -27,7 +33,7 @@ impl Tracer {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match stderr.recv_timeout(left) {
-                Ok(l) if l.starts_with("Tracing") => break,
+                Ok(l) if l.starts_with(ready) => break,
                 Ok(l) => {
                     eprintln!("usdtop: {l}");
                     preamble.push(l);
