@@ -126,6 +126,26 @@ fn argument_indexes_a_probe_does_not_have_are_refused_with_its_count() {
 }
 
 #[test]
+fn with_a_name_glob_str_applies_to_the_probes_that_have_the_argument() {
+    let fx = AggFix::start(&["pairs", "1", "0"]);
+    let glob = format!("{}:aggfix:req__*", fx.path().display());
+    // req__start has arg1, req__done does not: the index is fine, and -v says where it is not.
+    let out = Command::new(env!("CARGO_BIN_EXE_usdtop"))
+        .args(["trace", "-v", &glob, "--str", "1", "--duration", "0.2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("--str 1 does not apply to aggfix:req__done: it has no arg1"),
+        "{err}"
+    );
+    // An index that none of them has is refused.
+    let err = refused(&["trace", &glob, "--str", "2"]);
+    assert!(err.contains("--str 2 is not one of them"), "{err}");
+}
+
+#[test]
 fn by_beyond_a_real_programs_arguments_is_refused_with_its_count() {
     let php = "/usr/bin/php8.2";
     assert!(

@@ -308,7 +308,7 @@ fn report(written: Written, stats: &Stats) {
 }
 
 /// Resolves the PROBE arguments to (object, probe) pairs, each once, and checks that every
-/// --str index is an argument of each of them. Also returns the files the PATHs named.
+/// --str index is an argument of at least one of them. Also returns the files the PATHs named.
 fn find_targets(args: &TraceArgs) -> anyhow::Result<(Vec<Target>, Vec<PathBuf>)> {
     let patterns: Vec<ProbePattern> = args
         .probes
@@ -330,8 +330,22 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<(Vec<Target>, Vec<PathBuf>)>
     }
     let files = resolved.files.iter().flatten().flatten().cloned().collect();
     let found = targets::distinct(resolved.targets);
+    // A glob may match probes of different shapes: --str N applies to those that have argN,
+    // and is refused only when none of them has it.
     for &i in &args.strings {
-        check_arg_index(&found, i, &format!("--str {i}"))?;
+        let option = format!("--str {i}");
+        let has = |t: &Target| check_arg_index(std::slice::from_ref(t), i, &option).is_ok();
+        if !found.iter().any(has) {
+            check_arg_index(&found, i, &option)?;
+        }
+        if args.verbose {
+            for t in found.iter().filter(|t| !has(t)) {
+                eprintln!(
+                    "usdtop: {option} does not apply to {}: it has no arg{i}",
+                    t.probe().full_name()
+                );
+            }
+        }
     }
     Ok((found, files))
 }
