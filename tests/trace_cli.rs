@@ -93,7 +93,7 @@ fn sigterm_stops_it_cleanly_and_detaches() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(usdtop.id() as i32, libc::SIGTERM) };
     let out = usdtop.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(143), "SIGTERM ends with 128 + 15");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("hits  python:gc__start"),
@@ -194,8 +194,5 @@ fn without_privileges_it_says_what_to_do() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not permitted"), "{err}");
-    assert!(
-        err.contains("run usdtop as root (or with CAP_BPF and CAP_PERFMON)"),
-        "{err}"
-    );
+    assert!(err.contains("needs root or CAP_SYS_ADMIN"), "{err}");
 }

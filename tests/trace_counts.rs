@@ -5,8 +5,8 @@ mod common;
 use common::fixture::FixtureBin;
 use common::{collect_until, drain, engine_and_events};
 use std::time::Duration;
-use tokio::sync::mpsc::Receiver;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter};
+use usdtop::probes::queue::EventStream;
 use usdtop::probes::{read_probes, ArgValue, Event, ObjectProbes, Probe};
 
 const N: u64 = 100_000;
@@ -31,9 +31,9 @@ fn only(pid: u32) -> AttachOptions {
 }
 
 /// Every batch already on the channel (after `Engine::sync`, all that was fired).
-fn received(events: &mut Receiver<Vec<Event>>) -> Vec<Event> {
+fn received(events: &mut EventStream) -> Vec<Event> {
     let mut got = Vec::new();
-    while let Ok(batch) = events.try_recv() {
+    while let Some(batch) = events.try_recv() {
         got.extend(batch);
     }
     got
@@ -64,7 +64,7 @@ fn n_firings_are_exactly_n_events_in_order() {
         assert_eq!((e.pid, e.tid, e.comm.as_str()), (pid, pid, "usdt_fixture"));
         assert_eq!(
             e.args,
-            vec![ArgValue::Int(i as i64), ArgValue::Str("tick".into())]
+            vec![ArgValue::signed(i as i64), ArgValue::Str("tick".into())]
         );
     }
 }
@@ -156,7 +156,7 @@ fn count_mode_counts_every_hit_in_the_kernel_and_streams_nothing() {
     engine.attach(&object, probe, &options).unwrap();
     fixture.go();
     assert!(engine.sync(Duration::from_secs(5)));
-    assert!(events.try_recv().is_err(), "no events in count mode");
+    assert!(events.try_recv().is_none(), "no events in count mode");
     assert_eq!(engine.stats().probes[0].hits, N);
 }
 

@@ -48,7 +48,7 @@ fn every_cxx_throw_is_a_libstdcxx_throw_event() {
         assert_eq!(e.probe.full_name(), "libstdcxx:throw");
         assert_eq!(e.args.len(), 2, "object and typeinfo");
         assert!(
-            matches!(e.args[1], ArgValue::Int(ti) if ti != 0),
+            matches!(e.args[1], ArgValue::Int(ti) if ti.value() != 0),
             "typeinfo pointer"
         );
     }

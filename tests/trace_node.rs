@@ -69,7 +69,7 @@ fn n_requests_are_exactly_n_request_events_with_method_and_url() {
         assert_eq!(req.args.len(), 7);
         assert_eq!(req.args[2], ArgValue::Str("127.0.0.1".into()), "remote");
         assert_eq!(req.args[4], ArgValue::Str("GET".into()), "method");
-        assert_eq!(req.args[5], ArgValue::Str(url.clone()), "url");
+        assert_eq!(req.args[5], ArgValue::Str(url.clone().into()), "url");
         assert_eq!(
             req.args[6], resp.args[3],
             "request and response share the fd"
@@ -126,6 +126,6 @@ fn demo_server_requests_are_exactly_the_request_events_with_method_and_url() {
     assert_eq!(got.len(), N, "one event per request");
     for (e, url) in got.iter().zip(&urls) {
         assert_eq!(e.args[4], ArgValue::Str("GET".into()), "method");
-        assert_eq!(e.args[5], ArgValue::Str(url.clone()), "url");
+        assert_eq!(e.args[5], ArgValue::Str(url.clone().into()), "url");
     }
 }

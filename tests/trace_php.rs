@@ -39,7 +39,7 @@ fn request_startup_uris_are_the_requests_made() {
         .map(|e| {
             assert_eq!(e.args[2], ArgValue::Str("GET".into()));
             match &e.args[1] {
-                ArgValue::Str(u) => u.clone(),
+                ArgValue::Str(u) => u.lossy().into_owned(),
                 other => panic!("uri is not a string: {other:?}"),
             }
         })

@@ -42,7 +42,7 @@ fn pgbench_statements_are_query_start_events_with_their_sql() {
     pg.pgbench(&["-f", script.to_str().unwrap(), "-t", &t, "-c", &c]);
 
     let expected = (TRANSACTIONS * CLIENTS) as usize;
-    let marked = |e: &usdtop::probes::Event| matches!(&e.args[0], ArgValue::Str(q) if q.contains("usdtop_marker"));
+    let marked = |e: &usdtop::probes::Event| matches!(&e.args[0], ArgValue::Str(q) if q.lossy().contains("usdtop_marker"));
     let mut got = collect_until(&mut events, |evs| {
         evs.iter().filter(|e| marked(e)).count() >= expected
     });
@@ -54,6 +54,7 @@ fn pgbench_statements_are_query_start_events_with_their_sql() {
             unreachable!()
         };
         let n: u32 = q
+            .lossy()
             .strip_prefix("SELECT ")
             .and_then(|r| r.strip_suffix(" AS usdtop_marker;"))
             .and_then(|n| n.parse().ok())

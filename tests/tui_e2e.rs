@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{require, PATIENCE};
+use common::{which, PATIENCE};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,6 +40,14 @@ impl Drop for Binary {
     }
 }
 
+/// Fails the test when `program` is missing, naming the package that installs it.
+fn need(program: &str, package: &str) {
+    assert!(
+        which(program).is_some(),
+        "{program} is missing: install the {package} package (bash .ci/install-deps)"
+    );
+}
+
 /// A tmux server of its own running one command in a window of a fixed size. Dropping it kills
 /// the server and waits until every process it ran is gone.
 struct Tmux {
@@ -47,8 +55,8 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(name: &str, cols: u16, rows: u16, command: &str) -> Option<Tmux> {
-        require("tmux")?;
+    fn start(name: &str, cols: u16, rows: u16, command: &str) -> Tmux {
+        need("tmux", "tmux");
         let socket = format!("usdtop-{name}-{}", std::process::id());
         let t = Tmux { socket };
         // The shell keeps the pane open after usdtop exits, so its exit status can be read.
@@ -64,7 +72,7 @@ impl Tmux {
             .status()
             .expect("tmux runs");
         assert!(status.success(), "tmux new-session failed");
-        Some(t)
+        t
     }
 
     fn tmux(&self) -> Command {
@@ -98,6 +106,40 @@ impl Tmux {
         }
     }
 
+    /// A tmux format variable of the pane, e.g. `alternate_on` ("1" or "0").
+    fn flag(&self, name: &str) -> String {
+        let out = self
+            .tmux()
+            .args(["display-message", "-p", "-t", "t", &format!("#{{{name}}}")])
+            .output()
+            .expect("display-message");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn pane_pid(&self) -> Option<u32> {
+        self.flag("pane_pid").parse().ok()
+    }
+
+    /// The pid of the process running `bin` in the pane (each test has its own copy).
+    fn pid_of(&self, bin: &str) -> u32 {
+        let start = Instant::now();
+        loop {
+            let running = self.pane_pid().map(descendants).unwrap_or_default();
+            let exe = |p: &u32| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+            if let Some(pid) = running
+                .into_iter()
+                .find(|p| exe(p).is_some_and(|e| e == std::path::Path::new(bin)))
+            {
+                return pid;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "{bin} is not running in the pane"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls the screen until `ok(screen)`; fails with the last screen after PATIENCE.
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
@@ -116,18 +158,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let pane = self
-            .tmux()
-            .args(["display-message", "-p", "-t", "t", "#{pane_pid}"])
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-            });
-        let family = pane.map(descendants).unwrap_or_default();
+        let family = self.pane_pid().map(descendants).unwrap_or_default();
         let _ = self.tmux().arg("kill-server").status();
         let start = Instant::now();
         while family.iter().any(|p| alive(*p)) && start.elapsed() < PATIENCE {
@@ -235,9 +266,7 @@ fn histogram_count(screen: &str) -> u64 {
 fn demo_shows_requests_latency_and_top_paths_and_enter_drills_into_a_path() {
     let bin = Binary::copy("demo");
     let b = bin.path.as_str();
-    let Some(t) = Tmux::start("demo", 120, 40, &format!("{b} --demo")) else {
-        return;
-    };
+    let t = Tmux::start("demo", 120, 40, &format!("{b} --demo"));
     let s = t.wait_for("paths in the log, a histogram and the top table", |s| {
         s.contains("/api/users method=GET")
             && top_pane(s).contains("/api/users")
@@ -292,9 +321,7 @@ fn pid_and_attach_flags_trace_a_separate_process_with_no_keys() {
     let b = bin.path.as_str();
     let server = DemoServer::start(b);
     let cmd = format!("{b} -p {} -a node:http__server__request", server.pid);
-    let Some(t) = Tmux::start("pid", 120, 40, &cmd) else {
-        return;
-    };
+    let t = Tmux::start("pid", 120, 40, &cmd);
     let s = t.wait_for("request events from the demo server", |s| {
         s.contains("method=GET")
     });
@@ -308,9 +335,7 @@ fn explorer_flow_finds_the_probe_by_keys_and_space_attaches_it() {
     let b = bin.path.as_str();
     let server = DemoServer::start(b);
     let cmd = format!("{b} -p {}", server.pid);
-    let Some(t) = Tmux::start("explore", 120, 40, &cmd) else {
-        return;
-    };
+    let t = Tmux::start("explore", 120, 40, &cmd);
     // The process is selected; its binary (the object with probes) is listed first, and its
     // probes in name order: http__server__request comes first.
     t.wait_for("the demo server's probes", |s| {
@@ -337,9 +362,7 @@ fn explorer_flow_finds_the_probe_by_keys_and_space_attaches_it() {
 fn eighty_by_twenty_four_demo_is_usable() {
     let bin = Binary::copy("eighty");
     let b = bin.path.as_str();
-    let Some(t) = Tmux::start("small", 80, 24, &format!("{b} --demo")) else {
-        return;
-    };
+    let t = Tmux::start("small", 80, 24, &format!("{b} --demo"));
     let s = t.wait_for("all panes with live data at 80x24", |s| {
         [
             "Processes",
@@ -357,71 +380,77 @@ fn eighty_by_twenty_four_demo_is_usable() {
     assert!(s.lines().count() <= 24, "{s}");
 }
 
-#[test]
-fn sigterm_restores_the_terminal() {
-    let bin = Binary::copy("sigterm");
+/// Sends `signal` (a `kill` name) to the TUI running the demo; it must give the terminal back
+/// (normal screen, no mouse reporting, cursor shown) and exit with `status` (128 + the
+/// signal's number, as README "Exit status" says). A process the signal killed would also make
+/// the shell report 128 + its number, but would leave the alternate screen and mouse on.
+fn an_external_signal_restores_the_terminal_and_exits_with(signal: &str, status: u8) {
+    let bin = Binary::copy(&format!("sig{signal}"));
     let b = bin.path.as_str();
-    let Some(t) = Tmux::start("term", 100, 30, &format!("{b} --demo")) else {
-        return;
-    };
+    let t = Tmux::start(&format!("sig{signal}"), 100, 30, &format!("{b} --demo"));
     t.wait_for("the demo running", |s| s.contains("method=GET"));
-    let pids = Command::new("pgrep")
-        .args(["-f", &format!("^{b} --demo")])
-        .output()
-        .expect("pgrep");
-    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
-    // Only the instance in our own tmux server: its parent is our pane's shell.
-    let pane_pid = String::from_utf8_lossy(
-        &t.tmux()
-            .args(["display-message", "-p", "-t", "t", "#{pane_pid}"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .trim()
-    .to_string();
-    let ours: Vec<&str> = pids
-        .lines()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .map(|(_, r)| r.split_whitespace().nth(1).map(str::to_string))
-                })
-                .flatten()
-                .as_deref()
-                == Some(pane_pid.as_str())
-        })
-        .collect();
-    assert_eq!(ours.len(), 1, "pids {pids:?}, pane {pane_pid}");
-    Command::new("kill")
-        .args(["-TERM", ours[0]])
-        .status()
-        .unwrap();
-    // Back on the normal screen: the shell's line is visible and no pane border remains.
-    let s = t.wait_for("usdtop to exit and leave the alternate screen", |s| {
-        s.contains("usdtop-exited-0")
+    let mouse = [
+        "mouse_any_flag",
+        "mouse_standard_flag",
+        "mouse_button_flag",
+        "mouse_all_flag",
+    ];
+    // What the checks below look for is really switched on while it runs.
+    assert_eq!(t.flag("alternate_on"), "1");
+    assert_eq!(t.flag("mouse_any_flag"), "1");
+    let pid = t.pid_of(b).to_string();
+    let killed = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status();
+    assert!(killed.is_ok_and(|k| k.success()), "kill -{signal} {pid}");
+    let s = t.wait_for(&format!("usdtop to exit with status {status}"), |s| {
+        s.contains("usdtop-exited-")
     });
+    assert!(s.contains(&format!("usdtop-exited-{status}")), "{s}");
+    assert_eq!(
+        t.flag("alternate_on"),
+        "0",
+        "alternate screen left on:\n{s}"
+    );
+    for flag in mouse {
+        assert_eq!(t.flag(flag), "0", "{flag} left on");
+    }
+    assert_eq!(t.flag("cursor_flag"), "1", "cursor left hidden");
     assert!(!s.contains("Request log"), "{s}");
+}
+
+#[test]
+fn sigint_restores_the_terminal_and_exits_130() {
+    an_external_signal_restores_the_terminal_and_exits_with("INT", 130);
+}
+
+#[test]
+fn sigquit_restores_the_terminal_and_exits_131() {
+    an_external_signal_restores_the_terminal_and_exits_with("QUIT", 131);
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_exits_143() {
+    an_external_signal_restores_the_terminal_and_exits_with("TERM", 143);
+}
+
+#[test]
+fn sighup_restores_the_terminal_and_exits_129() {
+    an_external_signal_restores_the_terminal_and_exits_with("HUP", 129);
 }
 
 #[test]
 fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
     let bin = Binary::copy("without");
     let b = bin.path.as_str();
-    if require("setpriv").is_none() {
-        return;
-    }
+    need("setpriv", "util-linux");
     let server = DemoServer::start(b);
     // Root without capabilities cannot load BPF programs.
     let cmd = format!(
         "setpriv --inh-caps=-all --bounding-set=-all {b} -p {} -a node:http__server__request",
         server.pid
     );
-    let Some(t) = Tmux::start("nopriv", 120, 40, &cmd) else {
-        return;
-    };
+    let t = Tmux::start("nopriv", 120, 40, &cmd);
     let s = t.wait_for(
         "the probes listed and the reason attaching is impossible",
         |s| s.contains("node:http__server__request") && s.contains("cannot attach"),
@@ -436,6 +465,15 @@ fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
     );
 }
 
+/// Whether the request log on `screen` has a request event from process `pid`.
+fn has_requests_from(screen: &str, pid: u32) -> bool {
+    screen.lines().any(|l| {
+        l.contains("http__server__request")
+            && l.contains("method=GET")
+            && l.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+    })
+}
+
 #[test]
 fn attach_without_pid_traces_every_process_running_the_object() {
     let bin = Binary::copy("everywhere");
@@ -444,19 +482,45 @@ fn attach_without_pid_traces_every_process_running_the_object() {
     let two = DemoServer::start(b);
     // A PATH:provider:glob pattern, as `trace` takes: both server probes of that one binary.
     let cmd = format!("{b} -a '{b}:node:http__server__*'");
-    let Some(t) = Tmux::start("everywhere", 160, 40, &cmd) else {
-        return;
-    };
+    let t = Tmux::start("everywhere", 160, 40, &cmd);
     // Wide enough for the PID column: requests from both servers show up.
-    let has_requests_from = |s: &str, pid: u32| {
-        s.lines().any(|l| {
-            l.contains("http__server__request")
-                && l.contains("method=GET")
-                && l.split_whitespace().nth(1) == Some(pid.to_string().as_str())
-        })
-    };
     t.wait_for("requests from both demo servers", |s| {
         has_requests_from(s, one.pid) && has_requests_from(s, two.pid)
+    });
+}
+
+#[test]
+fn attach_with_a_path_glob_traces_every_copy_of_the_program_it_matches() {
+    let bin = Binary::copy("glob");
+    let b = bin.path.as_str();
+    // A second copy (another file, another inode) next to the first: `usdtop*` matches both.
+    let copy = format!("{b}-copy");
+    common::build::copy_executable(std::path::Path::new(b), std::path::Path::new(&copy));
+    let one = DemoServer::start(b);
+    let two = DemoServer::start(&copy);
+    let cmd = format!("{b} -a '{b}*:node:http__server__request'");
+    let t = Tmux::start("glob", 160, 40, &cmd);
+    t.wait_for("requests from the servers of both copies", |s| {
+        has_requests_from(s, one.pid) && has_requests_from(s, two.pid)
+    });
+}
+
+#[test]
+fn a_deploy_over_an_attached_file_is_shown_on_the_status_line() {
+    let bin = Binary::copy("deploy");
+    let b = bin.path.as_str();
+    let server = DemoServer::start(b);
+    let cmd = format!("{b} -a '{b}:node:http__server__request'");
+    let t = Tmux::start("deploy", 200, 40, &cmd);
+    t.wait_for("requests from the server", |s| {
+        has_requests_from(s, server.pid)
+    });
+    // A deploy: a new build renamed over the attached file.
+    let new = format!("{b}.new");
+    common::build::copy_executable(std::path::Path::new(b), std::path::Path::new(&new));
+    std::fs::rename(&new, b).unwrap();
+    t.wait_for("the replacement reported", |s| {
+        s.contains("replaced on disk")
     });
 }
 
@@ -464,9 +528,7 @@ fn attach_without_pid_traces_every_process_running_the_object() {
 fn no_color_leaves_only_bold_dim_and_reverse() {
     let bin = Binary::copy("nocolor");
     let b = bin.path.as_str();
-    let Some(t) = Tmux::start("nocolor", 120, 40, &format!("NO_COLOR=1 {b} --demo")) else {
-        return;
-    };
+    let t = Tmux::start("nocolor", 120, 40, &format!("NO_COLOR=1 {b} --demo"));
     t.wait_for("the demo running", |s| s.contains("method=GET"));
     let out = t
         .tmux()
@@ -498,9 +560,7 @@ fn no_color_leaves_only_bold_dim_and_reverse() {
 fn pairing_kernel_fills_the_histogram_from_the_kernel_and_labels_the_sampled_log() {
     let bin = Binary::copy("kpair");
     let b = bin.path.as_str();
-    let Some(t) = Tmux::start("kpair", 120, 40, &format!("{b} --demo --pairing kernel")) else {
-        return;
-    };
+    let t = Tmux::start("kpair", 120, 40, &format!("{b} --demo --pairing kernel"));
     let s = t.wait_for("the sampling label on the log and top panes", |s| {
         s.contains("Request log") && s.matches("sampled 1/").count() >= 2
     });

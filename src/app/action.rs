@@ -98,11 +98,13 @@ pub enum Action {
     },
     /// One batch of decoded events, in arrival order.
     Events(Vec<Event>),
-    /// Kernel-side counters: hits per attached probe (running totals), events dropped and
-    /// string arguments left unreadable.
+    /// Kernel-side counters: hits per attached probe (running totals), events the full ring
+    /// dropped, events dropped because the UI fell behind, and string arguments left
+    /// unreadable (running totals).
     ProbeCounts {
         hits: Vec<(Arc<ProbeKey>, u64)>,
         dropped: u64,
+        too_slow: u64,
         unreadable: u64,
     },
     /// The followed pair is now paired in the kernel, with 1 request in `Some(n)` streamed

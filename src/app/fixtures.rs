@@ -71,13 +71,13 @@ pub(crate) fn request(ts_ms: u64, fd: i64, url: &str) -> Event {
         comm: "demo".into(),
         probe: key("http__server__request"),
         args: vec![
-            ArgValue::Int(1),
-            ArgValue::Int(2),
+            ArgValue::signed(1),
+            ArgValue::signed(2),
             ArgValue::Str("127.0.0.1".into()),
-            ArgValue::Int(5000),
+            ArgValue::signed(5000),
             ArgValue::Str("GET".into()),
             ArgValue::Str(url.into()),
-            ArgValue::Int(fd),
+            ArgValue::signed(fd),
         ],
     }
 }
@@ -90,10 +90,10 @@ pub(crate) fn response(ts_ms: u64, fd: i64) -> Event {
         comm: "demo".into(),
         probe: key("http__server__response"),
         args: vec![
-            ArgValue::Int(2),
+            ArgValue::signed(2),
             ArgValue::Str("127.0.0.1".into()),
-            ArgValue::Int(5000),
-            ArgValue::Int(fd),
+            ArgValue::signed(5000),
+            ArgValue::signed(fd),
         ],
     }
 }

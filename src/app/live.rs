@@ -99,6 +99,8 @@ pub struct Live {
     pub dropped: u64,
     /// String arguments the kernel could not read (bad pointers), all probes.
     pub unreadable: u64,
+    /// Events dropped because the UI read them more slowly than the probes fired.
+    pub too_slow: u64,
     pub events_total: u64,
     /// Events per second over the last rate interval (header).
     pub events_per_sec: f64,
@@ -134,6 +136,7 @@ impl Live {
             last_rate_ns: 0,
             dropped: 0,
             unreadable: 0,
+            too_slow: 0,
             events_total: 0,
             events_per_sec: 0.0,
             prev_events_total: 0,
@@ -241,11 +244,7 @@ impl Live {
                 label = Some(Arc::from(text.as_str()));
             } else if is_start {
                 label = label_idx
-                    .and_then(|i| match ev.args.get(i) {
-                        Some(ArgValue::Str(s)) => Some(s.clone()),
-                        Some(ArgValue::Int(v)) => Some(v.to_string()),
-                        _ => None,
-                    })
+                    .and_then(|i| ev.args.get(i)?.key_text())
                     .map(|s| Arc::from(s.as_str()));
             }
             key = label.as_deref().map(|l| self.intern(&normalize_key(l)));
@@ -324,12 +323,13 @@ impl Live {
     }
 
     /// Kernel hit counters (running totals), authoritative over events seen.
-    pub fn set_hits(&mut self, hits: Vec<(Arc<ProbeKey>, u64)>, dropped: u64) {
+    pub fn set_hits(&mut self, hits: Vec<(Arc<ProbeKey>, u64)>, dropped: u64, too_slow: u64) {
         for (k, total) in hits {
             let h = self.hits.entry(k).or_default();
             h.total = h.total.max(total);
         }
         self.dropped = self.dropped.max(dropped);
+        self.too_slow = self.too_slow.max(too_slow);
     }
 
     pub fn hit_rate(&self, probe: &ProbeKey) -> Option<HitRate> {

@@ -157,9 +157,10 @@ impl App {
             Action::ProbeCounts {
                 hits,
                 dropped,
+                too_slow,
                 unreadable,
             } => {
-                self.live.set_hits(hits, dropped);
+                self.live.set_hits(hits, dropped, too_slow);
                 self.live.unreadable = self.live.unreadable.max(unreadable);
             }
             Action::Tick { now_ns } => self.live.tick(now_ns),

@@ -15,7 +15,7 @@ pub struct DemoServerArgs {
     #[arg(long)]
     pub no_load: bool,
     /// Requests per second the load generator sends (0 = as fast as possible).
-    #[arg(long, default_value_t = 200.0)]
+    #[arg(long, default_value_t = 200.0, value_parser = super::numbers::rate)]
     pub rate: f64,
     /// Load generator connections (0 = chosen from the rate).
     #[arg(long, default_value_t = 0)]

@@ -2,15 +2,20 @@
 //! attaching it, and an event loop that ends on --duration, Ctrl-C/SIGTERM, or when the traced
 //! process exits, calling back for events and for periodic reports.
 
+use super::stop;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::sync::mpsc::Receiver;
+use std::time::Instant;
 use usdtop::probes::bpf::Mode;
 use usdtop::probes::catalog::Catalog;
-use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter, Stats};
+use usdtop::probes::engine::{
+    AttachOptions, Engine, EngineError, EngineOptions, ProbeId, ProcFilter, Stats,
+};
+use usdtop::probes::queue::EventStream;
 use usdtop::probes::select::ProbePattern;
-use usdtop::probes::targets::{self, Scope};
+use usdtop::probes::targets::{self, check_arg_index, Scope};
+use usdtop::probes::watch::Watch;
 use usdtop::probes::Event;
 
 pub use usdtop::probes::targets::Target;
@@ -39,7 +44,10 @@ impl ProbeSpec {
         let parts: Vec<&str> = text.rsplitn(3, ':').collect();
         // The shared resolver takes globs; these commands aggregate one probe (or one pair).
         if parts.iter().take(2).any(|p| p.contains(['*', '?'])) {
-            bail!("`{text}` is a glob: name exactly one probe (provider:name)");
+            bail!(
+                "`{text}` is a glob: name exactly one probe (provider:name; only a PATH may be \
+                 a glob, matching copies of one program)"
+            );
         }
         match parts.as_slice() {
             [name, provider] if !name.is_empty() && !provider.is_empty() => Ok(ProbeSpec {
@@ -70,15 +78,26 @@ impl ProbeSpec {
     }
 }
 
-/// Finds every object holding each probe of `specs`: in the named file, else in the objects the
-/// process maps, else in the objects any running process maps. One list per spec, never empty.
-pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>) -> Result<Vec<Vec<Target>>> {
+/// Finds every object holding each probe of `specs`: in the named file (or the files a PATH glob
+/// matches, listed on stderr when `verbose`), else in the objects the process maps, else in the
+/// objects any running process maps. One list per spec, never empty.
+pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>, verbose: bool) -> Result<Vec<Vec<Target>>> {
     let patterns: Vec<ProbePattern> = specs.iter().map(|s| s.pattern()).collect();
     let scope = match pid {
         Some(pid) => Scope::Pids(vec![pid as i32]),
         None => Scope::AllProcesses,
     };
-    Ok(targets::resolve_each(&patterns, &scope)?)
+    let resolved = targets::resolve_patterns(&patterns, &scope)?;
+    for line in resolved.report(&patterns, verbose) {
+        eprintln!("usdtop: {line}");
+    }
+    Ok(resolved.targets)
+}
+
+/// Checks an argument the user named (`option`, e.g. `--by arg9`) against every site of the
+/// probes it is read from, before anything is attached.
+pub fn check_arg(targets: &[Target], arg: ArgRef, option: &str) -> Result<()> {
+    Ok(check_arg_index(targets, arg.index, option)?)
 }
 
 /// Which argument, as typed by the user: `argN`, `N`, or a catalog argument name of `probe`.
@@ -123,16 +142,30 @@ pub fn parse_arg_ref(
 /// Attached probes and their event stream.
 pub struct Session {
     pub engine: Engine,
-    events: Receiver<Vec<Event>>,
+    events: EventStream,
     pub sites: usize,
     pub started_ns: u64,
     /// The attached probes, in the order of the targets.
     pub ids: Vec<ProbeId>,
+    /// The -p process (for an exec) or, without -p, the traced files (for a replacement).
+    changes: Watch,
 }
 
-/// Attach `targets`, each with the string arguments to read, in `mode`.
-pub fn attach(targets: &[(Target, Vec<usize>)], pid: Option<u32>, mode: Mode) -> Result<Session> {
-    let mut engine = Engine::new(EngineOptions::default())?;
+/// Attach `targets`, each with the string arguments to read, in `mode`, with `queue_mb` MiB
+/// of events queued for the aggregation at most. A stop signal during the attach undoes it and
+/// ends the process.
+pub fn attach(
+    targets: &[(Target, Vec<usize>)],
+    pid: Option<u32>,
+    mode: Mode,
+    queue_mb: usize,
+) -> Result<Session> {
+    stop::install().context("installing signal handlers")?;
+    let mut engine = Engine::new(EngineOptions {
+        queue_bytes: queue_mb << 20,
+        ..EngineOptions::default()
+    })?;
+    engine.set_cancel(&stop::REQUESTED);
     let events = engine
         .take_events()
         .context("the engine's event stream was already taken")?;
@@ -145,17 +178,28 @@ pub fn attach(targets: &[(Target, Vec<usize>)], pid: Option<u32>, mode: Mode) ->
             mode,
             open_path: Some(t.open_path.clone()),
         };
-        let id = engine
-            .attach(&t.object, t.probe(), &options)
-            .with_context(|| {
-                format!(
-                    "attaching {} in {}",
-                    t.probe().full_name(),
-                    t.open_path.display()
-                )
-            })?;
+        let id = match engine.attach(&t.object, t.probe(), &options) {
+            Err(EngineError::Interrupted) => stop::interrupted_attach(engine),
+            other => other,
+        }
+        .with_context(|| {
+            format!(
+                "attaching {} in {}",
+                t.probe().full_name(),
+                t.open_path.display()
+            )
+        })?;
         ids.push(id);
         sites += t.probe().sites.len();
+    }
+    let mut changes = Watch::new();
+    match pid {
+        Some(pid) => changes.process(pid),
+        None => targets
+            .iter()
+            .map(|(t, _)| &t.open_path)
+            .filter(|p| !p.starts_with("/proc"))
+            .for_each(|p| changes.file(p)),
     }
     Ok(Session {
         engine,
@@ -163,6 +207,7 @@ pub fn attach(targets: &[(Target, Vec<usize>)], pid: Option<u32>, mode: Mode) ->
         sites,
         started_ns: monotonic_ns(),
         ids,
+        changes,
     })
 }
 
@@ -186,13 +231,6 @@ fn alive(pid: u32) -> bool {
             .unwrap_or(false)
 }
 
-fn secs(s: f64, what: &str) -> Result<Duration> {
-    if !(s.is_finite() && s > 0.0) {
-        bail!("{what} must be a positive number of seconds, not {s}");
-    }
-    Ok(Duration::from_secs_f64(s))
-}
-
 /// What the loop hands its caller.
 pub enum Step<'a> {
     Events(&'a [Event]),
@@ -210,35 +248,38 @@ pub enum Step<'a> {
     },
 }
 
-/// Runs until the end condition, handing every event batch and every report time to `step`.
+/// How long the events already read may take to aggregate once a stop is asked for.
+const DRAIN_BUDGET: Duration = Duration::from_millis(400);
+
+/// Runs until --duration, a stop signal, or the -p process's exit, handing every event batch
+/// and every report time to `step`. Then stops the intake, hands over what was already read
+/// (within a bounded time; the rest is counted as dropped), and gives the last report. Returns
+/// the exit status: 0, or 128 + the signal that stopped it.
 pub fn run_loop(
     session: &mut Session,
     options: &LoopOptions,
     mut step: impl FnMut(Step) -> Result<()>,
-) -> Result<()> {
-    let duration = options
-        .duration
-        .map(|d| secs(d, "--duration"))
-        .transpose()?;
-    let interval = options
-        .interval
-        .map(|i| secs(i, "--interval"))
-        .transpose()?;
+) -> Result<u8> {
+    let duration = options.duration.map(Duration::from_secs_f64);
+    let interval = options.interval.map(Duration::from_secs_f64);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+        let deadline = tokio::time::sleep(duration.unwrap_or(stop::FOREVER));
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
         ticker.tick().await;
-        let mut watch = tokio::time::interval(Duration::from_millis(100));
+        let mut watch = tokio::time::interval(stop::POLL);
         let mut second = tokio::time::interval(Duration::from_millis(250));
         second.tick().await;
+        let until = duration.map(|d| Instant::now() + d);
         loop {
+            // Checked on every pass as well: while batches keep arriving, the receive branch is
+            // always ready and the timers may not be polled for seconds.
+            if stop::requested() || until.is_some_and(|u| Instant::now() >= u) {
+                break;
+            }
             tokio::select! {
                 batch = session.events.recv() => match batch {
                     Some(batch) => step(Step::Events(&batch))?,
@@ -253,34 +294,37 @@ pub fn run_loop(
                     step(Step::Tick { now_ns: monotonic_ns(), stats: &stats })?;
                 }
                 _ = &mut deadline, if duration.is_some() => break,
-                _ = int.recv() => break,
-                _ = term.recv() => break,
-                _ = watch.tick(), if options.pid.is_some() => {
-                    if !options.pid.is_some_and(alive) {
+                _ = watch.tick() => {
+                    if stop::requested() || options.pid.is_some_and(|p| !alive(p)) {
                         break;
+                    }
+                    for change in session.changes.changes() {
+                        eprintln!("usdtop: {change}");
                     }
                 }
             }
         }
-        // Read what is still in the ring: the reader polls every 10 ms; stop once a few
-        // polls in a row bring nothing.
-        let mut quiet = 0;
-        while quiet < 5 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let mut got = false;
-            while let Ok(batch) = session.events.try_recv() {
-                step(Step::Events(&batch))?;
-                got = true;
-            }
-            quiet = if got { 0 } else { quiet + 1 };
-        }
-        let stats = session.engine.stats();
-        step(Step::Report {
-            now_ns: monotonic_ns(),
-            stats: &stats,
-            last: true,
-        })
-    })
+        Ok::<(), anyhow::Error>(())
+    })?;
+    session.engine.stop_intake(Duration::from_millis(500));
+    let drain_until = Instant::now() + DRAIN_BUDGET;
+    while Instant::now() < drain_until {
+        let Some(batch) = session.events.try_recv() else {
+            break;
+        };
+        step(Step::Events(&batch))?;
+    }
+    session.events.discard();
+    if let Some(name) = stop::signal_name() {
+        eprintln!("usdtop: stopping on {name}");
+    }
+    let stats = session.engine.stats();
+    step(Step::Report {
+        now_ns: monotonic_ns(),
+        stats: &stats,
+        last: true,
+    })?;
+    Ok(stop::exit_status())
 }
 
 #[cfg(test)]

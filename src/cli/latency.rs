@@ -3,6 +3,7 @@
 
 use super::headless::{self, parse_arg_ref, ArgRef, LoopOptions, ProbeSpec, Step};
 use super::latency_kernel::{kernel_unsupported, KernelSide};
+use super::numbers;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -20,14 +21,17 @@ use usdtop::probes::engine::Stats;
   usdtop latency /srv/app:app:req__start app:req__done --key arg0 --interval 1
   usdtop latency node:http__server__request --json --duration 10")]
 pub struct LatencyArgs {
-    /// Start probe: `provider:name` or `PATH:provider:name`. A pair from the catalog may be
-    /// named by its start alone.
+    /// Start probe: `provider:name` or `PATH:provider:name`; PATH may be a glob matching copies
+    /// of one program. A pair from the catalog may be named by its start alone.
     pub start: String,
     /// Done probe (`provider:name`, in the same object as START unless it names a path).
     pub end: Option<String>,
     /// Trace only this process (and the processes it forks).
     #[arg(short, long)]
     pub pid: Option<u32>,
+    /// Say which files a PATH glob matched.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Pair a start with its done by an argument instead of by thread: `argN` (the same index on
     /// both probes), `argN:argM` (start:done), or a catalog argument name such as `fd`.
     #[arg(long)]
@@ -37,23 +41,23 @@ pub struct LatencyArgs {
     #[arg(long)]
     pub by: Option<String>,
     /// Stop after this many seconds (default: until Ctrl-C or the -p process exits).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = numbers::seconds)]
     pub duration: Option<f64>,
     /// Print a report every this many seconds, each covering that interval only.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = numbers::seconds)]
     pub interval: Option<f64>,
     /// One JSON object per report instead of text.
     #[arg(long)]
     pub json: bool,
     /// Rows of the --by table.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = numbers::at_least_one::<usize>)]
     pub limit: usize,
     /// Bucket boundaries of the bar chart.
     #[arg(long, value_enum, default_value_t = Buckets::Pow2)]
     pub buckets: Buckets,
     /// Most starts waiting for their done (stream mode); the oldest beyond it are dropped and
     /// counted. In kernel mode the bound is the kernel map's 65536 entries.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = numbers::at_least_one::<usize>)]
     pub max_open: usize,
     /// Where starts are paired with dones. auto: in the kernel when the pair allows it (keyed
     /// by thread or by an integer, not nested), with a sampled stream whose rate adapts to the
@@ -64,6 +68,10 @@ pub struct LatencyArgs {
     /// instead of adapting N to the event rate. 0 streams none (the default without --by).
     #[arg(long)]
     pub sample: Option<u32>,
+    /// Most MiB of decoded events waiting to be aggregated; beyond it events are dropped and
+    /// counted as "dropped (too slow)".
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = numbers::queue_mb)]
+    pub queue_mb: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -168,8 +176,12 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     let mut start_extra: Vec<ArgRef> = by.into_iter().collect();
     let mut done_extra = Vec::new();
     let mut key_is_str = false;
-    if let Some(k) = &args.key {
-        let (s, d) = parse_key(k, &pair, &catalog)?;
+    let key = args
+        .key
+        .as_deref()
+        .map(|k| parse_key(k, &pair, &catalog))
+        .transpose()?;
+    if let Some((s, d)) = key {
         key_is_str = s.is_str || d.is_str;
         start_extra.push(s);
         done_extra.push(d);
@@ -182,11 +194,18 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         (AggMode::Auto, Some(_)) => false,
     };
 
-    let mut found = headless::resolve(&[&start, &done], args.pid)?.into_iter();
+    let mut found = headless::resolve(&[&start, &done], args.pid, args.verbose)?.into_iter();
     let (start_targets, done_targets) = (
         found.next().unwrap_or_default(),
         found.next().unwrap_or_default(),
     );
+    if let (Some(b), Some(text)) = (by, &args.by) {
+        headless::check_arg(&start_targets, b, &format!("--by {text}"))?;
+    }
+    if let (Some((s, d)), Some(text)) = (key, &args.key) {
+        headless::check_arg(&start_targets, s, &format!("--key {text}"))?;
+        headless::check_arg(&done_targets, d, &format!("--key {text}"))?;
+    }
     let start_strings = strings_for(&pair.start, &catalog, &start_extra);
     let done_strings = strings_for(&pair.done, &catalog, &done_extra);
     let n_start = start_targets.len();
@@ -198,7 +217,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         targets.push((t, done_strings.clone()));
     }
     let mode = if in_kernel { Mode::Pair } else { Mode::Stream };
-    let mut session = headless::attach(&targets, args.pid, mode)?;
+    let mut session = headless::attach(&targets, args.pid, mode, args.queue_mb)?;
     // The sampled stream only feeds the --by table: without one, stream nothing (it cost
     // the traced program a ring-buffer write per sampled event for figures nobody sees).
     let sample = args.sample.or(by.is_none().then_some(0));
@@ -241,7 +260,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     };
     let scheme = BucketScheme::from(args.buckets);
     let mut out = std::io::stdout().lock();
-    headless::run_loop(&mut session, &options, |step| {
+    let status = headless::run_loop(&mut session, &options, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -299,7 +318,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         }
         Ok(())
     })?;
-    Ok(0)
+    Ok(status)
 }
 
 pub fn json_report(
@@ -317,6 +336,7 @@ pub fn json_report(
             "unreadable_strings".into(),
             serde_json::json!(stats.unreadable),
         );
+        o.insert("drops_too_slow".into(), serde_json::json!(stats.slow_drops));
         o.insert("events".into(), serde_json::json!(stats.events));
     }
     v.to_string()
@@ -342,8 +362,8 @@ pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
     }
     let p = &r.pairing;
     t.push_str(&format!(
-        "unmatched done {}  expired starts {}  evicted starts {}  waiting {}  ring drops {}  strings unreadable {}\n",
-        p.unmatched_done, p.expired, p.evicted, p.open, stats.drops, stats.unreadable
+        "unmatched done {}  expired starts {}  evicted starts {}  waiting {}  ring drops {}  dropped (too slow) {}  strings unreadable {}\n",
+        p.unmatched_done, p.expired, p.evicted, p.open, stats.drops, stats.slow_drops, stats.unreadable
     ));
     if s.count > 0 {
         t.push('\n');

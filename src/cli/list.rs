@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use usdtop::probes::process::{ObjectKey, ProbeCache, ProcessProbes, SkipReason};
-use usdtop::probes::select::glob;
+use usdtop::probes::select::{describe_matches, expand_path, glob};
 use usdtop::probes::{ObjectProbes, Probe, Site};
 
 const EXAMPLES: &str = "\
@@ -22,17 +22,21 @@ Examples:
   usdtop list -n 'query__*' -p 123                    probe names matching a glob
   usdtop list -n 'postgresql:lwlock__*'               provider:name glob (contains ':')
   usdtop list --json /usr/bin/python3.11 | jq -r .name
+  usdtop list -v '/srv/app/bin/worker*'               every file a (quoted) glob matches
 
 Text output: one block per object, one line per probe (sites, semaphore), then one line per
 site: its pc (as in `readelf -n`) and its argument specs (SIZE@OPERAND, negative SIZE = signed).
+A probe whose note points outside an executable segment (pc) or a writable one (semaphore) gets
+a `! warning:` line; usdtop refuses to attach it.
 
 --json prints one object per probe per line:
   {\"path\", \"provider\", \"name\", \"semaphore\", \"semaphore_offset\",
-   \"sites\": [{\"pc\", \"file_offset\", \"args\": [\"-4@%esi\", ...]}], \"pids\": [...]}
+   \"sites\": [{\"pc\", \"file_offset\", \"args\": [\"-4@%esi\", ...]}], \"pids\": [...],
+   \"warnings\": [...]}
 Numbers are plain decimal integers: pc and semaphore are the addresses written in the note
 (what readelf prints, in hex), file_offset and semaphore_offset are file offsets (what a uprobe
 and its ref_ctr_offset take); semaphore and semaphore_offset are null for probes without one.
-`pids` is present only when listing processes.
+`pids` is present only when listing processes, `warnings` only for probes with a corrupt note.
 
 Exit status: 0 when everything named could be read; 1 when a file or process could not be
 (each failure is one line on stderr naming it; the others are still listed).";
@@ -40,7 +44,8 @@ Exit status: 0 when everything named could be read; 1 when a file or process cou
 #[derive(Args, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct ListArgs {
-    /// ELF files (executables or shared libraries). With neither PATH nor -p: every process.
+    /// ELF files (executables or shared libraries); a quoted glob (`*`, `?`) lists every
+    /// regular file it matches. With neither PATH nor -p: every process.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
@@ -65,7 +70,8 @@ pub struct ListArgs {
     #[arg(long)]
     pub objects: bool,
 
-    /// Also report skipped processes and objects that could not be read.
+    /// Also report skipped processes, objects that could not be read, and the files each
+    /// PATH glob matched.
     #[arg(short, long)]
     pub verbose: bool,
 
@@ -157,6 +163,15 @@ fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
             }
         }
     }
+    for e in &scan.unmatched {
+        eprintln!("usdtop: {e}");
+        failed = true;
+    }
+    if args.verbose {
+        for line in &scan.globs {
+            eprintln!("usdtop: {line}");
+        }
+    }
     for (pid, reason) in &scan.missing_pids {
         eprintln!("usdtop: pid {pid}: {reason}");
         failed = true;
@@ -223,6 +238,10 @@ struct Scan {
     missing_pids: Vec<(i32, SkipReason)>,
     skipped: Vec<(i32, Option<String>, SkipReason)>,
     whole_machine: bool,
+    /// PATH globs that matched no file.
+    unmatched: Vec<usdtop::probes::select::NoFileMatches>,
+    /// What each PATH glob matched (for -v).
+    globs: Vec<String>,
 }
 
 fn collect(args: &ListArgs, cache: &mut ProbeCache) -> Scan {
@@ -232,9 +251,24 @@ fn collect(args: &ListArgs, cache: &mut ProbeCache) -> Scan {
         missing_pids: Vec::new(),
         skipped: Vec::new(),
         whole_machine: args.paths.is_empty() && args.pids.is_empty(),
+        unmatched: Vec::new(),
+        globs: Vec::new(),
     };
     for path in &args.paths {
-        scan.files.push((path.clone(), cache.file(path)));
+        // A glob the shell did not expand (quoted, or it matched nothing there).
+        let text = path.to_string_lossy();
+        match expand_path(&text) {
+            Ok(files) => {
+                if files.len() != 1 || files[0] != *path {
+                    scan.globs.push(describe_matches(&text, &files));
+                }
+                for f in files {
+                    let probes = cache.file(&f);
+                    scan.files.push((f, probes));
+                }
+            }
+            Err(e) => scan.unmatched.push(e),
+        }
     }
     for &pid in &args.pids {
         match cache.process(pid) {
@@ -401,6 +435,8 @@ struct JsonProbe<'a> {
     sites: Vec<JsonSite<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pids: Option<&'a [i32]>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 fn write_json(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()> {
@@ -421,6 +457,7 @@ fn write_json(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()
                 })
                 .collect(),
             pids: e.pids.as_deref(),
+            warnings: probe.warnings.iter().map(|w| w.to_string()).collect(),
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
@@ -495,6 +532,9 @@ fn write_text(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()
             p.full_name(),
             plural(p.sites.len(), "site"),
         )?;
+        for w in &p.warnings {
+            writeln!(out, "      ! warning: {w}; usdtop will not attach it")?;
+        }
         for s in &p.sites {
             let pc = format!("{:#x}", s.pc);
             let args = if s.args_text.is_empty() {

@@ -4,6 +4,7 @@
 use super::headless::{self, parse_arg_ref, LoopOptions, ProbeSpec, Step};
 use super::latency::{build_pair, done_spec, parse_key, strings_for, AggMode};
 use super::latency_kernel;
+use super::numbers;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -24,7 +25,8 @@ use usdtop::probes::ktoplat::{KernelTopLat, KernelTopLatency};
   usdtop top /srv/app:app:req__start --done app:req__done --key arg0 --by arg1
   usdtop top /usr/bin/python3.11:python:function__entry --by arg1 --no-pair")]
 pub struct TopArgs {
-    /// The probe: `provider:name` or `PATH:provider:name`.
+    /// The probe: `provider:name` or `PATH:provider:name`; PATH may be a glob matching copies of
+    /// one program.
     pub probe: String,
     /// The argument to group by: `argN`, or a catalog argument name (default: the catalog
     /// pair's label, else the probe's first string argument). A string unless the catalog says
@@ -42,14 +44,17 @@ pub struct TopArgs {
     /// Trace only this process (and the processes it forks).
     #[arg(short, long)]
     pub pid: Option<u32>,
-    /// Print the table every this many seconds, each covering that interval only.
+    /// Say which files a PATH glob matched.
     #[arg(short, long)]
+    pub verbose: bool,
+    /// Print the table every this many seconds, each covering that interval only.
+    #[arg(short, long, value_parser = numbers::seconds)]
     pub interval: Option<f64>,
     /// Stop after this many seconds (default: until Ctrl-C or the -p process exits).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = numbers::seconds)]
     pub duration: Option<f64>,
     /// Rows shown.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = numbers::at_least_one::<usize>)]
     pub limit: usize,
     #[arg(long, value_enum, default_value_t = Sort::Count)]
     pub sort: Sort,
@@ -63,7 +68,7 @@ pub struct TopArgs {
     #[arg(long)]
     pub fold: bool,
     /// Most distinct keys kept; the least recently seen beyond it are folded into "other".
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = numbers::at_least_one::<usize>)]
     pub max_keys: usize,
     /// One JSON object per report instead of text.
     #[arg(long)]
@@ -77,6 +82,10 @@ pub struct TopArgs {
     /// Hits of further keys show as "other".
     #[arg(long, value_enum, default_value_t = AggMode::Auto)]
     pub mode: AggMode,
+    /// Most MiB of decoded events waiting to be aggregated (stream mode); beyond it events are
+    /// dropped and counted as "dropped (too slow)".
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = numbers::queue_mb)]
+    pub queue_mb: usize,
 }
 
 /// Why `top` cannot count in the kernel, if it cannot. `pair_key_is_str`: the pair is matched
@@ -160,13 +169,11 @@ pub fn run(args: TopArgs) -> Result<u8> {
             }
         }
     };
-    let pair_key_is_str = match (&args.key, &pair) {
-        (Some(k), Some(p)) => {
-            let (s, d) = parse_key(k, p, &catalog)?;
-            s.is_str || d.is_str
-        }
-        _ => false,
+    let key = match (&args.key, &pair) {
+        (Some(k), Some(p)) => Some(parse_key(k, p, &catalog)?),
+        _ => None,
     };
+    let pair_key_is_str = key.is_some_and(|(s, d)| s.is_str || d.is_str);
 
     let done = pair
         .as_ref()
@@ -182,10 +189,19 @@ pub fn run(args: TopArgs) -> Result<u8> {
     };
     let mut specs = vec![&spec];
     specs.extend(done.as_ref());
-    let mut found = headless::resolve(&specs, args.pid)?.into_iter();
-    let mut targets: Vec<_> = found
-        .next()
-        .unwrap_or_default()
+    let mut found = headless::resolve(&specs, args.pid, args.verbose)?.into_iter();
+    let start_targets = found.next().unwrap_or_default();
+    let done_targets = found.next().unwrap_or_default();
+    let by_option = match &args.by {
+        Some(text) => format!("--by {text}"),
+        None => format!("the default key arg{} (give --by)", by.index),
+    };
+    headless::check_arg(&start_targets, by, &by_option)?;
+    if let (Some((s, d)), Some(text)) = (key, &args.key) {
+        headless::check_arg(&start_targets, s, &format!("--key {text}"))?;
+        headless::check_arg(&done_targets, d, &format!("--key {text}"))?;
+    }
+    let mut targets: Vec<_> = start_targets
         .into_iter()
         .map(|t| {
             // In the kernel the key is the site's only string argument.
@@ -199,7 +215,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         .collect();
     let n_start = targets.len();
     if let Some(p) = &pair {
-        for t in found.next().unwrap_or_default() {
+        for t in done_targets {
             // The kernel reads no string at a done (its key is an integer or the thread).
             let strings = if in_kernel {
                 Vec::new()
@@ -214,7 +230,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         (true, None) => Mode::Top,
         (true, Some(_)) => Mode::TopLat,
     };
-    let mut session = headless::attach(&targets, args.pid, mode)?;
+    let mut session = headless::attach(&targets, args.pid, mode, args.queue_mb)?;
     let (start_ids, done_ids) = session.ids.split_at(n_start);
     let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
     let mut kernel = match (in_kernel, &pair) {
@@ -262,7 +278,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         pid: args.pid,
     };
     let mut out = std::io::stdout().lock();
-    headless::run_loop(&mut session, &options, |step| {
+    let status = headless::run_loop(&mut session, &options, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -303,6 +319,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
                     "unreadable_strings".into(),
                     serde_json::json!(stats.unreadable),
                 );
+                o.insert("drops_too_slow".into(), serde_json::json!(stats.slow_drops));
                 o.insert("events".into(), serde_json::json!(stats.events));
                 let mode = if in_kernel { "kernel" } else { "stream" };
                 o.insert("mode".into(), serde_json::json!(mode));
@@ -332,7 +349,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         }
         Ok(())
     })?;
-    Ok(0)
+    Ok(status)
 }
 
 /// Moves what the kernel aggregated this interval into `agg`; returns the requests or hits of
@@ -433,6 +450,9 @@ pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> S
         ));
     }
     notes.push(format!("ring drops {}", stats.drops));
+    if stats.slow_drops > 0 {
+        notes.push(format!("dropped (too slow) {}", stats.slow_drops));
+    }
     if stats.unreadable > 0 {
         notes.push(format!("strings unreadable {}", stats.unreadable));
     }

@@ -1,20 +1,26 @@
 //! `usdtop trace`: print every hit of the chosen probes, one line (or JSON object) per event.
 
+use super::numbers;
+use super::output::{Output, Written, OUTPUT_QUEUE_BYTES};
+use super::stop;
 use super::trace_output::Printer;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use std::io::{self, Write};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use usdtop::probes::catalog::Catalog;
 use usdtop::probes::engine::{
-    AttachOptions, Engine, EngineOptions, FaultStrings, ProcFilter, Stats,
+    AttachOptions, Engine, EngineError, EngineOptions, FaultStrings, ProbeId, ProcFilter, Stats,
 };
 use usdtop::probes::select::ProbePattern;
-use usdtop::probes::targets::{self, Scope, Target};
+use usdtop::probes::targets::{self, check_arg_index, Scope, Target};
+use usdtop::probes::watch::{Change, Watch};
 use usdtop::probes::Event;
 
 const AFTER_HELP: &str = "\
 PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
+A glob in PATH (quoted: '/srv/app/bin/worker*:app:req__*') names every regular file it matches;
+-v lists them.
 With -p, the objects mapped by those processes are searched and only they (and the processes they
 fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a
 PATH is traced in every process running that file; a PROBE without a PATH is looked up in the
@@ -26,7 +32,8 @@ stderr.
 Examples:
   usdtop trace -p $(pgrep -o postgres) 'postgresql:query__start'
   usdtop trace /usr/bin/python3.11:python:gc__start --count 10
-  usdtop trace --json --duration 5 'php:request__*'";
+  usdtop trace --json --duration 5 'php:request__*'
+  usdtop trace -v '/srv/app/bin/worker*:app:req__start'";
 
 #[derive(Args, Debug)]
 #[command(after_long_help = AFTER_HELP)]
@@ -37,22 +44,35 @@ pub struct TraceArgs {
     /// Trace only this process and its children (repeatable).
     #[arg(short = 'p', long = "pid")]
     pub pids: Vec<i32>,
-    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`.
+    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`. Each must be
+    /// an argument of every probe traced.
     #[arg(long = "str", value_delimiter = ',')]
     pub strings: Vec<usize>,
     /// One JSON object per event: ts_ns, pid, tid, comm, provider, name, args.
     #[arg(long)]
     pub json: bool,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = numbers::seconds)]
     pub duration: Option<f64>,
     /// Stop after this many events.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = numbers::at_least_one::<u64>)]
     pub count: Option<u64>,
+    /// Say which files a PATH glob matched.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Ring buffer size in MiB (a power of two). A bigger ring rides out longer stalls of the
     /// reader before the kernel has to drop events.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub ring_mb: u32,
+    /// Most MiB of decoded events waiting for stdout. When stdout is slower than the probes,
+    /// what does not fit is dropped and counted as "dropped (output too slow)".
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = numbers::queue_mb)]
+    pub queue_mb: usize,
+    /// When a file named by PATH is replaced on disk (a deploy), attach the same probes in the
+    /// new file too (the old one stays traced for the processes still running it). Without it,
+    /// the replacement is only reported.
+    #[arg(long)]
+    pub follow: bool,
     /// A string in a page the traced process has not touched yet (a literal it has never
     /// read) is read by faulting the page in, as the process's own read would (`always`), or
     /// left unreadable and counted (`never`: the process's memory is left as it is).
@@ -76,8 +96,9 @@ impl From<FaultStringsArg> for FaultStrings {
 }
 
 pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
+    stop::install().context("installing signal handlers")?;
     let catalog = Catalog::builtin();
-    let targets = find_targets(&args)?;
+    let (targets, named_files) = find_targets(&args)?;
     let filter = if args.pids.is_empty() {
         ProcFilter::All
     } else {
@@ -90,17 +111,18 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         .context("--ring-mb must be a power of two of at most 2048")?;
     let mut engine = Engine::new(EngineOptions {
         ring_bytes: Some(ring_bytes),
+        queue_bytes: args.queue_mb << 20,
         fault_strings: args.fault_strings.into(),
-        ..Default::default()
     })?;
+    engine.set_cancel(&stop::REQUESTED);
     let mut events = engine.take_events().context("event stream")?;
     if !args.pids.is_empty() {
         if let Err(why) = engine.fork_tracking() {
             eprintln!("usdtop: warning: processes forked from now on are not followed ({why})");
         }
     }
-    for t in &targets {
-        let probe = &t.object.probes[t.probe_index];
+    let attach = |engine: &mut Engine, t: &Target| {
+        let probe = t.probe();
         let mut strings = catalog.string_args(&probe.full_name());
         strings.extend(&args.strings);
         let options = AttachOptions {
@@ -109,19 +131,30 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
             open_path: Some(t.open_path.clone()),
             ..Default::default()
         };
-        engine.attach(&t.object, probe, &options).with_context(|| {
-            format!(
-                "attaching {} in {}",
-                probe.full_name(),
-                t.open_path.display()
-            )
-        })?;
+        engine.attach(&t.object, probe, &options)
+    };
+    for t in &targets {
+        match attach(&mut engine, t) {
+            Err(EngineError::Interrupted) => stop::interrupted_attach(engine),
+            other => other.with_context(|| {
+                format!(
+                    "attaching {} in {}",
+                    t.probe().full_name(),
+                    t.open_path.display()
+                )
+            })?,
+        };
     }
     if args.fault_strings == FaultStringsArg::Always {
         if let Err(why) = engine.fault_strings() {
             eprintln!("usdtop: warning: strings in pages not yet touched stay unreadable ({why})");
         }
     }
+    // What may change under us: the -p processes (an exec) and the files named by PATH (a
+    // deploy that renames a new build over them).
+    let mut changes = Watch::new();
+    args.pids.iter().for_each(|&p| changes.process(p as u32));
+    named_files.iter().for_each(|f| changes.file(f));
     eprintln!(
         "usdtop: tracing {} probe(s), {} site(s); Ctrl-C to stop",
         targets.len(),
@@ -135,59 +168,141 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     let mut printer = Printer::new(&catalog, args.json);
-    let seen = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let deadline = tokio::time::sleep(
-            args.duration
-                .map(Duration::from_secs_f64)
-                .unwrap_or(Duration::from_secs(u64::MAX / 4)),
-        );
+    let mut out = Output::stdout(OUTPUT_QUEUE_BYTES).context("starting the stdout writer")?;
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut seen = 0u64;
+    // Formats a batch and queues it for stdout; counts what --count lets through.
+    let mut print = |batch: Vec<Event>, seen: &mut u64, out: &mut Output| {
+        let take = batch.len().min((limit - *seen) as usize);
+        let mut text = Vec::with_capacity(take * 128);
+        for e in &batch[..take] {
+            // Writing into a Vec cannot fail.
+            let _ = printer.write(&mut text, e);
+        }
+        *seen += take as u64;
+        out.send(text, take as u64);
+    };
+    let end = rt.block_on(async {
+        let deadline =
+            tokio::time::sleep(args.duration.map_or(stop::FOREVER, Duration::from_secs_f64));
         tokio::pin!(deadline);
-        let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
-        let mut seen = 0u64;
-        let limit = args.count.unwrap_or(u64::MAX);
-        let mut print = |batch: Vec<Event>, seen: &mut u64| -> bool {
-            for e in batch.iter().take((limit - *seen) as usize) {
-                *seen += 1;
-                if printer.write(&mut out, e).is_err() {
-                    return false; // stdout closed
-                }
+        let mut watch = tokio::time::interval(stop::POLL);
+        let until = args
+            .duration
+            .map(|d| Instant::now() + Duration::from_secs_f64(d));
+        loop {
+            if seen >= limit {
+                return End::Count;
             }
-            out.flush().is_ok()
-        };
-        let mut watch = tokio::time::interval(Duration::from_millis(100));
-        while seen < limit {
+            // Checked on every pass as well: while batches keep arriving, the receive branch is
+            // always ready and the timers may not be polled for seconds.
+            if stop::requested() {
+                return End::Signal;
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return End::Duration;
+            }
             tokio::select! {
-                batch = events.recv() => {
-                    let Some(batch) = batch else { break };
-                    if !print(batch, &mut seen) {
-                        return Ok::<u64, anyhow::Error>(seen);
+                batch = events.recv() => match batch {
+                    Some(batch) => print(batch, &mut seen, &mut out),
+                    None => return End::StreamClosed,
+                },
+                _ = watch.tick() => {
+                    if stop::requested() {
+                        return End::Signal;
                     }
-                }
-                _ = watch.tick(), if !args.pids.is_empty() => {
-                    // Every -p process gone: print what is in flight, then stop.
-                    if !args.pids.iter().any(|&p| alive(p)) {
-                        engine.sync(Duration::from_secs(1));
-                        while let Ok(batch) = events.try_recv() {
-                            if seen >= limit || !print(batch, &mut seen) {
-                                break;
-                            }
+                    if out.closed() {
+                        return End::StdoutClosed;
+                    }
+                    // Every -p process gone: what is in flight is still printed below.
+                    if !args.pids.is_empty() && !args.pids.iter().any(|&p| alive(p)) {
+                        return End::TargetsExited;
+                    }
+                    for change in changes.changes() {
+                        eprintln!("usdtop: {change}");
+                        if let (Change::Replaced { path }, true) = (&change, args.follow) {
+                            follow(&mut engine, &attach, &targets, path);
+                            changes.accept(path);
                         }
-                        eprintln!("usdtop: traced process(es) exited");
-                        break;
                     }
                 }
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = &mut deadline => break,
+                _ = &mut deadline => return End::Duration,
             }
         }
-        Ok(seen)
-    })?;
-    let stats = engine.stats();
+    });
+    // Stop the intake, then print what was already in the ring, within a bounded time.
+    engine.stop_intake(Duration::from_millis(500));
+    let mut stats = engine.stats();
+    let drain_until = Instant::now() + Duration::from_millis(300);
+    while seen < limit && Instant::now() < drain_until && !out.closed() {
+        let Some(batch) = events.try_recv() else {
+            break;
+        };
+        print(batch, &mut seen, &mut out);
+    }
+    events.discard();
+    let written = out.finish(Duration::from_millis(300));
+    stats.slow_drops = engine.stats().slow_drops;
+    match end {
+        End::TargetsExited => eprintln!("usdtop: traced process(es) exited"),
+        End::Signal => eprintln!(
+            "usdtop: stopping on {}",
+            stop::signal_name().unwrap_or("a signal")
+        ),
+        End::StdoutClosed => eprintln!("usdtop: stdout was closed"),
+        _ => {}
+    }
+    report(written, &stats);
     engine.detach_all();
-    report(seen, &stats);
-    Ok(0)
+    Ok(stop::exit_status())
+}
+
+/// Attaches, in the new file now at `path`, the probes that were traced in the old one.
+fn follow(
+    engine: &mut Engine,
+    attach: &impl Fn(&mut Engine, &Target) -> Result<ProbeId, EngineError>,
+    targets: &[Target],
+    path: &Path,
+) {
+    let patterns: Vec<ProbePattern> = targets
+        .iter()
+        .filter(|t| t.open_path == path)
+        .map(|t| ProbePattern {
+            path: Some(path.display().to_string()),
+            provider: t.probe().provider.clone(),
+            name: t.probe().name.clone(),
+        })
+        .collect();
+    let found = match targets::resolve(&patterns, &Scope::AllProcesses) {
+        Ok(found) => found,
+        Err(e) => return eprintln!("usdtop: cannot follow {}: {e}", path.display()),
+    };
+    let mut sites = 0;
+    for t in &found {
+        match attach(engine, t) {
+            Ok(_) => sites += t.probe().sites.len(),
+            Err(e) => eprintln!(
+                "usdtop: cannot attach {} in the new {}: {e}",
+                t.probe().full_name(),
+                path.display()
+            ),
+        }
+    }
+    eprintln!(
+        "usdtop: following {}: {} probe(s), {sites} site(s) attached in the new file",
+        path.display(),
+        found.len()
+    );
+}
+
+/// Why the event loop ended.
+enum End {
+    Duration,
+    Count,
+    Signal,
+    StdoutClosed,
+    TargetsExited,
+    StreamClosed,
 }
 
 fn alive(pid: i32) -> bool {
@@ -201,10 +316,14 @@ fn alive(pid: i32) -> bool {
         .is_some_and(|zombie| !zombie)
 }
 
-fn report(seen: u64, stats: &Stats) {
+fn report(written: Written, stats: &Stats) {
     eprintln!(
-        "usdtop: {seen} events printed, {} received, {} dropped (ring buffer full), {} strings unreadable",
-        stats.events, stats.drops, stats.unreadable
+        "usdtop: {} events printed, {} received, {} dropped (ring buffer full), {} dropped (output too slow), {} strings unreadable",
+        written.printed,
+        stats.events,
+        stats.drops,
+        stats.slow_drops + written.too_slow,
+        stats.unreadable
     );
     for p in &stats.probes {
         let unreadable = match p.unreadable {
@@ -220,8 +339,9 @@ fn report(seen: u64, stats: &Stats) {
     }
 }
 
-/// Resolves the PROBE arguments to (object, probe) pairs, each once.
-fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
+/// Resolves the PROBE arguments to (object, probe) pairs, each once, and checks that every
+/// --str index is an argument of at least one of them. Also returns the files the PATHs named.
+fn find_targets(args: &TraceArgs) -> anyhow::Result<(Vec<Target>, Vec<PathBuf>)> {
     let patterns: Vec<ProbePattern> = args
         .probes
         .iter()
@@ -236,5 +356,28 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<Vec<Target>> {
     } else {
         Scope::Pids(args.pids.clone())
     };
-    Ok(targets::resolve(&patterns, &scope)?)
+    let resolved = targets::resolve_patterns(&patterns, &scope)?;
+    for line in resolved.report(&patterns, args.verbose) {
+        eprintln!("usdtop: {line}");
+    }
+    let files = resolved.files.iter().flatten().flatten().cloned().collect();
+    let found = targets::distinct(resolved.targets);
+    // A glob may match probes of different shapes: --str N applies to those that have argN,
+    // and is refused only when none of them has it.
+    for &i in &args.strings {
+        let option = format!("--str {i}");
+        let has = |t: &Target| check_arg_index(std::slice::from_ref(t), i, &option).is_ok();
+        if !found.iter().any(has) {
+            check_arg_index(&found, i, &option)?;
+        }
+        if args.verbose {
+            for t in found.iter().filter(|t| !has(t)) {
+                eprintln!(
+                    "usdtop: {option} does not apply to {}: it has no arg{i}",
+                    t.probe().full_name()
+                );
+            }
+        }
+    }
+    Ok((found, files))
 }

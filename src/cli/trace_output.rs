@@ -2,12 +2,14 @@
 //! assembled by hand into a reused buffer: at a million events a second, `format!` and a
 //! catalog lookup per argument were most of the cost.
 
+use serde::ser::SerializeMap;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use usdtop::probes::catalog::Catalog;
-use usdtop::probes::decode::NULL_STRING;
+use usdtop::probes::event::{escape_terminal_into, NULL_STRING, TRUNCATED_MARK};
 use usdtop::probes::{ArgValue, Event, ProbeKey};
 
 /// Formats events as text lines or JSON objects.
@@ -19,6 +21,8 @@ pub struct Printer<'a> {
     /// Per probe (by its shared key): `provider:name` and the argument names.
     names: HashMap<*const ProbeKey, (Arc<ProbeKey>, String, Vec<String>)>,
     line: Vec<u8>,
+    /// Reused buffer for escaping one string.
+    scratch: String,
 }
 
 impl<'a> Printer<'a> {
@@ -39,6 +43,7 @@ impl<'a> Printer<'a> {
             offset_ns: wall - mono,
             names: HashMap::new(),
             line: Vec::with_capacity(512),
+            scratch: String::new(),
         }
     }
 
@@ -69,6 +74,7 @@ impl<'a> Printer<'a> {
         let secs_of_day = (wall / 1_000_000_000) % 86_400;
         let mut line = std::mem::take(&mut self.line);
         line.clear();
+        let mut scratch = std::mem::take(&mut self.scratch);
         zero_padded(&mut line, secs_of_day / 3600, 2);
         line.push(b':');
         zero_padded(&mut line, secs_of_day / 60 % 60, 2);
@@ -93,28 +99,33 @@ impl<'a> Printer<'a> {
             line.push(b'=');
             match a {
                 ArgValue::Int(v) => {
-                    if *v < 0 {
+                    if v.is_negative() {
                         line.push(b'-');
                     }
-                    decimal(&mut line, v.unsigned_abs());
+                    decimal(&mut line, v.magnitude());
                 }
-                // Quotes inside are escaped so the value's end is unambiguous.
+                // Made terminal-safe here, at the output edge; quotes and backslashes inside
+                // are escaped too so the value's end is unambiguous. A cut string is marked
+                // after its closing quote.
                 ArgValue::Str(s) => {
                     line.push(b'"');
-                    for b in s.bytes() {
-                        if b == b'"' {
-                            line.push(b'\\');
-                        }
-                        line.push(b);
-                    }
+                    scratch.clear();
+                    escape_terminal_into(&mut scratch, &s.bytes, b"\"\\");
+                    line.extend_from_slice(scratch.as_bytes());
                     line.push(b'"');
+                    if s.truncated {
+                        line.extend_from_slice(TRUNCATED_MARK.as_bytes());
+                    }
                 }
                 ArgValue::Unsupported(why) if why == NULL_STRING => {
                     line.extend_from_slice(b"<NULL>")
                 }
                 ArgValue::Unsupported(why) => {
                     line.extend_from_slice(b"<unsupported: ");
-                    line.extend_from_slice(why.as_bytes());
+                    // The spec text comes from the traced binary's notes.
+                    scratch.clear();
+                    escape_terminal_into(&mut scratch, why.as_bytes(), &[]);
+                    line.extend_from_slice(scratch.as_bytes());
                     line.push(b'>');
                 }
             }
@@ -122,33 +133,56 @@ impl<'a> Printer<'a> {
         line.push(b'\n');
         let result = out.write_all(&line);
         self.line = line;
+        self.scratch = scratch;
         result
     }
 
     fn write_json(&mut self, out: &mut impl Write, e: &Event) -> io::Result<()> {
         let (_, names) = self.names(e);
-        let mut args = serde_json::Map::new();
-        for (a, name) in e.args.iter().zip(names) {
-            let v = match a {
-                ArgValue::Int(v) => serde_json::Value::from(*v),
-                ArgValue::Str(s) => serde_json::Value::from(s.as_str()),
-                ArgValue::Unsupported(why) if why == NULL_STRING => serde_json::Value::Null,
-                ArgValue::Unsupported(why) => serde_json::json!({ "unsupported": why }),
-            };
-            args.insert(name.clone(), v);
-        }
-        let line = serde_json::json!({
-            "ts_ns": e.ts_ns,
-            "pid": e.pid,
-            "tid": e.tid,
-            "comm": e.comm,
-            "provider": e.probe.provider,
-            "name": e.probe.name,
-            "path": e.probe.path,
-            "args": args,
-        });
+        // Values as ArgValue serializes them: exact numbers and strings (README, `trace`).
+        let line = JsonEvent {
+            ts_ns: e.ts_ns,
+            pid: e.pid,
+            tid: e.tid,
+            comm: &e.comm,
+            provider: &e.probe.provider,
+            name: &e.probe.name,
+            path: &e.probe.path,
+            args: JsonArgs {
+                names,
+                values: &e.args,
+            },
+        };
         serde_json::to_writer(&mut *out, &line)?;
         writeln!(out)
+    }
+}
+
+#[derive(Serialize)]
+struct JsonEvent<'a> {
+    ts_ns: u64,
+    pid: u32,
+    tid: u32,
+    comm: &'a str,
+    provider: &'a str,
+    name: &'a str,
+    path: &'a str,
+    args: JsonArgs<'a>,
+}
+
+/// The arguments as one object, by name, in argument order.
+struct JsonArgs<'a> {
+    names: &'a [String],
+    values: &'a [ArgValue],
+}
+
+impl Serialize for JsonArgs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.values.len()))?;
+        for (name, v) in self.names.iter().zip(self.values) {
+            m.serialize_entry(name, v)?;
+        }
+        m.end()
     }
 }
 
@@ -187,6 +221,7 @@ fn right_aligned(line: &mut Vec<u8>, n: u64, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use usdtop::probes::event::StrValue;
 
     fn event(args: Vec<ArgValue>) -> Event {
         Event {
@@ -210,7 +245,7 @@ mod tests {
         let mut out = Vec::new();
         let e = event(vec![
             ArgValue::Str("select \"x\"".into()),
-            ArgValue::Int(-12),
+            ArgValue::signed(-12),
         ]);
         p.write(&mut out, &e).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -220,6 +255,28 @@ mod tests {
         assert_eq!(
             rest,
             "      42    4243 postgres        postgresql:query__start query=\"select \\\"x\\\"\" arg1=-12\n"
+        );
+    }
+
+    #[test]
+    fn a_text_line_escapes_strings_marks_cut_ones_and_prints_unsigned_values() {
+        let catalog = Catalog::builtin();
+        let mut p = Printer::new(&catalog, false);
+        let mut out = Vec::new();
+        let e = event(vec![
+            ArgValue::Str(StrValue::new(b"a\\b\x1b\xff\xe2\x80\xae".to_vec(), true)),
+            ArgValue::unsigned(u64::MAX),
+            ArgValue::signed(-1),
+            ArgValue::Unsupported("8@%xmm0\x1b".into()),
+        ]);
+        p.write(&mut out, &e).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "query=\"a\\\\b\\x1b\\xff\\u{202e}\"… arg1=18446744073709551615 arg2=-1 \
+                 arg3=<unsupported: 8@%xmm0\\x1b>\n"
+            ),
+            "{text}"
         );
     }
 

@@ -15,18 +15,19 @@ use futures::StreamExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use usdtop::app::{Action, App, Command, Pane};
 use usdtop::demo::{Demo, LoadConfig};
 use usdtop::probes::catalog::Catalog;
-use usdtop::probes::select::ProbePattern;
+use usdtop::probes::select::{describe_matches, expand_path, has_glob, ProbePattern};
 use usdtop::ui::{self, keymap, Theme};
 
 use super::latency::AggMode;
+use super::stop;
 use discovery::ObjectIndex;
 use pairing::PairingControl;
 use tracer::{AttachRequest, Tracer};
+use usdtop::probes::watch::Watch;
 
 #[derive(Args, Debug)]
 pub struct TuiArgs {
@@ -44,7 +45,7 @@ pub struct TuiArgs {
     #[arg(long)]
     pub demo: bool,
     /// Requests per second the demo's load generator sends.
-    #[arg(long, default_value_t = 200.0, value_name = "R")]
+    #[arg(long, default_value_t = 200.0, value_name = "R", value_parser = super::numbers::rate)]
     pub demo_rate: f64,
     /// Where the followed start/done pair is paired. auto: in user space from every event
     /// until its probes fire more than 20,000 times a second, then in the kernel (histogram
@@ -143,10 +144,11 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     discovery::spawn(target_pid, disc_tx, index.clone());
 
     let theme = Theme::from_env();
+    // Caught before the terminal changes: from here on no signal kills usdtop with the
+    // alternate screen and mouse reporting left on.
+    stop::install().context("catching signals")?;
     let mut guard = terminal::TerminalGuard::enter().context("setting up the terminal")?;
     let mut keys = EventStream::new();
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut ticker = tokio::time::interval(FRAME);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut frames = FrameStats::default();
@@ -155,8 +157,13 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     let mut last_counts = Instant::now();
     let mut last_pairing = Instant::now();
     let mut pairing = PairingControl::new(args.pairing);
+    // The attached files and processes, for a deploy or an exec under the explorer.
+    let mut changes = Watch::new();
 
     loop {
+        if stop::requested() {
+            break;
+        }
         let mut commands = Vec::new();
         tokio::select! {
             ev = keys.next() => match ev {
@@ -195,8 +202,17 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                 app.update(Action::Tick { now_ns: monotonic_ns() });
                 if last_counts.elapsed() >= Duration::from_secs(1) {
                     let c = tracer.counts();
-                    app.update(Action::ProbeCounts { hits: c.hits, dropped: c.dropped, unreadable: c.unreadable });
+                    app.update(Action::ProbeCounts {
+                        hits: c.hits,
+                        dropped: c.dropped,
+                        too_slow: c.too_slow,
+                        unreadable: c.unreadable,
+                    });
                     last_counts = Instant::now();
+                    for change in changes.changes() {
+                        app.update(Action::Status(change.to_string()));
+                        dirty = true;
+                    }
                 }
                 // As often as `latency` adapts its sampling.
                 if last_pairing.elapsed() >= Duration::from_millis(250) {
@@ -217,8 +233,6 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                     dirty = false;
                 }
             },
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
         }
         for cmd in commands {
             if cmd == Command::Quit {
@@ -226,7 +240,14 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                 frames.report();
                 return Ok(0);
             }
-            execute(cmd, tracer.as_mut(), &index, &catalog, &mut app);
+            execute(
+                cmd,
+                tracer.as_mut(),
+                &index,
+                &catalog,
+                &mut app,
+                &mut changes,
+            );
             dirty = true;
         }
         if app.quit {
@@ -235,11 +256,12 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     }
     drop(guard);
     frames.report();
-    Ok(0)
+    // 0 after q or the Ctrl-C key; 128 + the signal's number after an external signal.
+    Ok(stop::exit_status())
 }
 
 async fn recv_events(
-    rx: &mut Option<mpsc::Receiver<Vec<usdtop::probes::Event>>>,
+    rx: &mut Option<usdtop::probes::queue::EventStream>,
 ) -> Option<Vec<usdtop::probes::Event>> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -273,19 +295,37 @@ fn startup_attach(app: &mut App, s: &mut StartupAttach) -> Vec<Command> {
             )));
             continue;
         };
-        // Objects are listed by their real paths; a symlink or relative path names the same.
-        if let Some(path) = pattern.path.as_mut() {
-            if let Ok(real) = std::fs::canonicalize(&*path) {
-                *path = real.display().to_string();
+        // A PATH glob names files (copies of a program): one pattern per file it matches.
+        let paths = match pattern.path.as_deref().map(expand_path).transpose() {
+            Ok(None) => vec![None],
+            Ok(Some(files)) => {
+                if pattern.path.as_deref().is_some_and(has_glob) && s.lists_seen == 1 {
+                    let glob = pattern.path.as_deref().unwrap_or_default();
+                    app.update(Action::Status(describe_matches(glob, &files)));
+                }
+                files.into_iter().map(Some).collect()
+            }
+            Err(e) => {
+                app.update(Action::Error(format!("cannot attach `{text}`: {e}")));
+                continue;
+            }
+        };
+        let listed = s.pid.is_none_or(|pid| app.explorer.has_process(pid));
+        let mut found = false;
+        for path in paths {
+            // Objects are listed by their real paths; a symlink or relative path names the same.
+            pattern.path =
+                path.map(|p| std::fs::canonicalize(&p).unwrap_or(p).display().to_string());
+            if let Some(commands) = listed
+                .then(|| app.attach_matching(&pattern, s.pid))
+                .flatten()
+            {
+                out.extend(commands);
+                found = true;
             }
         }
-        let listed = s.pid.is_none_or(|pid| app.explorer.has_process(pid));
-        match listed
-            .then(|| app.attach_matching(&pattern, s.pid))
-            .flatten()
-        {
-            Some(commands) => out.extend(commands),
-            None => missing.push(text),
+        if !found {
+            missing.push(text);
         }
     }
     if s.lists_seen >= s.lists_needed && !missing.is_empty() {
@@ -309,6 +349,7 @@ fn execute(
     index: &ObjectIndex,
     catalog: &Catalog,
     app: &mut App,
+    changes: &mut Watch,
 ) {
     match cmd {
         Command::Attach { probe, pid } => {
@@ -331,6 +372,17 @@ fn execute(
                     }),
                 },
             };
+            if result.is_ok() {
+                // Watched for a deploy over the file and for an exec of the process.
+                if let Some((open, _)) = &entry {
+                    if !open.starts_with("/proc") {
+                        changes.file(open.as_ref());
+                    }
+                }
+                if let Some(pid) = pid {
+                    changes.process(pid);
+                }
+            }
             app.update(match result {
                 Ok(sites) => Action::Attached { probe, sites },
                 Err(why) => Action::AttachFailed { probe, why },

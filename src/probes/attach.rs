@@ -24,9 +24,7 @@ pub enum AttachError {
     NoUprobePmu(String),
     // Fields are `error`, not `source`: the text already includes it, and anyhow's `{:#}` would
     // print a `source` twice.
-    #[error(
-        "not permitted to {what}: {error}; run usdtop as root (or with CAP_BPF and CAP_PERFMON)"
-    )]
+    #[error("not permitted to {what}: {error}; {hint}", hint = super::privilege::hint())]
     NotPermitted {
         what: &'static str,
         error: io::Error,

@@ -3,6 +3,7 @@
 //! the C file (the layout tests below pin the sizes).
 
 use super::argspec::{ArgLoc, ArgSpec};
+use super::event::Integer;
 
 /// The compiled program, built by build.rs from bpf/usdt.bpf.c.
 pub static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/usdt.bpf.o"));
@@ -128,7 +129,11 @@ impl RawEventHdr {
 /// How one argument of a site is decoded in user space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArgPlan {
-    Int,
+    /// An integer of `size` bytes, signed or not (the spec's `-N@` / `N@`).
+    Int {
+        size: u8,
+        signed: bool,
+    },
     Str,
     /// Not readable in BPF; the text says why.
     Unsupported(String),
@@ -168,7 +173,7 @@ pub fn encode_site(
         let (raw, mut plan) = encode_arg(arg);
         let mut raw = raw;
         raw.str_slot = NO_STR;
-        if strings.contains(&i) && plan == ArgPlan::Int {
+        if strings.contains(&i) && matches!(plan, ArgPlan::Int { .. }) {
             if (spec.nr_strs as usize) < MAX_STRS {
                 raw.str_slot = spec.nr_strs;
                 spec.nr_strs += 1;
@@ -206,8 +211,10 @@ fn encode_arg(arg: &ArgSpec) -> (RawArgSpec, ArgPlan) {
     };
     match &arg.loc {
         ArgLoc::Const(v) => {
+            // Already cut and extended as the value would be read (gcc writes `1@$-16` for 240),
+            // so in-kernel keys and the streamed value agree.
             raw.kind = ArgKind::Const as u8;
-            raw.val = *v as u64;
+            raw.val = Integer::from_raw(*v as u64, arg.size, arg.signed).bits();
         }
         ArgLoc::Reg(r) => {
             raw.kind = ArgKind::Reg as u8;
@@ -245,7 +252,13 @@ fn encode_arg(arg: &ArgSpec) -> (RawArgSpec, ArgPlan) {
         }
         ArgLoc::Unsupported(why) => return unsupported(format!("{}: {why}", arg.text)),
     }
-    (raw, ArgPlan::Int)
+    (
+        raw,
+        ArgPlan::Int {
+            size: arg.size,
+            signed: arg.signed,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -271,7 +284,36 @@ mod tests {
         assert_eq!(spec.args[1].str_slot, NO_STR);
         assert_eq!(spec.args[1].reg_off, 104);
         assert_eq!(spec.args[1].width, 4);
-        assert_eq!(plans[..3], [ArgPlan::Str, ArgPlan::Int, ArgPlan::Str]);
+        let int = ArgPlan::Int {
+            size: 4,
+            signed: true,
+        };
+        assert_eq!(plans[..3], [ArgPlan::Str, int, ArgPlan::Str]);
         assert!(matches!(&plans[3], ArgPlan::Unsupported(t) if t.contains("xmm0")));
+    }
+
+    #[test]
+    fn constants_are_encoded_cut_to_size_and_extended_by_sign() {
+        let args = parse_args("1@$-16 -1@$-16 2@$-3600 4@$-202182160 8@$-1 -4@$-7").unwrap();
+        let (spec, plans) = encode_site(1, Mode::Stream, 0, 0, &args, &[]);
+        let vals: Vec<u64> = spec.args[..6].iter().map(|a| a.val).collect();
+        assert_eq!(
+            vals,
+            [
+                240,
+                -16i64 as u64,
+                61936,
+                4092785136,
+                u64::MAX,
+                -7i64 as u64
+            ]
+        );
+        assert_eq!(
+            plans[0],
+            ArgPlan::Int {
+                size: 1,
+                signed: false
+            }
+        );
     }
 }

@@ -1,8 +1,9 @@
-//! Turns ring-buffer records into [`Event`]s: integers as read, strings made safe for a terminal,
-//! unreadable argument forms as [`ArgValue::Unsupported`].
+//! Turns ring-buffer records into [`Event`]s: integers by the SDT size and sign rule, strings as
+//! the exact bytes read (escaped only at the output edge), unreadable argument forms as
+//! [`ArgValue::Unsupported`].
 
 use super::bpf::{ArgPlan, RawEventHdr, STR_FAULT, STR_NULL, STR_TRUNCATED};
-use super::event::{ArgValue, Event, ProbeKey};
+use super::event::{ArgValue, Event, Integer, ProbeKey, StrValue};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -15,11 +16,7 @@ pub struct SiteInfo {
 
 pub type SiteTable = HashMap<u32, SiteInfo>;
 
-/// The `Unsupported` text of a string argument that was a NULL pointer.
-pub const NULL_STRING: &str = "NULL";
-
-/// Marker appended to a string that was longer than the kernel read.
-pub const TRUNCATED_MARK: &str = "…";
+pub use super::event::{terminal_safe, NULL_STRING, TRUNCATED_MARK};
 
 /// Decodes one record; `None` if it is malformed or its site was detached meanwhile.
 pub fn decode(record: &[u8], sites: &SiteTable) -> Option<Event> {
@@ -31,7 +28,7 @@ pub fn decode(record: &[u8], sites: &SiteTable) -> Option<Event> {
     for (i, plan) in site.plans.iter().enumerate() {
         let raw = if i < nr { hdr.args[i] } else { 0 };
         args.push(match plan {
-            ArgPlan::Int => ArgValue::Int(raw as i64),
+            ArgPlan::Int { size, signed } => ArgValue::Int(Integer::from_raw(raw, *size, *signed)),
             ArgPlan::Unsupported(why) => ArgValue::Unsupported(why.clone()),
             ArgPlan::Str if raw & STR_NULL != 0 => ArgValue::Unsupported(NULL_STRING.into()),
             ArgPlan::Str if raw & STR_FAULT != 0 => {
@@ -39,11 +36,8 @@ pub fn decode(record: &[u8], sites: &SiteTable) -> Option<Event> {
             }
             ArgPlan::Str => {
                 let len = (raw as u32 as usize).min(strs.len());
-                let mut s = terminal_safe(&strs[..len]);
+                let s = StrValue::new(strs[..len].to_vec(), raw & STR_TRUNCATED != 0);
                 strs = &strs[len..];
-                if raw & STR_TRUNCATED != 0 {
-                    s.push_str(TRUNCATED_MARK);
-                }
                 ArgValue::Str(s)
             }
         });
@@ -62,29 +56,6 @@ fn until_nul(b: &[u8]) -> &[u8] {
     b.iter().position(|&c| c == 0).map_or(b, |n| &b[..n])
 }
 
-/// Lossy UTF-8 with control characters (C0, DEL, C1, so ESC too) escaped, so that a traced
-/// string cannot move the cursor or change colours.
-pub fn terminal_safe(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    if !text.chars().any(char::is_control) {
-        return text.into_owned();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x100 && c.is_control() => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,13 +70,6 @@ mod tests {
     }
 
     #[test]
-    fn escape_sequences_in_strings_are_made_harmless() {
-        assert_eq!(terminal_safe(b"a\x1b[31mb\n\x7f"), "a\\x1b[31mb\\n\\x7f");
-        assert_eq!(terminal_safe("é\u{9b}".as_bytes()), "é\\x9b");
-        assert_eq!(terminal_safe(b"plain /x?y=1"), "plain /x?y=1");
-    }
-
-    #[test]
     fn a_record_decodes_ints_strings_in_order_truncation_and_faults() {
         let probe = Arc::new(ProbeKey {
             path: "/bin/x".into(),
@@ -114,7 +78,10 @@ mod tests {
         });
         let plans = vec![
             ArgPlan::Str,
-            ArgPlan::Int,
+            ArgPlan::Int {
+                size: 4,
+                signed: true,
+            },
             ArgPlan::Str,
             ArgPlan::Str,
             ArgPlan::Str,
@@ -138,8 +105,8 @@ mod tests {
             e.args,
             vec![
                 ArgValue::Str("GET".into()),
-                ArgValue::Int(-2),
-                ArgValue::Str("/x…".into()),
+                ArgValue::signed(-2),
+                ArgValue::Str(StrValue::new(b"/x".to_vec(), true)),
                 ArgValue::Unsupported("string not readable (unmapped pointer)".into()),
                 ArgValue::Unsupported("NULL".into()),
                 ArgValue::Unsupported("8@%xmm0: vector".into()),
@@ -147,5 +114,65 @@ mod tests {
         );
         hdr.cookie = 4;
         assert!(decode(&record(hdr, b""), &sites).is_none());
+    }
+
+    #[test]
+    fn strings_keep_their_exact_bytes() {
+        let probe = Arc::new(ProbeKey::default());
+        let sites = SiteTable::from([(
+            1,
+            SiteInfo {
+                probe,
+                plans: vec![ArgPlan::Str],
+            },
+        )]);
+        let mut hdr = RawEventHdr {
+            cookie: 1,
+            nr_args: 1,
+            ..Default::default()
+        };
+        let text = b"a\x1b[2J\n\xe2\x80\xae\xff";
+        hdr.args[0] = text.len() as u64;
+        let e = decode(&record(hdr, text), &sites).unwrap();
+        assert_eq!(
+            e.args,
+            vec![ArgValue::Str(StrValue::new(text.to_vec(), false))]
+        );
+    }
+
+    /// What C does when it converts a value of the argument's type to a 64-bit integer.
+    fn c_conversion(raw: u64, size: u8, signed: bool) -> ArgValue {
+        match (size, signed) {
+            (1, true) => ArgValue::signed(raw as u8 as i8 as i64),
+            (2, true) => ArgValue::signed(raw as u16 as i16 as i64),
+            (4, true) => ArgValue::signed(raw as u32 as i32 as i64),
+            (_, true) => ArgValue::signed(raw as i64),
+            (1, false) => ArgValue::unsigned(raw as u8 as u64),
+            (2, false) => ArgValue::unsigned(raw as u16 as u64),
+            (4, false) => ArgValue::unsigned(raw as u32 as u64),
+            (_, false) => ArgValue::unsigned(raw),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integers_decode_as_c_converts_them(
+            args in proptest::collection::vec(
+                (proptest::sample::select(vec![1u8, 2, 4, 8]), proptest::bool::ANY, proptest::num::u64::ANY),
+                1..=crate::probes::bpf::MAX_ARGS,
+            )
+        ) {
+            let plans = args.iter().map(|&(size, signed, _)| ArgPlan::Int { size, signed }).collect();
+            let probe = Arc::new(ProbeKey::default());
+            let sites = SiteTable::from([(9, SiteInfo { probe, plans })]);
+            let mut hdr = RawEventHdr { cookie: 9, nr_args: args.len() as u16, ..Default::default() };
+            for (i, &(_, _, raw)) in args.iter().enumerate() {
+                hdr.args[i] = raw;
+            }
+            let e = decode(&record(hdr, b""), &sites).unwrap();
+            let want: Vec<ArgValue> =
+                args.iter().map(|&(size, signed, raw)| c_conversion(raw, size, signed)).collect();
+            proptest::prop_assert_eq!(e.args, want);
+        }
     }
 }

@@ -7,13 +7,13 @@
 use super::argspec::{parse_args, ArgLoc, ArgSpec, ArgSpecError};
 use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::header::{Header, ELFCLASS32, ELFCLASS64, ET_DYN, ET_EXEC, SIZEOF_IDENT};
-use goblin::elf::program_header::{ProgramHeader, PT_LOAD};
+use goblin::elf::program_header::{ProgramHeader, PF_W, PF_X, PT_LOAD};
 use goblin::elf::section_header::{SHT_DYNSYM, SHT_NOTE, SHT_SYMTAB};
 use goblin::elf::{Elf, SectionHeader};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::fs::{File, Metadata, OpenOptions};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -48,6 +48,28 @@ pub struct Probe {
     /// File offset of the (prelink-adjusted) semaphore: the uprobe `ref_ctr_offset`.
     pub semaphore_offset: Option<u64>,
     pub sites: Vec<Site>,
+    /// Notes that point where no probe can be (see [`NoteWarning`]), each once. A probe with
+    /// any is listed with them and refused by [`Probe::attachable`].
+    pub warnings: Vec<NoteWarning>,
+}
+
+/// A note whose addresses are inside the object but in the wrong kind of segment: a breakpoint
+/// written into data, or a semaphore counter incremented in read-only memory, would corrupt the
+/// traced program or fail in the kernel, so such a probe is never attached.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NoteWarning {
+    #[error("pc {pc:#x} is not in an executable segment")]
+    PcNotExecutable { pc: u64 },
+    #[error("semaphore {semaphore:#x} is not in a writable segment")]
+    SemaphoreNotWritable { semaphore: u64 },
+}
+
+/// Why a probe is refused for attaching.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{probe} is not attached: {why} (its note is corrupt)")]
+pub struct BadProbe {
+    pub probe: String,
+    pub why: NoteWarning,
 }
 
 impl Probe {
@@ -62,6 +84,28 @@ impl Probe {
             .map(|s| s.args_text.split_whitespace().count())
             .max()
             .unwrap_or(0)
+    }
+
+    /// Whether the probe may be attached: not when a note points outside the segments a
+    /// probe site (executable) or a semaphore (writable) must be in.
+    pub fn attachable(&self) -> Result<(), BadProbe> {
+        match self.warnings.first() {
+            Some(why) => Err(BadProbe {
+                probe: self.full_name(),
+                why: why.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Site {
+    /// Number of arguments in the note (also when their text cannot be parsed).
+    pub fn arg_count(&self) -> usize {
+        match &self.args {
+            Ok(args) => args.len(),
+            Err(_) => self.args_text.split_whitespace().count(),
+        }
     }
 }
 
@@ -92,6 +136,47 @@ pub enum ElfError {
     Malformed(String),
     #[error("corrupt .note.stapsdt note #{index}: {why}")]
     BadNote { index: usize, why: String },
+    /// A FIFO, device, socket or directory: never opened for reading (a FIFO would block).
+    #[error("not a regular file: it is {0}")]
+    NotRegular(&'static str),
+}
+
+/// What kind of non-regular file `meta` describes, or None for a regular file.
+pub fn irregular_kind(meta: &Metadata) -> Option<&'static str> {
+    let t = meta.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a file")
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file. It is checked before opening (opening
+/// a device can have effects) and again on the open descriptor, which is opened non-blocking so
+/// that a FIFO swapped in between cannot hang us.
+pub fn open_regular(path: &Path) -> Result<(File, u64), ElfError> {
+    if let Some(kind) = irregular_kind(&std::fs::metadata(path)?) {
+        return Err(ElfError::NotRegular(kind));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if let Some(kind) = irregular_kind(&meta) {
+        return Err(ElfError::NotRegular(kind));
+    }
+    Ok((file, meta.len()))
 }
 
 /// Read the probes of the ELF object at `path`. Only the headers, the note section and (for
@@ -99,8 +184,7 @@ pub enum ElfError {
 /// megabytes (libLLVM, librustc_driver carry libstdc++'s probes), and objects without a
 /// `.note.stapsdt` section cost a few small reads.
 pub fn read_probes(path: &Path) -> Result<ObjectProbes, ElfError> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
+    let (file, len) = open_regular(path)?;
     probes_from(path, &FileSource { file, len })
 }
 
@@ -428,14 +512,24 @@ fn add_site(
         _ => 0,
     };
     let addr = note.pc.wrapping_add(delta);
-    let file_offset = load_offset(loads, addr)
+    let pc_load = load_segment(loads, addr)
         .ok_or_else(|| format!("pc {addr:#x} is in no loadable segment"))?;
+    let file_offset = segment_offset(pc_load, addr);
+    let mut warnings = Vec::new();
+    if pc_load.p_flags & PF_X == 0 {
+        warnings.push(NoteWarning::PcNotExecutable { pc: note.pc });
+    }
     let semaphore = (note.semaphore != 0).then_some(note.semaphore);
     let semaphore_offset = match semaphore {
-        Some(s) => Some(
-            load_offset(loads, s.wrapping_add(delta))
-                .ok_or_else(|| format!("semaphore {s:#x} is in no loadable segment"))?,
-        ),
+        Some(s) => {
+            let at = s.wrapping_add(delta);
+            let load = load_segment(loads, at)
+                .ok_or_else(|| format!("semaphore {s:#x} is in no loadable segment"))?;
+            if load.p_flags & PF_W == 0 {
+                warnings.push(NoteWarning::SemaphoreNotWritable { semaphore: s });
+            }
+            Some(segment_offset(load, at))
+        }
         None => None,
     };
     let site = Site {
@@ -450,24 +544,39 @@ fn add_site(
         .iter_mut()
         .find(|p| p.provider == note.provider && p.name == note.name)
     {
-        Some(p) => p.sites.push(site),
+        Some(p) => {
+            p.sites.push(site);
+            for w in warnings {
+                if !p.warnings.contains(&w) {
+                    p.warnings.push(w);
+                }
+            }
+        }
         None => probes.push(Probe {
             provider: note.provider.to_string(),
             name: note.name.to_string(),
             semaphore,
             semaphore_offset,
             sites: vec![site],
+            warnings,
         }),
     }
     Ok(())
 }
 
-fn load_offset(loads: &[ProgramHeader], vaddr: u64) -> Option<u64> {
+fn load_segment(loads: &[ProgramHeader], vaddr: u64) -> Option<&ProgramHeader> {
     loads
         .iter()
         .filter(|ph| ph.p_type == PT_LOAD)
         .find(|ph| vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr.saturating_add(ph.p_memsz))
-        .map(|ph| (vaddr - ph.p_vaddr).wrapping_add(ph.p_offset))
+}
+
+fn segment_offset(ph: &ProgramHeader, vaddr: u64) -> u64 {
+    (vaddr - ph.p_vaddr).wrapping_add(ph.p_offset)
+}
+
+fn load_offset(loads: &[ProgramHeader], vaddr: u64) -> Option<u64> {
+    load_segment(loads, vaddr).map(|ph| segment_offset(ph, vaddr))
 }
 
 /// File offset of a link-time virtual address, through the PT_LOAD segment containing it.

@@ -9,7 +9,7 @@
 //! let mut engine = Engine::new(EngineOptions::default())?;
 //! let mut events = engine.take_events().unwrap();
 //! let id = engine.attach(&object, probe, &AttachOptions::default())?;
-//! // events.blocking_recv() / events.recv().await -> Some(Vec<Event>)
+//! // events.recv().await -> Some(Vec<Event>); events.try_recv() -> Option<Vec<Event>>
 //! println!("{:?}", engine.stats());
 //! engine.detach(id);
 //! # Ok(()) }
@@ -20,9 +20,10 @@ pub use super::bpf::Mode;
 use super::bpf::{self, encode_site, ArgPlan, RawSiteSpec};
 use super::decode::{SiteInfo, SiteTable};
 use super::elf::{ObjectProbes, Probe};
-use super::event::{Event, ProbeKey};
+use super::event::ProbeKey;
 use super::filter::with_descendants;
-use super::reader::{read_loop, Counters};
+use super::queue::{self, DropCount, EventStream};
+use super::reader::{read_loop, Counters, ReaderControl};
 use aya::maps::{
     Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
 };
@@ -35,12 +36,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::Instant;
 use thiserror::Error;
-use tokio::sync::mpsc;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
-    #[error("not permitted to load BPF programs: {0}; run usdtop as root (or with CAP_BPF and CAP_PERFMON)")]
+    #[error("not permitted to load BPF programs: {0}; {hint}", hint = super::privilege::hint())]
     NotPermitted(String),
     #[error("cannot load the BPF program: {0}")]
     Load(String),
@@ -50,10 +51,15 @@ pub enum EngineError {
     Attach(#[from] AttachError),
     #[error("probe {0} has no sites to attach")]
     NoSites(String),
+    #[error(transparent)]
+    BadProbe(#[from] super::elf::BadProbe),
     #[error("too many attached {0}")]
     Full(&'static str),
     #[error("no attached probe with id {0:?}")]
     UnknownProbe(ProbeId),
+    /// The cancel flag (see [`Engine::set_cancel`]) was raised while sites were being attached.
+    #[error("attaching was interrupted")]
+    Interrupted,
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> EngineError {
@@ -63,10 +69,13 @@ fn map_err(map: &'static str) -> impl FnOnce(MapError) -> EngineError {
 fn load_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
     let text = e.to_string();
     let lower = format!("{e:?}").to_lowercase();
-    // The verifier also answers EACCES; only a refusal without its log is about privileges.
+    // The verifier also answers EACCES; only a refusal without its log is about privileges
+    // (aya's text ends in an empty "Verifier output:" then, e.g. a uprobe load with CAP_BPF only).
     let denied = lower.contains("operation not permitted") || lower.contains("permission denied");
-    if denied && !lower.contains("verifier") {
-        EngineError::NotPermitted(text)
+    let empty_log = text.trim_end().strip_suffix("Verifier output:");
+    if denied && (empty_log.is_some() || !lower.contains("verifier")) {
+        let text = empty_log.map_or(&*text, |t| t.trim_end().trim_end_matches('.'));
+        EngineError::NotPermitted(text.to_string())
     } else {
         // The Debug form carries the verifier log.
         EngineError::Load(format!("{text}: {e:?}"))
@@ -90,9 +99,9 @@ pub enum FaultStrings {
 pub struct EngineOptions {
     /// Ring buffer size in bytes (a power of two, at least a page). Default 16 MiB.
     pub ring_bytes: Option<u32>,
-    /// Batches the channel holds before the reader waits (then the ring fills and the kernel
-    /// counts drops).
-    pub channel_batches: usize,
+    /// Bytes of decoded events queued for the consumer before the reader drops batches (and
+    /// counts them as "output too slow").
+    pub queue_bytes: usize,
     pub fault_strings: FaultStrings,
 }
 
@@ -100,7 +109,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             ring_bytes: None,
-            channel_batches: 1024,
+            queue_bytes: queue::DEFAULT_QUEUE_BYTES,
             fault_strings: FaultStrings::default(),
         }
     }
@@ -145,6 +154,9 @@ pub struct Stats {
     pub events: u64,
     /// Events the kernel could not put in the full ring buffer.
     pub drops: u64,
+    /// Events read from the ring but dropped because the consumer fell behind by more than
+    /// the queue holds ("dropped: output too slow").
+    pub slow_drops: u64,
     /// Records whose site was detached before they were read (not an error).
     pub stale: u64,
     /// String arguments (not NULL) that could not be read, in every mode, all probes.
@@ -184,16 +196,19 @@ pub struct Engine {
     /// many attachments use it. Attachments with the same pids share a slot.
     slots: [Option<(Vec<u32>, usize)>; 64],
     counters: Arc<Counters>,
-    events_rx: Option<mpsc::Receiver<Vec<Event>>>,
-    stop: Arc<AtomicBool>,
+    events_rx: Option<EventStream>,
+    slow_drops: DropCount,
+    reader_control: Arc<ReaderControl>,
     reader: Option<JoinHandle<()>>,
+    cancel: Option<&'static AtomicBool>,
     fork_tracking: Result<(), String>,
     // Owns the programs (and the fork/exit tracepoint links); dropped last.
     _ebpf: Ebpf,
 }
 
 impl Engine {
-    /// Loads the program and starts the reader thread. Needs root (or CAP_BPF + CAP_PERFMON).
+    /// Loads the program and starts the reader thread. Needs root or CAP_SYS_ADMIN (see
+    /// [`super::privilege`]).
     pub fn new(options: EngineOptions) -> Result<Engine, EngineError> {
         let mut loader = EbpfLoader::new();
         if let Some(bytes) = options.ring_bytes {
@@ -237,13 +252,15 @@ impl Engine {
 
         let sites = Arc::new(Mutex::new(SiteTable::new()));
         let counters = Arc::new(Counters::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel(options.channel_batches.max(1));
+        let reader_control = Arc::new(ReaderControl::default());
+        let (sink, rx) = queue::bounded(options.queue_bytes);
+        let slow_drops = sink.drop_count();
         let reader = {
-            let (sites, counters, stop) = (sites.clone(), counters.clone(), stop.clone());
+            let (sites, counters, control) =
+                (sites.clone(), counters.clone(), reader_control.clone());
             std::thread::Builder::new()
                 .name("usdtop-ring".into())
-                .spawn(move || read_loop(ring, sites, counters, stop, tx))
+                .spawn(move || read_loop(ring, sites, counters, control, sink))
                 .map_err(|e| EngineError::Load(format!("cannot start the reader thread: {e}")))?
         };
         Ok(Engine {
@@ -264,16 +281,40 @@ impl Engine {
             slots: std::array::from_fn(|_| None),
             counters,
             events_rx: Some(rx),
-            stop,
+            slow_drops,
+            reader_control,
             reader: Some(reader),
+            cancel: None,
             fork_tracking,
             _ebpf: ebpf,
         })
     }
 
     /// The event stream (once). Batches arrive at most every ~10 ms while probes fire.
-    pub fn take_events(&mut self) -> Option<mpsc::Receiver<Vec<Event>>> {
+    pub fn take_events(&mut self) -> Option<EventStream> {
         self.events_rx.take()
+    }
+
+    /// A flag that, once raised (e.g. by a signal handler), makes an attach in progress stop
+    /// between two sites and fail with [`EngineError::Interrupted`], undoing what it attached.
+    pub fn set_cancel(&mut self, flag: &'static AtomicBool) {
+        self.cancel = Some(flag);
+    }
+
+    /// Stops the intake of events: the reader reads what the ring holds once more (for at most
+    /// a few hundred ms), queues it, and stops; then the event stream ends once it is read.
+    /// Probes stay attached (their hits are still counted) until detached. Returns whether the
+    /// last pass ended within `timeout`.
+    pub fn stop_intake(&self, timeout: Duration) -> bool {
+        self.reader_control.closing.store(true, Ordering::Release);
+        let deadline = Instant::now() + timeout;
+        while !self.reader_control.done.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 
     /// Whether processes forked after a filtered attach are followed (needs kernel BTF);
@@ -313,6 +354,7 @@ impl Engine {
         if probe.sites.is_empty() {
             return Err(EngineError::NoSites(probe.full_name()));
         }
+        probe.attachable()?;
         if self.free_cookies.len() < probe.sites.len() {
             return Err(EngineError::Full("probe sites"));
         }
@@ -378,6 +420,13 @@ impl Engine {
             }
         };
         for site in &probe.sites {
+            if self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
+                return Err(EngineError::Interrupted);
+            }
             let cookie = self.free_cookies.pop_front().expect("counted above");
             attachment.cookies.push(cookie);
             let plans_args: Vec<ArgPlan> = match &site.args {
@@ -572,6 +621,7 @@ impl Engine {
             stale: self.counters.stale.load(Ordering::Relaxed),
             drops: sum(self.drops.get(&0, 0)),
             unreadable: probes.iter().map(|p| p.unreadable).sum(),
+            slow_drops: self.slow_drops.get(),
             probes,
         }
     }
@@ -580,7 +630,7 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.detach_all();
-        self.stop.store(true, Ordering::Relaxed);
+        self.reader_control.closing.store(true, Ordering::Release);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }

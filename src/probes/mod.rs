@@ -12,9 +12,12 @@ pub mod filter;
 pub mod kpair;
 pub mod ktop;
 pub mod ktoplat;
+pub mod privilege;
+pub mod queue;
 mod reader;
 pub mod select;
 pub mod targets;
+pub mod watch;
 
 pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
 pub use elf::{read_probes, ElfError, ObjectProbes, Probe, Site};

@@ -1,18 +1,29 @@
-//! The ring-buffer reader thread: drains the ring every ~10 ms, decodes records into [`Event`]s
-//! and sends them in batches over a tokio channel.
+//! The ring-buffer reader thread: drains the ring every ~10 ms, decodes records into events
+//! and sends them in batches into the bounded event queue (src/probes/queue.rs).
 
 use super::decode::{decode, SiteTable};
-use super::event::Event;
+use super::queue::{EventSink, Sent};
 use aya::maps::{MapData, RingBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// How often the reader looks at the ring buffer (the kernel never wakes it per event).
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Most events sent in one batch.
 const MAX_BATCH: usize = 4096;
+/// How long the last pass may read: a ring of 16 MiB decodes in well under this, and probes
+/// that keep firing must not keep a stopping reader busy.
+const LAST_PASS_BUDGET: Duration = Duration::from_millis(300);
+
+/// How the engine stops the reader.
+#[derive(Default)]
+pub(super) struct ReaderControl {
+    /// Read what the ring holds once more, then stop.
+    pub closing: AtomicBool,
+    /// Set by the reader when its last pass is over.
+    pub done: AtomicBool,
+}
 
 /// What the reader counts, shared with the engine.
 #[derive(Default)]
@@ -27,61 +38,54 @@ pub(super) fn read_loop(
     mut ring: RingBuf<MapData>,
     sites: Arc<Mutex<SiteTable>>,
     counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<Vec<Event>>,
+    control: Arc<ReaderControl>,
+    sink: EventSink,
 ) {
     let mut open = true;
-    while !stop.load(Ordering::Relaxed) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut stale = 0u64;
-        {
-            let sites = sites.lock().unwrap();
-            while batch.len() < MAX_BATCH {
-                let Some(item) = ring.next() else { break };
-                match decode(&item, &sites) {
-                    Some(e) => batch.push(e),
-                    None => stale += 1,
+    loop {
+        let last = control.closing.load(Ordering::Acquire);
+        // The last pass takes what the ring holds now, not what keeps arriving while it reads.
+        let deadline = last.then(|| Instant::now() + LAST_PASS_BUDGET);
+        let mut full;
+        loop {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut stale = 0u64;
+            {
+                let sites = sites.lock().unwrap();
+                while batch.len() < MAX_BATCH {
+                    let Some(item) = ring.next() else { break };
+                    match decode(&item, &sites) {
+                        Some(e) => batch.push(e),
+                        None => stale += 1,
+                    }
                 }
             }
-        }
-        counters.stale.fetch_add(stale, Ordering::Relaxed);
-        let full = batch.len() == MAX_BATCH;
-        let empty_after = !full;
-        if !batch.is_empty() {
-            counters
-                .events
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            if open {
-                open = send(&tx, batch, &stop);
+            counters.stale.fetch_add(stale, Ordering::Relaxed);
+            full = batch.len() == MAX_BATCH;
+            if !batch.is_empty() {
+                counters
+                    .events
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if open {
+                    open = sink.send(batch) != Sent::Closed;
+                }
+            }
+            if !(full && deadline.is_some_and(|d| Instant::now() < d)) {
+                break;
             }
         }
-        if empty_after {
+        if !full {
             counters.passes.fetch_add(1, Ordering::Release);
+        }
+        if last {
+            control.done.store(true, Ordering::Release);
+            return;
         }
         if !full {
             // Sleep rather than poll: with NO_WAKEUP records, poll(2) returns at once whenever
             // data is waiting, and a reader that chases the producer record by record makes
             // every hit pay for cache-line transfers. Draining every 10 ms batches them.
             std::thread::sleep(POLL_INTERVAL);
-        }
-    }
-}
-
-/// Sends a batch, waiting while the channel is full (the ring then fills and the kernel counts
-/// drops) but never past `stop`. False once the receiver is gone: the caller keeps draining so
-/// that the kernel keeps counting.
-fn send(tx: &mpsc::Sender<Vec<Event>>, mut batch: Vec<Event>, stop: &AtomicBool) -> bool {
-    loop {
-        match tx.try_send(batch) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(b)) => {
-                if stop.load(Ordering::Relaxed) {
-                    return true;
-                }
-                batch = b;
-                std::thread::sleep(Duration::from_millis(1));
-            }
         }
     }
 }

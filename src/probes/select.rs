@@ -2,6 +2,8 @@
 //! and the nearest names for a helpful error when nothing matches.
 
 use super::elf::{ObjectProbes, Probe};
+use std::path::{Component, Path, PathBuf};
+use thiserror::Error;
 
 /// A parsed probe pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,77 @@ impl std::fmt::Display for ProbePattern {
         }
         write!(f, "{}:{}", self.provider, self.name)
     }
+}
+
+/// Whether `text` has a glob wildcard (`*` or `?`).
+pub fn has_glob(text: &str) -> bool {
+    text.contains(['*', '?'])
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("no file matches `{pattern}`")]
+pub struct NoFileMatches {
+    pub pattern: String,
+}
+
+/// The regular files a path with wildcards names (as bpftrace takes them: files on disk, not
+/// processes), sorted. A path without wildcards, or one that exists as written, is itself.
+/// Like a shell, `*` and `?` do not match a leading `.` and never cross a `/`; directories,
+/// FIFOs and devices a glob matches are left out (a glob means the executables in it).
+pub fn expand_path(pattern: &str) -> Result<Vec<PathBuf>, NoFileMatches> {
+    let literal = Path::new(pattern);
+    if !has_glob(pattern) || std::fs::symlink_metadata(literal).is_ok() {
+        return Ok(vec![literal.to_path_buf()]);
+    }
+    let mut found = vec![PathBuf::new()];
+    for part in literal.components() {
+        let Component::Normal(part) = part else {
+            // `/`, `.` and `..` are taken as written.
+            found.iter_mut().for_each(|f| f.push(part));
+            continue;
+        };
+        let part = part.to_string_lossy();
+        if !has_glob(&part) {
+            found.iter_mut().for_each(|f| f.push(&*part));
+            continue;
+        }
+        let mut next = Vec::new();
+        for dir in &found {
+            let read = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir.as_path()
+            };
+            // An unreadable directory matches nothing, as in a shell.
+            let Ok(entries) = std::fs::read_dir(read) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| (!n.starts_with('.') || part.starts_with('.')) && glob(&part, n))
+                .collect();
+            names.sort();
+            next.extend(names.into_iter().map(|n| dir.join(n)));
+        }
+        found = next;
+    }
+    found.retain(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file()));
+    if found.is_empty() {
+        return Err(NoFileMatches {
+            pattern: pattern.to_string(),
+        });
+    }
+    Ok(found)
+}
+
+/// What a glob in a path matched, for `-v`: ``/srv/w*` matches 2 files: /srv/w1, /srv/w2`.
+pub fn describe_matches(pattern: &str, files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let count = match files.len() {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    };
+    format!("`{pattern}` matches {count}: {}", names.join(", "))
 }
 
 /// Shell-style glob with `*` and `?` (no classes).
@@ -145,6 +218,38 @@ mod tests {
         assert!(!glob("query__*", "transaction__start"));
         assert!(!glob("abc", "abcd"));
         assert!(!glob("a*b", "a"));
+    }
+
+    #[test]
+    fn a_path_glob_expands_to_the_regular_files_it_matches_in_order() {
+        let dir = std::env::temp_dir().join(format!("usdtop-glob-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub.d")).unwrap();
+        for f in ["worker-b", "worker-a", ".worker-hidden", "other"] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        std::fs::write(dir.join("sub.d/worker-c"), b"x").unwrap();
+        let d = dir.display();
+        let got = expand_path(&format!("{d}/worker*")).unwrap();
+        assert_eq!(got, [dir.join("worker-a"), dir.join("worker-b")]);
+        let deeper = expand_path(&format!("{d}/s?b.*/worker-?")).unwrap();
+        assert_eq!(deeper, [dir.join("sub.d/worker-c")]);
+        // The directory `sub.d` is not a file to read probes from.
+        assert_eq!(
+            expand_path(&format!("{d}/*")).unwrap(),
+            [
+                dir.join("other"),
+                dir.join("worker-a"),
+                dir.join("worker-b")
+            ]
+        );
+        let none = expand_path(&format!("{d}/nothing*")).unwrap_err();
+        assert_eq!(none.to_string(), format!("no file matches `{d}/nothing*`"));
+        // No wildcard: the path as written, whether or not it exists (its reader says why).
+        assert_eq!(
+            expand_path("/no/such").unwrap(),
+            [PathBuf::from("/no/such")]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! pattern against the pool. The open path follows one rule, [`attach_path`], which the TUI's
 //! discovery uses too.
 
-use super::elf::{ObjectProbes, Probe};
+use super::elf::{BadProbe, ObjectProbes, Probe};
 use super::process::{MappedObject, ObjectKey, ProbeCache, SkipReason};
-use super::select::{nearest, ProbePattern};
+use super::select::{
+    describe_matches, expand_path, has_glob, nearest, NoFileMatches, ProbePattern,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -50,6 +52,12 @@ pub enum TargetError {
     Process { pid: i32, why: SkipReason },
     #[error("scanning processes: {0}")]
     Scan(#[source] std::io::Error),
+    /// A PATH with wildcards that names no file.
+    #[error(transparent)]
+    NoFile(#[from] NoFileMatches),
+    /// A matched probe whose note points outside the segments it must be in.
+    #[error("{}: {bad}", path.display())]
+    Refused { path: PathBuf, bad: BadProbe },
     /// Nothing matched, and the place looked in has no probes at all.
     #[error("no probe matches `{pattern}` in {place}: it has no USDT probes")]
     NoProbes { pattern: String, place: String },
@@ -96,26 +104,96 @@ impl Pool {
     }
 }
 
+/// What the patterns resolved to.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The targets of each pattern, in pattern order; every list is non-empty.
+    pub targets: Vec<Vec<Target>>,
+    /// The files each pattern's PATH names (more than one for a glob), None without a PATH.
+    pub files: Vec<Option<Vec<PathBuf>>>,
+    /// Files a PATH glob matched that are not readable ELF objects (a script or a data file
+    /// next to the binaries), and why; left out of `files`.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl Resolved {
+    /// What the PATH globs did, for stderr: with `verbose`, one line per glob naming the files
+    /// it matched and one per file skipped; without, only a count of the files skipped.
+    pub fn report(&self, patterns: &[ProbePattern], verbose: bool) -> Vec<String> {
+        if !verbose {
+            return match self.skipped.len() {
+                0 => Vec::new(),
+                n => vec![format!(
+                    "{n} file(s) a PATH glob matched have no readable probes and were skipped \
+                     (-v names them)"
+                )],
+            };
+        }
+        let mut lines: Vec<String> = patterns
+            .iter()
+            .zip(&self.files)
+            .filter_map(|(p, files)| {
+                let path = p.path.as_deref().filter(|p| has_glob(p))?;
+                Some(describe_matches(path, files.as_deref()?))
+            })
+            .collect();
+        // The done probe of a pair usually names the start's PATH: say it once.
+        lines.dedup();
+        lines.extend(
+            self.skipped
+                .iter()
+                .map(|(path, why)| format!("skipped {}: {why}", path.display())),
+        );
+        lines
+    }
+}
+
 /// The targets of each pattern, in pattern order; every list is non-empty. A pattern with a
-/// PATH looks only in that file (by device and inode, so a symlink and its target agree);
-/// the others look in the objects of `scope`.
+/// PATH looks only in that file, or in the files its glob matches (by device and inode, so a
+/// symlink and its target agree); the others look in the objects of `scope`. A probe whose
+/// note is corrupt ([`Probe::attachable`]) is an error, so nothing is attached.
 pub fn resolve_each(
     patterns: &[ProbePattern],
     scope: &Scope,
 ) -> Result<Vec<Vec<Target>>, TargetError> {
+    Ok(resolve_patterns(patterns, scope)?.targets)
+}
+
+/// As [`resolve_each`], also saying which files each PATH named.
+pub fn resolve_patterns(patterns: &[ProbePattern], scope: &Scope) -> Result<Resolved, TargetError> {
     let mut cache = ProbeCache::new();
     let mut pool = Pool::default();
-    for path in patterns.iter().filter_map(|p| p.path.as_deref()) {
-        let path = Path::new(path);
-        match cache.file(path).as_ref() {
-            Ok(o) => pool.add(o, path.to_path_buf(), ObjectKey::of_path(path).ok()),
-            Err(e) => {
-                return Err(TargetError::Unreadable {
-                    path: path.to_path_buf(),
-                    why: e.to_string(),
-                })
+    let mut files: Vec<Option<Vec<PathBuf>>> = Vec::new();
+    let mut skipped = Vec::new();
+    for pattern in patterns {
+        let Some(path) = pattern.path.as_deref() else {
+            files.push(None);
+            continue;
+        };
+        let matched = expand_path(path)?;
+        let glob = matched.len() > 1 || matched[0] != Path::new(path);
+        let mut readable = Vec::new();
+        for file in matched {
+            let why = match cache.file(&file).as_ref() {
+                Ok(o) => {
+                    pool.add(o, file.clone(), ObjectKey::of_path(&file).ok());
+                    readable.push(file);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            };
+            // A file named outright must be readable; one a glob matched among others is
+            // skipped (and reported), unless no file it matched is.
+            if !glob {
+                return Err(TargetError::Unreadable { path: file, why });
             }
+            skipped.push((file, why));
         }
+        if readable.is_empty() {
+            let (path, why) = skipped.pop().expect("a glob matches a file");
+            return Err(TargetError::Unreadable { path, why });
+        }
+        files.push(Some(readable));
     }
     if patterns.iter().any(|p| p.path.is_none()) {
         match scope {
@@ -143,32 +221,131 @@ pub fn resolve_each(
             }
         }
     }
-    patterns.iter().map(|p| matches(p, &pool, scope)).collect()
+    let targets: Vec<Vec<Target>> = patterns
+        .iter()
+        .zip(&files)
+        .map(|(p, f)| matches(p, f.as_deref(), &pool, scope))
+        .collect::<Result<_, _>>()?;
+    for t in targets.iter().flatten() {
+        t.probe().attachable().map_err(|bad| TargetError::Refused {
+            path: t.open_path.clone(),
+            bad,
+        })?;
+    }
+    Ok(Resolved {
+        targets,
+        files,
+        skipped,
+    })
 }
 
 /// The distinct targets of all patterns (a probe two patterns match comes once), in order.
 pub fn resolve(patterns: &[ProbePattern], scope: &Scope) -> Result<Vec<Target>, TargetError> {
+    Ok(distinct(resolve_each(patterns, scope)?))
+}
+
+/// The targets of all lists, each once, in order.
+pub fn distinct(lists: Vec<Vec<Target>>) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
-    for t in resolve_each(patterns, scope)?.into_iter().flatten() {
+    for t in lists.into_iter().flatten() {
         if !out.iter().any(|o| o.same(&t)) {
             out.push(t);
         }
     }
-    Ok(out)
+    out
 }
 
-fn matches(pattern: &ProbePattern, pool: &Pool, scope: &Scope) -> Result<Vec<Target>, TargetError> {
-    let only = pattern.path.as_deref().map(|p| {
-        let p = Path::new(p);
-        (p, ObjectKey::of_path(p).ok())
+/// An argument index beyond what a probe has at one of its sites.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{probe} has {counts}; {option} is not one of them")]
+pub struct ArgIndexError {
+    pub probe: String,
+    /// The argument count(s) of its sites, in words.
+    pub counts: String,
+    /// The option as the user wrote it, e.g. `--by arg99`.
+    pub option: String,
+}
+
+/// Checks that argument `index` exists at every site of every probe in `targets` (sites of one
+/// probe may differ, and reading past a site's arguments would read garbage), before anything
+/// is attached. `option` names the option for the message, e.g. `--str 9` or `--by arg9`.
+pub fn check_arg_index(
+    targets: &[Target],
+    index: usize,
+    option: &str,
+) -> Result<(), ArgIndexError> {
+    let mut names: Vec<String> = Vec::new();
+    for t in targets {
+        let name = t.probe().full_name();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let mut counts: Vec<usize> = targets
+            .iter()
+            .filter(|t| t.probe().full_name() == name)
+            .flat_map(|t| t.probe().sites.iter().map(|s| s.arg_count()))
+            .collect();
+        counts.sort_unstable();
+        counts.dedup();
+        let (Some(&least), Some(&most)) = (counts.first(), counts.last()) else {
+            continue;
+        };
+        if index >= least {
+            return Err(ArgIndexError {
+                probe: name,
+                counts: count_words(least, most),
+                option: option.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `3 arguments (arg0..arg2)`, or for sites that differ `2 to 4 arguments depending on the
+/// site (arg0..arg1 at every site)`.
+fn count_words(least: usize, most: usize) -> String {
+    let range = |n: usize| match n {
+        0 => "none".to_string(),
+        1 => "arg0".to_string(),
+        n => format!("arg0..arg{}", n - 1),
+    };
+    if least == most {
+        match least {
+            0 => "no arguments".into(),
+            1 => "1 argument (arg0)".into(),
+            n => format!("{n} arguments ({})", range(n)),
+        }
+    } else {
+        format!(
+            "{least} to {most} arguments depending on the site ({} at every site)",
+            range(least)
+        )
+    }
+}
+
+fn matches(
+    pattern: &ProbePattern,
+    files: Option<&[PathBuf]>,
+    pool: &Pool,
+    scope: &Scope,
+) -> Result<Vec<Target>, TargetError> {
+    let only: Option<Vec<(&Path, Option<ObjectKey>)>> = files.map(|files| {
+        files
+            .iter()
+            .map(|p| (p.as_path(), ObjectKey::of_path(p).ok()))
+            .collect()
     });
     let candidates: Vec<&Candidate> = pool
         .0
         .iter()
-        .filter(|c| match only {
+        .filter(|c| match &only {
             None => true,
-            Some((_, Some(key))) => c.key == Some(key),
-            Some((path, None)) => c.open_path == path,
+            Some(files) => files.iter().any(|(path, key)| match key {
+                Some(key) => c.key == Some(*key),
+                None => c.open_path == *path,
+            }),
         })
         .collect();
     let targets: Vec<Target> = candidates
@@ -288,6 +465,48 @@ mod tests {
         assert_eq!(names(&each[0]), ["python:gc__start"]);
         assert_eq!(names(&each[1]), ["python:gc__done"]);
         assert!(Arc::ptr_eq(&each[0][0].object, &each[1][0].object));
+    }
+
+    #[test]
+    fn an_argument_index_is_checked_at_every_site_of_the_probe() {
+        assert!(
+            Path::new(POSTGRES).exists(),
+            "{POSTGRES} is missing: install postgresql-15 (.ci/install-deps)"
+        );
+        // sort__start has four sites; each has 6 arguments in PostgreSQL 15.
+        let sort = resolve(
+            &[pattern(&format!("{POSTGRES}:postgresql:sort__start"))],
+            &Scope::AllProcesses,
+        )
+        .unwrap();
+        assert!(check_arg_index(&sort, 5, "--by arg5").is_ok());
+        let err = check_arg_index(&sort, 6, "--by arg6").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "postgresql:sort__start has 6 arguments (arg0..arg5); --by arg6 is not one of them"
+        );
+    }
+
+    #[test]
+    fn argument_counts_that_differ_between_sites_are_named_as_a_range() {
+        assert_eq!(
+            count_words(2, 4),
+            "2 to 4 arguments depending on the site (arg0..arg1 at every site)"
+        );
+        assert_eq!(
+            count_words(0, 1),
+            "0 to 1 arguments depending on the site (none at every site)"
+        );
+        assert_eq!(count_words(0, 0), "no arguments");
+        assert_eq!(count_words(1, 1), "1 argument (arg0)");
+    }
+
+    #[test]
+    fn a_path_glob_that_matches_nothing_names_the_pattern() {
+        let err =
+            resolve(&[pattern("/nonexistent-dir-*/x:a:b")], &Scope::AllProcesses).unwrap_err();
+        assert!(matches!(err, TargetError::NoFile(_)), "{err:?}");
+        assert_eq!(err.to_string(), "no file matches `/nonexistent-dir-*/x`");
     }
 
     #[test]

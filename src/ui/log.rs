@@ -83,9 +83,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             pair.and_then(|p| p.label).filter(|_| e.label.is_some())
         } else {
             e.label.as_deref().and_then(|l| {
-                e.args
-                    .iter()
-                    .position(|a| matches!(a, crate::probes::ArgValue::Str(s) if s == l))
+                e.args.iter().position(|a| {
+                    matches!(a, crate::probes::ArgValue::Str(_))
+                        && a.key_text().as_deref() == Some(l)
+                })
             })
         };
         let args = format_args(live.catalog(), e, label_idx);

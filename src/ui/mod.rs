@@ -140,6 +140,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             theme.error(),
         ));
     }
+    if app.live.too_slow > 0 {
+        spans.push(Span::styled(
+            format!(" · {} dropped (UI too slow)", app.live.too_slow),
+            theme.error(),
+        ));
+    }
     if app.live.unreadable > 0 {
         spans.push(Span::raw(format!(
             " · {} strings unreadable",

@@ -3,6 +3,7 @@
 use super::*;
 use crate::app::fixtures::*;
 use crate::app::{Action, App};
+use crate::probes::event::StrValue;
 use crate::probes::{ArgValue, Event};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -104,6 +105,23 @@ fn an_ansi_escape_in_a_traced_url_cannot_reach_the_terminal() {
 }
 
 #[test]
+fn bidi_controls_invisible_characters_and_bad_bytes_are_drawn_as_escapes() {
+    let mut app = app_with_traffic();
+    let mut ev = request(1300, 9, "/x");
+    // The label (URL) and another string argument (the method).
+    ev.args[5] = ArgValue::Str("/\u{202e}x\u{2066}\u{200b}".into());
+    ev.args[4] = ArgValue::Str(StrValue::new(b"GE\xff\xe2\x80\x8fT".to_vec(), false));
+    app.update(Action::Events(vec![ev]));
+    let (s, buf) = render(&app, 200, 40, Theme::plain());
+    assert!(s.contains("/\\u{202e}x\\u{2066}\\u{200b}"), "{s}");
+    assert!(s.contains("method=GE\\xff\\u{200f}T"), "{s}");
+    let drawn: String = buf.content().iter().map(|c| c.symbol()).collect();
+    for c in ['\u{202e}', '\u{2066}', '\u{200b}', '\u{200f}', '\u{fffd}'] {
+        assert!(!drawn.contains(c), "{c:?} reached the screen");
+    }
+}
+
+#[test]
 fn no_color_draws_without_colours() {
     let app = app_with_traffic();
     let (_, buf) = render(&app, 120, 40, Theme::plain());
@@ -159,6 +177,7 @@ fn the_header_counts_drops_and_strings_left_unreadable() {
     app.update(Action::ProbeCounts {
         hits: Vec::new(),
         dropped: 3,
+        too_slow: 0,
         unreadable: 2,
     });
     let s = screen(&app);

@@ -3,29 +3,16 @@
 
 use crate::app::LogEntry;
 use crate::probes::catalog::Catalog;
+use crate::probes::event::{terminal_safe, Integer};
 use crate::probes::ArgValue;
 use std::fmt::Write;
 
 /// Makes a string from a traced program safe to put on the screen: control characters (ESC,
-/// CR, BEL, C1 controls...) become visible `\xNN` escapes. The decoder already escapes; this is
-/// the second line of defence, applied at draw time to everything a traced process controls.
+/// CR, BEL, C1 controls...), bidi overrides and other invisible format characters become
+/// visible escapes ([`terminal_safe`]). Applied at draw time to everything a traced process
+/// controls; events carry their strings unescaped.
 pub fn sanitize(s: &str) -> String {
-    if !s.chars().any(needs_escape) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if needs_escape(c) {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn needs_escape(c: char) -> bool {
-    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+    terminal_safe(s.as_bytes())
 }
 
 /// `s` cut to `width` characters, with `…` when cut.
@@ -80,7 +67,7 @@ pub fn format_args(catalog: &Catalog, e: &LogEntry, skip: Option<usize>) -> Stri
     // Short strings first (a method before an address, a name before a path).
     let rank = |i: usize, a: &ArgValue| -> (u8, usize) {
         match a {
-            ArgValue::Str(s) => (1, s.len()),
+            ArgValue::Str(s) => (1, s.bytes.len()),
             ArgValue::Int(v) if looks_like_pointer(&name_of(i), *v) => (3, 0),
             _ => (2, 0),
         }
@@ -96,12 +83,12 @@ pub fn format_args(catalog: &Catalog, e: &LogEntry, skip: Option<usize>) -> Stri
         let _ = write!(out, "{name}=");
         match &e.args[i] {
             ArgValue::Int(v) if looks_like_pointer(&name, *v) => {
-                let _ = write!(out, "{:#x}", *v as u64);
+                let _ = write!(out, "{:#x}", v.bits());
             }
             ArgValue::Int(v) => {
                 let _ = write!(out, "{v}");
             }
-            ArgValue::Str(s) => out.push_str(&sanitize(s)),
+            ArgValue::Str(s) => out.push_str(&s.terminal_safe()),
             ArgValue::Unsupported(why) => {
                 let _ = write!(out, "<{}>", sanitize(why));
             }
@@ -110,8 +97,8 @@ pub fn format_args(catalog: &Catalog, e: &LogEntry, skip: Option<usize>) -> Stri
     out
 }
 
-fn looks_like_pointer(name: &str, v: i64) -> bool {
-    matches!(name, "req" | "conn" | "object" | "typeinfo") && v.unsigned_abs() > 0xffff
+fn looks_like_pointer(name: &str, v: Integer) -> bool {
+    matches!(name, "req" | "conn" | "object" | "typeinfo") && v.magnitude() > 0xffff
 }
 
 /// Time of day (UTC) of a monotonic timestamp, given the realtime−monotonic offset.
@@ -148,8 +135,12 @@ mod tests {
     #[test]
     fn escape_sequences_from_a_traced_program_are_made_visible_not_executed() {
         assert_eq!(sanitize("/a\x1b[2J/b"), "/a\\x1b[2J/b");
-        assert_eq!(sanitize("bell\x07 cr\r"), "bell\\x07 cr\\x0d");
-        assert_eq!(sanitize("c1\u{9b}31m"), "c1\\x9b31m");
+        assert_eq!(sanitize("bell\x07 cr\r"), "bell\\x07 cr\\r");
+        assert_eq!(sanitize("c1\u{9b}31m"), "c1\\u{9b}31m");
+        assert_eq!(
+            sanitize("rtl\u{202e}txt\u{200b}"),
+            "rtl\\u{202e}txt\\u{200b}"
+        );
         assert_eq!(sanitize("/plain/ünïcode"), "/plain/ünïcode");
     }
 

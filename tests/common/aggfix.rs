@@ -45,6 +45,12 @@ impl AggFix {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
+        Self::start_copy(copy, args)
+    }
+
+    /// Copies the fixture to `copy` (a path of the test's choosing, e.g. to match a glob) and
+    /// runs it there as [`AggFix::start`] does; the copy is removed when this value is dropped.
+    pub fn start_copy(copy: PathBuf, args: &[&str]) -> AggFix {
         copy_executable(aggfix(), &copy);
         let mut child = Command::new(&copy)
             .args(args)

@@ -44,8 +44,14 @@ pub struct Fixture {
 
 impl Fixture {
     fn start(bin: &Path, args: &[&str]) -> Fixture {
-        let mut child = Command::new(bin)
-            .args(args)
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        Fixture::spawn(cmd)
+    }
+
+    /// Runs `cmd`, which must end up running the fixture (e.g. `unshare ... sh -c 'exec ...'`).
+    pub fn spawn(mut cmd: Command) -> Fixture {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

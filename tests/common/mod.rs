@@ -8,6 +8,7 @@ pub mod php;
 pub mod postgres;
 pub mod python;
 pub mod readelf;
+pub mod running;
 pub mod semaphore;
 pub mod tracer;
 
@@ -19,8 +20,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::Receiver;
 use usdtop::probes::engine::{Engine, EngineOptions};
+use usdtop::probes::queue::EventStream;
 use usdtop::probes::Event;
 
 /// How long a test waits for events before it fails (a bound on hangs, not a speed check).
@@ -34,46 +35,44 @@ pub const RUN_PATIENCE: Duration = Duration::from_secs(60);
 pub const MS: u64 = 1_000_000;
 
 /// A new engine (default options) and the channel its events arrive on.
-pub fn engine_and_events() -> (Engine, Receiver<Vec<Event>>) {
+pub fn engine_and_events() -> (Engine, EventStream) {
     let mut engine = Engine::new(EngineOptions::default()).expect("tests run as root with BPF");
     let events = engine.take_events().unwrap();
     (engine, events)
 }
 
 /// Receives batches until `done(all events so far)` or PATIENCE runs out.
-pub fn collect_until(
-    rx: &mut Receiver<Vec<Event>>,
-    mut done: impl FnMut(&[Event]) -> bool,
-) -> Vec<Event> {
+pub fn collect_until(rx: &mut EventStream, mut done: impl FnMut(&[Event]) -> bool) -> Vec<Event> {
     let start = Instant::now();
     let mut all = Vec::new();
     while !done(&all) && start.elapsed() < PATIENCE {
         match rx.try_recv() {
-            Ok(batch) => all.extend(batch),
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            Some(batch) => all.extend(batch),
+            None => std::thread::sleep(Duration::from_millis(5)),
         }
     }
     all
 }
 
 /// Receives batches for `quiet` after the last one arrived (draining what is in flight).
-pub fn drain(rx: &mut Receiver<Vec<Event>>, quiet: Duration) -> Vec<Event> {
+pub fn drain(rx: &mut EventStream, quiet: Duration) -> Vec<Event> {
     let mut all = Vec::new();
     let mut last = Instant::now();
     while last.elapsed() < quiet {
         match rx.try_recv() {
-            Ok(batch) => {
+            Some(batch) => {
                 all.extend(batch);
                 last = Instant::now();
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            None => std::thread::sleep(Duration::from_millis(5)),
         }
     }
     all
 }
 
-/// Skips a test (prints why) when a program it needs is absent: `program` is a path, or a
-/// name looked up on PATH. Returns where the program is.
+/// Where a program a test needs is: `program` is a path, or a name looked up on PATH. A missing
+/// program fails the test, naming the package that provides it — a test that skips cannot fail.
+/// (Always `Some`; the Option stays for the callers written as `let Some(p) = require(..)`.)
 pub fn require(program: &str) -> Option<PathBuf> {
     let found = if program.contains('/') {
         Some(PathBuf::from(program)).filter(|p| p.exists())
@@ -81,9 +80,33 @@ pub fn require(program: &str) -> Option<PathBuf> {
         which(program)
     };
     if found.is_none() {
-        eprintln!("SKIP: {program} is not installed");
+        panic!(
+            "{program} is not installed: it comes with {}; `bash .ci/install-deps` installs \
+             everything the tests need",
+            package_of(program)
+        );
     }
     found
+}
+
+/// The Debian package (or install step) that provides a program the tests use.
+fn package_of(program: &str) -> &'static str {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    match name {
+        "postgres" | "pgbench" => "postgresql-15 and postgresql-contrib",
+        "python3.11" => "python3.11",
+        "php8.2" => "php8.2-cli",
+        "bpftrace" => "bpftrace",
+        "cargo-nextest" => "`cargo install cargo-nextest` (see .ci/install-deps)",
+        "libjvm.so" => "openjdk-17-jdk-headless",
+        "libstdc++.so.6" => "libstdc++6",
+        "tmux" => "tmux",
+        "setpriv" | "unshare" | "pivot_root" | "runuser" => "util-linux",
+        "chroot" => "coreutils",
+        "readelf" => "binutils",
+        "cc" => "build-essential",
+        _ => "the package that provides it (see .ci/install-deps)",
+    }
 }
 
 /// The full path of a program on PATH, if any.

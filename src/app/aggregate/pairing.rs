@@ -4,7 +4,7 @@
 //! or is pushed out by the cap, and an unreadable key are each counted, never guessed at.
 
 use crate::probes::catalog::Pair;
-use crate::probes::event::{ArgValue, Event};
+use crate::probes::event::{ArgValue, Event, StrValue};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -63,9 +63,19 @@ pub struct Sample {
 /// What a start and its done are matched by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum MatchKey {
-    Thread { pid: u32, tid: u32 },
-    IntArg { pid: u32, key: i64 },
-    StrArg { pid: u32, key: String },
+    Thread {
+        pid: u32,
+        tid: u32,
+    },
+    /// By value, so a `4@` done matches a `-4@` start of the same number.
+    IntArg {
+        pid: u32,
+        key: i128,
+    },
+    StrArg {
+        pid: u32,
+        key: StrValue,
+    },
 }
 
 struct Open {
@@ -144,7 +154,7 @@ impl Pairer {
         match ev.args.get(i)? {
             ArgValue::Int(k) => Some(MatchKey::IntArg {
                 pid: ev.pid,
-                key: *k,
+                key: k.value(),
             }),
             ArgValue::Str(s) => Some(MatchKey::StrArg {
                 pid: ev.pid,
@@ -182,11 +192,10 @@ impl Pairer {
                 return None;
             };
             self.stats.matched += 1;
-            let label = self.pair.label.and_then(|i| match open.event.args.get(i) {
-                Some(ArgValue::Str(s)) => Some(s.clone()),
-                Some(ArgValue::Int(v)) => Some(v.to_string()),
-                _ => None,
-            });
+            let label = self
+                .pair
+                .label
+                .and_then(|i| open.event.args.get(i)?.key_text());
             Some(Sample {
                 // Events of different CPUs may arrive slightly out of order; never negative.
                 latency_ns: ev.ts_ns.saturating_sub(open.event.ts_ns),
@@ -351,13 +360,13 @@ mod tests {
                 pid,
                 tid,
                 vec![
-                    ArgValue::Int(0),
-                    ArgValue::Int(0),
+                    ArgValue::signed(0),
+                    ArgValue::signed(0),
                     s("127.0.0.1"),
-                    ArgValue::Int(80),
+                    ArgValue::signed(80),
                     s("GET"),
                     s(url),
-                    ArgValue::Int(fd),
+                    ArgValue::signed(fd),
                 ],
             )
         };
@@ -368,10 +377,11 @@ mod tests {
                 pid,
                 tid,
                 vec![
-                    ArgValue::Int(0),
+                    ArgValue::signed(0),
                     s("127.0.0.1"),
-                    ArgValue::Int(80),
-                    ArgValue::Int(fd),
+                    ArgValue::signed(80),
+                    // An unsigned spec (`4@`) on the done side still matches by value.
+                    ArgValue::unsigned(fd as u64),
                 ],
             )
         };
@@ -399,7 +409,7 @@ mod tests {
                 ts,
                 1,
                 1,
-                vec![s("x.py"), s(f), ArgValue::Int(1)],
+                vec![s("x.py"), s(f), ArgValue::signed(1)],
             )
         };
         let ret = |ts| ev("python:function__return", ts, 1, 1, vec![]);

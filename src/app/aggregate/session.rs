@@ -10,13 +10,10 @@ use crate::probes::catalog::Pair;
 use crate::probes::event::{ArgValue, Event};
 use serde::Serialize;
 
-/// Text of an argument used as a grouping key; `None` if it is missing or unreadable.
+/// Text of an argument used as a grouping key (terminal-safe, like kernel-side keys); `None` if
+/// it is missing or unreadable.
 pub fn key_text(args: &[ArgValue], index: usize) -> Option<String> {
-    match args.get(index)? {
-        ArgValue::Str(s) => Some(s.clone()),
-        ArgValue::Int(v) => Some(v.to_string()),
-        ArgValue::Unsupported(_) => None,
-    }
+    args.get(index)?.key_text()
 }
 
 /// Latency of one start/done pair, optionally split by an argument of the start event.

@@ -6,12 +6,12 @@ use crate::cli::latency_kernel::KernelSide;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use usdtop::probes::bpf::Mode;
 use usdtop::probes::catalog::Pair;
 use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter};
 use usdtop::probes::kpair::KernelPairs;
-use usdtop::probes::{Event, ObjectProbes, Probe, ProbeKey};
+use usdtop::probes::queue::EventStream;
+use usdtop::probes::{ObjectProbes, Probe, ProbeKey};
 
 pub struct AttachRequest<'a> {
     pub object: &'a ObjectProbes,
@@ -31,6 +31,7 @@ pub struct Counts {
     pub hits: Vec<(Arc<ProbeKey>, u64)>,
     pub dropped: u64,
     pub unreadable: u64,
+    pub too_slow: u64,
 }
 
 pub trait Tracer {
@@ -39,7 +40,7 @@ pub trait Tracer {
     fn detach(&mut self, probe: &ProbeKey) -> Result<(), String>;
     fn counts(&self) -> Counts;
     /// The event stream (taken once).
-    fn take_events(&mut self) -> Option<mpsc::Receiver<Vec<Event>>>;
+    fn take_events(&mut self) -> Option<EventStream>;
     /// Pairs `pair` in the kernel from now on: its attached start and done probes are
     /// re-attached in pairing mode, with 1 request in `sample` streamed (`None`: adaptive).
     fn pair_in_kernel(
@@ -82,10 +83,11 @@ impl Tracer for Unavailable {
             hits: Vec::new(),
             dropped: 0,
             unreadable: 0,
+            too_slow: 0,
         }
     }
 
-    fn take_events(&mut self) -> Option<mpsc::Receiver<Vec<Event>>> {
+    fn take_events(&mut self) -> Option<EventStream> {
         None
     }
 }
@@ -119,9 +121,9 @@ pub struct BpfTracer {
 impl BpfTracer {
     pub fn start() -> Result<BpfTracer, String> {
         // A short queue between the ring reader and the UI bounds memory when the UI falls
-        // behind: the kernel ring fills instead and its drops are counted and shown.
+        // behind: what does not fit is dropped and counted, and the count is shown.
         let options = EngineOptions {
-            channel_batches: 32,
+            queue_bytes: 16 << 20,
             ..EngineOptions::default()
         };
         let engine = Engine::new(options).map_err(|e| e.to_string())?;
@@ -251,10 +253,11 @@ impl Tracer for BpfTracer {
                 .collect(),
             dropped: stats.drops,
             unreadable: stats.unreadable,
+            too_slow: stats.slow_drops,
         }
     }
 
-    fn take_events(&mut self) -> Option<mpsc::Receiver<Vec<Event>>> {
+    fn take_events(&mut self) -> Option<EventStream> {
         self.engine.take_events()
     }
 

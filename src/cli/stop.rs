@@ -1,0 +1,95 @@
+//! Stopping when asked: SIGINT, SIGTERM, SIGHUP and SIGQUIT raise one flag, from the moment a
+//! command starts — before it attaches, so a Ctrl-C during a long attach aborts the attach
+//! instead of being lost, and before the TUI changes the terminal, so no signal leaves it in
+//! the alternate screen. The loops poll the flag; the engine checks it between sites.
+//!
+//! A second signal while stopping (say a detach of hundreds of sites that takes long) is not
+//! swallowed: it ends the process at once with the signal's default action. The kernel then
+//! closes the perf events, which detaches the probes and lowers their semaphores.
+//!
+//! Exit status after a signal is the shell's convention, 128 + the signal's number: 130 for
+//! SIGINT, 143 for SIGTERM, 129 for SIGHUP, 131 for SIGQUIT.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+/// Raised by the first stop signal; handed to the engine to interrupt an attach.
+pub static REQUESTED: AtomicBool = AtomicBool::new(false);
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// A timer that never fires in practice: for commands without --duration.
+pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How often the loops look at the flag: well inside the 1 s a stop may take.
+pub const POLL: Duration = Duration::from_millis(50);
+
+const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    if SIGNAL
+        .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        REQUESTED.store(true, Ordering::SeqCst);
+    } else {
+        // SAFETY: signal(2) and raise(3) are async-signal-safe.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+}
+
+/// Installs the handlers. Call first thing in a command that attaches.
+pub fn install() -> std::io::Result<()> {
+    for sig in SIGNALS {
+        // SAFETY: a zeroed sigaction with a handler that only touches atomics (and, the second
+        // time, async-signal-safe calls); SA_RESTART keeps blocking calls going.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stop signal has arrived.
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Relaxed)
+}
+
+/// The exit status for a command that ran to its end: 0, or 128 + the signal that stopped it.
+pub fn exit_status() -> u8 {
+    match SIGNAL.load(Ordering::Relaxed) {
+        0 => 0,
+        sig => (128 + sig) as u8,
+    }
+}
+
+/// The signal's name, for the closing message.
+pub fn signal_name() -> Option<&'static str> {
+    match SIGNAL.load(Ordering::Relaxed) {
+        libc::SIGINT => Some("SIGINT"),
+        libc::SIGTERM => Some("SIGTERM"),
+        libc::SIGHUP => Some("SIGHUP"),
+        libc::SIGQUIT => Some("SIGQUIT"),
+        _ => None,
+    }
+}
+
+/// A stop signal arrived while probes were being attached: undo what was attached (dropping
+/// the engine detaches) and exit with the signal's status.
+pub fn interrupted_attach(engine: usdtop::probes::engine::Engine) -> ! {
+    eprintln!(
+        "usdtop: {} while attaching; nothing traced",
+        signal_name().unwrap_or("a signal")
+    );
+    drop(engine);
+    std::process::exit(exit_status().into())
+}
