@@ -1,4 +1,4 @@
-//! Builds bpf/usdt.bpf.c into a BPF object that src/probes/loader.rs embeds with include_bytes!.
+//! Builds bpf/usdt.bpf.c into a BPF object that src/probes/tracing/bpf.rs embeds with include_bytes!.
 
 use std::env;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 // site) is linked to `usdt_hit` with a BPF cookie; the cookie indexes `site_specs`, which says
 // how to read that site's arguments (argument specs belong to the site, not the probe).
 //
-// Map layouts (mirrored in src/probes/bpf.rs; keep both in sync):
+// Map layouts (mirrored in src/probes/tracing/bpf.rs; keep both in sync):
 //   site_specs  ARRAY  u32 cookie        -> struct site_spec   (written by user space at attach)
 //   pid_filter  HASH   u32 tgid          -> u64 filter mask    (bit i = member of filter slot i)
 //   filter_fast ARRAY  u32 filter slot   -> u32 tgid admitted without the pid_filter lookup
@@ -486,7 +486,7 @@ int usdt_hit(struct pt_regs *ctx)
 }
 
 // Attached instead of usdt_hit to sites with string arguments unless the user said not to
-// fault (src/probes/engine.rs: FaultStrings).
+// fault (src/probes/tracing/engine.rs: FaultStrings).
 SEC("uprobe.s")
 int usdt_hit_sleepable(struct pt_regs *ctx)
 {

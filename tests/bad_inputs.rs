@@ -12,8 +12,8 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use usdtop::probes::engine::{AttachOptions, EngineError};
 use usdtop::probes::read_probes;
+use usdtop::probes::tracing::engine::{AttachOptions, EngineError};
 
 const USDTOP: &str = env!("CARGO_BIN_EXE_usdtop");
 

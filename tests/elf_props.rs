@@ -6,7 +6,7 @@ mod common;
 
 use proptest::prelude::*;
 use std::path::Path;
-use usdtop::probes::elf::{parse_probes, read_probes};
+use usdtop::probes::discovery::elf::{parse_probes, read_probes};
 
 fn image() -> Option<(Vec<u8>, usize, usize)> {
     let fx = common::fixtures()?;

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
-use usdtop::probes::privilege::TRACING_NEEDS;
+use usdtop::probes::tracing::privilege::TRACING_NEEDS;
 
 /// `nobody` on Debian: a user with no capabilities and no files of its own.
 const NOBODY: &str = "65534";

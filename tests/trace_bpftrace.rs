@@ -8,8 +8,8 @@ use common::semaphore::wait_semaphore;
 use common::{collect_until, engine_and_events, require};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use usdtop::probes::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::read_probes;
+use usdtop::probes::tracing::engine::{AttachOptions, ProcFilter};
 
 #[test]
 fn usdtop_and_bpftrace_both_count_every_hit_of_a_shared_guarded_probe() {

@@ -2,7 +2,7 @@
 //! probe of a provider exists, with exactly as many arguments as its sites pass.
 
 use std::path::PathBuf;
-use usdtop::probes::catalog::Catalog;
+use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::read_probes;
 
 fn real_binaries() -> Vec<(&'static str, PathBuf)> {

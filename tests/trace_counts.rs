@@ -5,8 +5,8 @@ mod common;
 use common::fixture::FixtureBin;
 use common::{collect_until, drain, engine_and_events};
 use std::time::Duration;
-use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProcFilter};
-use usdtop::probes::queue::EventStream;
+use usdtop::probes::tracing::engine::{AttachOptions, Engine, EngineOptions, ProcFilter};
+use usdtop::probes::tracing::queue::EventStream;
 use usdtop::probes::{read_probes, ArgValue, Event, ObjectProbes, Probe};
 
 const N: u64 = 100_000;
@@ -150,7 +150,7 @@ fn count_mode_counts_every_hit_in_the_kernel_and_streams_nothing() {
     let mut fixture = bin.start("count", N);
     let (mut engine, mut events) = engine_and_events();
     let options = AttachOptions {
-        mode: usdtop::probes::bpf::Mode::Count,
+        mode: usdtop::probes::tracing::bpf::Mode::Count,
         ..only(fixture.pid())
     };
     engine.attach(&object, probe, &options).unwrap();

@@ -7,7 +7,7 @@ mod common;
 
 use common::fixture::FixtureBin;
 use common::{collect_until, engine_and_events};
-use usdtop::probes::engine::{AttachOptions, ProcFilter};
+use usdtop::probes::tracing::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
 
 #[test]

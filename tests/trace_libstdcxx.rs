@@ -7,7 +7,7 @@ use common::{collect_until, drain, engine_and_events};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use usdtop::probes::engine::{AttachOptions, ProcFilter};
+use usdtop::probes::tracing::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
 
 fn libstdcxx() -> Option<PathBuf> {

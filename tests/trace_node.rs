@@ -10,8 +10,8 @@ use common::{collect_until, drain, engine_and_events};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use usdtop::probes::catalog::Catalog;
-use usdtop::probes::engine::{AttachOptions, ProcFilter};
+use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::tracing::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
 
 struct Server(Child);

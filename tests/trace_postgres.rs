@@ -6,7 +6,7 @@ mod common;
 use common::postgres::{postgres_binary, Postgres};
 use common::{collect_until, drain, engine_and_events};
 use std::time::Duration;
-use usdtop::probes::engine::{AttachOptions, ProcFilter};
+use usdtop::probes::tracing::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
 
 const TRANSACTIONS: u64 = 50;

@@ -6,8 +6,8 @@ mod common;
 use common::python::{python311, PythonLoop};
 use common::semaphore::semaphore_value;
 use common::{collect_until, engine_and_events};
-use usdtop::probes::engine::AttachOptions;
 use usdtop::probes::read_probes;
+use usdtop::probes::tracing::engine::AttachOptions;
 
 #[test]
 fn gc_start_fires_and_the_semaphore_follows_attach_and_detach() {

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(object) = usdtop::probes::elf::parse_probes(Path::new("fuzz"), data) {
+    if let Ok(object) = usdtop::probes::discovery::elf::parse_probes(Path::new("fuzz"), data) {
         // Whatever was accepted must be self-consistent enough to print.
         for probe in &object.probes {
             assert!(!probe.sites.is_empty());

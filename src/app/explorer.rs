@@ -1,7 +1,7 @@
 //! The explorer: processes → the objects they map → the probes in each object. Plain data from
 //! discovery (converted by the runtime), plus selection, filter and sort.
 
-use crate::probes::select::ProbePattern;
+use crate::probes::discovery::select::ProbePattern;
 use std::cmp::Reverse;
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! stream (synthetic events: these tests are about state and drawing, not tracing).
 
 use super::*;
-use crate::probes::catalog::Catalog;
+use crate::probes::discovery::catalog::Catalog;
 use crate::probes::{ArgValue, Event, ProbeKey};
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@ use super::aggregate::{
     TopTable, Window,
 };
 use super::explorer::Cursor;
-use crate::probes::catalog::{Catalog, Pair};
+use crate::probes::discovery::catalog::{Catalog, Pair};
 use crate::probes::{ArgValue, Event, ProbeKey};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -4,8 +4,8 @@ use super::action::{Action, Command, Pane};
 use super::aggregate::format_duration_ns;
 use super::explorer::Explorer;
 use super::live::{Filter, Live};
-use crate::probes::catalog::Catalog;
-use crate::probes::select::ProbePattern;
+use crate::probes::discovery::catalog::Catalog;
+use crate::probes::discovery::select::ProbePattern;
 use crate::probes::ProbeKey;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -171,7 +171,7 @@ impl App {
     }
 
     /// Pairs worth following: catalog pairs with a probe attached, in catalog order.
-    pub fn candidate_pairs(&self) -> Vec<crate::probes::catalog::Pair> {
+    pub fn candidate_pairs(&self) -> Vec<crate::probes::discovery::catalog::Pair> {
         let attached: Vec<String> = self
             .attached
             .iter()

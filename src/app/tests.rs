@@ -2,8 +2,8 @@
 
 use super::fixtures::*;
 use super::*;
-use crate::probes::catalog::Catalog;
-use crate::probes::select::ProbePattern;
+use crate::probes::discovery::catalog::Catalog;
+use crate::probes::discovery::select::ProbePattern;
 use crate::probes::Event;
 use std::sync::Arc;
 

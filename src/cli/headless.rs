@@ -7,18 +7,18 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use std::time::Instant;
-use usdtop::probes::bpf::Mode;
-use usdtop::probes::catalog::Catalog;
-use usdtop::probes::engine::{
+use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::discovery::select::ProbePattern;
+use usdtop::probes::discovery::targets::{self, check_arg_index, Scope};
+use usdtop::probes::discovery::watch::Watch;
+use usdtop::probes::tracing::bpf::Mode;
+use usdtop::probes::tracing::engine::{
     AttachOptions, Engine, EngineError, EngineOptions, ProbeId, ProcFilter, Stats,
 };
-use usdtop::probes::queue::EventStream;
-use usdtop::probes::select::ProbePattern;
-use usdtop::probes::targets::{self, check_arg_index, Scope};
-use usdtop::probes::watch::Watch;
+use usdtop::probes::tracing::queue::EventStream;
 use usdtop::probes::Event;
 
-pub use usdtop::probes::targets::Target;
+pub use usdtop::probes::discovery::targets::Target;
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `Event::ts_ns` (bpf_ktime_get_ns).
 pub fn monotonic_ns() -> u64 {

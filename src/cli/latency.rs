@@ -10,9 +10,9 @@ use std::io::Write;
 use usdtop::app::aggregate::{
     format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits, Window,
 };
-use usdtop::probes::bpf::Mode;
-use usdtop::probes::catalog::{Catalog, Pair};
-use usdtop::probes::engine::Stats;
+use usdtop::probes::discovery::catalog::{Catalog, Pair};
+use usdtop::probes::tracing::bpf::Mode;
+use usdtop::probes::tracing::engine::Stats;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:

@@ -6,9 +6,9 @@ use anyhow::Result;
 use usdtop::app::aggregate::{
     BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, Window,
 };
-use usdtop::probes::catalog::{Catalog, Pair};
-use usdtop::probes::engine::{Engine, ProbeId, Stats};
-use usdtop::probes::kpair::{KernelPairStats, KernelPairs, Role};
+use usdtop::probes::discovery::catalog::{Catalog, Pair};
+use usdtop::probes::kernel::kpair::{KernelPairStats, KernelPairs, Role};
+use usdtop::probes::tracing::engine::{Engine, ProbeId, Stats};
 
 /// Streamed events per second above which auto sampling streams fewer requests.
 pub const TARGET_STREAM_RATE: f64 = 20_000.0;

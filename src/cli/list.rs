@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use usdtop::probes::process::{ObjectKey, ProbeCache, ProcessProbes, SkipReason};
-use usdtop::probes::select::{describe_matches, expand_path, glob};
+use usdtop::probes::discovery::process::{ObjectKey, ProbeCache, ProcessProbes, SkipReason};
+use usdtop::probes::discovery::select::{describe_matches, expand_path, glob};
 use usdtop::probes::{ObjectProbes, Probe, Site};
 
 const EXAMPLES: &str = "\
@@ -233,13 +233,13 @@ fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
 
 /// What one round of scanning found.
 struct Scan {
-    files: Vec<(PathBuf, usdtop::probes::process::CachedObject)>,
+    files: Vec<(PathBuf, usdtop::probes::discovery::process::CachedObject)>,
     processes: Vec<ProcessProbes>,
     missing_pids: Vec<(i32, SkipReason)>,
     skipped: Vec<(i32, Option<String>, SkipReason)>,
     whole_machine: bool,
     /// PATH globs that matched no file.
-    unmatched: Vec<usdtop::probes::select::NoFileMatches>,
+    unmatched: Vec<usdtop::probes::discovery::select::NoFileMatches>,
     /// What each PATH glob matched (for -v).
     globs: Vec<String>,
 }

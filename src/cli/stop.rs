@@ -85,7 +85,7 @@ pub fn signal_name() -> Option<&'static str> {
 
 /// A stop signal arrived while probes were being attached: undo what was attached (dropping
 /// the engine detaches) and exit with the signal's status.
-pub fn interrupted_attach(engine: usdtop::probes::engine::Engine) -> ! {
+pub fn interrupted_attach(engine: usdtop::probes::tracing::engine::Engine) -> ! {
     eprintln!(
         "usdtop: {} while attaching; nothing traced",
         signal_name().unwrap_or("a signal")

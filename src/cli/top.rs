@@ -11,11 +11,11 @@ use std::io::Write;
 use usdtop::app::aggregate::{
     format_duration_ns, PairLimits, PairStats, SortBy, TopAgg, TopReport,
 };
-use usdtop::probes::bpf::Mode;
-use usdtop::probes::catalog::{Catalog, Pair};
-use usdtop::probes::engine::{ProbeId, Stats};
-use usdtop::probes::ktop::{KernelTop, KernelTopCounts, KEY_LEN};
-use usdtop::probes::ktoplat::{KernelTopLat, KernelTopLatency};
+use usdtop::probes::discovery::catalog::{Catalog, Pair};
+use usdtop::probes::kernel::ktop::{KernelTop, KernelTopCounts, KEY_LEN};
+use usdtop::probes::kernel::ktoplat::{KernelTopLat, KernelTopLatency};
+use usdtop::probes::tracing::bpf::Mode;
+use usdtop::probes::tracing::engine::{ProbeId, Stats};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:

@@ -8,13 +8,13 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use usdtop::probes::catalog::Catalog;
-use usdtop::probes::engine::{
+use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::discovery::select::ProbePattern;
+use usdtop::probes::discovery::targets::{self, check_arg_index, Scope, Target};
+use usdtop::probes::discovery::watch::{Change, Watch};
+use usdtop::probes::tracing::engine::{
     AttachOptions, Engine, EngineError, EngineOptions, FaultStrings, ProbeId, ProcFilter, Stats,
 };
-use usdtop::probes::select::ProbePattern;
-use usdtop::probes::targets::{self, check_arg_index, Scope, Target};
-use usdtop::probes::watch::{Change, Watch};
 use usdtop::probes::Event;
 
 const AFTER_HELP: &str = "\

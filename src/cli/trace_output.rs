@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use usdtop::probes::catalog::Catalog;
-use usdtop::probes::event::{escape_terminal_into, NULL_STRING, TRUNCATED_MARK};
+use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::tracing::event::{escape_terminal_into, NULL_STRING, TRUNCATED_MARK};
 use usdtop::probes::{ArgValue, Event, ProbeKey};
 
 /// Formats events as text lines or JSON objects.
@@ -221,7 +221,7 @@ fn right_aligned(line: &mut Vec<u8>, n: u64, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use usdtop::probes::event::StrValue;
+    use usdtop::probes::tracing::event::StrValue;
 
     fn event(args: Vec<ArgValue>) -> Event {
         Event {

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use usdtop::app::{Action, App, Command, Pane};
 use usdtop::demo::{Demo, LoadConfig};
-use usdtop::probes::catalog::Catalog;
-use usdtop::probes::select::{describe_matches, expand_path, has_glob, ProbePattern};
+use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::discovery::select::{describe_matches, expand_path, has_glob, ProbePattern};
 use usdtop::ui::{self, keymap, Theme};
 
 use super::latency::AggMode;
@@ -27,7 +27,7 @@ use super::stop;
 use discovery::ObjectIndex;
 use pairing::PairingControl;
 use tracer::{AttachRequest, Tracer};
-use usdtop::probes::watch::Watch;
+use usdtop::probes::discovery::watch::Watch;
 
 #[derive(Args, Debug)]
 pub struct TuiArgs {
@@ -261,7 +261,7 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
 }
 
 async fn recv_events(
-    rx: &mut Option<usdtop::probes::queue::EventStream>,
+    rx: &mut Option<usdtop::probes::tracing::queue::EventStream>,
 ) -> Option<Vec<usdtop::probes::Event>> {
     match rx {
         Some(rx) => rx.recv().await,

@@ -1,24 +1,11 @@
-pub mod argspec;
-pub mod catalog;
-pub mod elf;
-pub mod event;
-pub mod process;
+//! Everything about probes, below the app and the front-ends; imports nothing above it. Three
+//! rooms, data flowing one way: `discovery` (what exists) → `tracing` (attach, events) →
+//! `kernel` (aggregates kept in BPF maps, read back).
 
-pub mod attach;
-pub mod bpf;
-pub mod decode;
-pub mod engine;
-pub mod filter;
-pub mod kpair;
-pub mod ktop;
-pub mod ktoplat;
-pub mod privilege;
-pub mod queue;
-mod reader;
-pub mod select;
-pub mod targets;
-pub mod watch;
+pub mod discovery;
+pub mod kernel;
+pub mod tracing;
 
-pub use argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
-pub use elf::{read_probes, ElfError, ObjectProbes, Probe, Site};
-pub use event::{ArgValue, Event, ProbeKey};
+pub use discovery::argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
+pub use discovery::elf::{read_probes, ElfError, ObjectProbes, Probe, Site};
+pub use tracing::event::{ArgValue, Event, ProbeKey};

@@ -67,7 +67,7 @@ pub fn map_mouse(m: MouseEvent) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::catalog::Catalog;
+    use crate::probes::discovery::catalog::Catalog;
     use std::sync::Arc;
 
     fn press(code: KeyCode) -> KeyEvent {

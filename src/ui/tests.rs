@@ -3,7 +3,7 @@
 use super::*;
 use crate::app::fixtures::*;
 use crate::app::{Action, App};
-use crate::probes::event::StrValue;
+use crate::probes::tracing::event::StrValue;
 use crate::probes::{ArgValue, Event};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -151,7 +151,7 @@ fn an_attach_failure_shows_its_cause_on_the_status_line() {
 #[test]
 fn an_empty_machine_draws_without_panicking_at_tiny_sizes() {
     let app = App::new(std::sync::Arc::new(
-        crate::probes::catalog::Catalog::builtin(),
+        crate::probes::discovery::catalog::Catalog::builtin(),
     ));
     for (w, h) in [(1, 1), (20, 5), (80, 24)] {
         render(&app, w, h, Theme::plain());

@@ -2,8 +2,8 @@
 //! formatting event arguments with their catalog names.
 
 use crate::app::LogEntry;
-use crate::probes::catalog::Catalog;
-use crate::probes::event::{terminal_safe, Integer};
+use crate::probes::discovery::catalog::Catalog;
+use crate::probes::tracing::event::{terminal_safe, Integer};
 use crate::probes::ArgValue;
 use std::fmt::Write;
 

@@ -20,8 +20,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use usdtop::probes::engine::{Engine, EngineOptions};
-use usdtop::probes::queue::EventStream;
+use usdtop::probes::tracing::engine::{Engine, EngineOptions};
+use usdtop::probes::tracing::queue::EventStream;
 use usdtop::probes::Event;
 
 /// How long a test waits for events before it fails (a bound on hangs, not a speed check).

@@ -3,8 +3,8 @@
 //! a done takes its start out. Nothing is invented: a done without a start, a start that ages out
 //! or is pushed out by the cap, and an unreadable key are each counted, never guessed at.
 
-use crate::probes::catalog::Pair;
-use crate::probes::event::{ArgValue, Event, StrValue};
+use crate::probes::discovery::catalog::Pair;
+use crate::probes::tracing::event::{ArgValue, Event, StrValue};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -274,8 +274,8 @@ impl Pairer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::catalog::Catalog;
-    use crate::probes::event::ProbeKey;
+    use crate::probes::discovery::catalog::Catalog;
+    use crate::probes::tracing::event::ProbeKey;
     use std::sync::Arc;
 
     fn ev(probe: &str, ts_ns: u64, pid: u32, tid: u32, args: Vec<ArgValue>) -> Event {

@@ -6,8 +6,8 @@ use super::pairing::{PairLimits, PairStats, Pairer, Sample};
 use super::toptable::{Other, SortBy, TopRow, TopTable};
 use super::window::Window;
 use crate::app::live::normalize_key;
-use crate::probes::catalog::Pair;
-use crate::probes::event::{ArgValue, Event};
+use crate::probes::discovery::catalog::Pair;
+use crate::probes::tracing::event::{ArgValue, Event};
 use serde::Serialize;
 
 /// Text of an argument used as a grouping key (terminal-safe, like kernel-side keys); `None` if
@@ -285,8 +285,8 @@ impl TopAgg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::catalog::Catalog;
-    use crate::probes::event::ProbeKey;
+    use crate::probes::discovery::catalog::Catalog;
+    use crate::probes::tracing::event::ProbeKey;
     use std::sync::Arc;
 
     fn ev(probe: &str, ts_ns: u64, tid: u32, args: Vec<ArgValue>) -> Event {

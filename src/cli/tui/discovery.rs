@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use usdtop::app::{Action, ObjectView, ProbeView, ProcessView};
-use usdtop::probes::process::{all_pids, CachedObject, ObjectKey, ObjectWithProbes, ProbeCache};
-use usdtop::probes::targets::attach_path;
+use usdtop::probes::discovery::process::{
+    all_pids, CachedObject, ObjectKey, ObjectWithProbes, ProbeCache,
+};
+use usdtop::probes::discovery::targets::attach_path;
 use usdtop::probes::Probe;
 
 /// How often the pid list is re-read.

@@ -10,7 +10,7 @@ use super::tracer::Tracer;
 use crate::cli::latency::AggMode;
 use crate::cli::latency_kernel::{kernel_unsupported, TARGET_STREAM_RATE};
 use usdtop::app::{Action, App, AttachState};
-use usdtop::probes::catalog::{Catalog, Pair};
+use usdtop::probes::discovery::catalog::{Catalog, Pair};
 
 /// How long a kernel-paired pair must stay cool before auto streams it again.
 const COOL_DOWN_NS: u64 = 10_000_000_000;

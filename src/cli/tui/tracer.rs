@@ -6,11 +6,11 @@ use crate::cli::latency_kernel::KernelSide;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use usdtop::probes::bpf::Mode;
-use usdtop::probes::catalog::Pair;
-use usdtop::probes::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter};
-use usdtop::probes::kpair::KernelPairs;
-use usdtop::probes::queue::EventStream;
+use usdtop::probes::discovery::catalog::Pair;
+use usdtop::probes::kernel::kpair::KernelPairs;
+use usdtop::probes::tracing::bpf::Mode;
+use usdtop::probes::tracing::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter};
+use usdtop::probes::tracing::queue::EventStream;
 use usdtop::probes::{ObjectProbes, Probe, ProbeKey};
 
 pub struct AttachRequest<'a> {

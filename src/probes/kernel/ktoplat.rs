@@ -4,9 +4,9 @@
 //! pair. Roles live in the pairing config map ([`KernelPairs`]), counters in `top_stats`
 //! ([`KernelTop`]).
 
-use super::engine::{Engine, ProbeId};
 use super::kpair::{self, KernelPairs, KpairError, Role};
 use super::ktop::{key_text, KernelTop, KtopError, RawTopKey, RawTopVal, Stat};
+use crate::probes::tracing::engine::{Engine, ProbeId};
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuHashMap};
 use std::collections::HashMap;
 use thiserror::Error;

@@ -59,7 +59,7 @@ fn until_nul(b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::bpf::RawEventHdr;
+    use crate::probes::tracing::bpf::RawEventHdr;
 
     fn record(hdr: RawEventHdr, strs: &[u8]) -> Vec<u8> {
         let mut v = vec![0u8; std::mem::size_of::<RawEventHdr>()];
@@ -159,7 +159,7 @@ mod tests {
         fn integers_decode_as_c_converts_them(
             args in proptest::collection::vec(
                 (proptest::sample::select(vec![1u8, 2, 4, 8]), proptest::bool::ANY, proptest::num::u64::ANY),
-                1..=crate::probes::bpf::MAX_ARGS,
+                1..=crate::probes::tracing::bpf::MAX_ARGS,
             )
         ) {
             let plans = args.iter().map(|&(size, signed, _)| ArgPlan::Int { size, signed }).collect();

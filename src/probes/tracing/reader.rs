@@ -1,5 +1,5 @@
 //! The ring-buffer reader thread: drains the ring every ~10 ms, decodes records into events
-//! and sends them in batches into the bounded event queue (src/probes/queue.rs).
+//! and sends them in batches into the bounded event queue (src/probes/tracing/queue.rs).
 
 use super::decode::{decode, SiteTable};
 use super::queue::{EventSink, Sent};

@@ -3,7 +3,7 @@
 //! attached by the [`Engine`] with `Mode::Pair`; until a probe is given a role here its hits are
 //! only counted.
 
-use super::engine::{Engine, ProbeId};
+use crate::probes::tracing::engine::{Engine, ProbeId};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues};
 use thiserror::Error;
 

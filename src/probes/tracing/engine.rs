@@ -1,8 +1,8 @@
 //! The tracing engine: loads bpf/usdt.bpf.c once, attaches and detaches probes at run time
-//! without reloading, and streams decoded events in batches over a tokio channel.
+//! without reloading, and streams decoded events in batches into a bounded queue.
 //!
 //! ```no_run
-//! # use usdtop::probes::{engine::*, read_probes};
+//! # use usdtop::probes::{read_probes, tracing::engine::*};
 //! # fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let object = read_probes("/usr/bin/python3.11".as_ref())?;
 //! let probe = object.probes.iter().find(|p| p.name == "gc__start").unwrap();
@@ -19,11 +19,11 @@ use super::attach::{attach_site, AttachError, SiteLink};
 pub use super::bpf::Mode;
 use super::bpf::{self, encode_site, ArgPlan, RawSiteSpec};
 use super::decode::{SiteInfo, SiteTable};
-use super::elf::{ObjectProbes, Probe};
 use super::event::ProbeKey;
 use super::filter::with_descendants;
 use super::queue::{self, DropCount, EventStream};
 use super::reader::{read_loop, Counters, ReaderControl};
+use crate::probes::discovery::elf::{ObjectProbes, Probe};
 use aya::maps::{
     Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
 };
@@ -52,7 +52,7 @@ pub enum EngineError {
     #[error("probe {0} has no sites to attach")]
     NoSites(String),
     #[error(transparent)]
-    BadProbe(#[from] super::elf::BadProbe),
+    BadProbe(#[from] crate::probes::discovery::elf::BadProbe),
     #[error("too many attached {0}")]
     Full(&'static str),
     #[error("no attached probe with id {0:?}")]
@@ -598,7 +598,7 @@ impl Engine {
     }
 
     /// A map of the loaded program that the engine does not use itself (e.g. the pairing maps
-    /// of src/probes/kpair.rs), once.
+    /// of src/probes/kernel/kpair.rs), once.
     pub fn take_map(&mut self, name: &str) -> Option<aya::maps::Map> {
         self._ebpf.take_map(name)
     }

@@ -2,8 +2,8 @@
 //! the event header, and the encoding of one site's [`ArgSpec`]s into a spec. Keep in sync with
 //! the C file (the layout tests below pin the sizes).
 
-use super::argspec::{ArgLoc, ArgSpec};
 use super::event::Integer;
+use crate::probes::discovery::argspec::{ArgLoc, ArgSpec};
 
 /// The compiled program, built by build.rs from bpf/usdt.bpf.c.
 pub static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/usdt.bpf.o"));
@@ -46,14 +46,14 @@ pub enum Mode {
     Stream = 0,
     /// Only the per-probe hit counter moves.
     Count = 1,
-    /// Start/done pairing in the kernel (bpf/pair.bpf.h, src/probes/kpair.rs); sampled
+    /// Start/done pairing in the kernel (bpf/pair.bpf.h, src/probes/kernel/kpair.rs); sampled
     /// requests are also streamed.
     Pair = 2,
     /// Hits counted per value of the site's (only) string argument in the kernel
-    /// (bpf/top.bpf.h, src/probes/ktop.rs); nothing is streamed.
+    /// (bpf/top.bpf.h, src/probes/kernel/ktop.rs); nothing is streamed.
     Top = 3,
     /// Starts and dones paired in the kernel with a latency histogram per value of the start's
-    /// string argument (bpf/toplat.bpf.h, src/probes/ktoplat.rs); nothing is streamed.
+    /// string argument (bpf/toplat.bpf.h, src/probes/kernel/ktoplat.rs); nothing is streamed.
     TopLat = 4,
 }
 
@@ -264,7 +264,7 @@ fn encode_arg(arg: &ArgSpec) -> (RawArgSpec, ArgPlan) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::argspec::parse_args;
+    use crate::probes::discovery::argspec::parse_args;
     use std::mem::size_of;
 
     #[test]

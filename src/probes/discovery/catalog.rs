@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use thiserror::Error;
 
-const BUILTIN: &str = include_str!("../../assets/catalog.json");
+const BUILTIN: &str = include_str!("../../../assets/catalog.json");
 
 #[derive(Debug, Error)]
 pub enum CatalogError {

@@ -135,7 +135,7 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::event::ProbeKey;
+    use crate::probes::tracing::event::ProbeKey;
 
     fn events(n: usize) -> Vec<Event> {
         let probe = Arc::new(ProbeKey {

@@ -1,0 +1,13 @@
+//! Tracing: attaching a BPF program at every site of a probe (perf-event links, pid filter,
+//! privilege checks), and the event stream (ring reader, decoder, bounded queue, events).
+//! Imports `discovery` only; the kernel ABI's Rust side lives in `bpf`.
+
+pub mod attach;
+pub mod bpf;
+pub mod decode;
+pub mod engine;
+pub mod event;
+pub mod filter;
+pub mod privilege;
+pub mod queue;
+mod reader;
