@@ -1,11 +1,41 @@
-//! Builds bpf/usdt.bpf.c into a BPF object that src/probes/tracing/bpf.rs embeds with include_bytes!.
+//! Builds bpf/usdt.bpf.c into a BPF object that src/probes/tracing/bpf.rs embeds with
+//! include_bytes!, and checks the kernel ABI: the Rust mirrors of bpf/abi.h and bpf/x86_64.h
+//! must agree with the C, or the build fails (see `abi_check`).
 
+use std::collections::BTreeMap;
 use std::env;
+use std::fmt::Write as _;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SOURCE: &str = "bpf/usdt.bpf.c";
+const ABI: &str = "bpf/abi.h";
+const X86_64: &str = "bpf/x86_64.h";
 const REMEDY: &str = "install it with: apt-get install clang-19 libbpf-dev";
+
+/// C enumerators mirrored by a Rust enum variant rather than a constant of the same name; `None`:
+/// not mirrored (the zeroed value user space writes by `Default`).
+const ENUM_VARIANTS: &[(&str, Option<&str>)] = &[
+    ("ARG_CONST", Some("ArgKind::Const as u8")),
+    ("ARG_REG", Some("ArgKind::Reg as u8")),
+    ("ARG_MEM", Some("ArgKind::Mem as u8")),
+    ("ARG_RIP_SYM", Some("ArgKind::RipSym as u8")),
+    ("ARG_INDEXED", Some("ArgKind::Indexed as u8")),
+    ("ARG_UNSUPPORTED", Some("ArgKind::Unsupported as u8")),
+    ("MODE_STREAM", Some("Mode::Stream as u8")),
+    ("MODE_COUNT", Some("Mode::Count as u8")),
+    ("MODE_PAIR", Some("Mode::Pair as u8")),
+    ("MODE_TOP", Some("Mode::Top as u8")),
+    ("MODE_TOPLAT", Some("Mode::TopLat as u8")),
+    ("ROLE_NONE", None),
+    ("ROLE_START", Some("Role::Start as u8")),
+    ("ROLE_DONE", Some("Role::Done as u8")),
+    ("TS_UNREADABLE", Some("Stat::Unreadable as u32")),
+    ("TS_OVERFLOW", Some("Stat::Overflow as u32")),
+    ("TS_UNMATCHED", Some("Stat::Unmatched as u32")),
+    ("TS_REPLACED", Some("Stat::Replaced as u32")),
+];
 
 fn find_clang() -> Option<PathBuf> {
     if let Ok(c) = env::var("CLANG") {
@@ -20,26 +50,300 @@ fn find_clang() -> Option<PathBuf> {
     })
 }
 
+/// Runs `cmd`, panicking with `what` and its stderr when it fails; returns its stdout.
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}; {REMEDY}"));
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 fn main() {
-    println!("cargo:rerun-if-changed={SOURCE}");
-    println!("cargo:rerun-if-changed=bpf/pair.bpf.h");
-    println!("cargo:rerun-if-changed=bpf/top.bpf.h");
-    println!("cargo:rerun-if-changed=bpf/toplat.bpf.h");
+    for f in [
+        SOURCE,
+        ABI,
+        X86_64,
+        "bpf/pair.bpf.h",
+        "bpf/top.bpf.h",
+        "bpf/toplat.bpf.h",
+    ] {
+        println!("cargo:rerun-if-changed={f}");
+    }
     println!("cargo:rerun-if-env-changed=CLANG");
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("usdt.bpf.o");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let Some(clang) = find_clang() else {
         panic!("usdtop needs clang (clang-19 or clang) to build its BPF program; {REMEDY}");
     };
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
         panic!("usdtop needs the libbpf headers (bpf/bpf_helpers.h) to build its BPF program; {REMEDY}");
     }
-    let status = Command::new(&clang)
-        .args(["-O2", "-g", "-Wall", "-target", "bpf"])
-        .args(["-I/usr/include/x86_64-linux-gnu", "-c", SOURCE, "-o"])
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {REMEDY}", clang.display()));
-    if !status.success() {
-        panic!("{} failed to compile {SOURCE} ({status})", clang.display());
+    run(
+        Command::new(&clang)
+            .args(["-O2", "-g", "-Wall", "-target", "bpf"])
+            .args(["-I/usr/include/x86_64-linux-gnu", "-c", SOURCE, "-o"])
+            .arg(out_dir.join("usdt.bpf.o")),
+        &format!("{} on {SOURCE}", clang.display()),
+    );
+    abi_check(&clang, &out_dir);
+}
+
+// ---- The ABI check ----
+//
+// Why a check and not bindgen: no new (heavy) dependency, and the Rust structs keep their docs,
+// derives and `Pod` impls. Nothing is listed by hand that could itself fall out of date: the
+// structs, #defines and enumerators checked are all those that bpf/abi.h and bpf/x86_64.h
+// declare. Struct layouts come from clang itself (-fdump-record-layouts) for the BPF target;
+// constant values from a small host program printing them (BPF is 64-bit little-endian like
+// x86-64, and the header uses fixed-width types only, so the values and layouts agree).
+
+/// Writes `$OUT_DIR/abi_check.rs` (included by src/probes/tracing/abi.rs) and
+/// `$OUT_DIR/x86_64_check.rs` (included by src/probes/discovery/argspec/x86_64.rs).
+fn abi_check(clang: &Path, out_dir: &Path) {
+    let abi = fs::read_to_string(ABI).expect("read bpf/abi.h");
+    let x86 = fs::read_to_string(X86_64).expect("read bpf/x86_64.h");
+    let structs = declared(&abi, "struct ");
+    let mut constants = declared(&abi, "#define ");
+    constants.extend(enumerators(&abi));
+    let regs: Vec<String> = declared(&x86, "#define ")
+        .into_iter()
+        .filter(|d| d.starts_with("PT_REGS_") && d.ends_with("_OFF"))
+        .collect();
+
+    let mut rust = String::from("// Generated by build.rs from bpf/abi.h; do not edit.\n");
+    for (name, (size, fields)) in layouts(clang, out_dir, &structs) {
+        let ty = rust_struct(&name);
+        let _ = writeln!(
+            rust,
+            "const _: () = assert!(::core::mem::size_of::<{ty}>() == {size}, \
+             \"bpf/abi.h: sizeof(struct {name}) is {size}\");"
+        );
+        let mut types = String::new();
+        for f in &fields {
+            let _ = writeln!(
+                rust,
+                "const _: () = assert!(::core::mem::offset_of!({ty}, {0}) == {1}, \
+                 \"bpf/abi.h: struct {name}.{0} is at offset {1}\");",
+                f.name, f.offset
+            );
+            let _ = write!(types, " let _: &{} = &s.{};", rust_type(&f.c_type), f.name);
+        }
+        // A field typed differently (u32 for u64, i64 for u64) does not compile.
+        let _ = writeln!(rust, "const _: fn(&{ty}) = |s| {{{types} }};");
     }
+    let values = constant_values(clang, out_dir, &constants, &regs);
+    for name in &constants {
+        let value = values[name];
+        let expr = match ENUM_VARIANTS.iter().find(|(c, _)| c == name) {
+            Some((_, None)) => continue,
+            Some((_, Some(expr))) => expr.to_string(),
+            None => name.clone(),
+        };
+        let _ = writeln!(
+            rust,
+            "const _: () = assert!(({expr}) as u128 == {value}, \"bpf/abi.h: {name} is {value}\");"
+        );
+    }
+    fs::write(out_dir.join("abi_check.rs"), rust).expect("write abi_check.rs");
+
+    let mut rust = String::from("// Generated by build.rs from bpf/x86_64.h; do not edit.\n");
+    let _ = writeln!(
+        rust,
+        "const _: () = assert!(Reg::ALL.len() == {}, \"bpf/x86_64.h has {} registers\");",
+        regs.len(),
+        regs.len()
+    );
+    for name in &regs {
+        let value = values[name];
+        let reg = camel(&name["PT_REGS_".len()..name.len() - "_OFF".len()].to_lowercase());
+        let _ = writeln!(
+            rust,
+            "const _: () = assert!(Reg::{reg}.pt_regs_offset() == {value}, \
+             \"bpf/x86_64.h: {name} is {value}\");"
+        );
+    }
+    fs::write(out_dir.join("x86_64_check.rs"), rust).expect("write x86_64_check.rs");
+}
+
+/// Names declared at the start of a line by `prefix` (`struct `, `#define `), in order.
+fn declared(header: &str, prefix: &str) -> Vec<String> {
+    header
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .map(|rest| ident(rest).to_string())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// The enumerators of every `enum NAME {` block of the header.
+fn enumerators(header: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in header.lines() {
+        if line.starts_with("enum ") && line.trim_end().ends_with('{') {
+            inside = true;
+        } else if line.starts_with('}') {
+            inside = false;
+        } else if inside && line.contains('=') {
+            out.push(ident(line.trim_start()).to_string());
+        }
+    }
+    out
+}
+
+fn ident(s: &str) -> &str {
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `struct top_hkey` is mirrored by `RawTopHkey`.
+fn rust_struct(c_name: &str) -> String {
+    format!("Raw{}", camel(c_name))
+}
+
+/// The Rust type of a field as clang names its C type (`u8[5]`, `struct arg_spec[12]`).
+fn rust_type(c_type: &str) -> String {
+    if let Some((elem, len)) = c_type.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
+        return format!("[{}; {len}]", rust_type(elem));
+    }
+    match c_type {
+        "u8" | "char" => "u8".into(),
+        "u16" | "u32" | "u64" => c_type.into(),
+        "s64" => "i64".into(),
+        _ => match c_type.strip_prefix("struct ") {
+            Some(s) => rust_struct(s),
+            None => panic!("bpf/abi.h: field type `{c_type}` has no Rust mirror; use u8..u64"),
+        },
+    }
+}
+
+struct Field {
+    name: String,
+    c_type: String,
+    offset: u64,
+}
+
+/// Size and top-level fields of each struct, as clang lays them out for the BPF target.
+fn layouts(
+    clang: &Path,
+    out_dir: &Path,
+    structs: &[String],
+) -> BTreeMap<String, (u64, Vec<Field>)> {
+    let src = out_dir.join("abi_layout.c");
+    let mut c = String::from("#include \"abi.h\"\n");
+    for s in structs {
+        // sizeof makes clang lay the struct out, and so dump it.
+        let _ = writeln!(c, "_Static_assert(sizeof(struct {s}) > 0, \"{s}\");");
+    }
+    fs::write(&src, c).expect("write abi_layout.c");
+    let dump = run(
+        Command::new(clang)
+            .args(["-target", "bpf", "-fsyntax-only", "-Xclang"])
+            .args([
+                "-fdump-record-layouts",
+                "-I/usr/include/x86_64-linux-gnu",
+                "-Ibpf",
+            ])
+            .arg(&src),
+        "clang -fdump-record-layouts on bpf/abi.h",
+    );
+    // Each record: "   0 | struct NAME", then "OFF |   TYPE FIELD" (deeper indents are the
+    // fields of nested structs), then "     | [sizeof=N, align=A]".
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, Vec<Field>)> = None;
+    for line in dump.lines() {
+        let Some((off, rest)) = line.split_once(" | ") else {
+            continue;
+        };
+        if let Some(size) = rest.trim().strip_prefix("[sizeof=") {
+            let size = size[..size.find(',').unwrap()].parse().unwrap();
+            if let Some((name, fields)) = current.take() {
+                out.insert(name, (size, fields));
+            }
+        } else if let Some(name) = rest.strip_prefix("struct ") {
+            current = Some((name.trim().to_string(), Vec::new()));
+        } else if let (Some(field), Some((_, fields))) = (rest.strip_prefix("  "), &mut current) {
+            if field.starts_with(' ') {
+                continue;
+            }
+            let (c_type, name) = field.rsplit_once(' ').expect("TYPE NAME");
+            fields.push(Field {
+                name: name.to_string(),
+                c_type: c_type.to_string(),
+                offset: off.trim().parse().expect("offset"),
+            });
+        }
+    }
+    for s in structs {
+        assert!(out.contains_key(s), "clang dumped no layout for struct {s}");
+    }
+    out.retain(|name, _| structs.contains(name));
+    out
+}
+
+/// The value of every constant, from a host program that prints them; it also checks the
+/// x86-64 pt_regs offsets against the kernel's `struct pt_regs` at compile time.
+fn constant_values(
+    clang: &Path,
+    out_dir: &Path,
+    constants: &[String],
+    regs: &[String],
+) -> BTreeMap<String, u128> {
+    let src = out_dir.join("abi_values.c");
+    let bin = out_dir.join("abi_values");
+    let mut c = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <asm/ptrace.h>\n\
+         #include \"abi.h\"\n#include \"x86_64.h\"\n",
+    );
+    for r in regs {
+        let field = r["PT_REGS_".len()..r.len() - "_OFF".len()].to_lowercase();
+        let _ = writeln!(
+            c,
+            "_Static_assert(offsetof(struct pt_regs, {field}) == {r}, \
+             \"bpf/x86_64.h: {r} is not the offset of {field} in struct pt_regs\");"
+        );
+    }
+    c.push_str("int main(void)\n{\n");
+    for name in constants.iter().chain(regs) {
+        let _ = writeln!(
+            c,
+            "\tprintf(\"%s %llu\\n\", \"{name}\", (unsigned long long)({name}));"
+        );
+    }
+    c.push_str("\treturn 0;\n}\n");
+    fs::write(&src, c).expect("write abi_values.c");
+    run(
+        Command::new(clang)
+            .args(["-Wall", "-Werror", "-Ibpf", "-o"])
+            .arg(&bin)
+            .arg(&src),
+        "clang on the ABI constants program",
+    );
+    run(&mut Command::new(&bin), "the ABI constants program")
+        .lines()
+        .map(|l| {
+            let (name, v) = l.split_once(' ').expect("NAME VALUE");
+            (name.to_string(), v.parse().expect("a number"))
+        })
+        .collect()
 }

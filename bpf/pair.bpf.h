@@ -3,7 +3,7 @@
 // In-kernel start/done pairing (MODE_PAIR), included by usdt.bpf.c after read_arg(). For hot
 // probes the kernel keeps the start times and the latency histogram, and only a sample of the
 // requests (1 in `sample_every`, both the start and the done event) goes to the ring buffer for
-// the request log. User-space side and map layouts: src/probes/kernel/kpair.rs (keep both in sync).
+// the request log. User-space side and map layouts: src/probes/kernel/kpair.rs (structs in bpf/abi.h).
 //
 //   pair_cfgs   ARRAY   u32 probe id            -> struct pair_cfg (role of that probe)
 //   pair_starts LRU_HASH struct pair_key        -> struct pair_start (bounded: the least
@@ -12,44 +12,7 @@
 //   pair_stats  PERCPU_ARRAY pair * PS_NR + stat -> u64
 //   pair_hist   PERCPU_ARRAY pair * PAIR_BUCKETS + bucket -> u64 (log2 with 8 sub-buckets)
 
-#define MAX_PAIRS 64
-#define PAIR_BUCKETS 512
-#define PAIR_MAX_STARTS 65536
-#define PAIR_BY_THREAD 0xff
-
-enum pair_role {
-	ROLE_NONE = 0,
-	ROLE_START = 1,
-	ROLE_DONE = 2,
-};
-
-enum pair_stat {
-	PS_STARTS = 0,
-	PS_MATCHED = 1,
-	PS_UNMATCHED = 2,
-	PS_REPLACED = 3,
-	PS_SUM_NS = 4,
-	PS_SAMPLED = 5,
-	PS_NR = 8,
-};
-
-struct pair_cfg {
-	u16 pair_id;
-	u8 role;	 // enum pair_role
-	u8 key_arg;	 // argument index holding the key, or PAIR_BY_THREAD
-	u32 sample_every; // stream 1 request in this many; 0 = none
-};
-
-struct pair_key {
-	u64 key; // the key argument, or pid_tgid when paired by thread
-	u32 pair_id;
-	u32 tgid;
-};
-
-struct pair_start {
-	u64 ts_ns;
-	u64 sampled;
-};
+// Limits, roles, stats and the structs below: bpf/abi.h.
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

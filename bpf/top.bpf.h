@@ -3,7 +3,7 @@
 // In-kernel `top` (MODE_TOP), included by usdt.bpf.c after read_arg(): a hit reads the site's
 // string argument (the first with a string slot: user space attaches top with only the --by
 // argument as a string) into a fixed, zero-padded buffer and counts it in a per-CPU hash, so no
-// event goes to the ring buffer. User-space side: src/probes/kernel/ktop.rs (keep both in sync).
+// event goes to the ring buffer. User-space side: src/probes/kernel/ktop.rs (structs in bpf/abi.h).
 //
 //   top_counts PERCPU_HASH struct top_hkey -> struct top_val (hits and the string; bounded,
 //                                              never evicts: a hit whose key finds the map
@@ -12,37 +12,7 @@
 //                                                 counts there are not in top_counts)
 //   top_stats  PERCPU_ARRAY probe id * TS_NR + stat -> u64
 
-// 64 bytes as bpftrace's str(): half the key to hash and zero than 128 (581 vs 625 ns/event).
-#define TOP_KEY_LEN 64
-#define TOP_MAX_KEYS 16384
-
-enum top_stat {
-	TS_UNREADABLE = 0, // no readable string argument (NULL, unmapped, unsupported form)
-	TS_OVERFLOW = 1,   // the key was new and the map was full, or its hash belongs to another
-			   // string (a 64-bit hash collision: counted here, never merged)
-	TS_UNMATCHED = 2,  // toplat.bpf.h: a done found no start
-	TS_REPLACED = 3,   // toplat.bpf.h: a start found an open start with the same key
-	TS_NR = 4,
-};
-
-#define TOP_TRUNCATED 1
-#define TOP_UNREADABLE 2 // toplat.bpf.h: the start's string could not be read (no key)
-
-// The map is keyed by a 64-bit hash of the string, not the string: the kernel hashes and
-// compares 16 key bytes instead of 72, which saves about a third of the per-hit cost. The
-// string itself is kept in the value and compared on every hit, so a collision is counted
-// (TS_OVERFLOW), never merged into another key's count.
-struct top_hkey {
-	u32 probe_id;
-	u32 flags; // TOP_TRUNCATED: the string was TOP_KEY_LEN - 1 bytes or longer
-	u64 hash;
-};
-
-// Per-CPU value; a CPU's copy stays zeroed (count 0, no string) until that CPU sees the key.
-struct top_val {
-	u64 count;
-	char str[TOP_KEY_LEN];
-};
+// Limits, stats, flags and the structs below: bpf/abi.h.
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -55,15 +25,6 @@ struct {
 // inlined by the verifier, so a key that owns its slot skips the hash-map lookup (~15 ns of
 // ~560). A slot, once claimed, keeps its key; a key whose slot is taken uses top_counts.
 // User space adds up both (the same key can be in both).
-#define TOP_SLOTS 1024
-
-struct top_slot {
-	u64 tag; // hash | 1 once claimed (claimed atomically), 0 while free
-	u32 probe_id;
-	u32 flags;
-	struct top_val v; // v.count is set last: 0 means not filled in yet
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TOP_SLOTS);

@@ -5,7 +5,7 @@
 // (top_read_key, top_count), buckets (pair_bucket) and per-probe stats (top_stats) it reuses. A
 // start reads the --by string and remembers {ts, key} per request; its done adds the latency to
 // that key's per-CPU aggregate. Counts are of completed requests, as the streamed `top` counts
-// them. User-space side and map layouts: src/probes/kernel/ktoplat.rs (keep both in sync).
+// them. User-space side and map layouts: src/probes/kernel/ktoplat.rs (structs in bpf/abi.h).
 //
 //   toplat_starts LRU_HASH struct pair_key -> struct toplat_start (bounded: the least recently
 //                                              used start is dropped when full; ts_ns = 0
@@ -20,23 +20,7 @@
 // (18 min), shorter and longer latencies clamped into the first and last bucket. Memory at most
 // TL_MAX_KEYS x sizeof(struct toplat_agg) x CPUs = 2048 x 2128 B = 4.4 MB per CPU.
 
-#define TL_MAX_KEYS 2048
-#define TL_MAX_STARTS 16384
-#define TL_FIRST_BUCKET 64 // pair_bucket(256)
-#define TL_BUCKETS 256	    // a power of two: the index is masked with it
-
-struct toplat_start {
-	u64 ts_ns;
-	struct top_hkey k; // flags has TOP_UNREADABLE when the start had no readable string
-	struct top_val v;  // v.count = 1: what top_count adds
-};
-
-// v first, so top_count() serves: v.count is this CPU's completed requests, v.str the string.
-struct toplat_agg {
-	struct top_val v;
-	u64 sum_ns;
-	u64 buckets[TL_BUCKETS];
-};
+// Limits and the structs below: bpf/abi.h.
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

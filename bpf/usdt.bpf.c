@@ -4,7 +4,7 @@
 // site) is linked to `usdt_hit` with a BPF cookie; the cookie indexes `site_specs`, which says
 // how to read that site's arguments (argument specs belong to the site, not the probe).
 //
-// Map layouts (mirrored in src/probes/tracing/bpf.rs; keep both in sync):
+// Map layouts (structs in bpf/abi.h, checked against src/probes/tracing/abi.rs by build.rs):
 //   site_specs  ARRAY  u32 cookie        -> struct site_spec   (written by user space at attach)
 //   pid_filter  HASH   u32 tgid          -> u64 filter mask    (bit i = member of filter slot i)
 //   filter_fast ARRAY  u32 filter slot   -> u32 tgid admitted without the pid_filter lookup
@@ -28,83 +28,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
-typedef __u8 u8;
-typedef __u16 u16;
-typedef __u32 u32;
-typedef __s64 s64;
-typedef __u64 u64;
-
-#define MAX_ARGS 12
-#define MAX_SITES 16384
-#define MAX_PROBES 4096
-#define STR_LEN 256
-#define MAX_STRS 8
-#define STR_AREA (STR_LEN * MAX_STRS) // a power of two: offsets are masked with it
-
-// x86-64 struct pt_regs: rip is at byte 128.
-#define PT_REGS_IP_OFF 128
-
-enum arg_kind {
-	ARG_CONST = 0,	 // value = val
-	ARG_REG = 1,	 // value = (reg >> shift), masked to width
-	ARG_MEM = 2,	 // value = *(reg + val)
-	ARG_RIP_SYM = 3, // value = *(val + (ip - site_addr)); val = symbol vaddr + offset
-	ARG_INDEXED = 4, // value = *(reg + idx_reg * scale + val); reg_off = NO_REG when absent
-	ARG_UNSUPPORTED = 5,
-};
-
-enum mode {
-	MODE_STREAM = 0,
-	MODE_COUNT = 1,
-	MODE_PAIR = 2, // start/done pairing in the kernel: bpf/pair.bpf.h
-	MODE_TOP = 3,  // count hits per string argument in the kernel: bpf/top.bpf.h
-	MODE_TOPLAT = 4, // latency per string argument of a start: bpf/toplat.bpf.h
-};
-
-#define NO_REG 0xffff
-#define NO_STR 0xff
-
-struct arg_spec {
-	u64 val;	 // constant, memory offset, or symbol vaddr + offset
-	u16 reg_off;	 // pt_regs byte offset of the (base) register
-	u16 idx_reg_off; // pt_regs byte offset of the index register
-	u8 kind;	 // enum arg_kind
-	u8 size;	 // 1, 2, 4 or 8 bytes
-	u8 is_signed;
-	u8 shift;	 // register bits to drop (8 for %ah)
-	u8 width;	 // register width in bytes (4 for %esi)
-	u8 scale;
-	u8 str_slot;	 // NO_STR, or the order of this string among the site's strings
-	u8 _pad[5];
-};
-
-struct site_spec {
-	u32 probe_id;
-	u8 mode;
-	u8 nr_args;
-	u8 nr_strs;
-	u8 filter_slot;	 // the bit set in filter_mask (when it is not 0)
-	u64 filter_mask; // 0 = every process; else the tgid's mask in pid_filter must share a bit
-	u64 site_addr;	 // link-time vaddr of the site, for rip-relative arguments
-	struct arg_spec args[MAX_ARGS];
-};
-
-// String argument slots in event_hdr.args hold (len | flags << 32); the bytes follow the header
-// packed in argument order, each without its NUL.
-#define STR_TRUNCATED (1ULL << 32)
-#define STR_FAULT (2ULL << 32)
-#define STR_NULL (4ULL << 32)
-
-struct event_hdr {
-	u64 ts_ns;
-	u32 pid;
-	u32 tid;
-	u32 cookie;
-	u16 nr_args;
-	u16 str_bytes;
-	char comm[16];
-	u64 args[MAX_ARGS];
-};
+#include "abi.h"
+#include "x86_64.h"
 
 struct event_buf {
 	struct event_hdr hdr;
@@ -178,40 +103,6 @@ struct {
 	__uint(max_entries, 16 * 1024 * 1024);
 } events SEC(".maps");
 
-// Context loads must use the unmodified ctx pointer with a constant offset (the verifier
-// rejects ctx + variable); inline asm stops clang from hoisting the offset into the pointer.
-// This is much cheaper than a bpf_probe_read_kernel call per register.
-#define CTX_LOAD(ctx, off)                                                                 \
-	({                                                                                 \
-		u64 __v;                                                                   \
-		asm volatile("%0 = *(u64 *)(%1 + " #off ")" : "=r"(__v) : "r"(ctx));       \
-		__v;                                                                       \
-	})
-
-static __always_inline u64 read_reg(void *ctx, u16 off)
-{
-	switch (off) {
-	case 0: return CTX_LOAD(ctx, 0);
-	case 8: return CTX_LOAD(ctx, 8);
-	case 16: return CTX_LOAD(ctx, 16);
-	case 24: return CTX_LOAD(ctx, 24);
-	case 32: return CTX_LOAD(ctx, 32);
-	case 40: return CTX_LOAD(ctx, 40);
-	case 48: return CTX_LOAD(ctx, 48);
-	case 56: return CTX_LOAD(ctx, 56);
-	case 64: return CTX_LOAD(ctx, 64);
-	case 72: return CTX_LOAD(ctx, 72);
-	case 80: return CTX_LOAD(ctx, 80);
-	case 88: return CTX_LOAD(ctx, 88);
-	case 96: return CTX_LOAD(ctx, 96);
-	case 104: return CTX_LOAD(ctx, 104);
-	case 112: return CTX_LOAD(ctx, 112);
-	case 128: return CTX_LOAD(ctx, 128);
-	case 152: return CTX_LOAD(ctx, 152);
-	default: return 0;
-	}
-}
-
 static __always_inline u64 read_mem(u64 addr, u32 size)
 {
 	u64 v = 0;
@@ -241,7 +132,7 @@ static __always_inline u64 read_arg(void *ctx, const struct site_spec *spec, con
 		break;
 	case ARG_RIP_SYM:
 		// In a uprobe the saved ip is the probed address, so ip - site_addr is the load bias.
-		addr = a->val + (read_reg(ctx, PT_REGS_IP_OFF) - spec->site_addr);
+		addr = a->val + (read_reg(ctx, PT_REGS_RIP_OFF) - spec->site_addr);
 		v = read_mem(addr, size);
 		break;
 	case ARG_INDEXED:

@@ -5,55 +5,12 @@
 //! malformed text is an [`ArgSpecError`], a well-formed operand we cannot read in BPF (a vector
 //! register, say) is [`ArgLoc::Unsupported`] so the probe is still listed.
 
+mod x86_64;
+
 use std::fmt;
 use thiserror::Error;
-
-/// A general-purpose x86-64 register, as saved in the kernel's `struct pt_regs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reg {
-    Rax,
-    Rbx,
-    Rcx,
-    Rdx,
-    Rsi,
-    Rdi,
-    Rbp,
-    Rsp,
-    R8,
-    R9,
-    R10,
-    R11,
-    R12,
-    R13,
-    R14,
-    R15,
-    Rip,
-}
-
-impl Reg {
-    /// Byte offset of the register in x86-64 `struct pt_regs` (what the BPF program reads).
-    pub fn pt_regs_offset(self) -> u16 {
-        match self {
-            Reg::R15 => 0,
-            Reg::R14 => 8,
-            Reg::R13 => 16,
-            Reg::R12 => 24,
-            Reg::Rbp => 32,
-            Reg::Rbx => 40,
-            Reg::R11 => 48,
-            Reg::R10 => 56,
-            Reg::R9 => 64,
-            Reg::R8 => 72,
-            Reg::Rax => 80,
-            Reg::Rcx => 88,
-            Reg::Rdx => 96,
-            Reg::Rsi => 104,
-            Reg::Rdi => 112,
-            Reg::Rip => 128,
-            Reg::Rsp => 152,
-        }
-    }
-}
+pub use x86_64::Reg;
+use x86_64::{is_other_register, lookup_reg};
 
 /// A register operand: which register, and which part of it (`%ah` is bits 8..16 of rax).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -363,68 +320,6 @@ fn parse_full_reg(text: &str) -> Option<Result<Reg, String>> {
         None if is_other_register(name) => Some(Err(format!("register %{name} as an address"))),
         None => None,
     }
-}
-
-fn is_other_register(name: &str) -> bool {
-    let vector = ["xmm", "ymm", "zmm", "mm", "st", "k"];
-    let seg = ["cs", "ds", "es", "fs", "gs", "ss"];
-    seg.contains(&name)
-        || name == "st"
-        || vector.iter().any(|p| {
-            name.strip_prefix(p).is_some_and(|rest| {
-                let rest = rest.trim_start_matches('(').trim_end_matches(')');
-                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
-            })
-        })
-}
-
-fn lookup_reg(name: &str) -> Option<RegRef> {
-    use Reg::*;
-    let legacy: [(Reg, [&str; 5]); 8] = [
-        (Rax, ["rax", "eax", "ax", "al", "ah"]),
-        (Rbx, ["rbx", "ebx", "bx", "bl", "bh"]),
-        (Rcx, ["rcx", "ecx", "cx", "cl", "ch"]),
-        (Rdx, ["rdx", "edx", "dx", "dl", "dh"]),
-        (Rsi, ["rsi", "esi", "si", "sil", ""]),
-        (Rdi, ["rdi", "edi", "di", "dil", ""]),
-        (Rbp, ["rbp", "ebp", "bp", "bpl", ""]),
-        (Rsp, ["rsp", "esp", "sp", "spl", ""]),
-    ];
-    for (reg, names) in legacy {
-        if let Some(i) = names.iter().position(|n| !n.is_empty() && *n == name) {
-            let (width, shift) = [(8, 0), (4, 0), (2, 0), (1, 0), (1, 8)][i];
-            return Some(RegRef { reg, width, shift });
-        }
-    }
-    // r8..r15 with suffixes: none (64), d (32), w (16), b or l (8).
-    let rest = name.strip_prefix('r')?;
-    let digits_end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    let n: u8 = rest[..digits_end].parse().ok()?;
-    let reg = match n {
-        8 => R8,
-        9 => R9,
-        10 => R10,
-        11 => R11,
-        12 => R12,
-        13 => R13,
-        14 => R14,
-        15 => R15,
-        _ => return None,
-    };
-    let width = match &rest[digits_end..] {
-        "" => 8,
-        "d" => 4,
-        "w" => 2,
-        "b" | "l" => 1,
-        _ => return None,
-    };
-    Some(RegRef {
-        reg,
-        width,
-        shift: 0,
-    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //! attached by the [`Engine`] with `Mode::Pair`; until a probe is given a role here its hits are
 //! only counted.
 
+use crate::probes::tracing::abi::{
+    self, RawPairCfg, RawPairKey, RawPairStart, MAX_ARGS, PAIR_BY_THREAD, PS_MATCHED, PS_NR,
+    PS_REPLACED, PS_SAMPLED, PS_STARTS, PS_SUM_NS, PS_UNMATCHED,
+};
 use crate::probes::tracing::engine::{Engine, ProbeId};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues};
 use thiserror::Error;
@@ -12,13 +16,10 @@ pub const MAP_STARTS: &str = "pair_starts";
 pub const MAP_STATS: &str = "pair_stats";
 pub const MAP_HIST: &str = "pair_hist";
 
-pub const MAX_PAIRS: u16 = 64;
-pub const PAIR_BUCKETS: usize = 512;
+pub use crate::probes::tracing::abi::{Role, MAX_PAIRS, PAIR_BUCKETS};
 /// Starts the kernel keeps at once (all pairs together); beyond it the least recently used
 /// start is dropped, so a done that never comes cannot grow the map.
-pub const MAX_STARTS: u64 = 65536;
-const PS_NR: u32 = 8;
-const BY_THREAD: u8 = 0xff;
+pub const MAX_STARTS: u64 = abi::PAIR_MAX_STARTS;
 
 #[derive(Debug, Error)]
 pub enum KpairError {
@@ -28,48 +29,12 @@ pub enum KpairError {
     Map { map: &'static str, source: MapError },
     #[error("pair id {0} is out of range (at most {MAX_PAIRS} pairs)")]
     PairId(u16),
-    #[error("key argument {0} cannot be read in the kernel (at most 12 arguments)")]
+    #[error("key argument {0} cannot be read in the kernel (at most {MAX_ARGS} arguments)")]
     KeyArg(usize),
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> KpairError {
     move |source| KpairError::Map { map, source }
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawPairCfg {
-    pub pair_id: u16,
-    pub role: u8,
-    pub key_arg: u8,
-    pub sample_every: u32,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawPairKey {
-    pub key: u64,
-    pub pair_id: u32,
-    pub tgid: u32,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawPairStart {
-    pub ts_ns: u64,
-    pub sampled: u64,
-}
-
-// SAFETY: plain `#[repr(C)]` integers without implicit padding; any bit pattern is valid.
-unsafe impl aya::Pod for RawPairCfg {}
-unsafe impl aya::Pod for RawPairKey {}
-unsafe impl aya::Pod for RawPairStart {}
-
-/// What a probe is to its pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Start = 1,
-    Done = 2,
 }
 
 /// The bucket a latency falls in (mirror of `pair_bucket` in bpf/pair.bpf.h): exact below 8 ns,
@@ -193,8 +158,8 @@ impl KernelPairs {
             return Err(KpairError::PairId(pair_id));
         }
         let key_arg = match key_arg {
-            None => BY_THREAD,
-            Some(i) if i < 12 => i as u8,
+            None => PAIR_BY_THREAD,
+            Some(i) if i < MAX_ARGS => i as u8,
             Some(i) => return Err(KpairError::KeyArg(i)),
         };
         let cfg = RawPairCfg {
@@ -229,12 +194,12 @@ impl KernelPairs {
         let stat = |i: u32| Self::sum(self.stats.get(&(base + i), 0));
         let hbase = pair_id as u32 * PAIR_BUCKETS as u32;
         KernelPairStats {
-            starts: stat(0),
-            matched: stat(1),
-            unmatched_done: stat(2),
-            replaced: stat(3),
-            sum_ns: stat(4),
-            sampled: stat(5),
+            starts: stat(PS_STARTS),
+            matched: stat(PS_MATCHED),
+            unmatched_done: stat(PS_UNMATCHED),
+            replaced: stat(PS_REPLACED),
+            sum_ns: stat(PS_SUM_NS),
+            sampled: stat(PS_SAMPLED),
             buckets: (0..PAIR_BUCKETS as u32)
                 .map(|i| Self::sum(self.hist.get(&(hbase + i), 0)))
                 .collect(),
@@ -300,12 +265,5 @@ mod tests {
         let mids: Vec<u64> = s.samples().map(|(m, _)| m).collect();
         assert!(mids[0] < 4096 && mids[0] >= 2048, "{mids:?}");
         assert!(mids[1] >= 4096 && mids[1] < 8192, "{mids:?}");
-    }
-
-    #[test]
-    fn layouts_match_the_c_structs() {
-        assert_eq!(std::mem::size_of::<RawPairCfg>(), 8);
-        assert_eq!(std::mem::size_of::<RawPairKey>(), 16);
-        assert_eq!(std::mem::size_of::<RawPairStart>(), 16);
     }
 }

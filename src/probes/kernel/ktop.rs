@@ -3,6 +3,10 @@
 //! Keys are cut at [`KEY_LEN`]` - 1` bytes (marked) and made safe for a terminal as streamed
 //! strings are.
 
+pub use crate::probes::tracing::abi::{RawTopHkey, RawTopVal, Stat};
+use crate::probes::tracing::abi::{
+    RawTopSlot, TOP_KEY_LEN, TOP_MAX_KEYS, TOP_SLOTS, TOP_TRUNCATED, TS_NR,
+};
 use crate::probes::tracing::decode::{terminal_safe, TRUNCATED_MARK};
 use crate::probes::tracing::engine::{Engine, ProbeId};
 use aya::maps::{MapData, MapError, PerCpuArray, PerCpuHashMap};
@@ -12,27 +16,10 @@ use thiserror::Error;
 pub const MAP_COUNTS: &str = "top_counts";
 pub const MAP_STATS: &str = "top_stats";
 pub const MAP_SLOTS: &str = "top_slots";
-/// Entries of the per-CPU direct-mapped table in front of `top_counts` (`TOP_SLOTS`).
-const SLOTS: u32 = 1024;
 /// Bytes of a key, NUL included: longer strings are cut to `KEY_LEN - 1`.
-pub const KEY_LEN: usize = 64;
+pub const KEY_LEN: usize = TOP_KEY_LEN;
 /// Distinct (probe, string) keys the kernel keeps; hits of further keys are counted as overflow.
-pub const MAX_KEYS: u32 = 16384;
-const TS_NR: u32 = 4;
-const TOP_TRUNCATED: u32 = 1;
-
-/// The per-probe counters of `top_stats` (`enum top_stat` in bpf/top.bpf.h).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stat {
-    /// No readable string argument.
-    Unreadable = 0,
-    /// A new key found the map full, or its hash was another string's.
-    Overflow = 1,
-    /// In-kernel top with latency: a done found no start.
-    Unmatched = 2,
-    /// In-kernel top with latency: a start found an open start with the same key.
-    Replaced = 3,
-}
+pub const MAX_KEYS: u32 = TOP_MAX_KEYS;
 
 #[derive(Debug, Error)]
 pub enum KtopError {
@@ -41,40 +28,6 @@ pub enum KtopError {
     #[error("BPF map `{map}`: {source}")]
     Map { map: &'static str, source: MapError },
 }
-
-/// `struct top_hkey`: the kernel keys counts by a hash of the string (cheaper to look up).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawTopKey {
-    pub probe_id: u32,
-    pub flags: u32,
-    pub hash: u64,
-}
-
-/// `struct top_val`, one per CPU: that CPU's hits and, once it has seen the key, the string.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawTopVal {
-    pub count: u64,
-    pub str: [u8; KEY_LEN],
-}
-
-/// `struct top_slot`: one CPU's entry of the direct-mapped table (`tag` 0 = free).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawTopSlot {
-    pub tag: u64,
-    pub probe_id: u32,
-    pub flags: u32,
-    pub v: RawTopVal,
-}
-
-// SAFETY: plain `#[repr(C)]` integers and bytes without implicit padding; any bit pattern is valid.
-unsafe impl aya::Pod for RawTopKey {}
-// SAFETY: as above.
-unsafe impl aya::Pod for RawTopVal {}
-// SAFETY: as above.
-unsafe impl aya::Pod for RawTopSlot {}
 
 /// Cumulative figures of one probe since it was attached.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,7 +80,7 @@ pub fn key_text(str: &[u8; KEY_LEN], flags: u32) -> String {
 
 /// The top maps of a loaded program.
 pub struct KernelTop {
-    counts: PerCpuHashMap<MapData, RawTopKey, RawTopVal>,
+    counts: PerCpuHashMap<MapData, RawTopHkey, RawTopVal>,
     slots: PerCpuArray<MapData, RawTopSlot>,
     stats: PerCpuArray<MapData, u64>,
 }
@@ -172,7 +125,7 @@ impl KernelTop {
             *out.keys.entry(key_text(&first.str, key.flags)).or_insert(0) += hits;
         }
         // Each CPU's slot holds its own key, counted only there.
-        for idx in 0..SLOTS {
+        for idx in 0..TOP_SLOTS {
             let Ok(per_cpu) = self.slots.get(&idx, 0) else {
                 continue;
             };
@@ -216,7 +169,7 @@ mod tests {
 
     #[test]
     fn layout_matches_the_c_structs() {
-        assert_eq!(std::mem::size_of::<RawTopKey>(), 16);
+        assert_eq!(std::mem::size_of::<RawTopHkey>(), 16);
         assert_eq!(std::mem::size_of::<RawTopVal>(), 8 + KEY_LEN);
         assert_eq!(std::mem::size_of::<RawTopSlot>(), 16 + 8 + KEY_LEN);
     }

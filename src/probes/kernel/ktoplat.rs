@@ -5,7 +5,11 @@
 //! ([`KernelTop`]).
 
 use super::kpair::{self, KernelPairs, KpairError, Role};
-use super::ktop::{key_text, KernelTop, KtopError, RawTopKey, RawTopVal, Stat};
+use super::ktop::{key_text, KernelTop, KtopError};
+use crate::probes::tracing::abi::{
+    RawPairKey, RawTopHkey, RawToplatAgg, RawToplatStart, Stat, TL_BUCKETS, TL_FIRST_BUCKET,
+    TL_MAX_KEYS, TL_MAX_STARTS,
+};
 use crate::probes::tracing::engine::{Engine, ProbeId};
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuHashMap};
 use std::collections::HashMap;
@@ -13,17 +17,14 @@ use thiserror::Error;
 
 pub const MAP_STARTS: &str = "toplat_starts";
 pub const MAP_AGGS: &str = "toplat_aggs";
-/// Distinct (probe, string) keys with latencies the kernel keeps; requests of further keys (or
-/// of a string whose 64-bit hash is another's) are counted as overflow. Memory: at most this
-/// many × `size_of::<RawToplatAgg>()` × CPUs.
-pub const MAX_KEYS: u32 = 2048;
-/// Requests in flight the kernel remembers (all probes together); beyond it the least recently
-/// used start is dropped.
-pub const MAX_STARTS: u64 = 16384;
+/// Distinct (probe, string) keys with latencies the kernel keeps (see [`TL_MAX_KEYS`]).
+pub const MAX_KEYS: u32 = TL_MAX_KEYS;
+/// Requests in flight the kernel remembers (see [`TL_MAX_STARTS`]).
+pub const MAX_STARTS: u64 = TL_MAX_STARTS;
 /// Buckets per key: `kpair` buckets `FIRST_BUCKET..FIRST_BUCKET + BUCKETS` (256 ns to 2^40 ns,
 /// 1/8 of a power of two wide), the first and last also holding what lies below and above.
-pub const BUCKETS: usize = 256;
-const FIRST_BUCKET: usize = 64;
+pub const BUCKETS: usize = TL_BUCKETS;
+const FIRST_BUCKET: usize = TL_FIRST_BUCKET;
 /// Pair id in the kernel's start keys: one pair per program run.
 const PAIR_ID: u16 = 0;
 
@@ -40,28 +41,6 @@ pub enum KtoplatError {
     #[error(transparent)]
     Top(#[from] KtopError),
 }
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct RawToplatStart {
-    pub ts_ns: u64,
-    pub k: RawTopKey,
-    pub v: RawTopVal,
-}
-
-/// One CPU's figures of a key: `v.count` completed requests, `v.str` the string once this CPU
-/// has seen the key.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct RawToplatAgg {
-    pub v: RawTopVal,
-    pub sum_ns: u64,
-    pub buckets: [u64; BUCKETS],
-}
-
-// SAFETY: plain `#[repr(C)]` integers and bytes without implicit padding; any bit pattern is valid.
-unsafe impl aya::Pod for RawToplatStart {}
-unsafe impl aya::Pod for RawToplatAgg {}
 
 /// The `[lo, hi)` range of bucket `i` of a key.
 pub fn bucket_range(i: usize) -> (u64, u64) {
@@ -150,8 +129,8 @@ pub struct KernelTopLat {
     // Holds the role config map: the roles set in `new` are the pair's.
     _pairs: KernelPairs,
     top: KernelTop,
-    starts: BpfHashMap<MapData, kpair::RawPairKey, RawToplatStart>,
-    aggs: PerCpuHashMap<MapData, RawTopKey, RawToplatAgg>,
+    starts: BpfHashMap<MapData, RawPairKey, RawToplatStart>,
+    aggs: PerCpuHashMap<MapData, RawTopHkey, RawToplatAgg>,
     start_ids: Vec<ProbeId>,
     done_ids: Vec<ProbeId>,
 }

@@ -1,7 +1,12 @@
-//! The user-space mirror of bpf/usdt.bpf.c: map names, `#[repr(C)]` layouts of the site spec and
-//! the event header, and the encoding of one site's [`ArgSpec`]s into a spec. Keep in sync with
-//! the C file (the layout tests below pin the sizes).
+//! The user-space side of bpf/usdt.bpf.c: the compiled program, its program and map names, and
+//! the encoding of one site's [`ArgSpec`]s into a site spec. The shared layouts and constants
+//! are in [`super::abi`] (checked against bpf/abi.h by build.rs) and re-exported here.
 
+use super::abi::{ArgKind, RawArgSpec, NO_REG, NO_STR};
+pub use super::abi::{
+    Mode, RawEventHdr, RawSiteSpec, MAX_ARGS, MAX_PROBES, MAX_SITES, MAX_STRS, STR_FAULT, STR_LEN,
+    STR_NULL, STR_TRUNCATED,
+};
 use super::event::Integer;
 use crate::probes::discovery::argspec::{ArgLoc, ArgSpec};
 
@@ -21,99 +26,6 @@ pub const MAP_DROPS: &str = "drops";
 pub const MAP_UNREADABLE: &str = "unreadable";
 pub const MAP_FAULT_FAILS: &str = "fault_fails";
 pub const MAP_EVENTS: &str = "events";
-
-pub const MAX_ARGS: usize = 12;
-pub const MAX_SITES: u32 = 16384;
-pub const MAX_PROBES: u32 = 4096;
-/// Longest string read per argument, NUL included.
-pub const STR_LEN: usize = 256;
-/// At most this many string arguments are read per event.
-pub const MAX_STRS: usize = 8;
-
-pub const STR_TRUNCATED: u64 = 1 << 32;
-pub const STR_FAULT: u64 = 2 << 32;
-pub const STR_NULL: u64 = 4 << 32;
-
-const NO_REG: u16 = 0xffff;
-const NO_STR: u8 = 0xff;
-
-/// What a hit does in the kernel (`site_spec.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(u8)]
-pub enum Mode {
-    /// Every hit goes to the ring buffer with its arguments.
-    #[default]
-    Stream = 0,
-    /// Only the per-probe hit counter moves.
-    Count = 1,
-    /// Start/done pairing in the kernel (bpf/pair.bpf.h, src/probes/kernel/kpair.rs); sampled
-    /// requests are also streamed.
-    Pair = 2,
-    /// Hits counted per value of the site's (only) string argument in the kernel
-    /// (bpf/top.bpf.h, src/probes/kernel/ktop.rs); nothing is streamed.
-    Top = 3,
-    /// Starts and dones paired in the kernel with a latency histogram per value of the start's
-    /// string argument (bpf/toplat.bpf.h, src/probes/kernel/ktoplat.rs); nothing is streamed.
-    TopLat = 4,
-}
-
-#[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArgKind {
-    Const = 0,
-    Reg = 1,
-    Mem = 2,
-    RipSym = 3,
-    Indexed = 4,
-    Unsupported = 5,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawArgSpec {
-    pub val: u64,
-    pub reg_off: u16,
-    pub idx_reg_off: u16,
-    pub kind: u8,
-    pub size: u8,
-    pub is_signed: u8,
-    pub shift: u8,
-    pub width: u8,
-    pub scale: u8,
-    pub str_slot: u8,
-    pub _pad: [u8; 5],
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawSiteSpec {
-    pub probe_id: u32,
-    pub mode: u8,
-    pub nr_args: u8,
-    pub nr_strs: u8,
-    /// The bit set in `filter_mask` (the slot whose `filter_fast` entry is checked first).
-    pub filter_slot: u8,
-    pub filter_mask: u64,
-    pub site_addr: u64,
-    pub args: [RawArgSpec; MAX_ARGS],
-}
-
-// SAFETY: plain `#[repr(C)]` integers with explicit padding; any bit pattern is valid.
-unsafe impl aya::Pod for RawSiteSpec {}
-
-/// The fixed part of every ring-buffer record; string bytes follow it.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawEventHdr {
-    pub ts_ns: u64,
-    pub pid: u32,
-    pub tid: u32,
-    pub cookie: u32,
-    pub nr_args: u16,
-    pub str_bytes: u16,
-    pub comm: [u8; 16],
-    pub args: [u64; MAX_ARGS],
-}
 
 impl RawEventHdr {
     /// Reads a header from the front of a record (None if the record is too short).
@@ -265,14 +177,6 @@ fn encode_arg(arg: &ArgSpec) -> (RawArgSpec, ArgPlan) {
 mod tests {
     use super::*;
     use crate::probes::discovery::argspec::parse_args;
-    use std::mem::size_of;
-
-    #[test]
-    fn layouts_match_the_c_program() {
-        assert_eq!(size_of::<RawArgSpec>(), 24);
-        assert_eq!(size_of::<RawSiteSpec>(), 24 + 12 * 24);
-        assert_eq!(size_of::<RawEventHdr>(), 40 + 12 * 8);
-    }
 
     #[test]
     fn strings_get_slots_in_argument_order_and_vectors_are_unsupported() {

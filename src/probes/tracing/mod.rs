@@ -1,7 +1,9 @@
 //! Tracing: attaching a BPF program at every site of a probe (perf-event links, pid filter,
 //! privilege checks), and the event stream (ring reader, decoder, bounded queue, events).
-//! Imports `discovery` only; the kernel ABI's Rust side lives in `bpf`.
+//! Imports `discovery` only; the kernel ABI's Rust side lives in `abi` (checked against
+//! bpf/abi.h at build time), the program and its names in `bpf`.
 
+pub mod abi;
 pub mod attach;
 pub mod bpf;
 pub mod decode;
