@@ -3,7 +3,8 @@
 // In-kernel start/done pairing (MODE_PAIR), included by usdt.bpf.c after read_arg(). For hot
 // probes the kernel keeps the start times and the latency histogram, and only a sample of the
 // requests (1 in `sample_every`, both the start and the done event) goes to the ring buffer for
-// the request log. User-space side and map layouts: src/probes/kernel/kpair.rs (structs in bpf/abi.h).
+// the request log. User-space side and map layouts: src/probes/kernel/kpair.rs; the structs are
+// in bpf/abi.h.
 //
 //   pair_cfgs   ARRAY   u32 probe id            -> struct pair_cfg (role of that probe)
 //   pair_starts LRU_HASH struct pair_key        -> struct pair_start (bounded: the least

@@ -3,7 +3,8 @@
 // In-kernel `top` (MODE_TOP), included by usdt.bpf.c after read_arg(): a hit reads the site's
 // string argument (the first with a string slot: user space attaches top with only the --by
 // argument as a string) into a fixed, zero-padded buffer and counts it in a per-CPU hash, so no
-// event goes to the ring buffer. User-space side: src/probes/kernel/ktop.rs (structs in bpf/abi.h).
+// event goes to the ring buffer. User-space side: src/probes/kernel/ktop.rs; the structs are in
+// bpf/abi.h.
 //
 //   top_counts PERCPU_HASH struct top_hkey -> struct top_val (hits and the string; bounded,
 //                                              never evicts: a hit whose key finds the map

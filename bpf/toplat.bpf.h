@@ -5,7 +5,8 @@
 // (top_read_key, top_count), buckets (pair_bucket) and per-probe stats (top_stats) it reuses. A
 // start reads the --by string and remembers {ts, key} per request; its done adds the latency to
 // that key's per-CPU aggregate. Counts are of completed requests, as the streamed `top` counts
-// them. User-space side and map layouts: src/probes/kernel/ktoplat.rs (structs in bpf/abi.h).
+// them. User-space side and map layouts: src/probes/kernel/ktoplat.rs; the structs are in
+// bpf/abi.h.
 //
 //   toplat_starts LRU_HASH struct pair_key -> struct toplat_start (bounded: the least recently
 //                                              used start is dropped when full; ts_ns = 0

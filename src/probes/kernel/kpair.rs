@@ -4,9 +4,10 @@
 //! only counted.
 
 use crate::probes::tracing::abi::{
-    self, RawPairCfg, RawPairKey, RawPairStart, MAX_ARGS, PAIR_BY_THREAD, PS_MATCHED, PS_NR,
-    PS_REPLACED, PS_SAMPLED, PS_STARTS, PS_SUM_NS, PS_UNMATCHED,
+    RawPairCfg, RawPairKey, RawPairStart, MAX_ARGS, PAIR_BY_THREAD, PS_MATCHED, PS_NR, PS_REPLACED,
+    PS_SAMPLED, PS_STARTS, PS_SUM_NS, PS_UNMATCHED,
 };
+pub use crate::probes::tracing::abi::{Role, MAX_PAIRS, PAIR_BUCKETS};
 use crate::probes::tracing::engine::{Engine, ProbeId};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues};
 use thiserror::Error;
@@ -15,11 +16,6 @@ pub const MAP_CFGS: &str = "pair_cfgs";
 pub const MAP_STARTS: &str = "pair_starts";
 pub const MAP_STATS: &str = "pair_stats";
 pub const MAP_HIST: &str = "pair_hist";
-
-pub use crate::probes::tracing::abi::{Role, MAX_PAIRS, PAIR_BUCKETS};
-/// Starts the kernel keeps at once (all pairs together); beyond it the least recently used
-/// start is dropped, so a done that never comes cannot grow the map.
-pub const MAX_STARTS: u64 = abi::PAIR_MAX_STARTS;
 
 #[derive(Debug, Error)]
 pub enum KpairError {

@@ -3,9 +3,9 @@
 //! Keys are cut at [`KEY_LEN`]` - 1` bytes (marked) and made safe for a terminal as streamed
 //! strings are.
 
-pub use crate::probes::tracing::abi::{RawTopHkey, RawTopVal, Stat};
+pub use crate::probes::tracing::abi::Stat;
 use crate::probes::tracing::abi::{
-    RawTopSlot, TOP_KEY_LEN, TOP_MAX_KEYS, TOP_SLOTS, TOP_TRUNCATED, TS_NR,
+    RawTopHkey, RawTopSlot, RawTopVal, TOP_KEY_LEN, TOP_SLOTS, TOP_TRUNCATED, TS_NR,
 };
 use crate::probes::tracing::decode::{terminal_safe, TRUNCATED_MARK};
 use crate::probes::tracing::engine::{Engine, ProbeId};
@@ -18,8 +18,6 @@ pub const MAP_STATS: &str = "top_stats";
 pub const MAP_SLOTS: &str = "top_slots";
 /// Bytes of a key, NUL included: longer strings are cut to `KEY_LEN - 1`.
 pub const KEY_LEN: usize = TOP_KEY_LEN;
-/// Distinct (probe, string) keys the kernel keeps; hits of further keys are counted as overflow.
-pub const MAX_KEYS: u32 = TOP_MAX_KEYS;
 
 #[derive(Debug, Error)]
 pub enum KtopError {

@@ -8,7 +8,6 @@ use super::kpair::{self, KernelPairs, KpairError, Role};
 use super::ktop::{key_text, KernelTop, KtopError};
 use crate::probes::tracing::abi::{
     RawPairKey, RawTopHkey, RawToplatAgg, RawToplatStart, Stat, TL_BUCKETS, TL_FIRST_BUCKET,
-    TL_MAX_KEYS, TL_MAX_STARTS,
 };
 use crate::probes::tracing::engine::{Engine, ProbeId};
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuHashMap};
@@ -17,10 +16,6 @@ use thiserror::Error;
 
 pub const MAP_STARTS: &str = "toplat_starts";
 pub const MAP_AGGS: &str = "toplat_aggs";
-/// Distinct (probe, string) keys with latencies the kernel keeps (see [`TL_MAX_KEYS`]).
-pub const MAX_KEYS: u32 = TL_MAX_KEYS;
-/// Requests in flight the kernel remembers (see [`TL_MAX_STARTS`]).
-pub const MAX_STARTS: u64 = TL_MAX_STARTS;
 /// Buckets per key: `kpair` buckets `FIRST_BUCKET..FIRST_BUCKET + BUCKETS` (256 ns to 2^40 ns,
 /// 1/8 of a power of two wide), the first and last also holding what lies below and above.
 pub const BUCKETS: usize = TL_BUCKETS;
