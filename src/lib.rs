@@ -1,3 +1,4 @@
+pub mod aggregate;
 pub mod app;
 pub mod demo;
 pub mod probes;

@@ -7,8 +7,9 @@ use super::numbers;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
-use usdtop::app::aggregate::{
-    format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits, Window,
+use usdtop::aggregate::{
+    fit, format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits,
+    Window,
 };
 use usdtop::probes::discovery::catalog::{Catalog, Pair};
 use usdtop::probes::tracing::bpf::Mode;
@@ -377,7 +378,7 @@ pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
         for row in rows {
             t.push_str(&format!(
                 "{:<40} {:>8} {:>9} {:>9}\n",
-                super::top::clip(&row.key, 40),
+                fit(&row.key, 40),
                 row.count,
                 row.p50_ns.map(d).unwrap_or_default(),
                 row.p99_ns.map(d).unwrap_or_default()

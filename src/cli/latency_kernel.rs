@@ -3,9 +3,7 @@
 //! adapts so the stream stays near `TARGET_STREAM_RATE` events per second.
 
 use anyhow::Result;
-use usdtop::app::aggregate::{
-    BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, Window,
-};
+use usdtop::aggregate::{BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, Window};
 use usdtop::probes::discovery::catalog::{Catalog, Pair};
 use usdtop::probes::kernel::kpair::{KernelPairStats, KernelPairs, Role};
 use usdtop::probes::tracing::engine::{Engine, ProbeId, Stats};

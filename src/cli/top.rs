@@ -8,8 +8,8 @@ use super::numbers;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
-use usdtop::app::aggregate::{
-    format_duration_ns, PairLimits, PairStats, SortBy, TopAgg, TopReport,
+use usdtop::aggregate::{
+    fit, format_duration_ns, PairLimits, PairStats, SortBy, TopAgg, TopReport,
 };
 use usdtop::probes::discovery::catalog::{Catalog, Pair};
 use usdtop::probes::kernel::ktop::{KernelTop, KernelTopCounts, KEY_LEN};
@@ -127,16 +127,6 @@ impl From<Sort> for SortBy {
             Sort::Key => SortBy::Key,
         }
     }
-}
-
-/// Shortens `s` to `width` characters, marking the cut.
-pub fn clip(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 pub fn run(args: TopArgs) -> Result<u8> {
@@ -420,7 +410,7 @@ pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> S
     for row in &r.rows {
         t.push_str(&format!(
             "{:<48} {:>9} {:>10.1}",
-            clip(&row.key, 48),
+            fit(&row.key, 48),
             row.count,
             row.rate_per_s
         ));
@@ -458,15 +448,4 @@ pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> S
     }
     t.push_str(&format!("({})\n\n", notes.join("; ")));
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_keys_are_clipped_with_a_mark() {
-        assert_eq!(clip("SELECT abc", 6), "SELEC…");
-        assert_eq!(clip("short", 6), "short");
-    }
 }
