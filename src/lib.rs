@@ -2,4 +2,5 @@ pub mod aggregate;
 pub mod app;
 pub mod demo;
 pub mod probes;
+pub mod session;
 pub mod ui;

@@ -1,9 +1,7 @@
 //! `usdtop top PROBE --by ARG`: the busiest values of a probe argument (URLs, queries, URIs),
 //! with count, rate and, when the probe starts a pair, latency percentiles.
 
-use super::headless::{self, parse_arg_ref, LoopOptions, ProbeSpec, Step};
-use super::latency::{build_pair, done_spec, parse_key, strings_for, AggMode};
-use super::latency_kernel;
+use super::headless;
 use super::numbers;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
@@ -11,11 +9,15 @@ use std::io::Write;
 use usdtop::aggregate::{
     fit, format_duration_ns, PairLimits, PairStats, SortBy, TopAgg, TopReport,
 };
-use usdtop::probes::discovery::catalog::{Catalog, Pair};
+use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::kernel::ktop::{KernelTop, KernelTopCounts, KEY_LEN};
 use usdtop::probes::kernel::ktoplat::{KernelTopLat, KernelTopLatency};
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{ProbeId, Stats};
+use usdtop::session::{
+    build_pair, check_arg, done_spec, kernel_pairing, kernel_unsupported, parse_arg_ref, parse_key,
+    strings_for, AggMode, Step,
+};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -88,20 +90,6 @@ pub struct TopArgs {
     pub queue_mb: usize,
 }
 
-/// Why `top` cannot count in the kernel, if it cannot. `pair_key_is_str`: the pair is matched
-/// by a string argument.
-fn kernel_unsupported(
-    pair: Option<&Pair>,
-    catalog: &Catalog,
-    pair_key_is_str: bool,
-    key_is_str: bool,
-) -> Option<String> {
-    if !key_is_str {
-        return Some("integer keys are grouped in user space".into());
-    }
-    pair.and_then(|p| latency_kernel::kernel_unsupported(p, catalog, pair_key_is_str))
-}
-
 /// What the kernel aggregates, and its cumulative figures at the start of the interval.
 // One value per run: the size of its variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -131,9 +119,9 @@ impl From<Sort> for SortBy {
 
 pub fn run(args: TopArgs) -> Result<u8> {
     let catalog = Catalog::builtin();
-    let spec = ProbeSpec::parse(&args.probe)?;
+    let spec = headless::probe(&args.probe)?;
     let name = spec.full_name();
-    let end = args.done.as_deref().map(ProbeSpec::parse).transpose()?;
+    let end = args.done.as_deref().map(headless::probe).transpose()?;
     let pair = if args.no_pair {
         None
     } else if end.is_some() || args.key.is_some() {
@@ -169,13 +157,17 @@ pub fn run(args: TopArgs) -> Result<u8> {
         .as_ref()
         .map(|p| done_spec(p, &spec, end.as_ref()))
         .transpose()?;
-    let unsupported = kernel_unsupported(pair.as_ref(), &catalog, pair_key_is_str, by.is_str);
-    let in_kernel = match (args.mode, unsupported) {
-        (AggMode::Stream, _) => false,
-        (AggMode::Kernel, Some(why)) => bail!("cannot count {name} in the kernel: {why}"),
-        (AggMode::Auto, None) if args.fold => false,
-        (AggMode::Kernel, None) | (AggMode::Auto, None) => true,
-        (AggMode::Auto, Some(_)) => false,
+    // The kernel counts rows by string; with a pair it must also be able to match it.
+    let unsupported = if by.is_str {
+        pair.as_ref()
+            .and_then(|p| kernel_unsupported(p, &catalog, pair_key_is_str))
+    } else {
+        Some("integer keys are grouped in user space".into())
+    };
+    // Folding in the kernel would keep every distinct raw string and run out of keys.
+    let in_kernel = match args.mode.in_kernel(unsupported, args.fold) {
+        Ok(k) => k,
+        Err(why) => bail!("cannot count {name} in the kernel: {why}"),
     };
     let mut specs = vec![&spec];
     specs.extend(done.as_ref());
@@ -186,10 +178,10 @@ pub fn run(args: TopArgs) -> Result<u8> {
         Some(text) => format!("--by {text}"),
         None => format!("the default key arg{} (give --by)", by.index),
     };
-    headless::check_arg(&start_targets, by, &by_option)?;
+    check_arg(&start_targets, by, &by_option)?;
     if let (Some((s, d)), Some(text)) = (key, &args.key) {
-        headless::check_arg(&start_targets, s, &format!("--key {text}"))?;
-        headless::check_arg(&done_targets, d, &format!("--key {text}"))?;
+        check_arg(&start_targets, s, &format!("--key {text}"))?;
+        check_arg(&done_targets, d, &format!("--key {text}"))?;
     }
     let mut targets: Vec<_> = start_targets
         .into_iter()
@@ -262,13 +254,9 @@ pub fn run(args: TopArgs) -> Result<u8> {
         session.started_ns,
     )
     .folding(args.fold);
-    let options = LoopOptions {
-        duration: args.duration,
-        interval: args.interval,
-        pid: args.pid,
-    };
     let mut out = std::io::stdout().lock();
-    let status = headless::run_loop(&mut session, &options, |step| {
+    let (duration, interval, pid) = (args.duration, args.interval, args.pid);
+    headless::run(&mut session, duration, interval, pid, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -303,14 +291,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
             let mut v = serde_json::to_value(&report)?;
             if let Some(o) = v.as_object_mut() {
                 o.insert("by_arg".into(), serde_json::json!(by.index));
-                o.insert("elapsed_s".into(), serde_json::json!(elapsed));
-                o.insert("drops".into(), serde_json::json!(stats.drops));
-                o.insert(
-                    "unreadable_strings".into(),
-                    serde_json::json!(stats.unreadable),
-                );
-                o.insert("drops_too_slow".into(), serde_json::json!(stats.slow_drops));
-                o.insert("events".into(), serde_json::json!(stats.events));
+                headless::insert_run_figures(o, elapsed, stats);
                 let mode = if in_kernel { "kernel" } else { "stream" };
                 o.insert("mode".into(), serde_json::json!(mode));
                 if let Some(n) = kernel_overflow {
@@ -338,8 +319,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
             agg.reset_interval(now);
         }
         Ok(())
-    })?;
-    Ok(status)
+    })
 }
 
 /// Moves what the kernel aggregated this interval into `agg`; returns the requests or hits of
@@ -375,7 +355,7 @@ fn record_kernel(
                 .filter(|p| start_ids.contains(&p.id))
                 .map(|p| p.hits)
                 .sum::<u64>();
-            let pairing = latency_kernel::kernel_pairing(
+            let pairing = kernel_pairing(
                 starts,
                 total.matched(),
                 total.unmatched_done,

@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod bpf;
+pub mod clock;
 pub mod decode;
 pub mod engine;
 pub mod event;

@@ -1,31 +1,16 @@
-//! The in-kernel side of `usdtop latency`: the kernel pairs starts with dones and keeps the
-//! histogram; a sample of requests is streamed for the --by table. In auto mode the sampling
+//! The in-kernel side of a latency session (`usdtop latency`, the TUI's histogram): the kernel
+//! pairs starts with dones and keeps the histogram; a sample of requests is streamed for the
+//! table by key. In auto mode the sampling
 //! adapts so the stream stays near `TARGET_STREAM_RATE` events per second.
 
-use anyhow::Result;
-use usdtop::aggregate::{BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, Window};
-use usdtop::probes::discovery::catalog::{Catalog, Pair};
-use usdtop::probes::kernel::kpair::{KernelPairStats, KernelPairs, Role};
-use usdtop::probes::tracing::engine::{Engine, ProbeId, Stats};
+use crate::aggregate::{BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, Window};
+use crate::probes::discovery::catalog::Pair;
+use crate::probes::kernel::kpair::{KernelPairStats, KernelPairs, KpairError, Role};
+use crate::probes::tracing::engine::{Engine, ProbeId, Stats};
 
 /// Streamed events per second above which auto sampling streams fewer requests.
 pub const TARGET_STREAM_RATE: f64 = 20_000.0;
 const PAIR_ID: u16 = 0;
-
-/// Why a pair cannot be paired in the kernel, if it cannot.
-pub fn kernel_unsupported(pair: &Pair, catalog: &Catalog, key_is_str: bool) -> Option<String> {
-    if pair.nested {
-        return Some("nested pairs (entry/return) need a stack per thread".into());
-    }
-    let str_key = |probe: &str, i: Option<usize>| {
-        i.and_then(|i| catalog.args(probe).and_then(|a| a.get(i)).map(|a| a.is_str))
-            .unwrap_or(false)
-    };
-    if key_is_str || str_key(&pair.start, pair.start_key) || str_key(&pair.done, pair.done_key) {
-        return Some("string keys are compared in user space".into());
-    }
-    None
-}
 
 /// Pairing counters of a pair matched in the kernel, cumulative.
 pub fn kernel_pairing(
@@ -68,7 +53,7 @@ impl KernelSide {
         done_ids: &[ProbeId],
         sample: Option<u32>,
         now_ns: u64,
-    ) -> Result<KernelSide> {
+    ) -> Result<KernelSide, KpairError> {
         let pairs = KernelPairs::new(engine)?;
         KernelSide::with_pairs(pairs, pair, start_ids, done_ids, sample, now_ns)
     }
@@ -82,7 +67,7 @@ impl KernelSide {
         done_ids: &[ProbeId],
         sample: Option<u32>,
         now_ns: u64,
-    ) -> Result<KernelSide> {
+    ) -> Result<KernelSide, KpairError> {
         let sample_every = sample.unwrap_or(1);
         // Dones first: a start configured before its done could wait for a done that is
         // not yet recognised.
@@ -117,7 +102,7 @@ impl KernelSide {
     }
 
     /// On every tick: adapt the sampling to the rate of streamed events.
-    pub fn tick(&mut self, now_ns: u64, stats: &Stats) -> Result<()> {
+    pub fn tick(&mut self, now_ns: u64, stats: &Stats) -> Result<(), KpairError> {
         let prev = self.last_tick.replace((now_ns, stats.events));
         let Some((t0, e0)) = prev else { return Ok(()) };
         if !self.adaptive || now_ns <= t0 {
