@@ -1,32 +1,17 @@
-//! What the aggregating commands (`latency`, `top`) share at the edge: naming probes, attaching
-//! with the signal handlers in place, the run loop's options, and the figures every report
-//! carries.
+//! What the aggregating commands (`latency`, `top`) share at the edge: the session's notices on
+//! stderr, attaching with the signal handlers in place, the run loop with the stop flag, and the
+//! figures every report carries.
 
 use super::stop;
 use anyhow::{Context, Result};
-use usdtop::probes::discovery::select::ProbePattern;
 use usdtop::probes::discovery::targets::Target;
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::Stats;
 use usdtop::session::{self, LoopOptions, Session, SessionError, Step};
 
-/// Names exactly one probe (or one end of a pair).
-pub fn probe(text: &str) -> Result<ProbePattern> {
-    Ok(ProbePattern::parse_exact(text)?)
-}
-
-/// Finds the objects holding each probe (see [`session::resolve`]), saying on stderr what a
-/// PATH glob matched.
-pub fn resolve(
-    patterns: &[&ProbePattern],
-    pid: Option<u32>,
-    verbose: bool,
-) -> Result<Vec<Vec<Target>>> {
-    let (targets, lines) = session::resolve(patterns, pid, verbose)?;
-    for line in lines {
-        eprintln!("usdtop: {line}");
-    }
-    Ok(targets)
+/// Says on stderr what a PATH glob matched (a session's notices).
+pub fn notice(line: String) {
+    eprintln!("usdtop: {line}");
 }
 
 /// Attaches with the stop signals caught first: a signal during the attach undoes it and ends

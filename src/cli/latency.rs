@@ -3,7 +3,7 @@
 
 use super::headless;
 use super::numbers;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use usdtop::aggregate::{
@@ -11,12 +11,8 @@ use usdtop::aggregate::{
     Window,
 };
 use usdtop::probes::discovery::catalog::Catalog;
-use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::Stats;
-use usdtop::session::{
-    build_pair, check_arg, done_spec, kernel_unsupported, parse_arg_ref, parse_key, strings_for,
-    AggMode, ArgRef, KernelSide, Step,
-};
+use usdtop::session::{plan_latency, AggMode, KernelSide, LatencyAsk, LatencyPlan, Place, Step};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -98,60 +94,20 @@ impl From<Buckets> for BucketScheme {
 
 pub fn run(args: LatencyArgs) -> Result<u8> {
     let catalog = Catalog::builtin();
-    let start = headless::probe(&args.start)?;
-    let end = args.end.as_deref().map(headless::probe).transpose()?;
-    let pair = build_pair(&start, end.as_ref(), args.key.as_deref(), &catalog)?;
-    let done = done_spec(&pair, &start, end.as_ref())?;
-    let by = args
-        .by
-        .as_deref()
-        .map(|b| parse_arg_ref(b, &pair.start, &catalog, true))
-        .transpose()?;
-    let mut start_extra: Vec<ArgRef> = by.into_iter().collect();
-    let mut done_extra = Vec::new();
-    let mut key_is_str = false;
-    let key = args
-        .key
-        .as_deref()
-        .map(|k| parse_key(k, &pair, &catalog))
-        .transpose()?;
-    if let Some((s, d)) = key {
-        key_is_str = s.is_str || d.is_str;
-        start_extra.push(s);
-        done_extra.push(d);
-    }
-    let in_kernel = match args
-        .mode
-        .in_kernel(kernel_unsupported(&pair, &catalog, key_is_str), false)
-    {
-        Ok(k) => k,
-        Err(why) => bail!("cannot pair {} in the kernel: {why}", pair.start),
+    let ask = LatencyAsk {
+        start: &args.start,
+        end: args.end.as_deref(),
+        key: args.key.as_deref(),
+        by: args.by.as_deref(),
+        mode: args.mode,
     };
-
-    let mut found = headless::resolve(&[&start, &done], args.pid, args.verbose)?.into_iter();
-    let (start_targets, done_targets) = (
-        found.next().unwrap_or_default(),
-        found.next().unwrap_or_default(),
-    );
-    if let (Some(b), Some(text)) = (by, &args.by) {
-        check_arg(&start_targets, b, &format!("--by {text}"))?;
-    }
-    if let (Some((s, d)), Some(text)) = (key, &args.key) {
-        check_arg(&start_targets, s, &format!("--key {text}"))?;
-        check_arg(&done_targets, d, &format!("--key {text}"))?;
-    }
-    let start_strings = strings_for(&pair.start, &catalog, &start_extra);
-    let done_strings = strings_for(&pair.done, &catalog, &done_extra);
-    let n_start = start_targets.len();
-    let mut targets = Vec::new();
-    for t in start_targets {
-        targets.push((t, start_strings.clone()));
-    }
-    for t in done_targets {
-        targets.push((t, done_strings.clone()));
-    }
-    let mode = if in_kernel { Mode::Pair } else { Mode::Stream };
-    let mut session = headless::attach(&targets, args.pid, mode, args.queue_mb)?;
+    let place = Place {
+        pid: args.pid,
+        verbose: args.verbose,
+    };
+    let LatencyPlan { pair, by, plan } = plan_latency(&ask, place, &catalog, headless::notice)?;
+    let (in_kernel, n_start) = (plan.in_kernel, plan.n_start);
+    let mut session = headless::attach(&plan.targets, args.pid, plan.mode, args.queue_mb)?;
     // The sampled stream only feeds the --by table: without one, stream nothing (it cost
     // the traced program a ring-buffer write per sampled event for figures nobody sees).
     let sample = args.sample.or(by.is_none().then_some(0));

@@ -3,21 +3,14 @@
 
 use super::headless;
 use super::numbers;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::io::Write;
-use usdtop::aggregate::{
-    fit, format_duration_ns, PairLimits, PairStats, SortBy, TopAgg, TopReport,
-};
+use usdtop::aggregate::{fit, format_duration_ns, PairLimits, SortBy, TopAgg, TopReport};
 use usdtop::probes::discovery::catalog::Catalog;
-use usdtop::probes::kernel::ktop::{KernelTop, KernelTopCounts, KEY_LEN};
-use usdtop::probes::kernel::ktoplat::{KernelTopLat, KernelTopLatency};
-use usdtop::probes::tracing::bpf::Mode;
-use usdtop::probes::tracing::engine::{ProbeId, Stats};
-use usdtop::session::{
-    build_pair, check_arg, done_spec, kernel_pairing, kernel_unsupported, parse_arg_ref, parse_key,
-    strings_for, AggMode, Step,
-};
+use usdtop::probes::kernel::ktop::KEY_LEN;
+use usdtop::probes::tracing::engine::Stats;
+use usdtop::session::{plan_top, AggMode, Place, Step, TopAsk, TopKernel, TopPlan};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -90,14 +83,6 @@ pub struct TopArgs {
     pub queue_mb: usize,
 }
 
-/// What the kernel aggregates, and its cumulative figures at the start of the interval.
-// One value per run: the size of its variants does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Kernel {
-    Counts(KernelTop, KernelTopCounts),
-    Latency(KernelTopLat, KernelTopLatency),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Sort {
     Count,
@@ -119,117 +104,38 @@ impl From<Sort> for SortBy {
 
 pub fn run(args: TopArgs) -> Result<u8> {
     let catalog = Catalog::builtin();
-    let spec = headless::probe(&args.probe)?;
-    let name = spec.full_name();
-    let end = args.done.as_deref().map(headless::probe).transpose()?;
-    let pair = if args.no_pair {
-        None
-    } else if end.is_some() || args.key.is_some() {
-        Some(build_pair(
-            &spec,
-            end.as_ref(),
-            args.key.as_deref(),
-            &catalog,
+    let ask = TopAsk {
+        probe: &args.probe,
+        done: args.done.as_deref(),
+        key: args.key.as_deref(),
+        by: args.by.as_deref(),
+        no_pair: args.no_pair,
+        fold: args.fold,
+        mode: args.mode,
+    };
+    let place = Place {
+        pid: args.pid,
+        verbose: args.verbose,
+    };
+    let TopPlan {
+        name,
+        pair,
+        by,
+        plan,
+    } = plan_top(&ask, place, &catalog, headless::notice)?;
+    let in_kernel = plan.in_kernel;
+    let mut session = headless::attach(&plan.targets, args.pid, plan.mode, args.queue_mb)?;
+    let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
+    let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
+    let mut kernel = if in_kernel {
+        Some(TopKernel::new(
+            &mut session.engine,
+            pair.as_ref(),
+            start_ids,
+            done_ids,
         )?)
     } else {
-        catalog.pairs().iter().find(|p| p.start == name).cloned()
-    };
-    let by = match &args.by {
-        Some(b) => parse_arg_ref(b, &name, &catalog, true)?,
-        None => {
-            let index = pair
-                .as_ref()
-                .and_then(|p| p.label)
-                .or_else(|| catalog.string_args(&name).first().copied());
-            match index {
-                Some(index) => parse_arg_ref(&index.to_string(), &name, &catalog, true)?,
-                None => bail!("which argument of {name} should rows be keyed by? give --by argN"),
-            }
-        }
-    };
-    let key = match (&args.key, &pair) {
-        (Some(k), Some(p)) => Some(parse_key(k, p, &catalog)?),
-        _ => None,
-    };
-    let pair_key_is_str = key.is_some_and(|(s, d)| s.is_str || d.is_str);
-
-    let done = pair
-        .as_ref()
-        .map(|p| done_spec(p, &spec, end.as_ref()))
-        .transpose()?;
-    // The kernel counts rows by string; with a pair it must also be able to match it.
-    let unsupported = if by.is_str {
-        pair.as_ref()
-            .and_then(|p| kernel_unsupported(p, &catalog, pair_key_is_str))
-    } else {
-        Some("integer keys are grouped in user space".into())
-    };
-    // Folding in the kernel would keep every distinct raw string and run out of keys.
-    let in_kernel = match args.mode.in_kernel(unsupported, args.fold) {
-        Ok(k) => k,
-        Err(why) => bail!("cannot count {name} in the kernel: {why}"),
-    };
-    let mut specs = vec![&spec];
-    specs.extend(done.as_ref());
-    let mut found = headless::resolve(&specs, args.pid, args.verbose)?.into_iter();
-    let start_targets = found.next().unwrap_or_default();
-    let done_targets = found.next().unwrap_or_default();
-    let by_option = match &args.by {
-        Some(text) => format!("--by {text}"),
-        None => format!("the default key arg{} (give --by)", by.index),
-    };
-    check_arg(&start_targets, by, &by_option)?;
-    if let (Some((s, d)), Some(text)) = (key, &args.key) {
-        check_arg(&start_targets, s, &format!("--key {text}"))?;
-        check_arg(&done_targets, d, &format!("--key {text}"))?;
-    }
-    let mut targets: Vec<_> = start_targets
-        .into_iter()
-        .map(|t| {
-            // In the kernel the key is the site's only string argument.
-            let strings = if in_kernel {
-                vec![by.index]
-            } else {
-                strings_for(&name, &catalog, &[by])
-            };
-            (t, strings)
-        })
-        .collect();
-    let n_start = targets.len();
-    if let Some(p) = &pair {
-        for t in done_targets {
-            // The kernel reads no string at a done (its key is an integer or the thread).
-            let strings = if in_kernel {
-                Vec::new()
-            } else {
-                catalog.string_args(&p.done)
-            };
-            targets.push((t, strings));
-        }
-    }
-    let mode = match (in_kernel, &pair) {
-        (false, _) => Mode::Stream,
-        (true, None) => Mode::Top,
-        (true, Some(_)) => Mode::TopLat,
-    };
-    let mut session = headless::attach(&targets, args.pid, mode, args.queue_mb)?;
-    let (start_ids, done_ids) = session.ids.split_at(n_start);
-    let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
-    let mut kernel = match (in_kernel, &pair) {
-        (false, _) => None,
-        (true, None) => Some(Kernel::Counts(
-            KernelTop::new(&mut session.engine)?,
-            KernelTopCounts::default(),
-        )),
-        (true, Some(p)) => Some(Kernel::Latency(
-            KernelTopLat::new(
-                &mut session.engine,
-                start_ids.clone(),
-                done_ids,
-                (p.start_key, p.done_key),
-            )?,
-            KernelTopLatency::default(),
-        )),
+        None
     };
     eprintln!(
         "Tracing {name} by arg{}{} ({} sites{}, counted in {})... Hit Ctrl-C to end.",
@@ -277,7 +183,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         agg.tick(now);
         let (kernel_overflow, kernel_pairing) = match &mut kernel {
             Some(k) => {
-                let (overflow, pairing) = record_kernel(k, &mut agg, now, stats, &start_ids, last);
+                let (overflow, pairing) = k.record(&mut agg, now, stats, last);
                 (Some(overflow), pairing)
             }
             None => (None, None),
@@ -320,54 +226,6 @@ pub fn run(args: TopArgs) -> Result<u8> {
         }
         Ok(())
     })
-}
-
-/// Moves what the kernel aggregated this interval into `agg`; returns the requests or hits of
-/// keys the kernel had no room for, and with latency the pairing counters (since the start).
-fn record_kernel(
-    kernel: &mut Kernel,
-    agg: &mut TopAgg,
-    now: u64,
-    stats: &Stats,
-    start_ids: &[ProbeId],
-    last: bool,
-) -> (u64, Option<PairStats>) {
-    match kernel {
-        Kernel::Counts(top, before) => {
-            let total = top.read(start_ids);
-            let delta = total.since(before);
-            agg.record_counts(now, &delta.keys, delta.unreadable, delta.overflow);
-            if !last {
-                *before = total;
-            }
-            (delta.overflow, None)
-        }
-        Kernel::Latency(lat, before) => {
-            let total = lat.read();
-            let delta = total.since(before);
-            for (key, k) in &delta.keys {
-                agg.record_latencies(now, key, k.count, k.samples());
-            }
-            agg.record_counts(now, [], delta.unreadable, delta.overflow);
-            let starts = stats
-                .probes
-                .iter()
-                .filter(|p| start_ids.contains(&p.id))
-                .map(|p| p.hits)
-                .sum::<u64>();
-            let pairing = kernel_pairing(
-                starts,
-                total.matched(),
-                total.unmatched_done,
-                total.replaced,
-                lat.open_starts(),
-            );
-            if !last {
-                *before = total;
-            }
-            (delta.overflow, Some(pairing))
-        }
-    }
 }
 
 pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> String {

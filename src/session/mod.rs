@@ -4,18 +4,22 @@
 
 pub mod kernel;
 pub mod plan;
+pub mod request;
 pub mod run;
 
-pub use kernel::{kernel_pairing, KernelSide, TARGET_STREAM_RATE};
+pub use kernel::{kernel_pairing, KernelSide, TopKernel, TARGET_STREAM_RATE};
 pub use plan::{
     build_pair, check_arg, done_spec, kernel_unsupported, parse_arg_ref, parse_key, resolve,
     strings_for, AggMode, ArgRef,
 };
+pub use request::{plan_latency, plan_top, LatencyAsk, LatencyPlan, Place, Plan, TopAsk, TopPlan};
 pub use run::{attach, run_loop, LoopOptions, Session, Step, FOREVER, POLL};
 
 use crate::probes::discovery::select::PatternError;
 use crate::probes::discovery::targets::{ArgIndexError, TargetError};
 use crate::probes::kernel::kpair::KpairError;
+use crate::probes::kernel::ktop::KtopError;
+use crate::probes::kernel::ktoplat::KtoplatError;
 use crate::probes::tracing::engine::{Engine, EngineError};
 use std::path::PathBuf;
 use thiserror::Error;
@@ -33,6 +37,14 @@ pub enum SessionError {
         "`{text}` is not an argument of {probe}: write argN (N from 0) or a catalog argument name"
     )]
     NotAnArgument { text: String, probe: String },
+    #[error("which argument of {0} should rows be keyed by? give --by argN")]
+    NoKey(String),
+    #[error("cannot {what} {probe} in the kernel: {why}")]
+    KernelRefused {
+        what: &'static str,
+        probe: String,
+        why: String,
+    },
     #[error(transparent)]
     Targets(#[from] TargetError),
     #[error(transparent)]
@@ -53,6 +65,10 @@ pub enum SessionError {
     EventsTaken,
     #[error(transparent)]
     Kernel(#[from] KpairError),
+    #[error(transparent)]
+    KernelTop(#[from] KtopError),
+    #[error(transparent)]
+    KernelTopLat(#[from] KtoplatError),
 }
 
 /// The engine of an attach that was stopped half way, for the caller to drop when it is ready.
