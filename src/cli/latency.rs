@@ -12,7 +12,7 @@ use usdtop::aggregate::{
 };
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::tracing::engine::Stats;
-use usdtop::session::{plan_latency, AggMode, KernelSide, LatencyAsk, LatencyPlan, Place, Step};
+use usdtop::session::{plan_latency, AggMode, Ask, KernelSide, LatencyPlan, Place, Step};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -94,9 +94,9 @@ impl From<Buckets> for BucketScheme {
 
 pub fn run(args: LatencyArgs) -> Result<u8> {
     let catalog = Catalog::builtin();
-    let ask = LatencyAsk {
+    let ask = Ask {
         start: &args.start,
-        end: args.end.as_deref(),
+        done: args.end.as_deref(),
         key: args.key.as_deref(),
         by: args.by.as_deref(),
         mode: args.mode,

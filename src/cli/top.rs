@@ -10,7 +10,7 @@ use usdtop::aggregate::{fit, format_duration_ns, PairLimits, SortBy, TopAgg, Top
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::kernel::ktop::KEY_LEN;
 use usdtop::probes::tracing::engine::Stats;
-use usdtop::session::{plan_top, AggMode, Place, Step, TopAsk, TopKernel, TopPlan};
+use usdtop::session::{plan_top, AggMode, Ask, Place, Step, TopAsk, TopKernel, TopPlan};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -105,13 +105,15 @@ impl From<Sort> for SortBy {
 pub fn run(args: TopArgs) -> Result<u8> {
     let catalog = Catalog::builtin();
     let ask = TopAsk {
-        probe: &args.probe,
-        done: args.done.as_deref(),
-        key: args.key.as_deref(),
-        by: args.by.as_deref(),
+        ask: Ask {
+            start: &args.probe,
+            done: args.done.as_deref(),
+            key: args.key.as_deref(),
+            by: args.by.as_deref(),
+            mode: args.mode,
+        },
         no_pair: args.no_pair,
         fold: args.fold,
-        mode: args.mode,
     };
     let place = Place {
         pid: args.pid,

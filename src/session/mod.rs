@@ -12,7 +12,7 @@ pub use plan::{
     build_pair, check_arg, done_spec, kernel_unsupported, parse_arg_ref, parse_key, resolve,
     strings_for, AggMode, ArgRef,
 };
-pub use request::{plan_latency, plan_top, LatencyAsk, LatencyPlan, Place, Plan, TopAsk, TopPlan};
+pub use request::{plan_latency, plan_top, Ask, LatencyPlan, Place, Plan, TopAsk, TopPlan};
 pub use run::{attach, run_loop, LoopOptions, Session, Step, FOREVER, POLL};
 
 use crate::probes::discovery::select::PatternError;

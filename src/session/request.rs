@@ -21,30 +21,27 @@ pub struct Place {
     pub verbose: bool,
 }
 
-/// A latency measurement: `start` (and `end`, unless the catalog pairs `start`), as typed.
+/// A probe or a pair as typed: for `latency` the pair `start` (-> `done`, unless the catalog
+/// pairs `start`), for `top` the probe whose values are counted (with latency to `done`).
 #[derive(Debug, Clone, Copy)]
-pub struct LatencyAsk<'a> {
+pub struct Ask<'a> {
     pub start: &'a str,
-    pub end: Option<&'a str>,
+    pub done: Option<&'a str>,
     /// `--key`: pair by an argument instead of by thread.
     pub key: Option<&'a str>,
-    /// `--by`: split the latencies by an argument of the start.
+    /// `--by`: the argument of the start to split by.
     pub by: Option<&'a str>,
     pub mode: AggMode,
 }
 
-/// A top table of `probe`'s values, with latency when it starts a pair.
+/// A top table of a probe's values, with latency when it starts a pair.
 #[derive(Debug, Clone, Copy)]
 pub struct TopAsk<'a> {
-    pub probe: &'a str,
-    pub done: Option<&'a str>,
-    pub key: Option<&'a str>,
-    pub by: Option<&'a str>,
+    pub ask: Ask<'a>,
     /// Count hits only, even when the probe starts a known pair.
     pub no_pair: bool,
     /// One row per kind of key (numbers and literals folded): streams in auto mode.
     pub fold: bool,
-    pub mode: AggMode,
 }
 
 /// What to attach, and how.
@@ -72,13 +69,13 @@ pub struct TopPlan {
 
 /// Plans a latency measurement; `notice` gets the lines saying what a PATH glob matched.
 pub fn plan_latency(
-    ask: &LatencyAsk,
+    ask: &Ask,
     place: Place,
     catalog: &Catalog,
     notice: impl FnMut(String),
 ) -> Result<LatencyPlan, SessionError> {
     let start = ProbePattern::parse_exact(ask.start)?;
-    let end = ask.end.map(ProbePattern::parse_exact).transpose()?;
+    let end = ask.done.map(ProbePattern::parse_exact).transpose()?;
     let pair = build_pair(&start, end.as_ref(), ask.key, catalog)?;
     let done = done_spec(&pair, &start, end.as_ref())?;
     let by = ask
@@ -122,15 +119,16 @@ pub fn plan_latency(
 
 /// Plans a top table; `notice` gets the lines saying what a PATH glob matched.
 pub fn plan_top(
-    ask: &TopAsk,
+    top: &TopAsk,
     place: Place,
     catalog: &Catalog,
     notice: impl FnMut(String),
 ) -> Result<TopPlan, SessionError> {
-    let spec = ProbePattern::parse_exact(ask.probe)?;
+    let ask = &top.ask;
+    let spec = ProbePattern::parse_exact(ask.start)?;
     let name = spec.full_name();
     let end = ask.done.map(ProbePattern::parse_exact).transpose()?;
-    let pair = if ask.no_pair {
+    let pair = if top.no_pair {
         None
     } else if end.is_some() || ask.key.is_some() {
         Some(build_pair(&spec, end.as_ref(), ask.key, catalog)?)
@@ -167,7 +165,7 @@ pub fn plan_top(
     // Folding in the kernel would keep every distinct raw string and run out of keys.
     let in_kernel =
         ask.mode
-            .in_kernel(unsupported, ask.fold)
+            .in_kernel(unsupported, top.fold)
             .map_err(|why| SessionError::KernelRefused {
                 what: "count",
                 probe: name.clone(),
@@ -278,25 +276,31 @@ mod tests {
         }
     }
 
-    fn top(probe: &str) -> TopAsk<'_> {
-        TopAsk {
-            probe,
+    fn ask(start: &str) -> Ask<'_> {
+        Ask {
+            start,
             done: None,
             key: None,
             by: None,
+            mode: AggMode::Auto,
+        }
+    }
+
+    fn top(ask: Ask) -> TopAsk {
+        TopAsk {
+            ask,
             no_pair: false,
             fold: false,
-            mode: AggMode::Auto,
         }
     }
 
     #[test]
     fn the_kernel_refuses_integer_rows_before_anything_is_looked_for() {
-        let ask = TopAsk {
+        let ask = top(Ask {
             by: Some("arg0:int"),
             mode: AggMode::Kernel,
-            ..top("app:req")
-        };
+            ..ask("app:req")
+        });
         let e = plan_top(&ask, place(), &Catalog::builtin(), |_| {})
             .err()
             .unwrap();
@@ -308,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_probe_without_a_string_argument_needs_a_by() {
-        let e = plan_top(&top("app:req"), place(), &Catalog::builtin(), |_| {})
+        let e = plan_top(&top(ask("app:req")), place(), &Catalog::builtin(), |_| {})
             .err()
             .unwrap();
         assert_eq!(
@@ -319,14 +323,7 @@ mod tests {
 
     #[test]
     fn a_latency_of_a_glob_is_refused() {
-        let ask = LatencyAsk {
-            start: "app:req__*",
-            end: None,
-            key: None,
-            by: None,
-            mode: AggMode::Auto,
-        };
-        let e = plan_latency(&ask, place(), &Catalog::builtin(), |_| {})
+        let e = plan_latency(&ask("app:req__*"), place(), &Catalog::builtin(), |_| {})
             .err()
             .unwrap();
         assert!(matches!(e, SessionError::Pattern(_)), "{e}");
