@@ -9,7 +9,8 @@ use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::Stats;
 use usdtop::session::{self, LoopOptions, Session, SessionError, Step};
 
-/// Says on stderr what a PATH glob matched (a session's notices).
+/// Says on stderr what a session notices: the files a PATH glob matched, a traced file or
+/// process that changed.
 pub fn notice(line: String) {
     eprintln!("usdtop: {line}");
 }
@@ -45,12 +46,7 @@ pub fn run(
         stop: &stop::REQUESTED,
         on_stop: stop::say_why_stopped,
     };
-    session::run_loop(
-        session,
-        &options,
-        |change| eprintln!("usdtop: {change}"),
-        step,
-    )?;
+    session::run_loop(session, &options, notice, step)?;
     Ok(stop::exit_status())
 }
 
