@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use usdtop::probes::discovery::process::proc_stat;
 
 /// A fixture process blocked in `app wait` until dropped (closing its stdin ends it).
 struct Running(Child);
@@ -246,13 +247,8 @@ fn a_zombie_or_missing_pid_is_a_named_error() {
     let mut child = Command::new("true").spawn().unwrap();
     let pid = child.id();
     // Not reaped yet: wait for it to become a zombie.
-    let stat = format!("/proc/{pid}/stat");
     for _ in 0..500 {
-        let s = std::fs::read_to_string(&stat).unwrap_or_default();
-        if s.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z'))
-        {
+        if proc_stat(pid).is_some_and(|s| s.state == 'Z') {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));

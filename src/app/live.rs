@@ -1,11 +1,11 @@
 //! The live panes' state: the request log ring, the latency histogram of a start/done pair, the
 //! top table of request keys, per-probe hit rates, and the drill-down filters over them.
 
-use super::aggregate::{
-    Bucket, BucketScheme, LatencyStats, PairLimits, PairStats, Pairer, SortBy, Summary, TopRow,
-    TopTable, Window,
-};
 use super::explorer::Cursor;
+use crate::aggregate::{
+    arg_label, normalize_key, Bucket, BucketScheme, LatencyStats, PairLimits, Pairer, SortBy,
+    Summary, TopRow, TopTable, Window,
+};
 use crate::probes::discovery::catalog::{Catalog, Pair};
 use crate::probes::{ArgValue, Event, ProbeKey};
 use std::collections::{HashMap, VecDeque};
@@ -154,10 +154,6 @@ impl Live {
         self.pairer.as_ref().map(|p| p.pair())
     }
 
-    pub fn pair_stats(&self) -> Option<PairStats> {
-        self.pairer.as_ref().map(|p| p.stats())
-    }
-
     /// Follows `pair` from now on (aggregations restart).
     pub fn set_pair(&mut self, pair: Pair) {
         self.pairer = Some(Pairer::new(pair, PairLimits::default()));
@@ -244,7 +240,7 @@ impl Live {
                 label = Some(Arc::from(text.as_str()));
             } else if is_start {
                 label = label_idx
-                    .and_then(|i| ev.args.get(i)?.key_text())
+                    .and_then(|i| arg_label(&ev.args, i))
                     .map(|s| Arc::from(s.as_str()));
             }
             key = label.as_deref().map(|l| self.intern(&normalize_key(l)));
@@ -464,50 +460,6 @@ impl Live {
     pub fn top_len(&self) -> usize {
         self.top.len()
     }
-}
-
-/// Folds what varies between requests of one kind: runs of digits (ids, numbers) become `N` and
-/// single-quoted strings `'?'`. `/api/users/42?page=3` → `/api/users/N?page=N`,
-/// `UPDATE t SET a = a + -17 WHERE id = 5;` → `UPDATE t SET a = a + N WHERE id = N;`.
-/// Digits inside a word (`pgbench_accounts2`, `v1`) stay: they name things.
-pub fn normalize_key(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    let mut prev: Option<char> = None;
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            // A quoted literal: skip to its end ('' is an escaped quote inside).
-            loop {
-                match chars.next() {
-                    Some('\'') if chars.peek() == Some(&'\'') => {
-                        chars.next();
-                    }
-                    Some('\'') | None => break,
-                    Some(_) => {}
-                }
-            }
-            out.push_str("'?'");
-            prev = Some('\'');
-            continue;
-        }
-        let in_word = prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == ')');
-        // A sign belongs to the number when it follows an operator or a space (`+ -17`).
-        let signed = c == '-' && !in_word && chars.peek().is_some_and(|d| d.is_ascii_digit());
-        if (c.is_ascii_digit() || signed) && !in_word {
-            while chars
-                .peek()
-                .is_some_and(|d| d.is_ascii_digit() || *d == '.')
-            {
-                chars.next();
-            }
-            out.push('N');
-            prev = Some(' ');
-            continue;
-        }
-        out.push(c);
-        prev = Some(c);
-    }
-    out
 }
 
 /// Whether `probe` is `provider:name` (without formatting a string per event).

@@ -3,14 +3,13 @@
 //! `App::update(Action) -> Vec<Command>` so tests can run it without a terminal.
 
 mod action;
-pub mod aggregate;
 mod explorer;
 mod live;
 mod state;
 
 pub use action::{Action, Command, Pane};
 pub use explorer::{Cursor, Explorer, ObjectView, ProbeView, ProcessSort, ProcessView};
-pub use live::{normalize_key, Filter, HitRate, Live, LogEntry, LOG_CAP};
+pub use live::{Filter, HitRate, Live, LogEntry, LOG_CAP};
 pub use state::{App, AttachState, Status};
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! `App`: the whole TUI state and its `update` function (Action in, Commands out).
 
 use super::action::{Action, Command, Pane};
-use super::aggregate::format_duration_ns;
 use super::explorer::Explorer;
 use super::live::{Filter, Live};
+use crate::aggregate::format_duration_ns;
 use crate::probes::discovery::catalog::Catalog;
 use crate::probes::discovery::select::ProbePattern;
 use crate::probes::ProbeKey;

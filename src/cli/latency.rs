@@ -1,18 +1,18 @@
 //! `usdtop latency START [END]`: latency between a start and a done probe (like bcc's
 //! funclatency, for any USDT pair), as percentiles and a log-bucket bar chart.
 
-use super::headless::{self, parse_arg_ref, ArgRef, LoopOptions, ProbeSpec, Step};
-use super::latency_kernel::{kernel_unsupported, KernelSide};
+use super::headless;
 use super::numbers;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::io::Write;
-use usdtop::app::aggregate::{
-    format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits, Window,
+use usdtop::aggregate::{
+    fit, format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits,
+    Window,
 };
-use usdtop::probes::discovery::catalog::{Catalog, Pair};
-use usdtop::probes::tracing::bpf::Mode;
+use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::tracing::engine::Stats;
+use usdtop::session::{plan_latency, AggMode, Ask, KernelSide, LatencyPlan, Place, Step};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -75,13 +75,6 @@ pub struct LatencyArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AggMode {
-    Auto,
-    Stream,
-    Kernel,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Buckets {
     /// Powers of two (1, 2, 4, 8 ... ns), like funclatency and bpftrace hist().
     Pow2,
@@ -99,125 +92,22 @@ impl From<Buckets> for BucketScheme {
     }
 }
 
-/// The pair to measure: the catalog's, or the one the arguments name, with --key applied.
-pub fn build_pair(
-    start: &ProbeSpec,
-    end: Option<&ProbeSpec>,
-    key: Option<&str>,
-    catalog: &Catalog,
-) -> Result<Pair> {
-    let start_name = start.full_name();
-    let known = catalog.pairs().iter().find(|p| p.start == start_name);
-    let mut pair = match (end, known) {
-        (Some(end), Some(p)) if p.done == end.full_name() => p.clone(),
-        (Some(end), _) => Pair {
-            start: start_name.clone(),
-            done: end.full_name(),
-            start_key: None,
-            done_key: None,
-            label: None,
-            nested: false,
-        },
-        (None, Some(p)) => p.clone(),
-        (None, None) => bail!(
-            "{start_name} does not start a pair the catalog knows; name its done probe too: \
-             usdtop latency {start_name} PROVIDER:DONE"
-        ),
-    };
-    if let Some(key) = key {
-        let (start_key, done_key) = parse_key(key, &pair, catalog)?;
-        pair.start_key = Some(start_key.index);
-        pair.done_key = Some(done_key.index);
-    }
-    Ok(pair)
-}
-
-/// A `--key` option: `argN` (the same index on both probes), `argN:argM` (start:done), or a
-/// catalog argument name; integers unless the catalog (or `:str`) says otherwise.
-pub fn parse_key(key: &str, pair: &Pair, catalog: &Catalog) -> Result<(ArgRef, ArgRef)> {
-    let (s, d) = key.split_once(':').unwrap_or((key, key));
-    Ok((
-        parse_arg_ref(s, &pair.start, catalog, false)?,
-        parse_arg_ref(d, &pair.done, catalog, false)?,
-    ))
-}
-
-/// The done probe of `pair`, in the object the done or start argument names if it names none.
-pub fn done_spec(pair: &Pair, start: &ProbeSpec, end: Option<&ProbeSpec>) -> Result<ProbeSpec> {
-    let mut done = ProbeSpec::parse(&pair.done)?;
-    if done.path.is_none() {
-        done.path = end.and_then(|e| e.path.clone()).or(start.path.clone());
-    }
-    Ok(done)
-}
-
-/// String arguments to read for a probe: the catalog's, plus those the user asked for.
-pub fn strings_for(probe: &str, catalog: &Catalog, extra: &[ArgRef]) -> Vec<usize> {
-    let mut s = catalog.string_args(probe);
-    for a in extra {
-        if a.is_str && !s.contains(&a.index) {
-            s.push(a.index);
-        }
-    }
-    s
-}
-
 pub fn run(args: LatencyArgs) -> Result<u8> {
     let catalog = Catalog::builtin();
-    let start = ProbeSpec::parse(&args.start)?;
-    let end = args.end.as_deref().map(ProbeSpec::parse).transpose()?;
-    let pair = build_pair(&start, end.as_ref(), args.key.as_deref(), &catalog)?;
-    let done = done_spec(&pair, &start, end.as_ref())?;
-    let by = args
-        .by
-        .as_deref()
-        .map(|b| parse_arg_ref(b, &pair.start, &catalog, true))
-        .transpose()?;
-    let mut start_extra: Vec<ArgRef> = by.into_iter().collect();
-    let mut done_extra = Vec::new();
-    let mut key_is_str = false;
-    let key = args
-        .key
-        .as_deref()
-        .map(|k| parse_key(k, &pair, &catalog))
-        .transpose()?;
-    if let Some((s, d)) = key {
-        key_is_str = s.is_str || d.is_str;
-        start_extra.push(s);
-        done_extra.push(d);
-    }
-    let unsupported = kernel_unsupported(&pair, &catalog, key_is_str);
-    let in_kernel = match (args.mode, &unsupported) {
-        (AggMode::Stream, _) => false,
-        (AggMode::Kernel, Some(why)) => bail!("cannot pair {} in the kernel: {why}", pair.start),
-        (AggMode::Kernel, None) | (AggMode::Auto, None) => true,
-        (AggMode::Auto, Some(_)) => false,
+    let ask = Ask {
+        start: &args.start,
+        done: args.end.as_deref(),
+        key: args.key.as_deref(),
+        by: args.by.as_deref(),
+        mode: args.mode,
     };
-
-    let mut found = headless::resolve(&[&start, &done], args.pid, args.verbose)?.into_iter();
-    let (start_targets, done_targets) = (
-        found.next().unwrap_or_default(),
-        found.next().unwrap_or_default(),
-    );
-    if let (Some(b), Some(text)) = (by, &args.by) {
-        headless::check_arg(&start_targets, b, &format!("--by {text}"))?;
-    }
-    if let (Some((s, d)), Some(text)) = (key, &args.key) {
-        headless::check_arg(&start_targets, s, &format!("--key {text}"))?;
-        headless::check_arg(&done_targets, d, &format!("--key {text}"))?;
-    }
-    let start_strings = strings_for(&pair.start, &catalog, &start_extra);
-    let done_strings = strings_for(&pair.done, &catalog, &done_extra);
-    let n_start = start_targets.len();
-    let mut targets = Vec::new();
-    for t in start_targets {
-        targets.push((t, start_strings.clone()));
-    }
-    for t in done_targets {
-        targets.push((t, done_strings.clone()));
-    }
-    let mode = if in_kernel { Mode::Pair } else { Mode::Stream };
-    let mut session = headless::attach(&targets, args.pid, mode, args.queue_mb)?;
+    let place = Place {
+        pid: args.pid,
+        verbose: args.verbose,
+    };
+    let LatencyPlan { pair, by, plan } = plan_latency(&ask, place, &catalog, headless::notice)?;
+    let (in_kernel, n_start) = (plan.in_kernel, plan.n_start);
+    let mut session = headless::attach(&plan.targets, args.pid, plan.mode, args.queue_mb)?;
     // The sampled stream only feeds the --by table: without one, stream nothing (it cost
     // the traced program a ring-buffer write per sampled event for figures nobody sees).
     let sample = args.sample.or(by.is_none().then_some(0));
@@ -253,14 +143,10 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     };
     let mut agg = LatencyAgg::new(pair, limits, by.map(|b| b.index), 1000);
     let mut interval_start = session.started_ns;
-    let options = LoopOptions {
-        duration: args.duration,
-        interval: args.interval,
-        pid: args.pid,
-    };
     let scheme = BucketScheme::from(args.buckets);
     let mut out = std::io::stdout().lock();
-    let status = headless::run_loop(&mut session, &options, |step| {
+    let (duration, interval, pid) = (args.duration, args.interval, args.pid);
+    headless::run(&mut session, duration, interval, pid, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -317,8 +203,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
             interval_start = now;
         }
         Ok(())
-    })?;
-    Ok(status)
+    })
 }
 
 pub fn json_report(
@@ -330,14 +215,7 @@ pub fn json_report(
     let mut v = serde_json::to_value(r).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.extend(extra);
-        o.insert("elapsed_s".into(), serde_json::json!(elapsed_s));
-        o.insert("drops".into(), serde_json::json!(stats.drops));
-        o.insert(
-            "unreadable_strings".into(),
-            serde_json::json!(stats.unreadable),
-        );
-        o.insert("drops_too_slow".into(), serde_json::json!(stats.slow_drops));
-        o.insert("events".into(), serde_json::json!(stats.events));
+        headless::insert_run_figures(o, elapsed_s, stats);
     }
     v.to_string()
 }
@@ -377,7 +255,7 @@ pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
         for row in rows {
             t.push_str(&format!(
                 "{:<40} {:>8} {:>9} {:>9}\n",
-                super::top::clip(&row.key, 40),
+                fit(&row.key, 40),
                 row.count,
                 row.p50_ns.map(d).unwrap_or_default(),
                 row.p99_ns.map(d).unwrap_or_default()
@@ -388,49 +266,4 @@ pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
         }
     }
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(s: &str) -> ProbeSpec {
-        ProbeSpec::parse(s).unwrap()
-    }
-
-    #[test]
-    fn a_catalog_pair_is_named_by_its_start_alone() {
-        let c = Catalog::builtin();
-        let p = build_pair(&spec("postgresql:query__start"), None, None, &c).unwrap();
-        assert_eq!(p.done, "postgresql:query__done");
-        assert_eq!(p.label, Some(0));
-    }
-
-    #[test]
-    fn an_unknown_start_without_a_done_is_a_clear_error() {
-        let c = Catalog::builtin();
-        let e = build_pair(&spec("app:begin"), None, None, &c).unwrap_err();
-        assert!(e.to_string().contains("name its done probe"), "{e}");
-    }
-
-    #[test]
-    fn key_pairs_by_the_given_arguments() {
-        let c = Catalog::builtin();
-        let p = build_pair(
-            &spec("app:req__start"),
-            Some(&spec("app:req__done")),
-            Some("arg0"),
-            &c,
-        )
-        .unwrap();
-        assert_eq!((p.start_key, p.done_key), (Some(0), Some(0)));
-        let p = build_pair(
-            &spec("node:http__server__request"),
-            Some(&spec("node:http__server__response")),
-            Some("arg6:arg3"),
-            &c,
-        )
-        .unwrap();
-        assert_eq!((p.start_key, p.done_key), (Some(6), Some(3)));
-    }
 }

@@ -4,7 +4,6 @@
 pub mod demo_server;
 pub mod headless;
 pub mod latency;
-pub mod latency_kernel;
 pub mod list;
 pub mod numbers;
 pub mod output;

@@ -11,17 +11,12 @@
 //! SIGINT, 143 for SIGTERM, 129 for SIGHUP, 131 for SIGQUIT.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::Duration;
 
 /// Raised by the first stop signal; handed to the engine to interrupt an attach.
 pub static REQUESTED: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-/// A timer that never fires in practice: for commands without --duration.
-pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// How often the loops look at the flag: well inside the 1 s a stop may take.
-pub const POLL: Duration = Duration::from_millis(50);
+pub use usdtop::session::{FOREVER, POLL};
 
 const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
@@ -69,6 +64,13 @@ pub fn exit_status() -> u8 {
     match SIGNAL.load(Ordering::Relaxed) {
         0 => 0,
         sig => (128 + sig) as u8,
+    }
+}
+
+/// Says which signal stopped a command, if one did (the session loop's `on_stop`).
+pub fn say_why_stopped() {
+    if let Some(name) = signal_name() {
+        eprintln!("usdtop: stopping on {name}");
     }
 }
 

@@ -1,21 +1,16 @@
 //! `usdtop top PROBE --by ARG`: the busiest values of a probe argument (URLs, queries, URIs),
 //! with count, rate and, when the probe starts a pair, latency percentiles.
 
-use super::headless::{self, parse_arg_ref, LoopOptions, ProbeSpec, Step};
-use super::latency::{build_pair, done_spec, parse_key, strings_for, AggMode};
-use super::latency_kernel;
+use super::headless;
 use super::numbers;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::io::Write;
-use usdtop::app::aggregate::{
-    format_duration_ns, PairLimits, PairStats, SortBy, TopAgg, TopReport,
-};
-use usdtop::probes::discovery::catalog::{Catalog, Pair};
-use usdtop::probes::kernel::ktop::{KernelTop, KernelTopCounts, KEY_LEN};
-use usdtop::probes::kernel::ktoplat::{KernelTopLat, KernelTopLatency};
-use usdtop::probes::tracing::bpf::Mode;
-use usdtop::probes::tracing::engine::{ProbeId, Stats};
+use usdtop::aggregate::{fit, format_duration_ns, PairLimits, SortBy, TopAgg, TopReport};
+use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::kernel::ktop::KEY_LEN;
+use usdtop::probes::tracing::engine::Stats;
+use usdtop::session::{plan_top, AggMode, Ask, Place, Step, TopAsk, TopKernel, TopPlan};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -88,28 +83,6 @@ pub struct TopArgs {
     pub queue_mb: usize,
 }
 
-/// Why `top` cannot count in the kernel, if it cannot. `pair_key_is_str`: the pair is matched
-/// by a string argument.
-fn kernel_unsupported(
-    pair: Option<&Pair>,
-    catalog: &Catalog,
-    pair_key_is_str: bool,
-    key_is_str: bool,
-) -> Option<String> {
-    if !key_is_str {
-        return Some("integer keys are grouped in user space".into());
-    }
-    pair.and_then(|p| latency_kernel::kernel_unsupported(p, catalog, pair_key_is_str))
-}
-
-/// What the kernel aggregates, and its cumulative figures at the start of the interval.
-// One value per run: the size of its variants does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Kernel {
-    Counts(KernelTop, KernelTopCounts),
-    Latency(KernelTopLat, KernelTopLatency),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Sort {
     Count,
@@ -129,125 +102,42 @@ impl From<Sort> for SortBy {
     }
 }
 
-/// Shortens `s` to `width` characters, marking the cut.
-pub fn clip(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 pub fn run(args: TopArgs) -> Result<u8> {
     let catalog = Catalog::builtin();
-    let spec = ProbeSpec::parse(&args.probe)?;
-    let name = spec.full_name();
-    let end = args.done.as_deref().map(ProbeSpec::parse).transpose()?;
-    let pair = if args.no_pair {
-        None
-    } else if end.is_some() || args.key.is_some() {
-        Some(build_pair(
-            &spec,
-            end.as_ref(),
-            args.key.as_deref(),
-            &catalog,
+    let ask = TopAsk {
+        ask: Ask {
+            start: &args.probe,
+            done: args.done.as_deref(),
+            key: args.key.as_deref(),
+            by: args.by.as_deref(),
+            mode: args.mode,
+        },
+        no_pair: args.no_pair,
+        fold: args.fold,
+    };
+    let place = Place {
+        pid: args.pid,
+        verbose: args.verbose,
+    };
+    let TopPlan {
+        name,
+        pair,
+        by,
+        plan,
+    } = plan_top(&ask, place, &catalog, headless::notice)?;
+    let in_kernel = plan.in_kernel;
+    let mut session = headless::attach(&plan.targets, args.pid, plan.mode, args.queue_mb)?;
+    let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
+    let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
+    let mut kernel = if in_kernel {
+        Some(TopKernel::new(
+            &mut session.engine,
+            pair.as_ref(),
+            start_ids,
+            done_ids,
         )?)
     } else {
-        catalog.pairs().iter().find(|p| p.start == name).cloned()
-    };
-    let by = match &args.by {
-        Some(b) => parse_arg_ref(b, &name, &catalog, true)?,
-        None => {
-            let index = pair
-                .as_ref()
-                .and_then(|p| p.label)
-                .or_else(|| catalog.string_args(&name).first().copied());
-            match index {
-                Some(index) => parse_arg_ref(&index.to_string(), &name, &catalog, true)?,
-                None => bail!("which argument of {name} should rows be keyed by? give --by argN"),
-            }
-        }
-    };
-    let key = match (&args.key, &pair) {
-        (Some(k), Some(p)) => Some(parse_key(k, p, &catalog)?),
-        _ => None,
-    };
-    let pair_key_is_str = key.is_some_and(|(s, d)| s.is_str || d.is_str);
-
-    let done = pair
-        .as_ref()
-        .map(|p| done_spec(p, &spec, end.as_ref()))
-        .transpose()?;
-    let unsupported = kernel_unsupported(pair.as_ref(), &catalog, pair_key_is_str, by.is_str);
-    let in_kernel = match (args.mode, unsupported) {
-        (AggMode::Stream, _) => false,
-        (AggMode::Kernel, Some(why)) => bail!("cannot count {name} in the kernel: {why}"),
-        (AggMode::Auto, None) if args.fold => false,
-        (AggMode::Kernel, None) | (AggMode::Auto, None) => true,
-        (AggMode::Auto, Some(_)) => false,
-    };
-    let mut specs = vec![&spec];
-    specs.extend(done.as_ref());
-    let mut found = headless::resolve(&specs, args.pid, args.verbose)?.into_iter();
-    let start_targets = found.next().unwrap_or_default();
-    let done_targets = found.next().unwrap_or_default();
-    let by_option = match &args.by {
-        Some(text) => format!("--by {text}"),
-        None => format!("the default key arg{} (give --by)", by.index),
-    };
-    headless::check_arg(&start_targets, by, &by_option)?;
-    if let (Some((s, d)), Some(text)) = (key, &args.key) {
-        headless::check_arg(&start_targets, s, &format!("--key {text}"))?;
-        headless::check_arg(&done_targets, d, &format!("--key {text}"))?;
-    }
-    let mut targets: Vec<_> = start_targets
-        .into_iter()
-        .map(|t| {
-            // In the kernel the key is the site's only string argument.
-            let strings = if in_kernel {
-                vec![by.index]
-            } else {
-                strings_for(&name, &catalog, &[by])
-            };
-            (t, strings)
-        })
-        .collect();
-    let n_start = targets.len();
-    if let Some(p) = &pair {
-        for t in done_targets {
-            // The kernel reads no string at a done (its key is an integer or the thread).
-            let strings = if in_kernel {
-                Vec::new()
-            } else {
-                catalog.string_args(&p.done)
-            };
-            targets.push((t, strings));
-        }
-    }
-    let mode = match (in_kernel, &pair) {
-        (false, _) => Mode::Stream,
-        (true, None) => Mode::Top,
-        (true, Some(_)) => Mode::TopLat,
-    };
-    let mut session = headless::attach(&targets, args.pid, mode, args.queue_mb)?;
-    let (start_ids, done_ids) = session.ids.split_at(n_start);
-    let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
-    let mut kernel = match (in_kernel, &pair) {
-        (false, _) => None,
-        (true, None) => Some(Kernel::Counts(
-            KernelTop::new(&mut session.engine)?,
-            KernelTopCounts::default(),
-        )),
-        (true, Some(p)) => Some(Kernel::Latency(
-            KernelTopLat::new(
-                &mut session.engine,
-                start_ids.clone(),
-                done_ids,
-                (p.start_key, p.done_key),
-            )?,
-            KernelTopLatency::default(),
-        )),
+        None
     };
     eprintln!(
         "Tracing {name} by arg{}{} ({} sites{}, counted in {})... Hit Ctrl-C to end.",
@@ -272,13 +162,9 @@ pub fn run(args: TopArgs) -> Result<u8> {
         session.started_ns,
     )
     .folding(args.fold);
-    let options = LoopOptions {
-        duration: args.duration,
-        interval: args.interval,
-        pid: args.pid,
-    };
     let mut out = std::io::stdout().lock();
-    let status = headless::run_loop(&mut session, &options, |step| {
+    let (duration, interval, pid) = (args.duration, args.interval, args.pid);
+    headless::run(&mut session, duration, interval, pid, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -299,7 +185,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         agg.tick(now);
         let (kernel_overflow, kernel_pairing) = match &mut kernel {
             Some(k) => {
-                let (overflow, pairing) = record_kernel(k, &mut agg, now, stats, &start_ids, last);
+                let (overflow, pairing) = k.record(&mut agg, now, stats, last);
                 (Some(overflow), pairing)
             }
             None => (None, None),
@@ -313,14 +199,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
             let mut v = serde_json::to_value(&report)?;
             if let Some(o) = v.as_object_mut() {
                 o.insert("by_arg".into(), serde_json::json!(by.index));
-                o.insert("elapsed_s".into(), serde_json::json!(elapsed));
-                o.insert("drops".into(), serde_json::json!(stats.drops));
-                o.insert(
-                    "unreadable_strings".into(),
-                    serde_json::json!(stats.unreadable),
-                );
-                o.insert("drops_too_slow".into(), serde_json::json!(stats.slow_drops));
-                o.insert("events".into(), serde_json::json!(stats.events));
+                headless::insert_run_figures(o, elapsed, stats);
                 let mode = if in_kernel { "kernel" } else { "stream" };
                 o.insert("mode".into(), serde_json::json!(mode));
                 if let Some(n) = kernel_overflow {
@@ -348,56 +227,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
             agg.reset_interval(now);
         }
         Ok(())
-    })?;
-    Ok(status)
-}
-
-/// Moves what the kernel aggregated this interval into `agg`; returns the requests or hits of
-/// keys the kernel had no room for, and with latency the pairing counters (since the start).
-fn record_kernel(
-    kernel: &mut Kernel,
-    agg: &mut TopAgg,
-    now: u64,
-    stats: &Stats,
-    start_ids: &[ProbeId],
-    last: bool,
-) -> (u64, Option<PairStats>) {
-    match kernel {
-        Kernel::Counts(top, before) => {
-            let total = top.read(start_ids);
-            let delta = total.since(before);
-            agg.record_counts(now, &delta.keys, delta.unreadable, delta.overflow);
-            if !last {
-                *before = total;
-            }
-            (delta.overflow, None)
-        }
-        Kernel::Latency(lat, before) => {
-            let total = lat.read();
-            let delta = total.since(before);
-            for (key, k) in &delta.keys {
-                agg.record_latencies(now, key, k.count, k.samples());
-            }
-            agg.record_counts(now, [], delta.unreadable, delta.overflow);
-            let starts = stats
-                .probes
-                .iter()
-                .filter(|p| start_ids.contains(&p.id))
-                .map(|p| p.hits)
-                .sum::<u64>();
-            let pairing = latency_kernel::kernel_pairing(
-                starts,
-                total.matched(),
-                total.unmatched_done,
-                total.replaced,
-                lat.open_starts(),
-            );
-            if !last {
-                *before = total;
-            }
-            (delta.overflow, Some(pairing))
-        }
-    }
+    })
 }
 
 pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> String {
@@ -420,7 +250,7 @@ pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> S
     for row in &r.rows {
         t.push_str(&format!(
             "{:<48} {:>9} {:>10.1}",
-            clip(&row.key, 48),
+            fit(&row.key, 48),
             row.count,
             row.rate_per_s
         ));
@@ -458,15 +288,4 @@ pub fn text_report(r: &TopReport, by: usize, elapsed_s: f64, stats: &Stats) -> S
     }
     t.push_str(&format!("({})\n\n", notes.join("; ")));
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_keys_are_clipped_with_a_mark() {
-        assert_eq!(clip("SELECT abc", 6), "SELEC…");
-        assert_eq!(clip("short", 6), "short");
-    }
 }

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::discovery::process::is_alive;
 use usdtop::probes::discovery::select::ProbePattern;
 use usdtop::probes::discovery::targets::{self, check_arg_index, Scope, Target};
 use usdtop::probes::discovery::watch::{Change, Watch};
@@ -215,7 +216,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
                         return End::StdoutClosed;
                     }
                     // Every -p process gone: what is in flight is still printed below.
-                    if !args.pids.is_empty() && !args.pids.iter().any(|&p| alive(p)) {
+                    if !args.pids.is_empty() && !args.pids.iter().any(|&p| is_alive(p as u32)) {
                         return End::TargetsExited;
                     }
                     for change in changes.changes() {
@@ -305,17 +306,6 @@ enum End {
     StreamClosed,
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie has exited: it fires no probes.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .is_some_and(|zombie| !zombie)
-}
-
 fn report(written: Written, stats: &Stats) {
     eprintln!(
         "usdtop: {} events printed, {} received, {} dropped (ring buffer full), {} dropped (output too slow), {} strings unreadable",
@@ -345,12 +335,8 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<(Vec<Target>, Vec<PathBuf>)>
     let patterns: Vec<ProbePattern> = args
         .probes
         .iter()
-        .map(|p| {
-            ProbePattern::parse(p).with_context(|| {
-                format!("`{p}` is not a probe name; want provider:name or PATH:provider:name")
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+        .map(|p| ProbePattern::parse_text(p))
+        .collect::<Result<_, _>>()?;
     let scope = if args.pids.is_empty() {
         Scope::AllProcesses
     } else {

@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::tracing::clock::monotonic_ns;
 use usdtop::probes::tracing::event::{escape_terminal_into, NULL_STRING, TRUNCATED_MARK};
 use usdtop::probes::{ArgValue, Event, ProbeKey};
 
@@ -27,13 +28,7 @@ pub struct Printer<'a> {
 
 impl<'a> Printer<'a> {
     pub fn new(catalog: &'a Catalog, json: bool) -> Self {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid timespec out-pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+        let mono = monotonic_ns() as i128;
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);

@@ -22,12 +22,12 @@ use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::discovery::select::{describe_matches, expand_path, has_glob, ProbePattern};
 use usdtop::ui::{self, keymap, Theme};
 
-use super::latency::AggMode;
 use super::stop;
 use discovery::ObjectIndex;
 use pairing::PairingControl;
 use tracer::{AttachRequest, Tracer};
 use usdtop::probes::discovery::watch::Watch;
+use usdtop::session::AggMode;
 
 #[derive(Args, Debug)]
 pub struct TuiArgs {

@@ -2,7 +2,7 @@
 
 use super::text::{col, rcol, sanitize};
 use super::{pane_block, scroll_start, Theme};
-use crate::app::aggregate::format_duration_ns;
+use crate::aggregate::format_duration_ns;
 use crate::app::{App, Filter, Pane};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

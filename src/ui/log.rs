@@ -2,7 +2,7 @@
 
 use super::text::{col, fit_left, format_args, rcol, sanitize, time_of_day};
 use super::{pane_block, Theme};
-use crate::app::aggregate::format_duration_ns;
+use crate::aggregate::format_duration_ns;
 use crate::app::{App, Pane};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

@@ -12,7 +12,7 @@ mod top;
 
 pub use theme::Theme;
 
-use crate::app::aggregate::format_duration_ns;
+use crate::aggregate::format_duration_ns;
 use crate::app::{App, Filter, Pane};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;

@@ -15,19 +15,8 @@ pub fn sanitize(s: &str) -> String {
     terminal_safe(s.as_bytes())
 }
 
-/// `s` cut to `width` characters, with `…` when cut.
-pub fn fit(s: &str, width: usize) -> String {
-    let n = s.chars().count();
-    if n <= width {
-        return s.to_string();
-    }
-    if width == 0 {
-        return String::new();
-    }
-    let mut out: String = s.chars().take(width - 1).collect();
-    out.push('…');
-    out
-}
+/// The one cut-to-width of the front-ends (the headless tables use it too).
+pub use crate::aggregate::fit;
 
 /// `s` cut from the left (paths: the file name matters most).
 pub fn fit_left(s: &str, width: usize) -> String {

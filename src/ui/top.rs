@@ -2,7 +2,7 @@
 
 use super::text::{col, rate, rcol, sanitize};
 use super::{pane_block, scroll_start, Theme};
-use crate::app::aggregate::{format_duration_ns, SortBy};
+use crate::aggregate::{format_duration_ns, SortBy};
 use crate::app::{App, Pane};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

@@ -7,10 +7,10 @@
 //! rate hovering near the threshold does not flap between the two.
 
 use super::tracer::Tracer;
-use crate::cli::latency::AggMode;
-use crate::cli::latency_kernel::{kernel_unsupported, TARGET_STREAM_RATE};
 use usdtop::app::{Action, App, AttachState};
 use usdtop::probes::discovery::catalog::{Catalog, Pair};
+use usdtop::session::AggMode;
+use usdtop::session::{kernel_unsupported, TARGET_STREAM_RATE};
 
 /// How long a kernel-paired pair must stay cool before auto streams it again.
 const COOL_DOWN_NS: u64 = 10_000_000_000;

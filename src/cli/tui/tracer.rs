@@ -2,7 +2,6 @@
 //! there: attach a probe (all its sites), detach it, read its counters, and move a start/done
 //! pair into the kernel (in-kernel pairing with a sampled stream, as `usdtop latency` does).
 
-use crate::cli::latency_kernel::KernelSide;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter};
 use usdtop::probes::tracing::queue::EventStream;
 use usdtop::probes::{ObjectProbes, Probe, ProbeKey};
+use usdtop::session::KernelSide;
 
 pub struct AttachRequest<'a> {
     pub object: &'a ObjectProbes,

@@ -225,6 +225,39 @@ fn best_open_path(obj: &MappedObject) -> PathBuf {
         .unwrap_or_else(|| obj.path.clone())
 }
 
+/// The fields of `/proc/PID/stat` the front-ends read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// `R`, `S`, `Z` (exited, not yet reaped)...
+    pub state: char,
+    pub ppid: u32,
+    /// Clock ticks after boot: tells a reused pid from the old process.
+    pub start_time: u64,
+}
+
+/// Reads `/proc/PID/stat`; `None` when the process is gone or the line is not understood.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+/// "pid (comm) state ppid ..." — comm may hold spaces and parentheses: fields start after the
+/// last `)`.
+fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Whether the process still runs: a zombie has exited and fires no probes.
+pub fn is_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|s| s.state != 'Z')
+}
+
 /// Every process id in `/proc`, in ascending order.
 pub fn all_pids() -> std::io::Result<Vec<i32>> {
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")?
@@ -450,6 +483,24 @@ impl ProbeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_fields_are_read_after_a_comm_with_spaces_and_parentheses() {
+        let line = "42 (a) b (c) Z 7 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 987 0 0";
+        let s = parse_stat(line).unwrap();
+        assert_eq!((s.state, s.ppid, s.start_time), ('Z', 7, 987));
+        assert_eq!(parse_stat("42 (a"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_has_a_parent() {
+        let me = std::process::id();
+        assert!(is_alive(me));
+        assert_eq!(
+            proc_stat(me).unwrap().ppid,
+            std::os::unix::process::parent_id()
+        );
+    }
 
     #[test]
     fn deleted_suffix_is_split_off() {

@@ -36,6 +36,30 @@ impl ProbePattern {
         })
     }
 
+    /// As [`ProbePattern::parse`], saying what is wrong.
+    pub fn parse_text(text: &str) -> Result<ProbePattern, PatternError> {
+        ProbePattern::parse(text).ok_or_else(|| PatternError::NotAProbe(text.into()))
+    }
+
+    /// Exactly one probe: `provider:name` or `PATH:provider:name` with no glob in the provider
+    /// or the name (a PATH may still be a glob: copies of one program). For the commands that
+    /// aggregate one probe or one pair.
+    pub fn parse_exact(text: &str) -> Result<ProbePattern, PatternError> {
+        if !text.contains(':') {
+            return Err(PatternError::NotAProbe(text.into()));
+        }
+        let pattern = ProbePattern::parse_text(text)?;
+        if has_glob(&pattern.provider) || has_glob(&pattern.name) {
+            return Err(PatternError::Glob(text.into()));
+        }
+        Ok(pattern)
+    }
+
+    /// `provider:name`, without the path.
+    pub fn full_name(&self) -> String {
+        format!("{}:{}", self.provider, self.name)
+    }
+
     pub fn matches(&self, probe: &Probe) -> bool {
         self.matches_name(&probe.provider, &probe.name)
     }
@@ -58,6 +82,18 @@ impl std::fmt::Display for ProbePattern {
         }
         write!(f, "{}:{}", self.provider, self.name)
     }
+}
+
+/// Why a probe name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PatternError {
+    #[error("`{0}` is not a probe: write provider:name or PATH:provider:name")]
+    NotAProbe(String),
+    #[error(
+        "`{0}` is a glob: name exactly one probe (provider:name; only a PATH may be a glob, \
+         matching copies of one program)"
+    )]
+    Glob(String),
 }
 
 /// Whether `text` has a glob wildcard (`*` or `?`).
@@ -191,6 +227,34 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exact_probe_takes_an_optional_path() {
+        let p = ProbePattern::parse_exact("postgresql:query__start").unwrap();
+        assert_eq!(
+            (p.path.clone(), p.full_name()),
+            (None, "postgresql:query__start".into())
+        );
+        let p = ProbePattern::parse_exact("/usr/bin/php8.2:php:request__startup").unwrap();
+        assert_eq!(p.path.as_deref(), Some("/usr/bin/php8.2"));
+        assert_eq!(p.name, "request__startup");
+        for bad in ["nocolon", "a:", ":b"] {
+            assert_eq!(
+                ProbePattern::parse_exact(bad),
+                Err(PatternError::NotAProbe(bad.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn an_exact_probe_is_not_a_glob_but_its_path_may_be() {
+        let glob = |t: &str| Err(PatternError::Glob(t.into()));
+        let t = "postgresql:query__*";
+        assert_eq!(ProbePattern::parse_exact(t), glob(t));
+        let t = "/usr/bin/php8.2:php:request__?tartup";
+        assert_eq!(ProbePattern::parse_exact(t), glob(t));
+        assert!(ProbePattern::parse_exact("/opt/a*b/x:php:request__startup").is_ok());
+    }
 
     #[test]
     fn patterns_take_an_optional_path_and_globs() {

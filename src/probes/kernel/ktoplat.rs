@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn percentiles_from_the_buckets_are_within_their_resolution() {
-        use crate::app::aggregate::{SortBy, TopTable, Window};
+        use crate::aggregate::{SortBy, TopTable, Window};
         // 1..=1000 us, one request each: p50 500 us, p99 990 us.
         let mut k = KeyLatency {
             count: 1000,

@@ -1,6 +1,7 @@
 //! Which processes a filtered attach starts with: the given ones and their descendants now
 //! alive (later forks are followed in the kernel by the `sched_process_fork` program).
 
+use crate::probes::discovery::process::proc_stat;
 use std::collections::HashMap;
 
 /// The processes and all their current descendants (from /proc/*/stat parent ids).
@@ -15,14 +16,7 @@ pub fn with_descendants(pids: &[u32]) -> Vec<u32> {
             else {
                 continue;
             };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // "pid (comm) state ppid ..." — comm may hold spaces and parentheses.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|s| s.parse::<u32>().ok());
+            let ppid = proc_stat(pid).map(|s| s.ppid);
             if let Some(ppid) = ppid {
                 children.entry(ppid).or_default().push(pid);
             }

@@ -6,6 +6,7 @@
 pub mod abi;
 pub mod attach;
 pub mod bpf;
+pub mod clock;
 pub mod decode;
 pub mod engine;
 pub mod event;

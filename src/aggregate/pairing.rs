@@ -3,6 +3,7 @@
 //! a done takes its start out. Nothing is invented: a done without a start, a start that ages out
 //! or is pushed out by the cap, and an unreadable key are each counted, never guessed at.
 
+use super::key::arg_label;
 use crate::probes::discovery::catalog::Pair;
 use crate::probes::tracing::event::{ArgValue, Event, StrValue};
 use serde::Serialize;
@@ -192,10 +193,7 @@ impl Pairer {
                 return None;
             };
             self.stats.matched += 1;
-            let label = self
-                .pair
-                .label
-                .and_then(|i| open.event.args.get(i)?.key_text());
+            let label = self.pair.label.and_then(|i| arg_label(&open.event.args, i));
             Some(Sample {
                 // Events of different CPUs may arrive slightly out of order; never negative.
                 latency_ns: ev.ts_ns.saturating_sub(open.event.ts_ns),

@@ -5,14 +5,16 @@
 
 pub mod format;
 pub mod histogram;
+pub mod key;
 pub mod pairing;
 pub mod session;
 pub mod toptable;
 pub mod window;
 
-pub use format::{format_duration_ns, render_bars};
+pub use format::{fit, format_duration_ns, render_bars};
 pub use histogram::{Bucket, BucketScheme, LatencyStats, Summary};
+pub use key::{arg_label, normalize_key};
 pub use pairing::{PairLimits, PairStats, Pairer, Sample};
-pub use session::{key_text, LatencyAgg, LatencyReport, TopAgg, TopReport};
+pub use session::{LatencyAgg, LatencyReport, TopAgg, TopReport};
 pub use toptable::{Other, SortBy, TopRow, TopTable};
 pub use window::Window;

@@ -1,7 +1,21 @@
-//! Text formatting for the headless commands: human-readable durations and a log-bucket bar
-//! chart (the TUI draws its own widgets from the same buckets).
+//! Text formatting for the front-ends: human-readable durations, cutting text to a column, and
+//! a log-bucket bar chart (the TUI draws its own widgets from the same buckets).
 
 use super::histogram::Bucket;
+
+/// `s` cut to `width` characters, with `…` when cut.
+pub fn fit(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
 
 /// A duration with three significant digits and a unit: `812ns`, `1.23us`, `45.6ms`, `2.00s`.
 pub fn format_duration_ns(ns: u64) -> String {
@@ -88,6 +102,12 @@ fn bar(count: u64, max: u64, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_keys_are_clipped_with_a_mark() {
+        assert_eq!(fit("SELECT abc", 6), "SELEC…");
+        assert_eq!(fit("short", 6), "short");
+    }
 
     #[test]
     fn durations_keep_three_significant_digits_and_a_unit() {

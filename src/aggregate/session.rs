@@ -2,19 +2,13 @@
 //! any pane that wants the same figures) use them: events in, serialisable reports out.
 
 use super::histogram::{Bucket, BucketScheme, LatencyStats, Summary};
+use super::key::{arg_label, normalize_key};
 use super::pairing::{PairLimits, PairStats, Pairer, Sample};
 use super::toptable::{Other, SortBy, TopRow, TopTable};
 use super::window::Window;
-use crate::app::live::normalize_key;
 use crate::probes::discovery::catalog::Pair;
-use crate::probes::tracing::event::{ArgValue, Event};
+use crate::probes::tracing::event::Event;
 use serde::Serialize;
-
-/// Text of an argument used as a grouping key (terminal-safe, like kernel-side keys); `None` if
-/// it is missing or unreadable.
-pub fn key_text(args: &[ArgValue], index: usize) -> Option<String> {
-    args.get(index)?.key_text()
-}
 
 /// Latency of one start/done pair, optionally split by an argument of the start event.
 pub struct LatencyAgg {
@@ -55,10 +49,6 @@ impl LatencyAgg {
         }
     }
 
-    pub fn pair(&self) -> &Pair {
-        self.pairer.pair()
-    }
-
     /// Feed one event; a completed sample is recorded and returned.
     pub fn push(&mut self, ev: &Event) -> Option<Sample> {
         let sample = self.pairer.push(ev)?;
@@ -69,17 +59,11 @@ impl LatencyAgg {
     fn record_sample(&mut self, sample: &Sample) {
         self.stats.record(sample.done_ts_ns, sample.latency_ns);
         if let Some((index, table)) = &mut self.by {
-            match key_text(&sample.start.args, *index) {
+            match arg_label(&sample.start.args, *index) {
                 Some(k) => table.record(sample.done_ts_ns, &k, Some(sample.latency_ns)),
                 None => self.unkeyed += 1,
             }
         }
-    }
-
-    /// Record latencies aggregated elsewhere (e.g. in-kernel log2 buckets): `n` samples of
-    /// `latency_ns` completed at `ts_ns`.
-    pub fn record_aggregated(&mut self, ts_ns: u64, latency_ns: u64, n: u64) {
-        self.stats.record_n(ts_ns, latency_ns, n);
     }
 
     /// Let stale starts expire when no events come.
@@ -89,10 +73,6 @@ impl LatencyAgg {
 
     pub fn stats(&self) -> &LatencyStats {
         &self.stats
-    }
-
-    pub fn pair_stats(&self) -> PairStats {
-        self.pairer.stats()
     }
 
     /// Start a new interval: latency figures restart, waiting starts and pairing counters stay.
@@ -199,7 +179,7 @@ impl TopAgg {
     pub fn push(&mut self, ev: &Event) {
         if let Some(p) = &mut self.pairer {
             if let Some(sample) = p.push(ev) {
-                match key_text(&sample.start.args, self.by) {
+                match arg_label(&sample.start.args, self.by) {
                     Some(k) => {
                         let k = self.row_key(&k).into_owned();
                         self.table
@@ -213,7 +193,7 @@ impl TopAgg {
         if ev.probe.full_name() != self.probe {
             return;
         }
-        match key_text(&ev.args, self.by) {
+        match arg_label(&ev.args, self.by) {
             Some(k) => {
                 let k = self.row_key(&k).into_owned();
                 self.table.record(ev.ts_ns, &k, None)
@@ -286,6 +266,7 @@ impl TopAgg {
 mod tests {
     use super::*;
     use crate::probes::discovery::catalog::Catalog;
+    use crate::probes::tracing::event::ArgValue;
     use crate::probes::tracing::event::ProbeKey;
     use std::sync::Arc;
 

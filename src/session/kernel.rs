@@ -1,33 +1,21 @@
-//! The in-kernel side of `usdtop latency`: the kernel pairs starts with dones and keeps the
-//! histogram; a sample of requests is streamed for the --by table. In auto mode the sampling
-//! adapts so the stream stays near `TARGET_STREAM_RATE` events per second.
+//! The in-kernel side of a session. A latency pair (`usdtop latency`, the TUI's histogram): the
+//! kernel pairs starts with dones and keeps the histogram; a sample of requests is streamed for
+//! the table by key, in auto mode at a rate adapted to stay near `TARGET_STREAM_RATE` events per
+//! second. A top table: the kernel counts hits (and latencies, with a pair) by string key.
 
-use anyhow::Result;
-use usdtop::app::aggregate::{
-    BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, Window,
+use super::SessionError;
+use crate::aggregate::{
+    BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, TopAgg, Window,
 };
-use usdtop::probes::discovery::catalog::{Catalog, Pair};
-use usdtop::probes::kernel::kpair::{KernelPairStats, KernelPairs, Role};
-use usdtop::probes::tracing::engine::{Engine, ProbeId, Stats};
+use crate::probes::discovery::catalog::Pair;
+use crate::probes::kernel::kpair::{KernelPairStats, KernelPairs, KpairError, Role};
+use crate::probes::kernel::ktop::{KernelTop, KernelTopCounts};
+use crate::probes::kernel::ktoplat::{KernelTopLat, KernelTopLatency};
+use crate::probes::tracing::engine::{Engine, ProbeId, Stats};
 
 /// Streamed events per second above which auto sampling streams fewer requests.
 pub const TARGET_STREAM_RATE: f64 = 20_000.0;
 const PAIR_ID: u16 = 0;
-
-/// Why a pair cannot be paired in the kernel, if it cannot.
-pub fn kernel_unsupported(pair: &Pair, catalog: &Catalog, key_is_str: bool) -> Option<String> {
-    if pair.nested {
-        return Some("nested pairs (entry/return) need a stack per thread".into());
-    }
-    let str_key = |probe: &str, i: Option<usize>| {
-        i.and_then(|i| catalog.args(probe).and_then(|a| a.get(i)).map(|a| a.is_str))
-            .unwrap_or(false)
-    };
-    if key_is_str || str_key(&pair.start, pair.start_key) || str_key(&pair.done, pair.done_key) {
-        return Some("string keys are compared in user space".into());
-    }
-    None
-}
 
 /// Pairing counters of a pair matched in the kernel, cumulative.
 pub fn kernel_pairing(
@@ -70,7 +58,7 @@ impl KernelSide {
         done_ids: &[ProbeId],
         sample: Option<u32>,
         now_ns: u64,
-    ) -> Result<KernelSide> {
+    ) -> Result<KernelSide, KpairError> {
         let pairs = KernelPairs::new(engine)?;
         KernelSide::with_pairs(pairs, pair, start_ids, done_ids, sample, now_ns)
     }
@@ -84,7 +72,7 @@ impl KernelSide {
         done_ids: &[ProbeId],
         sample: Option<u32>,
         now_ns: u64,
-    ) -> Result<KernelSide> {
+    ) -> Result<KernelSide, KpairError> {
         let sample_every = sample.unwrap_or(1);
         // Dones first: a start configured before its done could wait for a done that is
         // not yet recognised.
@@ -119,7 +107,7 @@ impl KernelSide {
     }
 
     /// On every tick: adapt the sampling to the rate of streamed events.
-    pub fn tick(&mut self, now_ns: u64, stats: &Stats) -> Result<()> {
+    pub fn tick(&mut self, now_ns: u64, stats: &Stats) -> Result<(), KpairError> {
         let prev = self.last_tick.replace((now_ns, stats.events));
         let Some((t0, e0)) = prev else { return Ok(()) };
         if !self.adaptive || now_ns <= t0 {
@@ -178,5 +166,91 @@ impl KernelSide {
             self.at_interval_start = total;
         }
         (report, streamed, delta)
+    }
+}
+
+/// The in-kernel side of a top table: hits counted by key, or with a pair latencies by key too.
+pub struct TopKernel {
+    kind: TopKind,
+    start_ids: Vec<ProbeId>,
+}
+
+/// What the kernel aggregates, and its cumulative figures at the start of the interval.
+// One value per session: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum TopKind {
+    Counts(KernelTop, KernelTopCounts),
+    Latency(KernelTopLat, KernelTopLatency),
+}
+
+impl TopKernel {
+    /// Takes the kernel's maps for the attached start (and, with `pair`, done) probes.
+    pub fn new(
+        engine: &mut Engine,
+        pair: Option<&Pair>,
+        start_ids: Vec<ProbeId>,
+        done_ids: Vec<ProbeId>,
+    ) -> Result<TopKernel, SessionError> {
+        let kind = match pair {
+            None => TopKind::Counts(KernelTop::new(engine)?, KernelTopCounts::default()),
+            Some(p) => TopKind::Latency(
+                KernelTopLat::new(
+                    engine,
+                    start_ids.clone(),
+                    done_ids,
+                    (p.start_key, p.done_key),
+                )?,
+                KernelTopLatency::default(),
+            ),
+        };
+        Ok(TopKernel { kind, start_ids })
+    }
+
+    /// Moves what the kernel aggregated this interval into `agg`; returns the requests or hits
+    /// of keys the kernel had no room for, and with latency the pairing counters (since the
+    /// start). Starts a new interval unless `last`.
+    pub fn record(
+        &mut self,
+        agg: &mut TopAgg,
+        now: u64,
+        stats: &Stats,
+        last: bool,
+    ) -> (u64, Option<PairStats>) {
+        match &mut self.kind {
+            TopKind::Counts(top, before) => {
+                let total = top.read(&self.start_ids);
+                let delta = total.since(before);
+                agg.record_counts(now, &delta.keys, delta.unreadable, delta.overflow);
+                if !last {
+                    *before = total;
+                }
+                (delta.overflow, None)
+            }
+            TopKind::Latency(lat, before) => {
+                let total = lat.read();
+                let delta = total.since(before);
+                for (key, k) in &delta.keys {
+                    agg.record_latencies(now, key, k.count, k.samples());
+                }
+                agg.record_counts(now, [], delta.unreadable, delta.overflow);
+                let starts = stats
+                    .probes
+                    .iter()
+                    .filter(|p| self.start_ids.contains(&p.id))
+                    .map(|p| p.hits)
+                    .sum::<u64>();
+                let pairing = kernel_pairing(
+                    starts,
+                    total.matched(),
+                    total.unmatched_done,
+                    total.replaced,
+                    lat.open_starts(),
+                );
+                if !last {
+                    *before = total;
+                }
+                (delta.overflow, Some(pairing))
+            }
+        }
     }
 }

@@ -1,0 +1,283 @@
+//! Planning a session from what was asked for: the pair and its key, the argument to split by,
+//! the string arguments each probe must read, and whether the kernel can aggregate it.
+
+use super::SessionError;
+use crate::probes::discovery::catalog::{Catalog, Pair};
+use crate::probes::discovery::select::ProbePattern;
+use crate::probes::discovery::targets::{self, check_arg_index, Scope, Target};
+
+/// Where events are aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AggMode {
+    Auto,
+    Stream,
+    Kernel,
+}
+
+/// Which argument, as typed by the user: `argN`, `N`, or a catalog argument name of `probe`.
+/// A trailing `:int` / `:str` says how to read it (default: the catalog's type, else `default_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgRef {
+    pub index: usize,
+    pub is_str: bool,
+}
+
+pub fn parse_arg_ref(
+    text: &str,
+    probe: &str,
+    catalog: &Catalog,
+    default_str: bool,
+) -> Result<ArgRef, SessionError> {
+    let (name, forced) = match text.rsplit_once(':') {
+        Some((n, "int")) => (n, Some(false)),
+        Some((n, "str")) => (n, Some(true)),
+        _ => (text, None),
+    };
+    let digits = name.strip_prefix("arg").unwrap_or(name);
+    let index = match digits.parse::<usize>() {
+        Ok(i) => i,
+        Err(_) => catalog
+            .args(probe)
+            .and_then(|args| args.iter().position(|a| a.name == name))
+            .ok_or_else(|| SessionError::NotAnArgument {
+                text: text.into(),
+                probe: probe.into(),
+            })?,
+    };
+    let catalog_str = catalog
+        .args(probe)
+        .and_then(|args| args.get(index))
+        .map(|a| a.is_str);
+    Ok(ArgRef {
+        index,
+        is_str: forced.or(catalog_str).unwrap_or(default_str),
+    })
+}
+
+/// The pair to measure: the catalog's, or the one the arguments name, with --key applied.
+pub fn build_pair(
+    start: &ProbePattern,
+    end: Option<&ProbePattern>,
+    key: Option<&str>,
+    catalog: &Catalog,
+) -> Result<Pair, SessionError> {
+    let start_name = start.full_name();
+    let known = catalog.pairs().iter().find(|p| p.start == start_name);
+    let mut pair = match (end, known) {
+        (Some(end), Some(p)) if p.done == end.full_name() => p.clone(),
+        (Some(end), _) => Pair {
+            start: start_name.clone(),
+            done: end.full_name(),
+            start_key: None,
+            done_key: None,
+            label: None,
+            nested: false,
+        },
+        (None, Some(p)) => p.clone(),
+        (None, None) => return Err(SessionError::UnknownPair(start_name)),
+    };
+    if let Some(key) = key {
+        let (start_key, done_key) = parse_key(key, &pair, catalog)?;
+        pair.start_key = Some(start_key.index);
+        pair.done_key = Some(done_key.index);
+    }
+    Ok(pair)
+}
+
+/// A `--key` option: `argN` (the same index on both probes), `argN:argM` (start:done), or a
+/// catalog argument name; integers unless the catalog (or `:str`) says otherwise.
+pub fn parse_key(
+    key: &str,
+    pair: &Pair,
+    catalog: &Catalog,
+) -> Result<(ArgRef, ArgRef), SessionError> {
+    let (s, d) = key.split_once(':').unwrap_or((key, key));
+    Ok((
+        parse_arg_ref(s, &pair.start, catalog, false)?,
+        parse_arg_ref(d, &pair.done, catalog, false)?,
+    ))
+}
+
+/// The done probe of `pair`, in the object the done or start argument names if it names none.
+pub fn done_spec(
+    pair: &Pair,
+    start: &ProbePattern,
+    end: Option<&ProbePattern>,
+) -> Result<ProbePattern, SessionError> {
+    let mut done = ProbePattern::parse_exact(&pair.done)?;
+    if done.path.is_none() {
+        done.path = end.and_then(|e| e.path.clone()).or(start.path.clone());
+    }
+    Ok(done)
+}
+
+/// String arguments to read for a probe: the catalog's, plus those the user asked for.
+pub fn strings_for(probe: &str, catalog: &Catalog, extra: &[ArgRef]) -> Vec<usize> {
+    let mut s = catalog.string_args(probe);
+    for a in extra {
+        if a.is_str && !s.contains(&a.index) {
+            s.push(a.index);
+        }
+    }
+    s
+}
+
+/// Why a pair cannot be matched in the kernel, if it cannot: only by thread or by an integer
+/// key (`key_is_str`: the user keyed it by a string argument), never when nested.
+pub fn kernel_unsupported(pair: &Pair, catalog: &Catalog, key_is_str: bool) -> Option<String> {
+    if pair.nested {
+        return Some("nested pairs (entry/return) need a stack per thread".into());
+    }
+    let str_key = |probe: &str, i: Option<usize>| {
+        i.and_then(|i| catalog.args(probe).and_then(|a| a.get(i)).map(|a| a.is_str))
+            .unwrap_or(false)
+    };
+    if key_is_str || str_key(&pair.start, pair.start_key) || str_key(&pair.done, pair.done_key) {
+        return Some("string keys are compared in user space".into());
+    }
+    None
+}
+
+impl AggMode {
+    /// Whether to aggregate in the kernel, given why it cannot (if it cannot); `Err(why)` when
+    /// the kernel was demanded and cannot. `prefer_stream`: auto streams even if it could.
+    pub fn in_kernel(
+        self,
+        unsupported: Option<String>,
+        prefer_stream: bool,
+    ) -> Result<bool, String> {
+        match (self, unsupported) {
+            (AggMode::Stream, _) => Ok(false),
+            (AggMode::Kernel, Some(why)) => Err(why),
+            (AggMode::Auto, None) if prefer_stream => Ok(false),
+            (AggMode::Kernel, None) | (AggMode::Auto, None) => Ok(true),
+            (AggMode::Auto, Some(_)) => Ok(false),
+        }
+    }
+}
+
+/// Finds every object holding each probe of `patterns`: in the named file (or the files a PATH
+/// glob matches), else in the objects the process maps, else in the objects any running process
+/// maps. One list per pattern, never empty; also the lines that say what a glob matched
+/// (all of them when `verbose`).
+pub fn resolve(
+    patterns: &[&ProbePattern],
+    pid: Option<u32>,
+    verbose: bool,
+) -> Result<(Vec<Vec<Target>>, Vec<String>), SessionError> {
+    let patterns: Vec<ProbePattern> = patterns.iter().map(|&p| p.clone()).collect();
+    let scope = match pid {
+        Some(pid) => Scope::Pids(vec![pid as i32]),
+        None => Scope::AllProcesses,
+    };
+    let resolved = targets::resolve_patterns(&patterns, &scope)?;
+    let report = resolved.report(&patterns, verbose);
+    Ok((resolved.targets, report))
+}
+
+/// Checks an argument the user named (`option`, e.g. `--by arg9`) against every site of the
+/// probes it is read from, before anything is attached.
+pub fn check_arg(targets: &[Target], arg: ArgRef, option: &str) -> Result<(), SessionError> {
+    Ok(check_arg_index(targets, arg.index, option)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> ProbePattern {
+        ProbePattern::parse_exact(s).unwrap()
+    }
+
+    #[test]
+    fn a_catalog_pair_is_named_by_its_start_alone() {
+        let c = Catalog::builtin();
+        let p = build_pair(&spec("postgresql:query__start"), None, None, &c).unwrap();
+        assert_eq!(p.done, "postgresql:query__done");
+        assert_eq!(p.label, Some(0));
+    }
+
+    #[test]
+    fn an_unknown_start_without_a_done_is_a_clear_error() {
+        let c = Catalog::builtin();
+        let e = build_pair(&spec("app:begin"), None, None, &c).unwrap_err();
+        assert!(e.to_string().contains("name its done probe"), "{e}");
+    }
+
+    #[test]
+    fn key_pairs_by_the_given_arguments() {
+        let c = Catalog::builtin();
+        let p = build_pair(
+            &spec("app:req__start"),
+            Some(&spec("app:req__done")),
+            Some("arg0"),
+            &c,
+        )
+        .unwrap();
+        assert_eq!((p.start_key, p.done_key), (Some(0), Some(0)));
+        let p = build_pair(
+            &spec("node:http__server__request"),
+            Some(&spec("node:http__server__response")),
+            Some("arg6:arg3"),
+            &c,
+        )
+        .unwrap();
+        assert_eq!((p.start_key, p.done_key), (Some(6), Some(3)));
+    }
+
+    #[test]
+    fn arguments_are_named_by_index_or_by_catalog_name() {
+        let c = Catalog::builtin();
+        let fd = parse_arg_ref("fd", "node:http__server__request", &c, true).unwrap();
+        assert_eq!(
+            fd,
+            ArgRef {
+                index: 6,
+                is_str: false
+            }
+        );
+        let url = parse_arg_ref("arg5", "node:http__server__request", &c, false).unwrap();
+        assert_eq!(
+            url,
+            ArgRef {
+                index: 5,
+                is_str: true
+            }
+        );
+        let unknown = parse_arg_ref("1", "x:y", &c, true).unwrap();
+        assert_eq!(
+            unknown,
+            ArgRef {
+                index: 1,
+                is_str: true
+            }
+        );
+        let forced = parse_arg_ref("arg1:int", "x:y", &c, true).unwrap();
+        assert!(!forced.is_str);
+        assert!(parse_arg_ref("nope", "node:http__server__request", &c, true).is_err());
+    }
+
+    #[test]
+    fn the_kernel_pairs_by_thread_or_integer_and_not_nested() {
+        let c = Catalog::builtin();
+        let plain = build_pair(&spec("postgresql:query__start"), None, None, &c).unwrap();
+        assert_eq!(kernel_unsupported(&plain, &c, false), None);
+        assert!(kernel_unsupported(&plain, &c, true).is_some());
+        let nested = Pair {
+            nested: true,
+            ..plain
+        };
+        assert!(kernel_unsupported(&nested, &c, false).is_some());
+    }
+
+    #[test]
+    fn kernel_mode_demands_the_kernel_and_auto_falls_back() {
+        let why = || Some("why".to_string());
+        assert_eq!(AggMode::Kernel.in_kernel(why(), false), Err("why".into()));
+        assert_eq!(AggMode::Auto.in_kernel(why(), false), Ok(false));
+        assert_eq!(AggMode::Auto.in_kernel(None, false), Ok(true));
+        assert_eq!(AggMode::Auto.in_kernel(None, true), Ok(false));
+        assert_eq!(AggMode::Kernel.in_kernel(None, true), Ok(true));
+        assert_eq!(AggMode::Stream.in_kernel(None, false), Ok(false));
+    }
+}
