@@ -6,11 +6,15 @@ mod action;
 pub mod aggregate;
 mod explorer;
 mod live;
+mod pairing;
+mod scan;
 mod state;
 
 pub use action::{Action, Command, Pane};
 pub use explorer::{Cursor, Explorer, ObjectView, ProbeView, ProcessSort, ProcessView};
 pub use live::{normalize_key, Filter, HitRate, Live, LogEntry, LOG_CAP};
+pub use pairing::{KernelLatency, PairingMode, PairingPolicy};
+pub use scan::{ProcessScan, ScannedObject, ViewCache};
 pub use state::{App, AttachState, Status};
 
 #[cfg(test)]

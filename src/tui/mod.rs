@@ -4,7 +4,6 @@
 //! at a steady frame rate while things change (rarely when idle).
 
 mod discovery;
-mod pairing;
 mod terminal;
 mod tracer;
 
@@ -14,18 +13,20 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use usdtop::app::{Action, App, Command, Pane};
+use usdtop::app::{Action, App, Command, PairingMode, PairingPolicy, Pane, ProcessScan};
 use usdtop::demo::{Demo, LoadConfig};
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::discovery::select::{describe_matches, expand_path, has_glob, ProbePattern};
 use usdtop::ui::{self, keymap, Theme};
 
+use crate::cli::latency::AggMode;
+use crate::cli::latency_kernel::{kernel_unsupported, TARGET_STREAM_RATE};
 use crate::cli::stop;
 use crate::cli::tui::TuiArgs;
 use discovery::ObjectIndex;
-use pairing::PairingControl;
 use tracer::{AttachRequest, Tracer};
 use usdtop::probes::discovery::watch::Watch;
+use usdtop::probes::ProbeKey;
 
 /// Frame interval while something changes (~15 fps).
 const FRAME: Duration = Duration::from_millis(66);
@@ -55,6 +56,9 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     let catalog = Arc::new(Catalog::builtin());
     let mut app = App::new(catalog.clone());
     app.wall_offset_ns = wall_offset_ns();
+    app.pairing = PairingPolicy::new(pairing_mode(args.pairing), TARGET_STREAM_RATE);
+    // What to tell the app once the runner is there to carry out its answers.
+    let mut first = Vec::new();
 
     let _demo = if args.demo {
         let demo = Demo::start(
@@ -65,7 +69,7 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
             }),
         )
         .context("starting the demo server")?;
-        app.update(Action::Status(format!(
+        first.push(Action::Status(format!(
             "demo: HTTP server on http://{} with a load generator ({} req/s)",
             demo.server.addr(),
             args.demo_rate
@@ -93,15 +97,24 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
         lists_needed: if target_pid.is_some() { 2 } else { 1 },
     };
     if args.demo || (!startup.names.is_empty()) {
-        app.focus = Pane::Histogram;
+        first.push(Action::Focus(Pane::Histogram));
     }
 
-    let mut tracer = make_tracer(&mut app);
-    let mut events_rx = tracer.take_events();
+    let (tracer, unavailable) = make_tracer();
+    first.extend(unavailable);
+    let mut runner = Runner {
+        tracer,
+        index: Default::default(),
+        catalog,
+        changes: Watch::new(),
+    };
+    for action in first {
+        runner.dispatch(&mut app, action);
+    }
+    let mut events_rx = runner.tracer.take_events();
 
-    let index: ObjectIndex = Default::default();
-    let (disc_tx, mut disc_rx) = mpsc::channel::<Action>(4);
-    discovery::spawn(target_pid, disc_tx, index.clone());
+    let (disc_tx, mut disc_rx) = mpsc::channel::<Vec<ProcessScan>>(4);
+    discovery::spawn(target_pid, disc_tx, runner.index.clone());
 
     let theme = Theme::from_env();
     // Caught before the terminal changes: from here on no signal kills usdtop with the
@@ -116,26 +129,23 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     let mut last_draw = Instant::now() - IDLE_REDRAW;
     let mut last_counts = Instant::now();
     let mut last_pairing = Instant::now();
-    let mut pairing = PairingControl::new(args.pairing);
-    // The attached files and processes, for a deploy or an exec under the explorer.
-    let mut changes = Watch::new();
 
     loop {
         if stop::requested() {
             break;
         }
-        let mut commands = Vec::new();
+        let mut quit = false;
         tokio::select! {
             ev = keys.next() => match ev {
                 Some(Ok(TermEvent::Key(k))) => {
                     if let Some(a) = keymap::map_key(k, &app) {
-                        commands = app.update(a);
+                        quit = runner.dispatch(&mut app, a);
                     }
                     dirty = true;
                 }
                 Some(Ok(TermEvent::Mouse(m))) => {
                     if let Some(a) = keymap::map_mouse(m) {
-                        commands = app.update(a);
+                        quit = runner.dispatch(&mut app, a);
                         dirty = true;
                     }
                 }
@@ -146,45 +156,53 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
             },
             batch = recv_events(&mut events_rx) => match batch {
                 Some(batch) => {
-                    app.update(Action::Events(batch));
+                    quit = runner.dispatch(&mut app, Action::Events(batch));
                     dirty = true;
                 }
                 None => events_rx = None,
             },
-            act = disc_rx.recv() => {
-                if let Some(act) = act {
-                    app.update(act);
-                    commands = startup_attach(&mut app, &mut startup);
+            scans = disc_rx.recv() => {
+                if let Some(scans) = scans {
+                    quit = runner.dispatch(&mut app, Action::Scanned(scans));
+                    let commands = startup_attach(&mut app, &mut startup);
+                    quit |= runner.run(&mut app, commands);
                     dirty = true;
                 }
             },
             _ = ticker.tick() => {
-                app.update(Action::Tick { now_ns: monotonic_ns() });
+                quit = runner.dispatch(&mut app, Action::Tick { now_ns: monotonic_ns() });
                 if last_counts.elapsed() >= Duration::from_secs(1) {
-                    let c = tracer.counts();
-                    app.update(Action::ProbeCounts {
+                    let c = runner.tracer.counts();
+                    quit |= runner.dispatch(&mut app, Action::ProbeCounts {
                         hits: c.hits,
                         dropped: c.dropped,
                         too_slow: c.too_slow,
                         unreadable: c.unreadable,
                     });
                     last_counts = Instant::now();
-                    for change in changes.changes() {
-                        app.update(Action::Status(change.to_string()));
+                    for change in runner.changes.changes() {
+                        quit |= runner.dispatch(&mut app, Action::Status(change.to_string()));
                         dirty = true;
                     }
                 }
                 // As often as `latency` adapts its sampling.
                 if last_pairing.elapsed() >= Duration::from_millis(250) {
-                    pairing.tick(&mut app, tracer.as_mut(), &catalog, monotonic_ns());
+                    let kernel_pair = runner.tracer.kernel_pair().cloned();
+                    quit |= runner.dispatch(&mut app, Action::PairingTick {
+                        now_ns: monotonic_ns(),
+                        kernel_pair,
+                    });
                     last_pairing = Instant::now();
                     dirty = true;
                 }
                 if dirty || last_draw.elapsed() >= IDLE_REDRAW {
                     if let Ok(size) = guard.terminal.size() {
                         let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
-                        app.page_rows = (size.height as usize / 3).max(1);
-                        app.live.hist_rows = ui::histogram_rows(area, &app);
+                        let resize = Action::Resize {
+                            page_rows: size.height as usize / 3,
+                            hist_rows: ui::histogram_rows(area, &app),
+                        };
+                        quit |= runner.dispatch(&mut app, resize);
                     }
                     let t0 = Instant::now();
                     guard.terminal.draw(|f| ui::draw(f, &app, &theme))?;
@@ -194,21 +212,10 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
                 }
             },
         }
-        for cmd in commands {
-            if cmd == Command::Quit {
-                drop(guard);
-                frames.report();
-                return Ok(0);
-            }
-            execute(
-                cmd,
-                tracer.as_mut(),
-                &index,
-                &catalog,
-                &mut app,
-                &mut changes,
-            );
-            dirty = true;
+        if quit {
+            drop(guard);
+            frames.report();
+            return Ok(0);
         }
         if app.quit {
             break;
@@ -220,6 +227,15 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     Ok(stop::exit_status())
 }
 
+/// The `--pairing` choice in the app's terms.
+fn pairing_mode(mode: AggMode) -> PairingMode {
+    match mode {
+        AggMode::Auto => PairingMode::Auto,
+        AggMode::Stream => PairingMode::Stream,
+        AggMode::Kernel => PairingMode::Kernel,
+    }
+}
+
 async fn recv_events(
     rx: &mut Option<usdtop::probes::tracing::queue::EventStream>,
 ) -> Option<Vec<usdtop::probes::Event>> {
@@ -229,14 +245,15 @@ async fn recv_events(
     }
 }
 
-/// The BPF engine, or a stand-in that explains why there is none (the explorer still works).
-fn make_tracer(app: &mut App) -> Box<dyn Tracer> {
+/// The BPF engine, or a stand-in that explains why there is none (the explorer still works),
+/// with the action that tells the app so.
+fn make_tracer() -> (Box<dyn Tracer>, Option<Action>) {
     match tracer::BpfTracer::start() {
-        Ok(t) => Box::new(t),
-        Err(why) => {
-            app.update(Action::AttachUnavailable(why.clone()));
-            Box::new(tracer::Unavailable(why))
-        }
+        Ok(t) => (Box::new(t), None),
+        Err(why) => (
+            Box::new(tracer::Unavailable(why.clone())),
+            Some(Action::AttachUnavailable(why)),
+        ),
     }
 }
 
@@ -250,9 +267,9 @@ fn startup_attach(app: &mut App, s: &mut StartupAttach) -> Vec<Command> {
     let mut missing = Vec::new();
     for text in std::mem::take(&mut s.names) {
         let Some(mut pattern) = ProbePattern::parse(&text) else {
-            app.update(Action::Error(format!(
+            out.extend(app.update(Action::Error(format!(
                 "cannot attach `{text}`: write provider:name or PATH:provider:name"
-            )));
+            ))));
             continue;
         };
         // A PATH glob names files (copies of a program): one pattern per file it matches.
@@ -261,12 +278,12 @@ fn startup_attach(app: &mut App, s: &mut StartupAttach) -> Vec<Command> {
             Ok(Some(files)) => {
                 if pattern.path.as_deref().is_some_and(has_glob) && s.lists_seen == 1 {
                     let glob = pattern.path.as_deref().unwrap_or_default();
-                    app.update(Action::Status(describe_matches(glob, &files)));
+                    out.extend(app.update(Action::Status(describe_matches(glob, &files))));
                 }
                 files.into_iter().map(Some).collect()
             }
             Err(e) => {
-                app.update(Action::Error(format!("cannot attach `{text}`: {e}")));
+                out.extend(app.update(Action::Error(format!("cannot attach `{text}`: {e}"))));
                 continue;
             }
         };
@@ -293,69 +310,111 @@ fn startup_attach(app: &mut App, s: &mut StartupAttach) -> Vec<Command> {
             .pid
             .map(|p| format!("process {p}"))
             .unwrap_or_else(|| "any process".into());
-        app.update(Action::Error(format!(
+        out.extend(app.update(Action::Error(format!(
             "cannot attach {}: not found in {whom}",
             missing.join(", ")
-        )));
+        ))));
     } else {
         s.names = missing;
     }
     out
 }
 
-fn execute(
-    cmd: Command,
-    tracer: &mut dyn Tracer,
-    index: &ObjectIndex,
-    catalog: &Catalog,
-    app: &mut App,
-    changes: &mut Watch,
-) {
-    match cmd {
-        Command::Attach { probe, pid } => {
-            let entry = index.lock().unwrap().get(&probe.path).cloned();
-            let result = match entry.as_ref().map(|(open, obj)| (open, obj.as_ref())) {
-                None => Err(format!("{} is not (or no longer) scanned", probe.path)),
-                Some((_, Err(e))) => Err(e.to_string()),
-                Some((open, Ok(obj))) => match obj
-                    .probes
-                    .iter()
-                    .find(|p| p.provider == probe.provider && p.name == probe.name)
-                {
-                    None => Err(format!("{} has no probe {}", probe.path, probe.full_name())),
-                    Some(p) => tracer.attach(AttachRequest {
-                        object: obj,
-                        open_path: (*open != probe.path).then(|| open.into()),
-                        probe: p,
-                        pid,
-                        strings: catalog.string_args(&probe.full_name()),
-                    }),
-                },
-            };
-            if result.is_ok() {
-                // Watched for a deploy over the file and for an exec of the process.
-                if let Some((open, _)) = &entry {
-                    if !open.starts_with("/proc") {
-                        changes.file(open.as_ref());
-                    }
-                }
-                if let Some(pid) = pid {
-                    changes.process(pid);
+/// Carries out what the app asks: the tracer, the object index and the file watch live here.
+struct Runner {
+    tracer: Box<dyn Tracer>,
+    index: ObjectIndex,
+    catalog: Arc<Catalog>,
+    /// The attached files and processes, for a deploy or an exec under the explorer.
+    changes: Watch,
+}
+
+impl Runner {
+    /// Gives the app one action and carries out every command it answers with, and the
+    /// commands the outcomes lead to; true when the app asked to quit.
+    fn dispatch(&mut self, app: &mut App, action: Action) -> bool {
+        let commands = app.update(action);
+        self.run(app, commands)
+    }
+
+    /// Carries out `commands` in order, each outcome going back through `update` at once.
+    fn run(&mut self, app: &mut App, commands: Vec<Command>) -> bool {
+        let mut quit = false;
+        for cmd in commands {
+            match self.execute(cmd, app) {
+                Some(outcome) => quit |= self.dispatch(app, outcome),
+                None => quit = true,
+            }
+        }
+        quit
+    }
+
+    /// Runs one command; the action that reports its outcome (`None`: quit).
+    fn execute(&mut self, cmd: Command, app: &App) -> Option<Action> {
+        Some(match cmd {
+            Command::Attach { probe, pid } => {
+                let result = self.attach(&probe, pid);
+                match result {
+                    Ok(sites) => Action::Attached { probe, sites },
+                    Err(why) => Action::AttachFailed { probe, why },
                 }
             }
-            app.update(match result {
-                Ok(sites) => Action::Attached { probe, sites },
-                Err(why) => Action::AttachFailed { probe, why },
-            });
-        }
-        Command::Detach { probe } => {
-            let action = match tracer.detach(&probe) {
+            Command::Detach { probe } => match self.tracer.detach(&probe) {
                 Ok(()) => Action::Detached { probe },
                 Err(why) => Action::Error(format!("detaching {}: {why}", probe.full_name())),
-            };
-            app.update(action);
+            },
+            Command::PairInKernel { pair, rate, now_ns } => {
+                let result = self.tracer.pair_in_kernel(&pair, None, now_ns);
+                Action::PairedInKernel { pair, rate, result }
+            }
+            Command::PairInStream { cooled } => Action::PairedInStream {
+                cooled,
+                result: self.tracer.pair_in_stream(),
+            },
+            Command::ReadKernelPairing { now_ns } => Action::PairingReport {
+                now_ns,
+                report: self.tracer.kernel_latency(now_ns),
+                kernel_unsupported: app
+                    .live
+                    .pair()
+                    .and_then(|p| kernel_unsupported(p, &self.catalog, false)),
+            },
+            Command::Quit => return None,
+        })
+    }
+
+    fn attach(&mut self, probe: &ProbeKey, pid: Option<u32>) -> Result<usize, String> {
+        let entry = self.index.lock().unwrap().get(&probe.path).cloned();
+        let result = match entry.as_ref().map(|(open, obj)| (open, obj.as_ref())) {
+            None => Err(format!("{} is not (or no longer) scanned", probe.path)),
+            Some((_, Err(e))) => Err(e.to_string()),
+            Some((open, Ok(obj))) => match obj
+                .probes
+                .iter()
+                .find(|p| p.provider == probe.provider && p.name == probe.name)
+            {
+                None => Err(format!("{} has no probe {}", probe.path, probe.full_name())),
+                Some(p) => self.tracer.attach(AttachRequest {
+                    object: obj,
+                    open_path: (*open != probe.path).then(|| open.into()),
+                    probe: p,
+                    pid,
+                    strings: self.catalog.string_args(&probe.full_name()),
+                }),
+            },
+        };
+        if result.is_ok() {
+            // Watched for a deploy over the file and for an exec of the process.
+            if let Some((open, _)) = &entry {
+                if !open.starts_with("/proc") {
+                    self.changes.file(open.as_ref());
+                }
+            }
+            if let Some(pid) = pid {
+                self.changes.process(pid);
+            }
         }
-        Command::Quit => {}
+        result
     }
 }
 

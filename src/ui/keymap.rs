@@ -67,6 +67,7 @@ pub fn map_mouse(m: MouseEvent) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::fixtures::step;
     use crate::probes::discovery::catalog::Catalog;
     use std::sync::Arc;
 
@@ -81,7 +82,7 @@ mod tests {
             map_key(press(KeyCode::Char('q')), &app),
             Some(Action::Quit)
         ));
-        app.update(Action::StartFilter);
+        step(&mut app, Action::StartFilter);
         assert!(matches!(
             map_key(press(KeyCode::Char('q')), &app),
             Some(Action::FilterInput('q'))
@@ -95,7 +96,7 @@ mod tests {
     #[test]
     fn ctrl_c_always_quits() {
         let mut app = App::new(Arc::new(Catalog::builtin()));
-        app.update(Action::ToggleHelp);
+        step(&mut app, Action::ToggleHelp);
         let k = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert!(matches!(map_key(k, &app), Some(Action::Quit)));
     }

@@ -29,8 +29,8 @@ fn screen(app: &App) -> String {
 #[test]
 fn explorer_lists_processes_objects_and_probes_with_badges() {
     let mut app = app();
-    app.update(Action::Enter);
-    app.update(Action::Enter);
+    step(&mut app, Action::Enter);
+    step(&mut app, Action::Enter);
     let s = screen(&app);
     assert!(s.contains("demo"), "{s}");
     assert!(s.contains("/usr/bin/demo"), "{s}");
@@ -60,9 +60,9 @@ fn live_panes_show_log_histogram_and_top_table() {
 #[test]
 fn a_drill_down_is_always_visible_in_the_header() {
     let mut app = app_with_traffic();
-    app.update(Action::Focus(crate::app::Pane::Top));
-    app.update(Action::Down);
-    app.update(Action::Enter);
+    step(&mut app, Action::Focus(crate::app::Pane::Top));
+    step(&mut app, Action::Down);
+    step(&mut app, Action::Enter);
     let s = screen(&app);
     assert!(s.lines().next().unwrap().contains("filter: /slow"), "{s}");
 }
@@ -70,7 +70,7 @@ fn a_drill_down_is_always_visible_in_the_header() {
 #[test]
 fn the_help_overlay_lists_the_keys() {
     let mut app = app();
-    app.update(Action::ToggleHelp);
+    step(&mut app, Action::ToggleHelp);
     let s = screen(&app);
     assert!(s.contains("usdtop keys"), "{s}");
     assert!(s.contains("attach / detach the selected probe"), "{s}");
@@ -98,7 +98,7 @@ fn an_ansi_escape_in_a_traced_url_cannot_reach_the_terminal() {
     let mut app = app_with_traffic();
     let mut ev = request(1300, 9, "/x");
     ev.args[5] = ArgValue::Str("/evil\x1b[2J\x1b]0;pwned\x07".into());
-    app.update(Action::Events(vec![ev]));
+    step(&mut app, Action::Events(vec![ev]));
     let (s, buf) = render(&app, 200, 40, Theme::plain());
     assert!(s.contains("/evil\\x1b[2J\\x1b]0;pwned\\x07"), "{s}");
     assert!(buf.content().iter().all(|c| !c.symbol().contains('\x1b')));
@@ -111,7 +111,7 @@ fn bidi_controls_invisible_characters_and_bad_bytes_are_drawn_as_escapes() {
     // The label (URL) and another string argument (the method).
     ev.args[5] = ArgValue::Str("/\u{202e}x\u{2066}\u{200b}".into());
     ev.args[4] = ArgValue::Str(StrValue::new(b"GE\xff\xe2\x80\x8fT".to_vec(), false));
-    app.update(Action::Events(vec![ev]));
+    step(&mut app, Action::Events(vec![ev]));
     let (s, buf) = render(&app, 200, 40, Theme::plain());
     assert!(s.contains("/\\u{202e}x\\u{2066}\\u{200b}"), "{s}");
     assert!(s.contains("method=GE\\xff\\u{200f}T"), "{s}");
@@ -139,10 +139,13 @@ fn no_color_draws_without_colours() {
 #[test]
 fn an_attach_failure_shows_its_cause_on_the_status_line() {
     let mut app = app();
-    app.update(Action::AttachFailed {
-        probe: key("http__server__request"),
-        why: "perf_event_open: Permission denied".into(),
-    });
+    step(
+        &mut app,
+        Action::AttachFailed {
+            probe: key("http__server__request"),
+            why: "perf_event_open: Permission denied".into(),
+        },
+    );
     let s = screen(&app);
     let status = s.lines().nth(38).unwrap();
     assert!(status.contains("Permission denied"), "{s}");
@@ -162,7 +165,7 @@ fn an_empty_machine_draws_without_panicking_at_tiny_sizes() {
 #[test]
 fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
     let mut app = app_with_traffic();
-    app.update(Action::Sampling(Some(64)));
+    step(&mut app, Action::Sampling(Some(64)));
     let s = screen(&app);
     assert_eq!(s.matches("sampled 1/64").count(), 2, "{s}");
     assert!(
@@ -174,12 +177,15 @@ fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
 #[test]
 fn the_header_counts_drops_and_strings_left_unreadable() {
     let mut app = app_with_traffic();
-    app.update(Action::ProbeCounts {
-        hits: Vec::new(),
-        dropped: 3,
-        too_slow: 0,
-        unreadable: 2,
-    });
+    step(
+        &mut app,
+        Action::ProbeCounts {
+            hits: Vec::new(),
+            dropped: 3,
+            too_slow: 0,
+            unreadable: 2,
+        },
+    );
     let s = screen(&app);
     let header = s.lines().next().unwrap();
     assert!(header.contains("3 dropped"), "{s}");
