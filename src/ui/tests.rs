@@ -4,7 +4,7 @@ use super::*;
 use crate::app::fixtures::*;
 use crate::app::{Action, App};
 use crate::probes::tracing::event::StrValue;
-use crate::probes::{ArgValue, Event};
+use crate::probes::ArgValue;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -152,14 +152,57 @@ fn an_attach_failure_shows_its_cause_on_the_status_line() {
 }
 
 #[test]
-fn an_empty_machine_draws_without_panicking_at_tiny_sizes() {
+fn an_empty_machine_draws_the_frame_at_every_size_down_to_one_cell() {
     let app = App::new(std::sync::Arc::new(
         crate::probes::discovery::catalog::Catalog::builtin(),
     ));
-    for (w, h) in [(1, 1), (20, 5), (80, 24)] {
-        render(&app, w, h, Theme::plain());
+    let (one, _) = render(&app, 1, 1, Theme::plain());
+    assert_eq!(one.chars().count(), 2, "one cell and a newline: {one:?}");
+    let (small, _) = render(&app, 20, 5, Theme::plain());
+    assert!(small.starts_with(" usdtop "), "{small}");
+    let (s, _) = render(&app, 80, 24, Theme::plain());
+    assert!(s.contains("0 processes · 0 attached"), "{s}");
+    assert!(s.lines().last().unwrap().contains("q quit"), "{s}");
+}
+
+/// Every key of the table is in the help overlay, with what it does.
+#[test]
+fn the_help_overlay_shows_every_binding_of_the_key_table() {
+    let mut app = app();
+    step(&mut app, Action::ToggleHelp);
+    let s = screen(&app);
+    for b in keymap::KEYS {
+        let line = format!("{:<20}{}", keymap::keys_text(b), b.does);
+        assert!(s.contains(line.trim_end()), "{line:?} missing:\n{s}");
     }
-    let _ = Event::clone;
+}
+
+/// Each pane's footer shows the hints the key table gives it, and the global ones last.
+#[test]
+fn the_footer_shows_the_key_tables_hints_for_the_focused_pane() {
+    let mut app = app_with_traffic();
+    for pane in crate::app::Pane::ORDER {
+        step(&mut app, Action::Focus(pane));
+        let s = screen(&app);
+        let footer = s.lines().last().unwrap();
+        for (keys, word) in keymap::hints(&app) {
+            assert!(
+                footer.contains(&format!("{keys} {word}")),
+                "{pane:?}: {footer}"
+            );
+        }
+        assert!(
+            footer.trim_end().ends_with("Tab pane  ? help  q quit"),
+            "{footer}"
+        );
+    }
+    step(&mut app, Action::StartFilter);
+    let s = screen(&app);
+    let footer = s.lines().last().unwrap();
+    assert!(
+        footer.contains("type filter  Enter keep  Esc clear"),
+        "{footer}"
+    );
 }
 
 #[test]
@@ -190,4 +233,48 @@ fn the_header_counts_drops_and_strings_left_unreadable() {
     let header = s.lines().next().unwrap();
     assert!(header.contains("3 dropped"), "{s}");
     assert!(header.contains("2 strings unreadable"), "{s}");
+}
+
+/// The main screens, drawn from the fixtures (no clocks, no pids from this machine), at the
+/// smallest supported size and a large one. A change to what is drawn shows as a diff of the
+/// committed snapshot (`cargo insta review`).
+mod snapshots {
+    use super::*;
+
+    fn both_sizes(name: &str, app: &App) {
+        for (w, h) in [(80, 24), (200, 50)] {
+            let (s, _) = render(app, w, h, Theme::plain());
+            insta::assert_snapshot!(format!("{name}_{w}x{h}"), s);
+        }
+    }
+
+    #[test]
+    fn explorer_with_the_probes_of_a_process() {
+        let mut app = app();
+        step(&mut app, Action::Enter);
+        step(&mut app, Action::Enter);
+        both_sizes("explorer", &app);
+    }
+
+    #[test]
+    fn live_panes_with_traffic() {
+        let mut app = app_with_traffic();
+        step(&mut app, Action::Focus(crate::app::Pane::Histogram));
+        both_sizes("live", &app);
+    }
+
+    #[test]
+    fn help_overlay() {
+        let mut app = app_with_traffic();
+        step(&mut app, Action::ToggleHelp);
+        both_sizes("help", &app);
+    }
+
+    #[test]
+    fn filter_being_typed() {
+        let mut app = app();
+        step(&mut app, Action::StartFilter);
+        step(&mut app, Action::FilterInput('d'));
+        both_sizes("filter", &app);
+    }
 }
