@@ -84,6 +84,8 @@ pub enum Action {
     ToggleHelp,
     Quit,
     // --- results from the runtime ---
+    /// Select this process (now, or once it is listed).
+    SelectProcess(u32),
     /// A fresh process list (replaces the previous one).
     Processes(Vec<ProcessView>),
     /// A fresh process list as discovery scanned it (the app makes the views).

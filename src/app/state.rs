@@ -137,6 +137,7 @@ impl App {
                 self.quit = true;
                 out.push(Command::Quit);
             }
+            Action::SelectProcess(pid) => self.explorer.select_pid(pid),
             Action::Processes(list) => self.explorer.set_processes(list),
             Action::Scanned(scans) => {
                 let list = self.views.processes(scans);

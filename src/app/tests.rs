@@ -558,3 +558,12 @@ fn the_screen_size_sets_page_and_histogram_rows() {
     assert_eq!(app.page_rows, 1, "a page moves at least one row");
     assert_eq!(app.live.hist_rows, 7);
 }
+
+#[test]
+fn a_process_selected_before_it_is_listed_is_selected_once_it_is() {
+    let mut app = App::new(Arc::new(Catalog::builtin()));
+    step(&mut app, Action::SelectProcess(1));
+    assert_eq!(app.explorer.selected_process(), None);
+    step(&mut app, Action::Processes(processes()));
+    assert_eq!(app.explorer.selected_process().map(|p| p.pid), Some(1));
+}

@@ -4,6 +4,7 @@
 use super::latency::AggMode;
 use clap::Args;
 use std::path::Path;
+use usdtop::app::PairingMode;
 
 #[derive(Args, Debug)]
 pub struct TuiArgs {
@@ -45,5 +46,15 @@ pub fn run(args: TuiArgs) -> anyhow::Result<u8> {
             "no process with pid {pid}"
         );
     }
-    crate::tui::run(args)
+    crate::tui::run(crate::tui::Options {
+        pid: args.pid,
+        attach: args.attach,
+        demo: args.demo,
+        demo_rate: args.demo_rate,
+        pairing: match args.pairing {
+            AggMode::Auto => PairingMode::Auto,
+            AggMode::Stream => PairingMode::Stream,
+            AggMode::Kernel => PairingMode::Kernel,
+        },
+    })
 }

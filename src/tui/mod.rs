@@ -19,14 +19,27 @@ use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::discovery::select::{describe_matches, expand_path, has_glob, ProbePattern};
 use usdtop::ui::{self, keymap, Theme};
 
-use crate::cli::latency::AggMode;
 use crate::cli::latency_kernel::{kernel_unsupported, TARGET_STREAM_RATE};
 use crate::cli::stop;
-use crate::cli::tui::TuiArgs;
 use discovery::ObjectIndex;
 use tracer::{AttachRequest, Tracer};
 use usdtop::probes::discovery::watch::Watch;
 use usdtop::probes::ProbeKey;
+
+/// What the explorer starts with (the command line's `usdtop` without a subcommand).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Start with this process selected, and attach `attach` in it.
+    pub pid: Option<u32>,
+    /// Probe patterns to attach once their process is listed.
+    pub attach: Vec<String>,
+    /// Run the built-in demo workload in this process, its request probes attached.
+    pub demo: bool,
+    /// Requests per second of the demo's load generator.
+    pub demo_rate: f64,
+    /// Where the followed start/done pair is paired.
+    pub pairing: PairingMode,
+}
 
 /// Frame interval while something changes (~15 fps).
 const FRAME: Duration = Duration::from_millis(66);
@@ -35,7 +48,7 @@ const IDLE_REDRAW: Duration = Duration::from_secs(1);
 const DEMO_PROBES: [&str; 2] = ["node:http__server__request", "node:http__server__response"];
 
 /// Runs the explorer until `q`, Ctrl-C or a stop signal; the exit status.
-pub fn run(args: TuiArgs) -> anyhow::Result<u8> {
+pub fn run(args: Options) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -52,11 +65,12 @@ struct StartupAttach {
     lists_needed: u32,
 }
 
-async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
+async fn run_loop(args: Options) -> anyhow::Result<u8> {
     let catalog = Arc::new(Catalog::builtin());
     let mut app = App::new(catalog.clone());
+    // Configuration, before the first action.
     app.wall_offset_ns = wall_offset_ns();
-    app.pairing = PairingPolicy::new(pairing_mode(args.pairing), TARGET_STREAM_RATE);
+    app.pairing = PairingPolicy::new(args.pairing, TARGET_STREAM_RATE);
     // What to tell the app once the runner is there to carry out its answers.
     let mut first = Vec::new();
 
@@ -83,9 +97,7 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     } else {
         args.pid
     };
-    if let Some(pid) = target_pid {
-        app.explorer.select_pid(pid);
-    }
+    first.extend(target_pid.map(Action::SelectProcess));
     let mut startup = StartupAttach {
         names: if args.demo {
             DEMO_PROBES.iter().map(|s| s.to_string()).collect()
@@ -225,15 +237,6 @@ async fn run_loop(args: TuiArgs) -> anyhow::Result<u8> {
     frames.report();
     // 0 after q or the Ctrl-C key; 128 + the signal's number after an external signal.
     Ok(stop::exit_status())
-}
-
-/// The `--pairing` choice in the app's terms.
-fn pairing_mode(mode: AggMode) -> PairingMode {
-    match mode {
-        AggMode::Auto => PairingMode::Auto,
-        AggMode::Stream => PairingMode::Stream,
-        AggMode::Kernel => PairingMode::Kernel,
-    }
 }
 
 async fn recv_events(
