@@ -30,12 +30,12 @@ pub struct ScannedObject {
 /// Views already made, by object identity and mapped path (never evicted: the set of
 /// distinct objects on a machine is small).
 #[derive(Default)]
-pub struct ViewCache {
+pub(super) struct ViewCache {
     views: HashMap<(ObjectKey, String), Arc<ObjectView>>,
 }
 
 impl ViewCache {
-    pub fn processes(&mut self, scans: Vec<ProcessScan>) -> Vec<ProcessView> {
+    pub(super) fn processes(&mut self, scans: Vec<ProcessScan>) -> Vec<ProcessView> {
         scans
             .into_iter()
             .map(|p| ProcessView {

@@ -567,3 +567,63 @@ fn a_process_selected_before_it_is_listed_is_selected_once_it_is() {
     step(&mut app, Action::Processes(processes()));
     assert_eq!(app.explorer.selected_process().map(|p| p.pid), Some(1));
 }
+
+#[test]
+fn scanned_objects_become_views_shared_between_processes_with_probes_in_name_order() {
+    use crate::probes::discovery::elf::{ElfError, ObjectProbes, Probe};
+    use crate::probes::discovery::process::ObjectKey;
+    let probe = |name: &str| Probe {
+        provider: "node".into(),
+        name: name.into(),
+        semaphore: None,
+        semaphore_offset: Some(0x10),
+        sites: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let object = |inode, path: &str, probes: Result<ObjectProbes, ElfError>| {
+        Arc::new(ScannedObject {
+            key: ObjectKey { dev: 1, inode },
+            path: path.into(),
+            attach_path: path.into(),
+            probes: Arc::new(probes),
+        })
+    };
+    let node = object(
+        7,
+        BIN,
+        Ok(ObjectProbes {
+            path: BIN.into(),
+            position_independent: true,
+            probes: vec![probe("gc__start"), probe("gc__done")],
+        }),
+    );
+    let broken = object(8, "/usr/lib/broken.so", Err(ElfError::NotElf));
+    let scan = |pid| ProcessScan {
+        pid,
+        comm: "node".into(),
+        objects: vec![node.clone(), broken.clone()],
+    };
+    let mut app = App::new(Arc::new(Catalog::builtin()));
+    step(&mut app, Action::Scanned(vec![scan(1), scan(2)]));
+    let (one, two) = (node_view_of(&app, 1), node_view_of(&app, 2));
+    assert!(Arc::ptr_eq(&one, &two), "one view for the object both map");
+    let names: Vec<String> = two.probes.iter().map(|p| p.full_name()).collect();
+    assert_eq!(names, ["node:gc__done", "node:gc__start"]);
+    assert!(two.probes[0].semaphore);
+    let broken_view = app
+        .explorer
+        .processes()
+        .find(|p| p.pid == 2)
+        .and_then(|p| p.objects.iter().find(|o| o.path != BIN))
+        .unwrap();
+    assert_eq!(broken_view.error.as_deref(), Some("not an ELF file"));
+}
+
+fn node_view_of(app: &App, pid: u32) -> Arc<ObjectView> {
+    app.explorer
+        .processes()
+        .find(|p| p.pid == pid)
+        .and_then(|p| p.objects.iter().find(|o| o.path == BIN))
+        .unwrap()
+        .clone()
+}
