@@ -3,6 +3,9 @@
 //! procfs or the terminal itself; this is its whole interface.
 
 use super::explorer::ProcessView;
+use super::pairing::KernelLatency;
+use super::scan::ProcessScan;
+use crate::probes::discovery::catalog::Pair;
 use crate::probes::{Event, ProbeKey};
 use std::sync::Arc;
 
@@ -81,8 +84,12 @@ pub enum Action {
     ToggleHelp,
     Quit,
     // --- results from the runtime ---
-    /// A fresh process list from discovery (replaces the previous one).
+    /// Select this process (now, or once it is listed).
+    SelectProcess(u32),
+    /// A fresh process list (replaces the previous one).
     Processes(Vec<ProcessView>),
+    /// A fresh process list as discovery scanned it (the app makes the views).
+    Scanned(Vec<ProcessScan>),
     /// The runtime cannot attach at all (e.g. not root); shown, and Space explains it.
     AttachUnavailable(String),
     Attached {
@@ -117,6 +124,34 @@ pub enum Action {
         samples: Vec<(u64, u64)>,
         sample_every: u32,
     },
+    /// A few times a second: which pair the tracer pairs in the kernel now, if any.
+    PairingTick {
+        now_ns: u64,
+        kernel_pair: Option<Pair>,
+    },
+    /// The answer to [`Command::ReadKernelPairing`]: the kernel's latencies since the last one
+    /// (`None`: no pair is in the kernel), and why the followed pair cannot go there, if so.
+    PairingReport {
+        now_ns: u64,
+        report: Option<Result<KernelLatency, String>>,
+        kernel_unsupported: Option<String>,
+    },
+    /// The outcome of [`Command::PairInKernel`].
+    PairedInKernel {
+        pair: Pair,
+        rate: f64,
+        result: Result<(), String>,
+    },
+    /// The outcome of [`Command::PairInStream`].
+    PairedInStream {
+        cooled: Option<(String, f64)>,
+        result: Result<(), String>,
+    },
+    /// The screen's size changed: rows a page key moves, rows the histogram has for bars.
+    Resize {
+        page_rows: usize,
+        hist_rows: usize,
+    },
     /// The clock moved on (CLOCK_MONOTONIC ns, the clock of event timestamps).
     Tick {
         now_ns: u64,
@@ -127,7 +162,7 @@ pub enum Action {
 }
 
 /// Requests from the app to the runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Attach every site of `probe`, events filtered to `pid` (and its children) when given.
     Attach {
@@ -136,6 +171,21 @@ pub enum Command {
     },
     Detach {
         probe: Arc<ProbeKey>,
+    },
+    /// Pair `pair` in the kernel from now on (its probes fire `rate` times a second).
+    PairInKernel {
+        pair: Pair,
+        rate: f64,
+        now_ns: u64,
+    },
+    /// Stream every event of the kernel-paired pair again; `cooled`: auto moved it back
+    /// because its rate (`start` probe, hits a second) fell.
+    PairInStream {
+        cooled: Option<(String, f64)>,
+    },
+    /// Read the kernel's pairing aggregates and answer with [`Action::PairingReport`].
+    ReadKernelPairing {
+        now_ns: u64,
     },
     Quit,
 }

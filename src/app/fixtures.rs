@@ -49,9 +49,27 @@ pub(crate) fn processes() -> Vec<ProcessView> {
     ]
 }
 
+/// Applies an action that asks the runtime for nothing; fails if it asks for something, so a
+/// test cannot drop a command unseen.
+pub(crate) fn step(app: &mut App, action: Action) {
+    let commands = app.update(action);
+    assert!(commands.is_empty(), "unexpected commands: {commands:?}");
+}
+
+/// The runtime's report that `name` (in [`BIN`]) is attached at one site.
+pub(crate) fn attached(app: &mut App, name: &str) {
+    step(
+        app,
+        Action::Attached {
+            probe: key(name),
+            sites: 1,
+        },
+    );
+}
+
 pub(crate) fn app() -> App {
     let mut app = App::new(Arc::new(Catalog::builtin()));
-    app.update(Action::Processes(processes()));
+    step(&mut app, Action::Processes(processes()));
     app
 }
 
@@ -101,24 +119,21 @@ pub(crate) fn response(ts_ms: u64, fd: i64) -> Event {
 /// An app with both node probes attached and traffic: /fast 1 ms ×3, /slow 100 ms ×1.
 pub(crate) fn app_with_traffic() -> App {
     let mut app = app();
-    app.update(Action::Attached {
-        probe: key("http__server__request"),
-        sites: 1,
-    });
-    app.update(Action::Attached {
-        probe: key("http__server__response"),
-        sites: 1,
-    });
-    app.update(Action::Events(vec![
-        request(1000, 7, "/fast"),
-        response(1001, 7),
-        request(1002, 7, "/fast"),
-        response(1003, 7),
-        request(1004, 8, "/slow"),
-        request(1005, 7, "/fast"),
-        response(1006, 7),
-        response(1104, 8),
-    ]));
-    app.update(Action::Tick { now_ns: 1200 * MS });
+    attached(&mut app, "http__server__request");
+    attached(&mut app, "http__server__response");
+    step(
+        &mut app,
+        Action::Events(vec![
+            request(1000, 7, "/fast"),
+            response(1001, 7),
+            request(1002, 7, "/fast"),
+            response(1003, 7),
+            request(1004, 8, "/slow"),
+            request(1005, 7, "/fast"),
+            response(1006, 7),
+            response(1104, 8),
+        ]),
+    );
+    step(&mut app, Action::Tick { now_ns: 1200 * MS });
     app
 }

@@ -3,6 +3,8 @@
 use super::action::{Action, Command, Pane};
 use super::explorer::Explorer;
 use super::live::{Filter, Live};
+use super::pairing::{PairingMode, PairingPolicy};
+use super::scan::ViewCache;
 use crate::aggregate::format_duration_ns;
 use crate::probes::discovery::catalog::Catalog;
 use crate::probes::discovery::select::ProbePattern;
@@ -39,6 +41,10 @@ pub struct App {
     pub page_rows: usize,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, to show event times as times of day.
     pub wall_offset_ns: i64,
+    /// Where the followed pair is paired (the runtime sets the mode at start).
+    pub pairing: PairingPolicy,
+    /// Views of the objects discovery found, shared between processes.
+    views: ViewCache,
 }
 
 impl App {
@@ -54,6 +60,8 @@ impl App {
             quit: false,
             page_rows: 10,
             wall_offset_ns: 0,
+            pairing: PairingPolicy::new(PairingMode::Auto, f64::INFINITY),
+            views: ViewCache::default(),
         }
     }
 
@@ -66,21 +74,23 @@ impl App {
         self.explorer.editing_filter
     }
 
-    fn info(&mut self, text: impl Into<String>) {
+    pub(super) fn info(&mut self, text: impl Into<String>) {
         self.status = Some(Status {
             text: text.into(),
             error: false,
         });
     }
 
-    fn error(&mut self, text: impl Into<String>) {
+    pub(super) fn error(&mut self, text: impl Into<String>) {
         self.status = Some(Status {
             text: text.into(),
             error: true,
         });
     }
 
-    /// Applies one action; returns what the runtime should do.
+    /// Applies one action; returns what the runtime should do (every command must be run: an
+    /// attach not run leaves its probe pending for ever).
+    #[must_use = "the runtime must execute the commands"]
     pub fn update(&mut self, action: Action) -> Vec<Command> {
         let mut out = Vec::new();
         match action {
@@ -127,7 +137,12 @@ impl App {
                 self.quit = true;
                 out.push(Command::Quit);
             }
+            Action::SelectProcess(pid) => self.explorer.select_pid(pid),
             Action::Processes(list) => self.explorer.set_processes(list),
+            Action::Scanned(scans) => {
+                let list = self.views.processes(scans);
+                self.explorer.set_processes(list);
+            }
             Action::AttachUnavailable(why) => {
                 self.error(format!("cannot attach probes: {why}"));
                 self.attach_unavailable = Some(why);
@@ -162,6 +177,26 @@ impl App {
             } => {
                 self.live.set_hits(hits, dropped, too_slow);
                 self.live.unreadable = self.live.unreadable.max(unreadable);
+            }
+            Action::PairingTick {
+                now_ns,
+                kernel_pair,
+            } => out = self.pairing_tick(kernel_pair, now_ns),
+            Action::PairingReport {
+                now_ns,
+                report,
+                kernel_unsupported,
+            } => out = self.pairing_report(now_ns, report, kernel_unsupported),
+            Action::PairedInKernel { pair, rate, result } => {
+                self.paired_in_kernel(pair, rate, result)
+            }
+            Action::PairedInStream { cooled, result } => self.paired_in_stream(cooled, result),
+            Action::Resize {
+                page_rows,
+                hist_rows,
+            } => {
+                self.page_rows = page_rows.max(1);
+                self.live.hist_rows = hist_rows;
             }
             Action::Tick { now_ns } => self.live.tick(now_ns),
             Action::Status(text) => self.info(text),

@@ -12,13 +12,13 @@ fn processes_with_probes_sort_first_and_the_filter_narrows_by_name_or_pid() {
     let mut app = app();
     let pids: Vec<u32> = app.explorer.processes().map(|p| p.pid).collect();
     assert_eq!(pids, vec![42, 1]);
-    app.update(Action::StartFilter);
+    step(&mut app, Action::StartFilter);
     assert!(app.editing_filter());
-    app.update(Action::FilterInput('i'));
-    app.update(Action::FilterInput('n'));
+    step(&mut app, Action::FilterInput('i'));
+    step(&mut app, Action::FilterInput('n'));
     let pids: Vec<u32> = app.explorer.processes().map(|p| p.pid).collect();
     assert_eq!(pids, vec![1]);
-    app.update(Action::Back);
+    step(&mut app, Action::Back);
     assert!(!app.editing_filter());
     assert_eq!(app.explorer.process_count(), 2);
 }
@@ -28,20 +28,20 @@ fn tab_cycles_through_all_panes_and_shift_tab_goes_back() {
     let mut app = app();
     let mut seen = vec![app.focus];
     for _ in 0..5 {
-        app.update(Action::FocusNext);
+        step(&mut app, Action::FocusNext);
         seen.push(app.focus);
     }
     assert_eq!(seen, Pane::ORDER.to_vec());
-    app.update(Action::FocusNext);
+    step(&mut app, Action::FocusNext);
     assert_eq!(app.focus, Pane::Processes);
-    app.update(Action::FocusPrev);
+    step(&mut app, Action::FocusPrev);
     assert_eq!(app.focus, Pane::Top);
 }
 
 #[test]
 fn objects_with_probes_come_first_and_space_on_a_probe_asks_to_attach_it_in_that_process() {
     let mut app = app();
-    app.update(Action::Enter); // → objects of pid 42
+    step(&mut app, Action::Enter); // → objects of pid 42
     assert_eq!(app.focus, Pane::Objects);
     let objs: Vec<String> = app
         .explorer
@@ -50,8 +50,8 @@ fn objects_with_probes_come_first_and_space_on_a_probe_asks_to_attach_it_in_that
         .map(|o| o.path.clone())
         .collect();
     assert_eq!(objs, vec![BIN.to_string(), "/usr/lib/libc.so.6".into()]);
-    app.update(Action::Enter); // → probes
-    app.update(Action::Down);
+    step(&mut app, Action::Enter); // → probes
+    step(&mut app, Action::Down);
     let cmds = app.update(Action::Toggle);
     assert_eq!(
         cmds,
@@ -77,10 +77,13 @@ fn objects_with_probes_come_first_and_space_on_a_probe_asks_to_attach_it_in_that
 #[test]
 fn an_attach_failure_is_shown_with_its_cause_and_the_app_keeps_running() {
     let mut app = app();
-    app.update(Action::AttachFailed {
-        probe: key("http__server__request"),
-        why: "perf_event_open: Permission denied".into(),
-    });
+    step(
+        &mut app,
+        Action::AttachFailed {
+            probe: key("http__server__request"),
+            why: "perf_event_open: Permission denied".into(),
+        },
+    );
     let status = app.status.clone().unwrap();
     assert!(status.error);
     assert!(status.text.contains("Permission denied"), "{}", status.text);
@@ -90,7 +93,10 @@ fn an_attach_failure_is_shown_with_its_cause_and_the_app_keeps_running() {
 #[test]
 fn without_root_space_explains_why_instead_of_attaching() {
     let mut app = app();
-    app.update(Action::AttachUnavailable("needs root (CAP_BPF)".into()));
+    step(
+        &mut app,
+        Action::AttachUnavailable("needs root (CAP_BPF)".into()),
+    );
     app.focus = Pane::Probes;
     assert!(app.update(Action::Toggle).is_empty());
     assert!(app.status.as_ref().unwrap().text.contains("needs root"));
@@ -115,9 +121,9 @@ fn paired_events_feed_the_histogram_top_table_and_log_with_latencies() {
 #[test]
 fn enter_on_a_top_row_filters_histogram_and_log_to_that_key_and_esc_steps_back() {
     let mut app = app_with_traffic();
-    app.update(Action::Focus(Pane::Top));
-    app.update(Action::Down); // /slow
-    app.update(Action::Enter);
+    step(&mut app, Action::Focus(Pane::Top));
+    step(&mut app, Action::Down); // /slow
+    step(&mut app, Action::Enter);
     assert_eq!(app.live.filters, vec![Filter::Key("/slow".into())]);
     assert_eq!(app.live.summary().count, 1);
     assert!(app
@@ -126,7 +132,7 @@ fn enter_on_a_top_row_filters_histogram_and_log_to_that_key_and_esc_steps_back()
         .iter()
         .all(|e| e.label.as_deref() == Some("/slow")));
     assert_eq!(app.live.log_view(100).len(), 2);
-    app.update(Action::Back);
+    step(&mut app, Action::Back);
     assert!(app.live.filters.is_empty());
     assert_eq!(app.live.summary().count, 4);
 }
@@ -134,9 +140,9 @@ fn enter_on_a_top_row_filters_histogram_and_log_to_that_key_and_esc_steps_back()
 #[test]
 fn enter_on_a_histogram_bucket_filters_the_log_to_that_latency_range() {
     let mut app = app_with_traffic();
-    app.update(Action::Focus(Pane::Histogram));
-    app.update(Action::End); // the slowest bucket
-    app.update(Action::Enter);
+    step(&mut app, Action::Focus(Pane::Histogram));
+    step(&mut app, Action::End); // the slowest bucket
+    step(&mut app, Action::Enter);
     let Some(Filter::Latency { lo_ns, hi_ns }) = app.live.filters.last().cloned() else {
         panic!("no latency filter: {:?}", app.live.filters);
     };
@@ -150,13 +156,13 @@ fn enter_on_a_histogram_bucket_filters_the_log_to_that_latency_range() {
 #[test]
 fn pause_freezes_the_log_and_clear_empties_it() {
     let mut app = app_with_traffic();
-    app.update(Action::TogglePause);
-    app.update(Action::Events(vec![request(1300, 9, "/late")]));
+    step(&mut app, Action::TogglePause);
+    step(&mut app, Action::Events(vec![request(1300, 9, "/late")]));
     assert!(app.live.log_view(100).iter().all(|e| e.ts_ns < 1300 * MS));
     assert_eq!(app.live.unseen_since_pause(), 1);
-    app.update(Action::TogglePause);
+    step(&mut app, Action::TogglePause);
     assert_eq!(app.live.log_view(1)[0].ts_ns, 1300 * MS);
-    app.update(Action::Clear);
+    step(&mut app, Action::Clear);
     assert!(app.live.log_view(100).is_empty());
     assert_eq!(app.live.summary().count, 0);
 }
@@ -167,19 +173,19 @@ fn the_log_ring_is_bounded() {
     let events: Vec<Event> = (0..(LOG_CAP as u64 + 500))
         .map(|i| request(i, 1, "/x"))
         .collect();
-    app.update(Action::Events(events));
+    step(&mut app, Action::Events(events));
     assert_eq!(app.live.log_len(), LOG_CAP);
 }
 
 #[test]
 fn s_cycles_the_top_sort_when_the_top_pane_has_focus_and_w_the_window() {
     let mut app = app_with_traffic();
-    app.update(Action::Focus(Pane::Top));
+    step(&mut app, Action::Focus(Pane::Top));
     let before = app.live.top_sort;
-    app.update(Action::CycleSort);
+    step(&mut app, Action::CycleSort);
     assert_ne!(app.live.top_sort, before);
     let w = app.live.window;
-    app.update(Action::CycleWindow);
+    step(&mut app, Action::CycleWindow);
     assert_ne!(app.live.window, w);
 }
 
@@ -187,7 +193,7 @@ fn s_cycles_the_top_sort_when_the_top_pane_has_focus_and_w_the_window() {
 fn a_pid_asked_for_at_start_is_selected_once_it_is_listed() {
     let mut app = App::new(Arc::new(Catalog::builtin()));
     app.explorer.select_pid(42);
-    app.update(Action::Processes(processes()));
+    step(&mut app, Action::Processes(processes()));
     assert_eq!(app.explorer.selected_process().unwrap().pid, 42);
     let cmds = app.attach_matching(&pattern("node:http__server__request"), Some(42));
     assert!(matches!(
@@ -211,16 +217,16 @@ fn q_quits() {
 #[test]
 fn requests_differing_only_in_ids_share_a_top_row_and_the_log_keeps_the_real_url() {
     let mut app = app();
-    app.update(Action::Attached {
-        probe: key("http__server__request"),
-        sites: 1,
-    });
-    app.update(Action::Events(vec![
-        request(1000, 7, "/users/1"),
-        response(1001, 7),
-        request(1002, 7, "/users/2"),
-        response(1004, 7),
-    ]));
+    attached(&mut app, "http__server__request");
+    step(
+        &mut app,
+        Action::Events(vec![
+            request(1000, 7, "/users/1"),
+            response(1001, 7),
+            request(1002, 7, "/users/2"),
+            response(1004, 7),
+        ]),
+    );
     let rows = app.live.top_rows(10);
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].key.as_str(), rows[0].count), ("/users/N", 2));
@@ -235,15 +241,18 @@ fn shift_p_switches_between_catalog_pairs_of_attached_probes() {
         provider: "node".into(),
         name: "gc__start".into(),
     });
-    app.update(Action::Attached {
-        probe: gc,
-        sites: 1,
-    });
+    step(
+        &mut app,
+        Action::Attached {
+            probe: gc,
+            sites: 1,
+        },
+    );
     assert_eq!(app.live.pair().unwrap().start, "node:http__server__request");
-    app.update(Action::CyclePair);
+    step(&mut app, Action::CyclePair);
     assert_eq!(app.live.pair().unwrap().start, "node:gc__start");
     assert_eq!(app.live.summary().count, 0, "a new pair starts afresh");
-    app.update(Action::CyclePair);
+    step(&mut app, Action::CyclePair);
     assert_eq!(app.live.pair().unwrap().start, "node:http__server__request");
 }
 
@@ -297,12 +306,15 @@ fn kernel_aggregates_feed_the_histogram_and_the_stream_only_the_log_and_top_tabl
     let mut app = app_with_traffic();
     assert_eq!(app.live.summary().count, 4);
     assert_eq!(app.live.sampling_label(), None);
-    app.update(Action::Sampling(Some(64)));
-    app.update(Action::KernelLatency {
-        now_ns: 1300 * MS,
-        samples: vec![(2 * MS, 1000), (200 * MS, 10)],
-        sample_every: 64,
-    });
+    step(&mut app, Action::Sampling(Some(64)));
+    step(
+        &mut app,
+        Action::KernelLatency {
+            now_ns: 1300 * MS,
+            samples: vec![(2 * MS, 1000), (200 * MS, 10)],
+            sample_every: 64,
+        },
+    );
     let s = app.live.summary();
     assert_eq!(
         s.count,
@@ -315,10 +327,10 @@ fn kernel_aggregates_feed_the_histogram_and_the_stream_only_the_log_and_top_tabl
 
     // A sampled request reaches the log and the top table, not the histogram (the kernel
     // already counted it).
-    app.update(Action::Events(vec![
-        request(1301, 9, "/sampled"),
-        response(1302, 9),
-    ]));
+    step(
+        &mut app,
+        Action::Events(vec![request(1301, 9, "/sampled"), response(1302, 9)]),
+    );
     assert_eq!(app.live.summary().count, 1014);
     let rows = app.live.top_rows(10);
     let sampled = rows.iter().find(|r| r.key == "/sampled").unwrap();
@@ -332,19 +344,22 @@ fn kernel_aggregates_feed_the_histogram_and_the_stream_only_the_log_and_top_tabl
 #[test]
 fn the_sampling_rate_follows_the_kernel_and_leaving_the_kernel_streams_again() {
     let mut app = app_with_traffic();
-    app.update(Action::Sampling(Some(1)));
-    app.update(Action::KernelLatency {
-        now_ns: 1300 * MS,
-        samples: vec![],
-        sample_every: 256,
-    });
+    step(&mut app, Action::Sampling(Some(1)));
+    step(
+        &mut app,
+        Action::KernelLatency {
+            now_ns: 1300 * MS,
+            samples: vec![],
+            sample_every: 256,
+        },
+    );
     assert_eq!(app.live.sampling_label().as_deref(), Some("sampled 1/256"));
-    app.update(Action::Sampling(None));
+    step(&mut app, Action::Sampling(None));
     assert_eq!(app.live.sampling_label(), None);
-    app.update(Action::Events(vec![
-        request(1400, 3, "/x"),
-        response(1402, 3),
-    ]));
+    step(
+        &mut app,
+        Action::Events(vec![request(1400, 3, "/x"), response(1402, 3)]),
+    );
     assert_eq!(
         app.live.summary().count,
         5,
@@ -355,22 +370,245 @@ fn the_sampling_rate_follows_the_kernel_and_leaving_the_kernel_streams_again() {
 #[test]
 fn re_selecting_the_kernel_pair_keeps_the_histogram_fed_by_the_kernel() {
     let mut app = app_with_traffic();
-    app.update(Action::Sampling(Some(4)));
-    app.update(Action::CyclePair); // the only pair again: aggregations restart
+    step(&mut app, Action::Sampling(Some(4)));
+    step(&mut app, Action::CyclePair); // the only pair again: aggregations restart
     assert_eq!(app.live.summary().count, 0);
-    app.update(Action::KernelLatency {
-        now_ns: 1300 * MS,
-        samples: vec![(3 * MS, 40)],
-        sample_every: 4,
-    });
-    app.update(Action::Events(vec![
-        request(1301, 9, "/x"),
-        response(1303, 9),
-    ]));
+    step(
+        &mut app,
+        Action::KernelLatency {
+            now_ns: 1300 * MS,
+            samples: vec![(3 * MS, 40)],
+            sample_every: 4,
+        },
+    );
+    step(
+        &mut app,
+        Action::Events(vec![request(1301, 9, "/x"), response(1303, 9)]),
+    );
     assert_eq!(
         app.live.summary().count,
         40,
         "the sampled pair is not counted twice"
     );
     assert_eq!(app.live.sampling_label().as_deref(), Some("sampled 1/4"));
+}
+
+/// `app_with_traffic` with the pairing policy in `mode` and both probes firing `per_sec`
+/// times a second each, as the kernel's counters say.
+fn app_with_rate(mode: PairingMode, per_sec: u64) -> App {
+    let mut app = app_with_traffic();
+    app.pairing = PairingPolicy::new(mode, 20_000.0);
+    step(
+        &mut app,
+        Action::ProbeCounts {
+            hits: vec![
+                (key("http__server__request"), per_sec),
+                (key("http__server__response"), per_sec),
+            ],
+            dropped: 0,
+            too_slow: 0,
+            unreadable: 0,
+        },
+    );
+    step(&mut app, Action::Tick { now_ns: 2200 * MS });
+    app
+}
+
+/// One pairing tick with nothing in the kernel: what the policy asks for after the report.
+fn pairing_round(app: &mut App, unsupported: Option<&str>) -> Vec<Command> {
+    let now_ns = 2300 * MS;
+    let read = app.update(Action::PairingTick {
+        now_ns,
+        kernel_pair: None,
+    });
+    assert_eq!(read, vec![Command::ReadKernelPairing { now_ns }]);
+    app.update(Action::PairingReport {
+        now_ns,
+        report: None,
+        kernel_unsupported: unsupported.map(String::from),
+    })
+}
+
+#[test]
+fn a_hot_pair_in_auto_mode_is_asked_into_the_kernel_and_a_quiet_one_is_not() {
+    let mut quiet = app_with_rate(PairingMode::Auto, 100);
+    assert_eq!(pairing_round(&mut quiet, None), vec![]);
+
+    let mut hot = app_with_rate(PairingMode::Auto, 30_000);
+    let pair = hot.live.pair().cloned().unwrap();
+    let asked = pairing_round(&mut hot, None);
+    assert!(
+        matches!(asked.as_slice(), [Command::PairInKernel { pair: p, rate, now_ns }]
+            if *p == pair && *rate > 20_000.0 && *now_ns == 2300 * MS),
+        "{asked:?}"
+    );
+    step(
+        &mut hot,
+        Action::PairedInKernel {
+            pair,
+            rate: 60_000.0,
+            result: Ok(()),
+        },
+    );
+    assert_eq!(hot.live.sampling, Some(1));
+    assert!(hot.status.unwrap().text.contains("in the kernel"));
+}
+
+#[test]
+fn stream_mode_never_asks_for_the_kernel_and_kernel_mode_does_at_any_rate() {
+    let mut stream = app_with_rate(PairingMode::Stream, 30_000);
+    assert_eq!(pairing_round(&mut stream, None), vec![]);
+    let mut kernel = app_with_rate(PairingMode::Kernel, 1);
+    assert!(matches!(
+        pairing_round(&mut kernel, None).as_slice(),
+        [Command::PairInKernel { .. }]
+    ));
+}
+
+#[test]
+fn a_pair_the_kernel_refused_is_not_asked_for_again() {
+    let mut app = app_with_rate(PairingMode::Auto, 30_000);
+    let pair = app.live.pair().cloned().unwrap();
+    assert_eq!(pairing_round(&mut app, None).len(), 1);
+    step(
+        &mut app,
+        Action::PairedInKernel {
+            pair,
+            rate: 60_000.0,
+            result: Err("no BPF tracer".into()),
+        },
+    );
+    assert!(app.status.as_ref().unwrap().error);
+    assert_eq!(pairing_round(&mut app, None), vec![]);
+}
+
+#[test]
+fn kernel_mode_says_once_why_a_pair_cannot_be_paired_in_the_kernel() {
+    let mut app = app_with_rate(PairingMode::Kernel, 30_000);
+    assert_eq!(pairing_round(&mut app, Some("nested pairs")), vec![]);
+    let said = app.status.take().unwrap();
+    assert!(said.error && said.text.contains("nested pairs"), "{said:?}");
+    assert_eq!(pairing_round(&mut app, Some("nested pairs")), vec![]);
+    assert_eq!(app.status, None, "said only once");
+}
+
+#[test]
+fn a_kernel_pair_that_is_no_longer_followed_streams_again_before_the_report() {
+    let mut app = app_with_rate(PairingMode::Auto, 30_000);
+    let mut other = app.live.pair().cloned().unwrap();
+    other.start = "postgresql:query__start".into();
+    let now_ns = 2300 * MS;
+    let asked = app.update(Action::PairingTick {
+        now_ns,
+        kernel_pair: Some(other),
+    });
+    assert_eq!(
+        asked,
+        vec![
+            Command::PairInStream { cooled: None },
+            Command::ReadKernelPairing { now_ns }
+        ]
+    );
+}
+
+#[test]
+fn a_kernel_paired_pair_that_cooled_down_for_ten_seconds_is_streamed_again() {
+    let mut app = app_with_rate(PairingMode::Auto, 0);
+    let report = |app: &mut App, now_ns| {
+        app.update(Action::PairingReport {
+            now_ns,
+            report: Some(Ok((vec![(MS, 3)], 4))),
+            kernel_unsupported: None,
+        })
+    };
+    assert_eq!(report(&mut app, 3000 * MS), vec![]);
+    assert_eq!(app.live.sampling, Some(4), "the kernel's sampling is shown");
+    assert_eq!(report(&mut app, 12_000 * MS), vec![]);
+    assert!(matches!(
+        report(&mut app, 13_000 * MS).as_slice(),
+        [Command::PairInStream { cooled: Some(_) }]
+    ));
+}
+
+#[test]
+fn the_screen_size_sets_page_and_histogram_rows() {
+    let mut app = app();
+    step(
+        &mut app,
+        Action::Resize {
+            page_rows: 0,
+            hist_rows: 7,
+        },
+    );
+    assert_eq!(app.page_rows, 1, "a page moves at least one row");
+    assert_eq!(app.live.hist_rows, 7);
+}
+
+#[test]
+fn a_process_selected_before_it_is_listed_is_selected_once_it_is() {
+    let mut app = App::new(Arc::new(Catalog::builtin()));
+    step(&mut app, Action::SelectProcess(1));
+    assert_eq!(app.explorer.selected_process(), None);
+    step(&mut app, Action::Processes(processes()));
+    assert_eq!(app.explorer.selected_process().map(|p| p.pid), Some(1));
+}
+
+#[test]
+fn scanned_objects_become_views_shared_between_processes_with_probes_in_name_order() {
+    use crate::probes::discovery::elf::{ElfError, ObjectProbes, Probe};
+    use crate::probes::discovery::process::ObjectKey;
+    let probe = |name: &str| Probe {
+        provider: "node".into(),
+        name: name.into(),
+        semaphore: None,
+        semaphore_offset: Some(0x10),
+        sites: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let object = |inode, path: &str, probes: Result<ObjectProbes, ElfError>| {
+        Arc::new(ScannedObject {
+            key: ObjectKey { dev: 1, inode },
+            path: path.into(),
+            attach_path: path.into(),
+            probes: Arc::new(probes),
+        })
+    };
+    let node = object(
+        7,
+        BIN,
+        Ok(ObjectProbes {
+            path: BIN.into(),
+            position_independent: true,
+            probes: vec![probe("gc__start"), probe("gc__done")],
+        }),
+    );
+    let broken = object(8, "/usr/lib/broken.so", Err(ElfError::NotElf));
+    let scan = |pid| ProcessScan {
+        pid,
+        comm: "node".into(),
+        objects: vec![node.clone(), broken.clone()],
+    };
+    let mut app = App::new(Arc::new(Catalog::builtin()));
+    step(&mut app, Action::Scanned(vec![scan(1), scan(2)]));
+    let (one, two) = (node_view_of(&app, 1), node_view_of(&app, 2));
+    assert!(Arc::ptr_eq(&one, &two), "one view for the object both map");
+    let names: Vec<String> = two.probes.iter().map(|p| p.full_name()).collect();
+    assert_eq!(names, ["node:gc__done", "node:gc__start"]);
+    assert!(two.probes[0].semaphore);
+    let broken_view = app
+        .explorer
+        .processes()
+        .find(|p| p.pid == 2)
+        .and_then(|p| p.objects.iter().find(|o| o.path != BIN))
+        .unwrap();
+    assert_eq!(broken_view.error.as_deref(), Some("not an ELF file"));
+}
+
+fn node_view_of(app: &App, pid: u32) -> Arc<ObjectView> {
+    app.explorer
+        .processes()
+        .find(|p| p.pid == pid)
+        .and_then(|p| p.objects.iter().find(|o| o.path == BIN))
+        .unwrap()
+        .clone()
 }

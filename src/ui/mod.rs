@@ -189,29 +189,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
+/// The focused pane's keys and the global ones, from the key table.
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let hints: &[(&str, &str)] = if app.editing_filter() {
-        &[("type", "filter"), ("Enter", "keep"), ("Esc", "clear")]
-    } else {
-        match app.focus {
-            Pane::Processes => &[("/", "filter"), ("s", "sort"), ("Enter", "objects")],
-            Pane::Objects => &[("Enter", "probes"), ("Esc", "back")],
-            Pane::Probes => &[("Space", "attach/detach"), ("Esc", "back")],
-            Pane::Log => &[("p", "pause"), ("c", "clear"), ("↑↓", "scroll")],
-            Pane::Histogram => &[
-                ("Enter", "drill bucket"),
-                ("w", "window"),
-                ("P", "pair"),
-                ("Esc", "back"),
-            ],
-            Pane::Top => &[("Enter", "drill key"), ("s", "sort"), ("w", "window")],
-        }
-    };
     let mut spans = Vec::new();
-    for (k, what) in hints
-        .iter()
-        .chain([("Tab", "pane"), ("?", "help"), ("q", "quit")].iter())
-    {
+    for (k, what) in keymap::hints(app) {
         spans.push(Span::styled(format!(" {k}"), theme.key()));
         spans.push(Span::styled(format!(" {what} "), Style::new()));
     }

@@ -4,7 +4,7 @@ use super::*;
 use crate::app::fixtures::*;
 use crate::app::{Action, App};
 use crate::probes::tracing::event::StrValue;
-use crate::probes::{ArgValue, Event};
+use crate::probes::ArgValue;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
@@ -29,8 +29,8 @@ fn screen(app: &App) -> String {
 #[test]
 fn explorer_lists_processes_objects_and_probes_with_badges() {
     let mut app = app();
-    app.update(Action::Enter);
-    app.update(Action::Enter);
+    step(&mut app, Action::Enter);
+    step(&mut app, Action::Enter);
     let s = screen(&app);
     assert!(s.contains("demo"), "{s}");
     assert!(s.contains("/usr/bin/demo"), "{s}");
@@ -60,9 +60,9 @@ fn live_panes_show_log_histogram_and_top_table() {
 #[test]
 fn a_drill_down_is_always_visible_in_the_header() {
     let mut app = app_with_traffic();
-    app.update(Action::Focus(crate::app::Pane::Top));
-    app.update(Action::Down);
-    app.update(Action::Enter);
+    step(&mut app, Action::Focus(crate::app::Pane::Top));
+    step(&mut app, Action::Down);
+    step(&mut app, Action::Enter);
     let s = screen(&app);
     assert!(s.lines().next().unwrap().contains("filter: /slow"), "{s}");
 }
@@ -70,7 +70,7 @@ fn a_drill_down_is_always_visible_in_the_header() {
 #[test]
 fn the_help_overlay_lists_the_keys() {
     let mut app = app();
-    app.update(Action::ToggleHelp);
+    step(&mut app, Action::ToggleHelp);
     let s = screen(&app);
     assert!(s.contains("usdtop keys"), "{s}");
     assert!(s.contains("attach / detach the selected probe"), "{s}");
@@ -98,7 +98,7 @@ fn an_ansi_escape_in_a_traced_url_cannot_reach_the_terminal() {
     let mut app = app_with_traffic();
     let mut ev = request(1300, 9, "/x");
     ev.args[5] = ArgValue::Str("/evil\x1b[2J\x1b]0;pwned\x07".into());
-    app.update(Action::Events(vec![ev]));
+    step(&mut app, Action::Events(vec![ev]));
     let (s, buf) = render(&app, 200, 40, Theme::plain());
     assert!(s.contains("/evil\\x1b[2J\\x1b]0;pwned\\x07"), "{s}");
     assert!(buf.content().iter().all(|c| !c.symbol().contains('\x1b')));
@@ -111,7 +111,7 @@ fn bidi_controls_invisible_characters_and_bad_bytes_are_drawn_as_escapes() {
     // The label (URL) and another string argument (the method).
     ev.args[5] = ArgValue::Str("/\u{202e}x\u{2066}\u{200b}".into());
     ev.args[4] = ArgValue::Str(StrValue::new(b"GE\xff\xe2\x80\x8fT".to_vec(), false));
-    app.update(Action::Events(vec![ev]));
+    step(&mut app, Action::Events(vec![ev]));
     let (s, buf) = render(&app, 200, 40, Theme::plain());
     assert!(s.contains("/\\u{202e}x\\u{2066}\\u{200b}"), "{s}");
     assert!(s.contains("method=GE\\xff\\u{200f}T"), "{s}");
@@ -139,30 +139,76 @@ fn no_color_draws_without_colours() {
 #[test]
 fn an_attach_failure_shows_its_cause_on_the_status_line() {
     let mut app = app();
-    app.update(Action::AttachFailed {
-        probe: key("http__server__request"),
-        why: "perf_event_open: Permission denied".into(),
-    });
+    step(
+        &mut app,
+        Action::AttachFailed {
+            probe: key("http__server__request"),
+            why: "perf_event_open: Permission denied".into(),
+        },
+    );
     let s = screen(&app);
     let status = s.lines().nth(38).unwrap();
     assert!(status.contains("Permission denied"), "{s}");
 }
 
 #[test]
-fn an_empty_machine_draws_without_panicking_at_tiny_sizes() {
+fn an_empty_machine_draws_the_frame_at_every_size_down_to_one_cell() {
     let app = App::new(std::sync::Arc::new(
         crate::probes::discovery::catalog::Catalog::builtin(),
     ));
-    for (w, h) in [(1, 1), (20, 5), (80, 24)] {
-        render(&app, w, h, Theme::plain());
+    let (one, _) = render(&app, 1, 1, Theme::plain());
+    assert_eq!(one.chars().count(), 2, "one cell and a newline: {one:?}");
+    let (small, _) = render(&app, 20, 5, Theme::plain());
+    assert!(small.starts_with(" usdtop "), "{small}");
+    let (s, _) = render(&app, 80, 24, Theme::plain());
+    assert!(s.contains("0 processes · 0 attached"), "{s}");
+    assert!(s.lines().last().unwrap().contains("q quit"), "{s}");
+}
+
+/// Every key of the table is in the help overlay, with what it does.
+#[test]
+fn the_help_overlay_shows_every_binding_of_the_key_table() {
+    let mut app = app();
+    step(&mut app, Action::ToggleHelp);
+    let s = screen(&app);
+    for b in keymap::KEYS {
+        let line = format!("{:<20}{}", keymap::keys_text(b), b.does);
+        assert!(s.contains(line.trim_end()), "{line:?} missing:\n{s}");
     }
-    let _ = Event::clone;
+}
+
+/// Each pane's footer shows the hints the key table gives it, and the global ones last.
+#[test]
+fn the_footer_shows_the_key_tables_hints_for_the_focused_pane() {
+    let mut app = app_with_traffic();
+    for pane in crate::app::Pane::ORDER {
+        step(&mut app, Action::Focus(pane));
+        let s = screen(&app);
+        let footer = s.lines().last().unwrap();
+        for (keys, word) in keymap::hints(&app) {
+            assert!(
+                footer.contains(&format!("{keys} {word}")),
+                "{pane:?}: {footer}"
+            );
+        }
+        assert!(
+            footer.trim_end().ends_with("Tab pane  ? help  q quit"),
+            "{footer}"
+        );
+    }
+    step(&mut app, Action::StartFilter);
+    let s = screen(&app);
+    let footer = s.lines().last().unwrap();
+    assert!(
+        footer.contains("type filter  Enter keep  Esc clear"),
+        "{footer}"
+    );
 }
 
 #[test]
 fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
     let mut app = app_with_traffic();
-    app.update(Action::Sampling(Some(64)));
+    step(&mut app, Action::Sampling(Some(64)));
     let s = screen(&app);
     assert_eq!(s.matches("sampled 1/64").count(), 2, "{s}");
     assert!(
@@ -174,14 +220,61 @@ fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
 #[test]
 fn the_header_counts_drops_and_strings_left_unreadable() {
     let mut app = app_with_traffic();
-    app.update(Action::ProbeCounts {
-        hits: Vec::new(),
-        dropped: 3,
-        too_slow: 0,
-        unreadable: 2,
-    });
+    step(
+        &mut app,
+        Action::ProbeCounts {
+            hits: Vec::new(),
+            dropped: 3,
+            too_slow: 0,
+            unreadable: 2,
+        },
+    );
     let s = screen(&app);
     let header = s.lines().next().unwrap();
     assert!(header.contains("3 dropped"), "{s}");
     assert!(header.contains("2 strings unreadable"), "{s}");
+}
+
+/// The main screens, drawn from the fixtures (no clocks, no pids from this machine), at the
+/// smallest supported size and a large one. A change to what is drawn shows as a diff of the
+/// committed snapshot (`cargo insta review`).
+mod snapshots {
+    use super::*;
+
+    fn both_sizes(name: &str, app: &App) {
+        for (w, h) in [(80, 24), (200, 50)] {
+            let (s, _) = render(app, w, h, Theme::plain());
+            insta::assert_snapshot!(format!("{name}_{w}x{h}"), s);
+        }
+    }
+
+    #[test]
+    fn explorer_with_the_probes_of_a_process() {
+        let mut app = app();
+        step(&mut app, Action::Enter);
+        step(&mut app, Action::Enter);
+        both_sizes("explorer", &app);
+    }
+
+    #[test]
+    fn live_panes_with_traffic() {
+        let mut app = app_with_traffic();
+        step(&mut app, Action::Focus(crate::app::Pane::Histogram));
+        both_sizes("live", &app);
+    }
+
+    #[test]
+    fn help_overlay() {
+        let mut app = app_with_traffic();
+        step(&mut app, Action::ToggleHelp);
+        both_sizes("help", &app);
+    }
+
+    #[test]
+    fn filter_being_typed() {
+        let mut app = app();
+        step(&mut app, Action::StartFilter);
+        step(&mut app, Action::FilterInput('d'));
+        both_sizes("filter", &app);
+    }
 }

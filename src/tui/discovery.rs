@@ -1,4 +1,5 @@
-//! The discovery worker: scans /proc off the UI thread and sends process lists as actions.
+//! The discovery worker: scans /proc off the UI thread and sends what it found (the app makes
+//! the views).
 //! New pids are scanned every refresh; every process is re-scanned now and then so libraries
 //! loaded later (dlopen) show up. Parsed objects are cached by device+inode (ProbeCache).
 
@@ -7,12 +8,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use usdtop::app::{Action, ObjectView, ProbeView, ProcessView};
+use usdtop::app::{ProcessScan, ScannedObject};
 use usdtop::probes::discovery::process::{
     all_pids, CachedObject, ObjectKey, ObjectWithProbes, ProbeCache,
 };
 use usdtop::probes::discovery::targets::attach_path;
-use usdtop::probes::Probe;
 
 /// How often the pid list is re-read.
 const REFRESH: Duration = Duration::from_secs(2);
@@ -23,7 +23,7 @@ const FULL_RESCAN: Duration = Duration::from_secs(30);
 /// here when it attaches.
 pub type ObjectIndex = Arc<Mutex<HashMap<String, (String, CachedObject)>>>;
 
-pub fn spawn(first_pid: Option<u32>, tx: mpsc::Sender<Action>, index: ObjectIndex) {
+pub fn spawn(first_pid: Option<u32>, tx: mpsc::Sender<Vec<ProcessScan>>, index: ObjectIndex) {
     let _ = std::thread::Builder::new()
         .name("usdtop-discovery".into())
         .spawn(move || Worker::new(index).run(first_pid, tx));
@@ -32,9 +32,9 @@ pub fn spawn(first_pid: Option<u32>, tx: mpsc::Sender<Action>, index: ObjectInde
 struct Worker {
     cache: ProbeCache,
     index: ObjectIndex,
-    /// pid → (start time, view), so unchanged processes are not re-read.
-    known: HashMap<u32, (u64, ProcessView)>,
-    views: HashMap<(ObjectKey, String), Arc<ObjectView>>,
+    /// pid → (start time, scan), so unchanged processes are not re-read.
+    known: HashMap<u32, (u64, ProcessScan)>,
+    objects: HashMap<(ObjectKey, String), Arc<ScannedObject>>,
     /// Pids seen once, not scanned yet, with their start times.
     newcomers: HashMap<u32, u64>,
 }
@@ -45,16 +45,16 @@ impl Worker {
             cache: ProbeCache::new(),
             index,
             known: HashMap::new(),
-            views: HashMap::new(),
+            objects: HashMap::new(),
             newcomers: HashMap::new(),
         }
     }
 
-    fn run(mut self, first_pid: Option<u32>, tx: mpsc::Sender<Action>) {
+    fn run(mut self, first_pid: Option<u32>, tx: mpsc::Sender<Vec<ProcessScan>>) {
         // The process asked for comes first, so `-p`/`--demo` show it before a full scan ends.
         if let Some(pid) = first_pid {
             if let Some(view) = self.scan(pid) {
-                if tx.blocking_send(Action::Processes(vec![view])).is_err() {
+                if tx.blocking_send(vec![view]).is_err() {
                     return;
                 }
             }
@@ -68,14 +68,14 @@ impl Worker {
                 last_full = Instant::now();
             }
             let list = self.refresh(full);
-            if tx.blocking_send(Action::Processes(list)).is_err() {
+            if tx.blocking_send(list).is_err() {
                 return;
             }
             std::thread::sleep(REFRESH);
         }
     }
 
-    fn refresh(&mut self, full: bool) -> Vec<ProcessView> {
+    fn refresh(&mut self, full: bool) -> Vec<ProcessScan> {
         let pids = match all_pids() {
             Ok(p) => p,
             Err(_) => return self.known.values().map(|(_, v)| v.clone()).collect(),
@@ -107,10 +107,10 @@ impl Worker {
         self.known.values().map(|(_, v)| v.clone()).collect()
     }
 
-    fn scan(&mut self, pid: u32) -> Option<ProcessView> {
+    fn scan(&mut self, pid: u32) -> Option<ProcessScan> {
         let p = self.cache.process(pid as i32).ok()?;
-        let objects = p.objects.iter().map(|o| self.view_of(o)).collect();
-        let view = ProcessView {
+        let objects = p.objects.iter().map(|o| self.object(o)).collect();
+        let view = ProcessScan {
             pid,
             comm: p.comm,
             objects,
@@ -119,48 +119,25 @@ impl Worker {
         Some(view)
     }
 
-    fn view_of(&mut self, o: &ObjectWithProbes) -> Arc<ObjectView> {
+    fn object(&mut self, o: &ObjectWithProbes) -> Arc<ScannedObject> {
         let path = o.object.path.display().to_string();
-        if let Some(v) = self.views.get(&(o.object.key, path.clone())) {
+        if let Some(v) = self.objects.get(&(o.object.key, path.clone())) {
             return v.clone();
         }
         let attach_path = attach_path(&o.object).display().to_string();
-        let (probes, error) = match o.probes.as_ref() {
-            Ok(obj) => (
-                sorted_by_name(&obj.probes)
-                    .into_iter()
-                    .map(|p| ProbeView {
-                        provider: p.provider.clone(),
-                        name: p.name.clone(),
-                        sites: p.sites.len(),
-                        semaphore: p.semaphore_offset.is_some(),
-                        args: p.arg_count(),
-                    })
-                    .collect(),
-                None,
-            ),
-            Err(e) => (Vec::new(), Some(e.to_string())),
-        };
         self.index
             .lock()
             .unwrap()
             .insert(path.clone(), (attach_path.clone(), o.probes.clone()));
-        let view = Arc::new(ObjectView {
+        let scanned = Arc::new(ScannedObject {
+            key: o.object.key,
             path: path.clone(),
             attach_path,
-            probes,
-            error,
+            probes: o.probes.clone(),
         });
-        self.views.insert((o.object.key, path), view.clone());
-        view
+        self.objects.insert((o.object.key, path), scanned.clone());
+        scanned
     }
-}
-
-/// Probes in name order, so a list is easy to scan (ELF order is arbitrary).
-fn sorted_by_name(probes: &[Probe]) -> Vec<&Probe> {
-    let mut v: Vec<&Probe> = probes.iter().collect();
-    v.sort_by(|a, b| (&a.provider, &a.name).cmp(&(&b.provider, &b.name)));
-    v
 }
 
 /// The process start time (field 22 of /proc/PID/stat), to tell a reused pid from the old one.
