@@ -152,10 +152,7 @@ impl Resolved {
 /// PATH looks only in that file, or in the files its glob matches (by device and inode, so a
 /// symlink and its target agree); the others look in the objects of `scope`. A probe whose
 /// note is corrupt ([`Probe::attachable`]) is an error, so nothing is attached.
-pub fn resolve_each(
-    patterns: &[ProbePattern],
-    scope: &Scope,
-) -> Result<Vec<Vec<Target>>, TargetError> {
+fn resolve_each(patterns: &[ProbePattern], scope: &Scope) -> Result<Vec<Vec<Target>>, TargetError> {
     Ok(resolve_patterns(patterns, scope)?.targets)
 }
 

@@ -64,7 +64,7 @@ unsafe impl aya::Pod for RawToplatStart {}
 unsafe impl aya::Pod for RawToplatAgg {}
 
 /// The `[lo, hi)` range of bucket `i` of a key.
-pub fn bucket_range(i: usize) -> (u64, u64) {
+fn bucket_range(i: usize) -> (u64, u64) {
     let (lo, hi) = kpair::bucket_range(FIRST_BUCKET + i.min(BUCKETS - 1));
     match i {
         0 => (0, hi),
@@ -73,8 +73,9 @@ pub fn bucket_range(i: usize) -> (u64, u64) {
     }
 }
 
-/// The bucket of a latency (mirror of the clamping in `toplat_record`).
-pub fn bucket_of(ns: u64) -> usize {
+/// The bucket of a latency (mirror of the clamping in `toplat_record`, for the tests).
+#[cfg(test)]
+fn bucket_of(ns: u64) -> usize {
     kpair::bucket_of(ns)
         .saturating_sub(FIRST_BUCKET)
         .min(BUCKETS - 1)

@@ -577,11 +577,6 @@ impl Engine {
         }
     }
 
-    /// The attached probes.
-    pub fn attached(&self) -> impl Iterator<Item = (ProbeId, &Arc<ProbeKey>)> {
-        self.attachments.iter().map(|(id, a)| (*id, &a.probe))
-    }
-
     /// Waits (at most `timeout`) until every event committed before this call has been sent
     /// to the channel: use before a final report, e.g. once the traced process has exited.
     pub fn sync(&self, timeout: Duration) -> bool {
