@@ -3,8 +3,8 @@
 //! Keys are cut at [`KEY_LEN`]` - 1` bytes (marked) and made safe for a terminal as streamed
 //! strings are.
 
-use crate::probes::tracing::decode::{terminal_safe, TRUNCATED_MARK};
 use crate::probes::tracing::engine::{Engine, ProbeId};
+use crate::probes::tracing::event::{terminal_safe, TRUNCATED_MARK};
 use aya::maps::{MapData, MapError, PerCpuArray, PerCpuHashMap};
 use std::collections::HashMap;
 use thiserror::Error;
