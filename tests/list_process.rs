@@ -204,7 +204,7 @@ fn container_processes_are_read_through_proc_pid_root() {
     assert_eq!(probes.len(), 7);
 
     // What a tracer attaches to: a path that reaches the same file from our namespace.
-    let info = usdtop::probes::discovery::process::scan_process(app.pid() as i32).unwrap();
+    let info = usdtop::probes::discovery::process::scan_process(app.pid()).unwrap();
     let exe = &info.objects[0];
     assert_eq!(exe.path, Path::new("/app"));
     assert_eq!(

@@ -84,7 +84,7 @@ impl ProbeSpec {
 pub fn resolve(specs: &[&ProbeSpec], pid: Option<u32>, verbose: bool) -> Result<Vec<Vec<Target>>> {
     let patterns: Vec<ProbePattern> = specs.iter().map(|s| s.pattern()).collect();
     let scope = match pid {
-        Some(pid) => Scope::Pids(vec![pid as i32]),
+        Some(pid) => Scope::Pids(vec![pid]),
         None => Scope::AllProcesses,
     };
     let resolved = targets::resolve_patterns(&patterns, &scope)?;

@@ -51,7 +51,7 @@ pub struct ListArgs {
 
     /// List every object mapped by process PID (repeatable).
     #[arg(short, long = "pid", value_name = "PID")]
-    pub pids: Vec<i32>,
+    pub pids: Vec<u32>,
 
     /// Only probes whose provider matches GLOB (`*` and `?` wildcards).
     #[arg(short = 'P', long, value_name = "GLOB")]
@@ -108,7 +108,7 @@ impl Filter {
 struct Entry<'a> {
     path: &'a Path,
     object: &'a ObjectProbes,
-    pids: Option<Vec<i32>>,
+    pids: Option<Vec<u32>>,
 }
 
 pub fn run(args: ListArgs) -> Result<u8> {
@@ -235,8 +235,8 @@ fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
 struct Scan {
     files: Vec<(PathBuf, usdtop::probes::discovery::process::CachedObject)>,
     processes: Vec<ProcessProbes>,
-    missing_pids: Vec<(i32, SkipReason)>,
-    skipped: Vec<(i32, Option<String>, SkipReason)>,
+    missing_pids: Vec<(u32, SkipReason)>,
+    skipped: Vec<(u32, Option<String>, SkipReason)>,
     whole_machine: bool,
     /// PATH globs that matched no file.
     unmatched: Vec<usdtop::probes::discovery::select::NoFileMatches>,
@@ -332,7 +332,7 @@ struct JsonObject<'a> {
     probes: usize,
     sites: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pids: Option<Vec<i32>>,
+    pids: Option<Vec<u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -399,7 +399,7 @@ fn write_objects(out: &mut impl Write, json: bool, scan: &Scan, filter: &Filter)
             plural(r.sites, "site")
         )?;
         if let Some(pids) = &r.pids {
-            let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
             write!(out, "  pids {}", list.join(" "))?;
         }
         if let Some(e) = &r.error {
@@ -434,7 +434,7 @@ struct JsonProbe<'a> {
     semaphore_offset: Option<u64>,
     sites: Vec<JsonSite<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pids: Option<&'a [i32]>,
+    pids: Option<&'a [u32]>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
 }
@@ -498,7 +498,7 @@ fn write_text(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()
         plural(sites, "site")
     )?;
     if let Some(pids) = &e.pids {
-        let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
         write!(out, "  pids {}", list.join(" "))?;
     }
     writeln!(out)?;

@@ -83,7 +83,6 @@ impl Worker {
         let mut next = HashMap::with_capacity(pids.len());
         let mut newcomers = HashMap::new();
         for pid in pids {
-            let pid = pid as u32;
             let start = start_time(pid);
             match self.known.remove(&pid) {
                 Some((s, view)) if s == start && !full => {
@@ -108,7 +107,7 @@ impl Worker {
     }
 
     fn scan(&mut self, pid: u32) -> Option<ProcessView> {
-        let p = self.cache.process(pid as i32).ok()?;
+        let p = self.cache.process(pid).ok()?;
         let objects = p.objects.iter().map(|o| self.view_of(o)).collect();
         let view = ProcessView {
             pid,

@@ -19,7 +19,7 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// The objects these processes map.
-    Pids(Vec<i32>),
+    Pids(Vec<u32>),
     /// The objects any running process maps.
     AllProcesses,
 }
@@ -49,7 +49,7 @@ pub enum TargetError {
     #[error("cannot read probes of {}: {why}", path.display())]
     Unreadable { path: PathBuf, why: String },
     #[error("process {pid}: {why} (is it running? see `ps -p {pid}`)")]
-    Process { pid: i32, why: SkipReason },
+    Process { pid: u32, why: SkipReason },
     #[error("scanning processes: {0}")]
     Scan(#[source] std::io::Error),
     /// A PATH with wildcards that names no file.
@@ -547,7 +547,7 @@ mod tests {
     fn a_process_that_is_gone_is_a_named_error() {
         let err = resolve(
             &[pattern("python:gc__start")],
-            &Scope::Pids(vec![i32::MAX - 1]),
+            &Scope::Pids(vec![i32::MAX as u32 - 1]),
         )
         .unwrap_err();
         assert!(matches!(err, TargetError::Process { .. }), "{err:?}");
