@@ -10,7 +10,7 @@ mod state;
 
 pub use action::{Action, Command, Pane};
 pub use explorer::{Cursor, Explorer, ObjectView, ProbeView, ProcessSort, ProcessView};
-pub use live::{normalize_key, Filter, HitRate, Live, LogEntry, LOG_CAP};
+pub use live::{normalize_key, DrillDown, HitRate, Live, LogEntry, LOG_CAP};
 pub use state::{App, AttachState, Status};
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ fn enter_on_a_top_row_filters_histogram_and_log_to_that_key_and_esc_steps_back()
     app.update(Action::Focus(Pane::Top));
     app.update(Action::Down); // /slow
     app.update(Action::Enter);
-    assert_eq!(app.live.filters, vec![Filter::Key("/slow".into())]);
+    assert_eq!(app.live.filters, vec![DrillDown::Key("/slow".into())]);
     assert_eq!(app.live.summary().count, 1);
     assert!(app
         .live
@@ -137,7 +137,7 @@ fn enter_on_a_histogram_bucket_filters_the_log_to_that_latency_range() {
     app.update(Action::Focus(Pane::Histogram));
     app.update(Action::End); // the slowest bucket
     app.update(Action::Enter);
-    let Some(Filter::Latency { lo_ns, hi_ns }) = app.live.filters.last().cloned() else {
+    let Some(DrillDown::Latency { lo_ns, hi_ns }) = app.live.filters.last().cloned() else {
         panic!("no latency filter: {:?}", app.live.filters);
     };
     assert!(lo_ns <= 100 * MS && 100 * MS < hi_ns);

@@ -82,12 +82,12 @@ pub struct ListArgs {
 }
 
 /// Which probes to show.
-struct Filter {
+struct NameGlobs {
     provider: Option<String>,
     name: Option<String>,
 }
 
-impl Filter {
+impl NameGlobs {
     fn matches(&self, probe: &Probe) -> bool {
         let provider_ok = self
             .provider
@@ -123,7 +123,7 @@ pub fn run(args: ListArgs) -> Result<u8> {
 }
 
 fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
-    let filter = Filter {
+    let filter = NameGlobs {
         provider: args.provider.clone(),
         name: args.name.clone(),
     };
@@ -339,7 +339,12 @@ struct JsonObject<'a> {
 
 /// `--objects`: every object (files named, objects mapped by the processes), with counts of the
 /// probes that pass the filter.
-fn write_objects(out: &mut impl Write, json: bool, scan: &Scan, filter: &Filter) -> io::Result<()> {
+fn write_objects(
+    out: &mut impl Write,
+    json: bool,
+    scan: &Scan,
+    filter: &NameGlobs,
+) -> io::Result<()> {
     let counts = |o: &ObjectProbes| {
         let probes: Vec<&Probe> = o.probes.iter().filter(|p| filter.matches(p)).collect();
         (probes.len(), probes.iter().map(|p| p.sites.len()).sum())
@@ -439,7 +444,7 @@ struct JsonProbe<'a> {
     warnings: Vec<String>,
 }
 
-fn write_json(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()> {
+fn write_json(out: &mut impl Write, e: &Entry, filter: &NameGlobs) -> io::Result<()> {
     for probe in e.object.probes.iter().filter(|p| filter.matches(p)) {
         let line = JsonProbe {
             path: e.path,
@@ -473,7 +478,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-fn write_text(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()> {
+fn write_text(out: &mut impl Write, e: &Entry, filter: &NameGlobs) -> io::Result<()> {
     let probes: Vec<&Probe> = e
         .object
         .probes

@@ -116,7 +116,7 @@ impl KernelTopCounts {
 }
 
 /// The text a kernel key stands for: `str` is the string bytes, zero-padded.
-pub fn key_text(str: &[u8; KEY_LEN], flags: u32) -> String {
+pub fn kernel_key_text(str: &[u8; KEY_LEN], flags: u32) -> String {
     let len = str.iter().position(|&c| c == 0).unwrap_or(KEY_LEN);
     let mut s = terminal_safe(&str[..len]);
     if flags & TOP_TRUNCATED != 0 {
@@ -169,7 +169,9 @@ impl KernelTop {
                 continue;
             };
             let hits = values.iter().map(|v| v.count).sum::<u64>();
-            *out.keys.entry(key_text(&first.str, key.flags)).or_insert(0) += hits;
+            *out.keys
+                .entry(kernel_key_text(&first.str, key.flags))
+                .or_insert(0) += hits;
         }
         // Each CPU's slot holds its own key, counted only there.
         for idx in 0..SLOTS {
@@ -182,7 +184,7 @@ impl KernelTop {
                     continue;
                 }
                 *out.keys
-                    .entry(key_text(&slot.v.str, slot.flags))
+                    .entry(kernel_key_text(&slot.v.str, slot.flags))
                     .or_insert(0) += slot.v.count;
             }
         }
@@ -211,7 +213,7 @@ mod tests {
     fn text(s: &[u8], flags: u32) -> String {
         let mut str = [0; KEY_LEN];
         str[..s.len()].copy_from_slice(s);
-        key_text(&str, flags)
+        kernel_key_text(&str, flags)
     }
 
     #[test]

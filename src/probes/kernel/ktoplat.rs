@@ -5,7 +5,7 @@
 //! ([`KernelTop`]).
 
 use super::kpair::{self, KernelPairs, KpairError, Role};
-use super::ktop::{key_text, KernelTop, KtopError, RawTopKey, RawTopVal, Stat};
+use super::ktop::{kernel_key_text, KernelTop, KtopError, RawTopKey, RawTopVal, Stat};
 use crate::probes::tracing::engine::{Engine, ProbeId};
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuHashMap};
 use std::collections::HashMap;
@@ -205,7 +205,7 @@ impl KernelTopLat {
             };
             let k = out
                 .keys
-                .entry(key_text(&first.v.str, key.flags))
+                .entry(kernel_key_text(&first.v.str, key.flags))
                 .or_insert_with(|| KeyLatency {
                     count: 0,
                     sum_ns: 0,
