@@ -31,7 +31,7 @@ pub struct LogEntry {
     pub args: Vec<ArgValue>,
     /// The request's label (URL, query...) as traced, when the active pair names one.
     pub label: Option<Arc<str>>,
-    /// The label with numbers and literals folded (`/users/42` → `/users/?`): the top table
+    /// The label with numbers and literals folded (`/users/42` → `/users/N`, see [`normalize_key`]): the top table
     /// and drill-down key.
     pub key: Option<Arc<str>>,
     /// For a done event matched with its start: the latency.

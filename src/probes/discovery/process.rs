@@ -208,7 +208,7 @@ fn strip_deleted(path: &Path) -> (PathBuf, bool) {
 
 impl MappedObject {
     /// A path to this object that works from usdtop's own mount namespace (what the probes are
-    /// read from and a uprobe is attached to): see [`best_open_path`].
+    /// read from and a uprobe is attached to): see `best_open_path`.
     pub fn open_path(&self) -> PathBuf {
         best_open_path(self)
     }

@@ -148,15 +148,16 @@ impl Resolved {
     }
 }
 
-/// The targets of each pattern, in pattern order; every list is non-empty. A pattern with a
-/// PATH looks only in that file, or in the files its glob matches (by device and inode, so a
-/// symlink and its target agree); the others look in the objects of `scope`. A probe whose
-/// note is corrupt ([`Probe::attachable`]) is an error, so nothing is attached.
+/// The targets of [`resolve_patterns`], without the files.
 fn resolve_each(patterns: &[ProbePattern], scope: &Scope) -> Result<Vec<Vec<Target>>, TargetError> {
     Ok(resolve_patterns(patterns, scope)?.targets)
 }
 
-/// As [`resolve_each`], also saying which files each PATH named.
+/// The targets of each pattern, in pattern order; every list is non-empty. A pattern with a
+/// PATH looks only in that file, or in the files its glob matches (by device and inode, so a
+/// symlink and its target agree); the others look in the objects of `scope`. A probe whose
+/// note is corrupt ([`Probe::attachable`]) is an error, so nothing is attached. Also says
+/// which files each PATH named.
 pub fn resolve_patterns(patterns: &[ProbePattern], scope: &Scope) -> Result<Resolved, TargetError> {
     let mut cache = ProbeCache::new();
     let mut pool = Pool::default();
