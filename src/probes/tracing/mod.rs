@@ -2,12 +2,12 @@
 //! privilege checks), and the event stream (ring reader, decoder, bounded queue, events).
 //! Imports `discovery` only; the kernel ABI's Rust side lives in `bpf`.
 
-pub mod attach;
+mod attach;
 pub mod bpf;
-pub mod decode;
+mod decode;
 pub mod engine;
 pub mod event;
-pub mod filter;
+mod filter;
 pub mod privilege;
 pub mod queue;
 mod reader;
