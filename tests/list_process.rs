@@ -201,8 +201,10 @@ fn container_processes_are_read_through_proc_pid_root() {
     assert_eq!(probes.len(), 7);
 
     // What a tracer attaches to: a path that reaches the same file from our namespace.
-    let info = usdtop::probes::discovery::process::scan_process(app.pid()).unwrap();
-    let exe = &info.objects[0];
+    let info = usdtop::probes::discovery::process::ProbeCache::new()
+        .process(app.pid())
+        .unwrap();
+    let exe = &info.objects[0].object;
     assert_eq!(exe.path, Path::new("/app"));
     assert_eq!(
         exe.open_path(),

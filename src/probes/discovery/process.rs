@@ -57,12 +57,12 @@ pub struct MappedObject {
 
 /// A live process and the objects it maps (executable first, then in address order).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessInfo {
-    pub pid: u32,
-    pub comm: String,
+struct ProcessInfo {
+    pid: u32,
+    comm: String,
     /// `/proc/PID/exe` as the process sees it, if readable.
-    pub exe: Option<PathBuf>,
-    pub objects: Vec<MappedObject>,
+    exe: Option<PathBuf>,
+    objects: Vec<MappedObject>,
 }
 
 /// Why a process was not scanned.
@@ -119,7 +119,7 @@ const DELETED_SUFFIX: &str = " (deleted)";
 /// Read the objects a process maps. Only file-backed mappings with execute permission count:
 /// a probe can only fire in code, and this keeps data files (locale archives, fonts, caches)
 /// out of the picture.
-pub fn scan_process(pid: u32) -> Result<ProcessInfo, SkipReason> {
+fn scan_process(pid: u32) -> Result<ProcessInfo, SkipReason> {
     let proc = open_process(pid)?;
     let stat = proc.stat()?;
     if stat.state == 'Z' || stat.state == 'X' {
