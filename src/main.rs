@@ -1,6 +1,7 @@
 //! usdtop: a full-screen terminal explorer for Linux USDT probes, with live BPF tracing.
 
 mod cli;
+mod stop;
 mod tui;
 
 use clap::{Parser, Subcommand};

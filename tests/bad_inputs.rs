@@ -162,6 +162,23 @@ fn by_beyond_a_real_programs_arguments_is_refused_with_its_count() {
     );
 }
 
+#[test]
+fn a_negative_or_too_large_pid_is_refused_by_the_argument_parser() {
+    for args in [
+        &["trace", "--pid=-5", "python:function__entry"][..],
+        &["list", "--pid=-5", "--pid=1"],
+        &["trace", "-p", "4294967296", "python:function__entry"],
+    ] {
+        let out = run_bounded(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("invalid value") && err.contains("--pid"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// File offsets of the pc and semaphore fields of each stapsdt note, by probe name. A note is
 /// a 12-byte header (namesz, descsz, type), the owner "stapsdt\0", then the descriptor: pc,
 /// base and semaphore (8 bytes each here), provider\0name\0args\0.
@@ -267,5 +284,5 @@ fn a_note_outside_its_segments_is_listed_with_a_warning_and_never_attached() {
             .unwrap_err();
         assert!(matches!(err, EngineError::BadProbe(_)), "{err:?}");
     }
-    assert_eq!(engine.attached().count(), 0);
+    assert!(engine.stats().probes.is_empty(), "nothing is attached");
 }

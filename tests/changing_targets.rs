@@ -16,7 +16,7 @@ use std::time::Duration;
 
 #[test]
 fn an_exec_of_the_traced_process_is_reported_once() {
-    let python = python311().unwrap();
+    let python = python311();
     // python3.11 has USDT probes; once told to, it becomes /bin/sleep, which has none.
     let mut target = Command::new(&python)
         .args([

@@ -8,11 +8,11 @@ use proptest::prelude::*;
 use std::path::Path;
 use usdtop::probes::discovery::elf::{parse_probes, read_probes};
 
-fn image() -> Option<(Vec<u8>, usize, usize)> {
-    let fx = common::fixtures()?;
+fn image() -> (Vec<u8>, usize, usize) {
+    let fx = common::fixtures();
     let bytes = std::fs::read(&fx.nopie).unwrap();
     let notes = common::readelf_section_offset(&fx.nopie, ".note.stapsdt").unwrap() as usize;
-    Some((bytes, notes, 400))
+    (bytes, notes, 400)
 }
 
 proptest! {
@@ -37,7 +37,7 @@ proptest! {
     fn corrupted_notes_of_a_real_image_never_panic(
         edits in proptest::collection::vec((0usize..400, any::<u8>()), 1..12),
     ) {
-        let Some((mut bytes, notes, span)) = image() else { return Ok(()) };
+        let (mut bytes, notes, span) = image();
         let span = span.min(bytes.len() - notes);
         for (at, value) in edits {
             bytes[notes + at % span] = value;
@@ -50,7 +50,7 @@ proptest! {
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         cut in any::<usize>(),
     ) {
-        let Some((mut bytes, _, _)) = image() else { return Ok(()) };
+        let (mut bytes, _, _) = image();
         let len = bytes.len();
         for (at, value) in edits {
             bytes[at % len] = value;
@@ -66,7 +66,7 @@ proptest! {
         edits in proptest::collection::vec((0usize..64, any::<u8>()), 1..6),
         table_edits in proptest::collection::vec((0usize..1024, any::<u8>()), 0..6),
     ) {
-        let Some((mut bytes, _, _)) = image() else { return Ok(()) };
+        let (mut bytes, _, _) = image();
         let len = bytes.len();
         for (at, value) in edits {
             bytes[at] = value;
@@ -74,7 +74,7 @@ proptest! {
         for (at, value) in table_edits {
             bytes[len - 1 - at] = value;
         }
-        let path = common::fixtures().unwrap().dir.join(format!(
+        let path = common::fixtures().dir.join(format!(
             "prop-{:?}",
             std::thread::current().id()
         ));
@@ -85,7 +85,7 @@ proptest! {
 
 #[test]
 fn the_unmodified_image_parses() {
-    let Some((bytes, _, _)) = image() else { return };
+    let (bytes, _, _) = image();
     let probes = parse_probes(Path::new("app_nopie"), &bytes).unwrap();
     assert_eq!(probes.site_count(), 9);
 }

@@ -408,7 +408,7 @@ fn kernel_top_refuses_a_nested_pair() {
 
 #[test]
 fn php_request_latency_matches_what_the_client_measured() {
-    let Some(php) = php_binary() else { return };
+    let php = php_binary();
     let server = PhpServer::start(&php, 1);
     let pid = server.pid().to_string();
     let tracer = Tracer::start(&[
@@ -444,7 +444,7 @@ fn php_request_latency_matches_what_the_client_measured() {
 
 #[test]
 fn php_top_ranks_uris_by_requests_with_latency_from_the_catalog_pair() {
-    let Some(php) = php_binary() else { return };
+    let php = php_binary();
     let server = PhpServer::start(&php, 1);
     let pid = server.pid().to_string();
     let tracer = Tracer::start(&["top", "-p", &pid, "php:request__startup", "--json"]);
@@ -464,9 +464,7 @@ fn php_top_ranks_uris_by_requests_with_latency_from_the_catalog_pair() {
 
 #[test]
 fn postgres_query_latency_and_top_count_the_queries_pgbench_ran() {
-    if postgres_binary().is_none() {
-        return;
-    }
+    postgres_binary();
     let pg = Postgres::start();
     let pid = pg.postmaster_pid().to_string();
     let script = pg.script("sleep.sql", "SELECT pg_sleep(0.005);\n");
@@ -498,9 +496,7 @@ fn postgres_query_latency_and_top_count_the_queries_pgbench_ran() {
 
 #[test]
 fn top_fold_gives_one_row_per_kind_of_pgbench_statement() {
-    if postgres_binary().is_none() {
-        return;
-    }
+    postgres_binary();
     let pg = Postgres::start();
     pg.pgbench(&["-i", "-s", "1"]);
     let pid = pg.postmaster_pid().to_string();

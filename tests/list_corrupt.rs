@@ -33,7 +33,7 @@ fn error_for(bad: &Path, good: &Path) -> String {
 }
 
 fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
-    let fx = fixtures().unwrap();
+    let fx = fixtures();
     let dir = fx.dir.join("corrupt");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
@@ -43,7 +43,7 @@ fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
 
 #[test]
 fn a_file_that_is_not_elf() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let text = scratch("notes.txt", b"just some text\n");
     assert!(error_for(&text, &fx.pie).ends_with(": not an ELF file\n"));
     let empty = scratch("empty", b"");
@@ -52,7 +52,7 @@ fn a_file_that_is_not_elf() {
 
 #[test]
 fn missing_files_and_directories() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let missing = fx.dir.join("no-such-file");
     assert!(error_for(&missing, &fx.pie).contains("cannot read: No such file"));
     let err = error_for(&fx.dir, &fx.pie);
@@ -64,7 +64,7 @@ fn missing_files_and_directories() {
 
 #[test]
 fn truncated_elf_files() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let bytes = std::fs::read(&fx.nopie).unwrap();
     for (name, len) in [
         ("ident-only", 10),
@@ -80,7 +80,7 @@ fn truncated_elf_files() {
 
 #[test]
 fn corrupted_notes() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let bytes = std::fs::read(&fx.nopie).unwrap();
     let notes = readelf_section_offset(&fx.nopie, ".note.stapsdt").unwrap() as usize;
 

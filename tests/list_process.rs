@@ -63,7 +63,7 @@ fn paths(lines: &[Value]) -> Vec<String> {
 
 #[test]
 fn a_running_process_lists_its_executable_and_its_shared_library() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let app = Running::start(&mut Command::new(&fx.pie));
     let probes = list_pids(&[app.pid()], &[]);
     let lib = fx.lib.to_str().unwrap();
@@ -89,7 +89,7 @@ fn a_running_process_lists_its_executable_and_its_shared_library() {
 
 #[test]
 fn objects_mode_shows_every_mapped_object_including_libc() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let app = Running::start(&mut Command::new(&fx.nopie));
     let objects = list_pids(&[app.pid()], &["--objects"]);
     let find = |suffix: &str| {
@@ -110,7 +110,7 @@ fn objects_mode_shows_every_mapped_object_including_libc() {
 
 #[test]
 fn several_processes_are_grouped_by_object_with_their_pids() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let a = Running::start(&mut Command::new(&fx.pie));
     let b = Running::start(&mut Command::new(&fx.nopie));
     let probes = list_pids(&[a.pid(), b.pid()], &["-n", "fixlib:*"]);
@@ -122,7 +122,7 @@ fn several_processes_are_grouped_by_object_with_their_pids() {
 
 #[test]
 fn the_whole_machine_listing_includes_a_running_fixture() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let app = Running::start(&mut Command::new(&fx.pie));
     let out = usdtop(&["list", "--json", "-P", "demo"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -139,7 +139,7 @@ fn the_whole_machine_listing_includes_a_running_fixture() {
 
 #[test]
 fn deleted_files_are_still_read_and_shown_as_mapped() {
-    let Some(fx) = fixtures() else { return };
+    let fx = fixtures();
     let dir = fx.dir.join("deleted");
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join("app_gone");
@@ -182,12 +182,9 @@ fn make_root(fx: &common::Fixtures, name: &str) -> PathBuf {
 
 #[test]
 fn container_processes_are_read_through_proc_pid_root() {
-    let Some(fx) = fixtures() else { return };
-    if common::require("/usr/bin/unshare").is_none()
-        || common::require("/usr/sbin/pivot_root").is_none()
-    {
-        return;
-    }
+    let fx = fixtures();
+    common::require("/usr/bin/unshare");
+    common::require("/usr/sbin/pivot_root");
     // Like a container runtime: a private mount namespace whose root is our directory, so
     // /proc/PID/maps shows `/app`, a path that means nothing outside.
     let root = make_root(fx, "container");
@@ -205,8 +202,10 @@ fn container_processes_are_read_through_proc_pid_root() {
     assert_eq!(probes.len(), 7);
 
     // What a tracer attaches to: a path that reaches the same file from our namespace.
-    let info = usdtop::probes::discovery::process::scan_process(app.pid() as i32).unwrap();
-    let exe = &info.objects[0];
+    let info = usdtop::probes::discovery::process::ProbeCache::new()
+        .process(app.pid())
+        .unwrap();
+    let exe = &info.objects[0].object;
     assert_eq!(exe.path, Path::new("/app"));
     assert_eq!(
         exe.open_path(),
@@ -220,10 +219,8 @@ fn container_processes_are_read_through_proc_pid_root() {
 
 #[test]
 fn chrooted_processes_in_our_namespace_are_found_too() {
-    let Some(fx) = fixtures() else { return };
-    if common::require("/usr/sbin/chroot").is_none() {
-        return;
-    }
+    let fx = fixtures();
+    common::require("/usr/sbin/chroot");
     // Same mount namespace: maps shows our own path of the file, not /app.
     let root = make_root(fx, "chroot");
     let app = Running::start(

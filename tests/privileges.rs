@@ -25,11 +25,7 @@ struct Unprivileged {
 
 impl Unprivileged {
     fn new() -> Unprivileged {
-        let setpriv = common::which("setpriv");
-        assert!(
-            setpriv.is_some(),
-            "setpriv is missing: install the util-linux package (bash .ci/install-deps)"
-        );
+        common::require("setpriv");
         let dir = TempDir::new("priv");
         let usdtop = dir.path().join("usdtop");
         copy_executable(Path::new(env!("CARGO_BIN_EXE_usdtop")), &usdtop);
@@ -171,10 +167,7 @@ fn cap_bpf_and_cap_perfmon_are_not_enough_the_uprobe_is_refused_naming_cap_sys_a
 /// means nothing in usdtop's namespace, so the object is reachable only through
 /// `/proc/PID/root` (as for a process in a container).
 fn fixture_in_its_own_mount_namespace(run: &Unprivileged, mount: &Path) -> Fixture {
-    assert!(
-        common::which("unshare").is_some(),
-        "unshare is missing: install the util-linux package (bash .ci/install-deps)"
-    );
+    common::require("unshare");
     let inside = mount.join("usdt_fixture");
     let script = format!(
         "mount -t tmpfs usdtop-priv {m} && cp {f} {i} && exec {i} count 20",

@@ -1,16 +1,15 @@
 //! The catalog's argument lists agree with the real binaries installed here: every catalogued
 //! probe of a provider exists, with exactly as many arguments as its sites pass.
 
+mod common;
+
 use std::path::PathBuf;
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::read_probes;
 
+/// Each provider with the binary that has it; a missing one fails the test, naming its package.
 fn real_binaries() -> Vec<(&'static str, PathBuf)> {
-    let libstdcxx = std::process::Command::new("g++")
-        .arg("-print-file-name=libstdc++.so.6")
-        .output()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .unwrap_or_default();
+    let libstdcxx = common::libstdcxx();
     vec![
         (
             "postgresql",
@@ -28,10 +27,7 @@ fn catalog_argument_counts_match_the_installed_binaries() {
     let catalog = Catalog::builtin();
     let mut checked = 0;
     for (provider, path) in real_binaries() {
-        if !path.exists() {
-            eprintln!("skipped: {} is not installed", path.display());
-            continue;
-        }
+        common::require(path.to_str().unwrap());
         let object = read_probes(&path).unwrap();
         for probe in object.probes.iter().filter(|p| p.provider == provider) {
             let name = probe.full_name();

@@ -4,27 +4,13 @@ mod common;
 
 use common::fixture::FixtureBin;
 use common::{collect_until, drain, engine_and_events};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 use usdtop::probes::tracing::engine::{AttachOptions, ProcFilter};
 use usdtop::probes::{read_probes, ArgValue};
 
-fn libstdcxx() -> Option<PathBuf> {
-    let out = Command::new("g++")
-        .arg("-print-file-name=libstdc++.so.6")
-        .output()
-        .ok()?;
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    std::fs::canonicalize(path).ok()
-}
-
 #[test]
 fn every_cxx_throw_is_a_libstdcxx_throw_event() {
-    let Some(lib) = libstdcxx() else {
-        eprintln!("skipped: no libstdc++.so.6");
-        return;
-    };
+    let lib = common::libstdcxx();
     let object = read_probes(&lib).unwrap();
     assert!(object.position_independent);
     let probe = object

@@ -14,9 +14,7 @@ const CLIENTS: u64 = 2;
 
 #[test]
 fn pgbench_statements_are_query_start_events_with_their_sql() {
-    let Some(postgres) = postgres_binary() else {
-        return;
-    };
+    let postgres = postgres_binary();
     let pg = Postgres::start();
     let object = read_probes(&postgres).unwrap();
     let probe = object

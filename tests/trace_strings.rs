@@ -43,7 +43,7 @@ fn script(dir: &TempDir) -> std::path::PathBuf {
 }
 
 fn php() -> std::path::PathBuf {
-    php_binary().expect("php8.2 is missing: install php8.2-cli (see .ci/install-deps)")
+    php_binary()
 }
 
 #[test]

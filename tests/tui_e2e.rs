@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{which, PATIENCE};
+use common::PATIENCE;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,14 +40,6 @@ impl Drop for Binary {
     }
 }
 
-/// Fails the test when `program` is missing, naming the package that installs it.
-fn need(program: &str, package: &str) {
-    assert!(
-        which(program).is_some(),
-        "{program} is missing: install the {package} package (bash .ci/install-deps)"
-    );
-}
-
 /// A tmux server of its own running one command in a window of a fixed size. Dropping it kills
 /// the server and waits until every process it ran is gone.
 struct Tmux {
@@ -56,7 +48,7 @@ struct Tmux {
 
 impl Tmux {
     fn start(name: &str, cols: u16, rows: u16, command: &str) -> Tmux {
-        need("tmux", "tmux");
+        common::require("tmux");
         let socket = format!("usdtop-{name}-{}", std::process::id());
         let t = Tmux { socket };
         // The shell keeps the pane open after usdtop exits, so its exit status can be read.
@@ -443,7 +435,7 @@ fn sighup_restores_the_terminal_and_exits_129() {
 fn without_privileges_the_explorer_still_lists_and_says_why_attaching_fails() {
     let bin = Binary::copy("without");
     let b = bin.path.as_str();
-    need("setpriv", "util-linux");
+    common::require("setpriv");
     let server = DemoServer::start(b);
     // Root without capabilities cannot load BPF programs.
     let cmd = format!(

@@ -161,7 +161,7 @@ impl Pairer {
                 pid: ev.pid,
                 key: s.clone(),
             }),
-            ArgValue::Unsupported(_) => None,
+            ArgValue::Null | ArgValue::Unreadable | ArgValue::Unsupported(_) => None,
         }
     }
 

@@ -13,7 +13,8 @@ pub struct ProbeView {
     pub sites: usize,
     /// Guarded by a semaphore (the kernel raises it while attached).
     pub semaphore: bool,
-    /// Arguments at the first site (sites may differ; see DESIGN.md).
+    /// Arguments: the most any site has (specs belong to the site, and the sites of one probe
+    /// may differ, e.g. postgres `sort__start`).
     pub args: usize,
 }
 

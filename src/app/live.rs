@@ -31,7 +31,7 @@ pub struct LogEntry {
     pub args: Vec<ArgValue>,
     /// The request's label (URL, query...) as traced, when the active pair names one.
     pub label: Option<Arc<str>>,
-    /// The label with numbers and literals folded (`/users/42` → `/users/?`): the top table
+    /// The label with numbers and literals folded (`/users/42` → `/users/N`, see [`normalize_key`]): the top table
     /// and drill-down key.
     pub key: Option<Arc<str>>,
     /// For a done event matched with its start: the latency.
@@ -40,18 +40,18 @@ pub struct LogEntry {
 
 /// One drill-down step.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Filter {
+pub enum DrillDown {
     /// Only requests with this key (a top-table row).
     Key(String),
     /// Only completions whose latency is in `[lo_ns, hi_ns)` (a histogram bucket).
     Latency { lo_ns: u64, hi_ns: u64 },
 }
 
-impl Filter {
+impl DrillDown {
     fn admits(&self, e: &LogEntry) -> bool {
         match self {
-            Filter::Key(k) => e.key.as_deref() == Some(k.as_str()),
-            Filter::Latency { lo_ns, hi_ns } => {
+            DrillDown::Key(k) => e.key.as_deref() == Some(k.as_str()),
+            DrillDown::Latency { lo_ns, hi_ns } => {
                 e.latency_ns.is_some_and(|l| l >= *lo_ns && l < *hi_ns)
             }
         }
@@ -92,7 +92,7 @@ pub struct Live {
     pub hist_cursor: Cursor,
     /// Rows the histogram has for bars (the runtime sets it from the layout).
     pub hist_rows: usize,
-    pub filters: Vec<Filter>,
+    pub filters: Vec<DrillDown>,
     pub now_ns: u64,
     hits: HashMap<Arc<ProbeKey>, HitRate>,
     last_rate_ns: u64,
@@ -354,13 +354,13 @@ impl Live {
 
     pub fn key_filter(&self) -> Option<&str> {
         self.filters.iter().rev().find_map(|f| match f {
-            Filter::Key(k) => Some(k.as_str()),
+            DrillDown::Key(k) => Some(k.as_str()),
             _ => None,
         })
     }
 
-    pub fn push_filter(&mut self, f: Filter) {
-        if let Filter::Key(k) = &f {
+    pub fn push_filter(&mut self, f: DrillDown) {
+        if let DrillDown::Key(k) = &f {
             // One key at a time: a new key replaces the previous drill-down.
             self.filters.clear();
             let mut stats = LatencyStats::new();
@@ -370,7 +370,7 @@ impl Live {
             self.key_latency = Some((k.clone(), stats));
             self.hist_cursor = Cursor::default();
         } else {
-            self.filters.retain(|g| matches!(g, Filter::Key(_)));
+            self.filters.retain(|g| matches!(g, DrillDown::Key(_)));
         }
         self.filters.push(f);
         self.log_scroll = 0;
@@ -379,7 +379,7 @@ impl Live {
     /// Steps back one drill-down; returns false when there was none.
     pub fn pop_filter(&mut self) -> bool {
         let popped = self.filters.pop();
-        if matches!(popped, Some(Filter::Key(_))) {
+        if matches!(popped, Some(DrillDown::Key(_))) {
             self.key_latency = None;
             self.hist_cursor = Cursor::default();
         }

@@ -16,18 +16,9 @@ use crate::probes::discovery::catalog::Pair;
 /// How long a kernel-paired pair must stay cool before auto streams it again.
 const COOL_DOWN_NS: u64 = 10_000_000_000;
 
-/// The `--pairing` choice as the policy sees it.
-// TODO(merge, issue 10): the same three values as `AggMode` in the CLI; becomes the session
-// layer's `AggMode` once that is in the library.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PairingMode {
-    /// In user space until the pair is hot, then in the kernel.
-    Auto,
-    /// Always in user space.
-    Stream,
-    /// In the kernel whenever the pair allows it.
-    Kernel,
-}
+/// The `--pairing` choice: the session layer's aggregation mode (auto: in user space until the
+/// pair is hot, then in the kernel; stream: always in user space; kernel: whenever it can).
+pub use crate::session::AggMode as PairingMode;
 
 /// The policy's memory between ticks.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use super::action::{Action, Command, Pane};
 use super::explorer::Explorer;
-use super::live::{Filter, Live};
+use super::live::{DrillDown, Live};
 use super::pairing::{PairingMode, PairingPolicy};
 use super::scan::ViewCache;
 use crate::aggregate::format_duration_ns;
@@ -276,14 +276,14 @@ impl App {
             Pane::Top => {
                 let rows = self.live.top_rows(usize::MAX);
                 if let Some(row) = rows.get(self.live.top_cursor.index) {
-                    self.live.push_filter(Filter::Key(row.key.clone()));
+                    self.live.push_filter(DrillDown::Key(row.key.clone()));
                     self.info(format!("showing only {} (Esc goes back)", row.key));
                 }
             }
             Pane::Histogram => {
                 let buckets = self.live.buckets();
                 if let Some(b) = buckets.get(self.live.hist_cursor.index) {
-                    self.live.push_filter(Filter::Latency {
+                    self.live.push_filter(DrillDown::Latency {
                         lo_ns: b.lo_ns,
                         hi_ns: b.hi_ns,
                     });

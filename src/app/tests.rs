@@ -124,7 +124,7 @@ fn enter_on_a_top_row_filters_histogram_and_log_to_that_key_and_esc_steps_back()
     step(&mut app, Action::Focus(Pane::Top));
     step(&mut app, Action::Down); // /slow
     step(&mut app, Action::Enter);
-    assert_eq!(app.live.filters, vec![Filter::Key("/slow".into())]);
+    assert_eq!(app.live.filters, vec![DrillDown::Key("/slow".into())]);
     assert_eq!(app.live.summary().count, 1);
     assert!(app
         .live
@@ -143,7 +143,7 @@ fn enter_on_a_histogram_bucket_filters_the_log_to_that_latency_range() {
     step(&mut app, Action::Focus(Pane::Histogram));
     step(&mut app, Action::End); // the slowest bucket
     step(&mut app, Action::Enter);
-    let Some(Filter::Latency { lo_ns, hi_ns }) = app.live.filters.last().cloned() else {
+    let Some(DrillDown::Latency { lo_ns, hi_ns }) = app.live.filters.last().cloned() else {
         panic!("no latency filter: {:?}", app.live.filters);
     };
     assert!(lo_ns <= 100 * MS && 100 * MS < hi_ns);

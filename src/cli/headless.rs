@@ -2,7 +2,7 @@
 //! stderr, attaching with the signal handlers in place, the run loop with the stop flag, and the
 //! figures every report carries.
 
-use super::stop;
+use crate::stop;
 use anyhow::{Context, Result};
 use usdtop::probes::discovery::targets::Target;
 use usdtop::probes::tracing::bpf::Mode;

@@ -51,7 +51,7 @@ pub struct ListArgs {
 
     /// List every object mapped by process PID (repeatable).
     #[arg(short, long = "pid", value_name = "PID")]
-    pub pids: Vec<i32>,
+    pub pids: Vec<u32>,
 
     /// Only probes whose provider matches GLOB (`*` and `?` wildcards).
     #[arg(short = 'P', long, value_name = "GLOB")]
@@ -82,12 +82,12 @@ pub struct ListArgs {
 }
 
 /// Which probes to show.
-struct Filter {
+struct NameGlobs {
     provider: Option<String>,
     name: Option<String>,
 }
 
-impl Filter {
+impl NameGlobs {
     fn matches(&self, probe: &Probe) -> bool {
         let provider_ok = self
             .provider
@@ -108,7 +108,7 @@ impl Filter {
 struct Entry<'a> {
     path: &'a Path,
     object: &'a ObjectProbes,
-    pids: Option<Vec<i32>>,
+    pids: Option<Vec<u32>>,
 }
 
 pub fn run(args: ListArgs) -> Result<u8> {
@@ -123,7 +123,7 @@ pub fn run(args: ListArgs) -> Result<u8> {
 }
 
 fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
-    let filter = Filter {
+    let filter = NameGlobs {
         provider: args.provider.clone(),
         name: args.name.clone(),
     };
@@ -235,8 +235,8 @@ fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
 struct Scan {
     files: Vec<(PathBuf, usdtop::probes::discovery::process::CachedObject)>,
     processes: Vec<ProcessProbes>,
-    missing_pids: Vec<(i32, SkipReason)>,
-    skipped: Vec<(i32, Option<String>, SkipReason)>,
+    missing_pids: Vec<(u32, SkipReason)>,
+    skipped: Vec<(u32, Option<String>, SkipReason)>,
     whole_machine: bool,
     /// PATH globs that matched no file.
     unmatched: Vec<usdtop::probes::discovery::select::NoFileMatches>,
@@ -332,14 +332,19 @@ struct JsonObject<'a> {
     probes: usize,
     sites: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pids: Option<Vec<i32>>,
+    pids: Option<Vec<u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
 /// `--objects`: every object (files named, objects mapped by the processes), with counts of the
 /// probes that pass the filter.
-fn write_objects(out: &mut impl Write, json: bool, scan: &Scan, filter: &Filter) -> io::Result<()> {
+fn write_objects(
+    out: &mut impl Write,
+    json: bool,
+    scan: &Scan,
+    filter: &NameGlobs,
+) -> io::Result<()> {
     let counts = |o: &ObjectProbes| {
         let probes: Vec<&Probe> = o.probes.iter().filter(|p| filter.matches(p)).collect();
         (probes.len(), probes.iter().map(|p| p.sites.len()).sum())
@@ -399,7 +404,7 @@ fn write_objects(out: &mut impl Write, json: bool, scan: &Scan, filter: &Filter)
             plural(r.sites, "site")
         )?;
         if let Some(pids) = &r.pids {
-            let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
             write!(out, "  pids {}", list.join(" "))?;
         }
         if let Some(e) = &r.error {
@@ -434,12 +439,12 @@ struct JsonProbe<'a> {
     semaphore_offset: Option<u64>,
     sites: Vec<JsonSite<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pids: Option<&'a [i32]>,
+    pids: Option<&'a [u32]>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
 }
 
-fn write_json(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()> {
+fn write_json(out: &mut impl Write, e: &Entry, filter: &NameGlobs) -> io::Result<()> {
     for probe in e.object.probes.iter().filter(|p| filter.matches(p)) {
         let line = JsonProbe {
             path: e.path,
@@ -473,7 +478,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-fn write_text(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()> {
+fn write_text(out: &mut impl Write, e: &Entry, filter: &NameGlobs) -> io::Result<()> {
     let probes: Vec<&Probe> = e
         .object
         .probes
@@ -498,7 +503,7 @@ fn write_text(out: &mut impl Write, e: &Entry, filter: &Filter) -> io::Result<()
         plural(sites, "site")
     )?;
     if let Some(pids) = &e.pids {
-        let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
         write!(out, "  pids {}", list.join(" "))?;
     }
     writeln!(out)?;

@@ -7,7 +7,6 @@ pub mod latency;
 pub mod list;
 pub mod numbers;
 pub mod output;
-pub mod stop;
 pub mod top;
 pub mod trace;
 pub mod trace_output;

@@ -2,8 +2,8 @@
 
 use super::numbers;
 use super::output::{Output, Written, OUTPUT_QUEUE_BYTES};
-use super::stop;
 use super::trace_output::Printer;
+use crate::stop;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ pub struct TraceArgs {
     pub probes: Vec<String>,
     /// Trace only this process and its children (repeatable).
     #[arg(short = 'p', long = "pid")]
-    pub pids: Vec<i32>,
+    pub pids: Vec<u32>,
     /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`. Each must be
     /// an argument of every probe traced.
     #[arg(long = "str", value_delimiter = ',')]
@@ -103,7 +103,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     let filter = if args.pids.is_empty() {
         ProcFilter::All
     } else {
-        ProcFilter::Pids(args.pids.iter().map(|&p| p as u32).collect())
+        ProcFilter::Pids(args.pids.clone())
     };
     let ring_bytes = args
         .ring_mb
@@ -154,7 +154,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     // What may change under us: the -p processes (an exec) and the files named by PATH (a
     // deploy that renames a new build over them).
     let mut changes = Watch::new();
-    args.pids.iter().for_each(|&p| changes.process(p as u32));
+    args.pids.iter().for_each(|&p| changes.process(p));
     named_files.iter().for_each(|f| changes.file(f));
     eprintln!(
         "usdtop: tracing {} probe(s), {} site(s); Ctrl-C to stop",
@@ -216,7 +216,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
                         return End::StdoutClosed;
                     }
                     // Every -p process gone: what is in flight is still printed below.
-                    if !args.pids.is_empty() && !args.pids.iter().any(|&p| is_alive(p as u32)) {
+                    if !args.pids.is_empty() && !args.pids.iter().any(|&p| is_alive(p)) {
                         return End::TargetsExited;
                     }
                     for change in changes.changes() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::tracing::clock::monotonic_ns;
-use usdtop::probes::tracing::event::{escape_terminal_into, NULL_STRING, TRUNCATED_MARK};
+use usdtop::probes::tracing::event::{escape_terminal_into, TRUNCATED_MARK, UNREADABLE_STRING};
 use usdtop::probes::{ArgValue, Event, ProbeKey};
 
 /// Formats events as text lines or JSON objects.
@@ -112,8 +112,11 @@ impl<'a> Printer<'a> {
                         line.extend_from_slice(TRUNCATED_MARK.as_bytes());
                     }
                 }
-                ArgValue::Unsupported(why) if why == NULL_STRING => {
-                    line.extend_from_slice(b"<NULL>")
+                ArgValue::Null => line.extend_from_slice(b"<NULL>"),
+                ArgValue::Unreadable => {
+                    line.extend_from_slice(b"<unsupported: ");
+                    line.extend_from_slice(UNREADABLE_STRING.as_bytes());
+                    line.push(b'>');
                 }
                 ArgValue::Unsupported(why) => {
                     line.extend_from_slice(b"<unsupported: ");
@@ -276,15 +279,27 @@ mod tests {
     }
 
     #[test]
+    fn a_text_line_tells_a_null_string_from_an_unreadable_one() {
+        let catalog = Catalog::builtin();
+        let mut p = Printer::new(&catalog, false);
+        let mut out = Vec::new();
+        p.write(&mut out, &event(vec![ArgValue::Null, ArgValue::Unreadable]))
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "query=<NULL> arg1=<unsupported: string not readable (unmapped pointer)>\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn json_names_arguments_and_null_strings_are_null() {
         let catalog = Catalog::builtin();
         let mut p = Printer::new(&catalog, true);
         let mut out = Vec::new();
-        p.write(
-            &mut out,
-            &event(vec![ArgValue::Unsupported(NULL_STRING.into())]),
-        )
-        .unwrap();
+        p.write(&mut out, &event(vec![ArgValue::Null])).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["args"]["query"], serde_json::Value::Null);
         assert_eq!(

@@ -3,7 +3,6 @@
 
 use clap::Args;
 use std::path::Path;
-use usdtop::app::PairingMode;
 use usdtop::session::AggMode;
 
 #[derive(Args, Debug)]
@@ -51,10 +50,6 @@ pub fn run(args: TuiArgs) -> anyhow::Result<u8> {
         attach: args.attach,
         demo: args.demo,
         demo_rate: args.demo_rate,
-        pairing: match args.pairing {
-            AggMode::Auto => PairingMode::Auto,
-            AggMode::Stream => PairingMode::Stream,
-            AggMode::Kernel => PairingMode::Kernel,
-        },
+        pairing: args.pairing,
     })
 }

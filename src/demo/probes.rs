@@ -1,7 +1,7 @@
 //! The node-shaped probe sites. Each probe is fired from exactly one non-inlined function so the
 //! binary has one site per probe, as Node had.
 //!
-//! Argument layout (Node ≤ 18, `src/node.d`):
+//! Argument layout (Node ≤ 18, `src/node.d` in the Node sources):
 //! `http__server__request(req*, conn*, remote, port, method, url, fd)` and
 //! `http__server__response(conn*, remote, port, fd)`; strings are pointers to NUL-terminated
 //! C strings that stay alive until the probe returns.

@@ -6,6 +6,5 @@ pub mod discovery;
 pub mod kernel;
 pub mod tracing;
 
-pub use discovery::argspec::{ArgLoc, ArgSpec, ArgSpecError, Reg, RegRef};
-pub use discovery::elf::{read_probes, ElfError, ObjectProbes, Probe, Site};
+pub use discovery::elf::{read_probes, ObjectProbes, Probe, Site};
 pub use tracing::event::{ArgValue, Event, ProbeKey};

@@ -167,7 +167,7 @@ pub fn resolve(
 ) -> Result<(Vec<Vec<Target>>, Vec<String>), SessionError> {
     let patterns: Vec<ProbePattern> = patterns.iter().map(|&p| p.clone()).collect();
     let scope = match pid {
-        Some(pid) => Scope::Pids(vec![pid as i32]),
+        Some(pid) => Scope::Pids(vec![pid]),
         None => Scope::AllProcesses,
     };
     let resolved = targets::resolve_patterns(&patterns, &scope)?;

@@ -4,13 +4,12 @@
 //! loaded later (dlopen) show up. Parsed objects are cached by device+inode (ProbeCache).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use usdtop::app::{ProcessScan, ScannedObject};
 use usdtop::probes::discovery::process::{
-    all_pids, CachedObject, ObjectKey, ObjectWithProbes, ProbeCache,
+    all_pids, proc_stat, CachedObject, ObjectKey, ObjectWithProbes, ProbeCache,
 };
 use usdtop::probes::discovery::targets::attach_path;
 
@@ -83,7 +82,6 @@ impl Worker {
         let mut next = HashMap::with_capacity(pids.len());
         let mut newcomers = HashMap::new();
         for pid in pids {
-            let pid = pid as u32;
             let start = start_time(pid);
             match self.known.remove(&pid) {
                 Some((s, view)) if s == start && !full => {
@@ -108,7 +106,7 @@ impl Worker {
     }
 
     fn scan(&mut self, pid: u32) -> Option<ProcessScan> {
-        let p = self.cache.process(pid as i32).ok()?;
+        let p = self.cache.process(pid).ok()?;
         let objects = p.objects.iter().map(|o| self.object(o)).collect();
         let view = ProcessScan {
             pid,
@@ -142,13 +140,5 @@ impl Worker {
 
 /// The process start time (field 22 of /proc/PID/stat), to tell a reused pid from the old one.
 fn start_time(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
-    else {
-        return 0;
-    };
-    // comm may contain spaces and parentheses: fields start after the last ')'.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    proc_stat(pid).map_or(0, |s| s.start_time)
 }

@@ -17,14 +17,15 @@ use usdtop::app::{Action, App, Command, PairingMode, PairingPolicy, Pane, Proces
 use usdtop::demo::{Demo, LoadConfig};
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::discovery::select::{describe_matches, expand_path, has_glob, ProbePattern};
+use usdtop::probes::tracing::clock::{clock_ns, monotonic_ns};
 use usdtop::ui::{self, keymap, Theme};
 
-use usdtop::session::{kernel_unsupported, TARGET_STREAM_RATE};
-use crate::cli::stop;
+use crate::stop;
 use discovery::ObjectIndex;
 use tracer::{AttachRequest, Tracer};
 use usdtop::probes::discovery::watch::Watch;
 use usdtop::probes::ProbeKey;
+use usdtop::session::{kernel_unsupported, TARGET_STREAM_RATE};
 
 /// What the explorer starts with (the command line's `usdtop` without a subcommand).
 #[derive(Debug, Clone)]
@@ -419,21 +420,6 @@ impl Runner {
         }
         result
     }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
-/// CLOCK_MONOTONIC, the clock of BPF event timestamps (bpf_ktime_get_ns).
-fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
 fn wall_offset_ns() -> i64 {

@@ -3,7 +3,7 @@
 use super::text::{col, rcol, sanitize};
 use super::{pane_block, scroll_start, Theme};
 use crate::aggregate::format_duration_ns;
-use crate::app::{App, Filter, Pane};
+use crate::app::{App, DrillDown, Pane};
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -86,7 +86,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let label = format!("{}–{}", d(b.lo_ns), d(b.hi_ns));
         let mut label_style = theme.normal();
         let filtered = live.filters.iter().any(|f| {
-            matches!(f, Filter::Latency { lo_ns, hi_ns } if *lo_ns == b.lo_ns && *hi_ns == b.hi_ns)
+            matches!(f, DrillDown::Latency { lo_ns, hi_ns } if *lo_ns == b.lo_ns && *hi_ns == b.hi_ns)
         });
         if filtered {
             label_style = theme.filter();

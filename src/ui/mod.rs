@@ -13,7 +13,7 @@ mod top;
 pub use theme::Theme;
 
 use crate::aggregate::format_duration_ns;
-use crate::app::{App, Filter, Pane};
+use crate::app::{App, DrillDown, Pane};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -163,12 +163,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 }
 
 /// The drill-down path as text: `/api/search › 8.39ms–16.8ms`.
-pub fn filter_text(filters: &[Filter]) -> String {
+pub fn filter_text(filters: &[DrillDown]) -> String {
     filters
         .iter()
         .map(|f| match f {
-            Filter::Key(k) => text::sanitize(k),
-            Filter::Latency { lo_ns, hi_ns } => format!(
+            DrillDown::Key(k) => text::sanitize(k),
+            DrillDown::Latency { lo_ns, hi_ns } => format!(
                 "{}–{}",
                 format_duration_ns(*lo_ns),
                 format_duration_ns(*hi_ns)

@@ -3,7 +3,7 @@
 
 use crate::app::LogEntry;
 use crate::probes::discovery::catalog::Catalog;
-use crate::probes::tracing::event::{terminal_safe, Integer};
+use crate::probes::tracing::event::{terminal_safe, Integer, UNREADABLE_STRING};
 use crate::probes::ArgValue;
 use std::fmt::Write;
 
@@ -78,6 +78,10 @@ pub fn format_args(catalog: &Catalog, e: &LogEntry, skip: Option<usize>) -> Stri
                 let _ = write!(out, "{v}");
             }
             ArgValue::Str(s) => out.push_str(&s.terminal_safe()),
+            ArgValue::Null => out.push_str("<NULL>"),
+            ArgValue::Unreadable => {
+                let _ = write!(out, "<{UNREADABLE_STRING}>");
+            }
             ArgValue::Unsupported(why) => {
                 let _ = write!(out, "<{}>", sanitize(why));
             }

@@ -72,21 +72,30 @@ pub fn drain(rx: &mut EventStream, quiet: Duration) -> Vec<Event> {
 
 /// Where a program a test needs is: `program` is a path, or a name looked up on PATH. A missing
 /// program fails the test, naming the package that provides it — a test that skips cannot fail.
-/// (Always `Some`; the Option stays for the callers written as `let Some(p) = require(..)`.)
-pub fn require(program: &str) -> Option<PathBuf> {
+pub fn require(program: &str) -> PathBuf {
     let found = if program.contains('/') {
         Some(PathBuf::from(program)).filter(|p| p.exists())
     } else {
         which(program)
     };
-    if found.is_none() {
+    found.unwrap_or_else(|| {
         panic!(
             "{program} is not installed: it comes with {}; `bash .ci/install-deps` installs \
              everything the tests need",
             package_of(program)
-        );
-    }
-    found
+        )
+    })
+}
+
+/// The libstdc++ that g++ links against (what the C++ fixtures use), symlinks resolved.
+pub fn libstdcxx() -> PathBuf {
+    let out = std::process::Command::new(require("g++"))
+        .arg("-print-file-name=libstdc++.so.6")
+        .output()
+        .expect("run g++");
+    // g++ prints the bare name when it has no such library: `require` then fails naming it.
+    let path = require(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::canonicalize(path).unwrap()
 }
 
 /// The Debian package (or install step) that provides a program the tests use.
@@ -104,7 +113,7 @@ fn package_of(program: &str) -> &'static str {
         "setpriv" | "unshare" | "pivot_root" | "runuser" => "util-linux",
         "chroot" => "coreutils",
         "readelf" => "binutils",
-        "cc" => "build-essential",
+        "cc" | "g++" => "build-essential",
         _ => "the package that provides it (see .ci/install-deps)",
     }
 }

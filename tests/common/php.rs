@@ -17,7 +17,7 @@ if ($path === '/slow') {
 echo 'ok ', $_SERVER['REQUEST_URI'], "\n";
 "#;
 
-pub fn php_binary() -> Option<PathBuf> {
+pub fn php_binary() -> PathBuf {
     super::require("/usr/bin/php8.2")
 }
 

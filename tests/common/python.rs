@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-pub fn python311() -> Option<PathBuf> {
+pub fn python311() -> PathBuf {
     super::require("/usr/bin/python3.11")
 }
 

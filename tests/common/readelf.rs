@@ -261,11 +261,11 @@ pub struct Fixtures {
     pub lib: PathBuf,
 }
 
-/// Build the fixtures with `cc`; None (reason printed) when there is no C compiler or no
-/// `<sys/sdt.h>`.
-pub fn fixtures() -> Option<&'static Fixtures> {
-    static BUILT: OnceLock<Option<Fixtures>> = OnceLock::new();
-    BUILT.get_or_init(build_fixtures).as_ref()
+/// Build the fixtures with `cc` (once per test binary); fails the test, naming the package,
+/// when there is no C compiler or no `<sys/sdt.h>`.
+pub fn fixtures() -> &'static Fixtures {
+    static BUILT: OnceLock<Fixtures> = OnceLock::new();
+    BUILT.get_or_init(build_fixtures)
 }
 
 /// Fixture directories of test processes that have exited (each holds copies of libc for the
@@ -285,7 +285,7 @@ fn remove_stale_fixtures(tmp: &Path) {
     }
 }
 
-fn build_fixtures() -> Option<Fixtures> {
+fn build_fixtures() -> Fixtures {
     super::require("cc");
     assert!(
         Path::new("/usr/include/x86_64-linux-gnu/sys/sdt.h").exists()
@@ -333,10 +333,10 @@ fn build_fixtures() -> Option<Fixtures> {
     };
     link(&["-fPIE", "-pie"], "app_pie");
     link(&["-fno-pie", "-no-pie"], "app_nopie");
-    Some(Fixtures {
+    Fixtures {
         pie: dir.join("app_pie"),
         nopie: dir.join("app_nopie"),
         lib: dir.join("libusdtfix.so"),
         dir,
-    })
+    }
 }

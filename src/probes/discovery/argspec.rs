@@ -61,12 +61,6 @@ pub struct ArgSpec {
     pub text: String,
 }
 
-impl ArgSpec {
-    pub fn is_supported(&self) -> bool {
-        !matches!(self.loc, ArgLoc::Unsupported(_))
-    }
-}
-
 impl fmt::Display for ArgSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -115,7 +109,7 @@ fn split_args(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Parse one `SIZE@OPERAND` argument.
-pub fn parse_arg(text: &str) -> Result<ArgSpec, ArgSpecError> {
+fn parse_arg(text: &str) -> Result<ArgSpec, ArgSpecError> {
     let (size_text, operand) = text
         .split_once('@')
         .ok_or_else(|| ArgSpecError::MissingSize(text.to_string()))?;
@@ -512,7 +506,6 @@ mod tests {
     fn vector_registers_are_unsupported_but_listed() {
         let a = parse_arg("8@%xmm0").unwrap();
         assert!(matches!(a.loc, ArgLoc::Unsupported(_)));
-        assert!(!a.is_supported());
         assert_eq!(a.text, "8@%xmm0");
         assert!(matches!(loc("4@(%eax)"), ArgLoc::Unsupported(_)));
     }

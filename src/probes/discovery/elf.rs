@@ -142,7 +142,7 @@ pub enum ElfError {
 }
 
 /// What kind of non-regular file `meta` describes, or None for a regular file.
-pub fn irregular_kind(meta: &Metadata) -> Option<&'static str> {
+fn irregular_kind(meta: &Metadata) -> Option<&'static str> {
     let t = meta.file_type();
     if t.is_file() {
         None
@@ -164,7 +164,7 @@ pub fn irregular_kind(meta: &Metadata) -> Option<&'static str> {
 /// Opens `path` for reading only if it is a regular file. It is checked before opening (opening
 /// a device can have effects) and again on the open descriptor, which is opened non-blocking so
 /// that a FIFO swapped in between cannot hang us.
-pub fn open_regular(path: &Path) -> Result<(File, u64), ElfError> {
+fn open_regular(path: &Path) -> Result<(File, u64), ElfError> {
     if let Some(kind) = irregular_kind(&std::fs::metadata(path)?) {
         return Err(ElfError::NotRegular(kind));
     }
@@ -573,15 +573,6 @@ fn load_segment(loads: &[ProgramHeader], vaddr: u64) -> Option<&ProgramHeader> {
 
 fn segment_offset(ph: &ProgramHeader, vaddr: u64) -> u64 {
     (vaddr - ph.p_vaddr).wrapping_add(ph.p_offset)
-}
-
-fn load_offset(loads: &[ProgramHeader], vaddr: u64) -> Option<u64> {
-    load_segment(loads, vaddr).map(|ph| segment_offset(ph, vaddr))
-}
-
-/// File offset of a link-time virtual address, through the PT_LOAD segment containing it.
-pub fn vaddr_to_offset(elf: &Elf, vaddr: u64) -> Option<u64> {
-    load_offset(&elf.program_headers, vaddr)
 }
 
 /// Fill in the link-time address of every `sym(%rip)` argument from .symtab, then .dynsym.

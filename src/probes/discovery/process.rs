@@ -57,12 +57,12 @@ pub struct MappedObject {
 
 /// A live process and the objects it maps (executable first, then in address order).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessInfo {
-    pub pid: i32,
-    pub comm: String,
+struct ProcessInfo {
+    pid: u32,
+    comm: String,
     /// `/proc/PID/exe` as the process sees it, if readable.
-    pub exe: Option<PathBuf>,
-    pub objects: Vec<MappedObject>,
+    exe: Option<PathBuf>,
+    objects: Vec<MappedObject>,
 }
 
 /// Why a process was not scanned.
@@ -92,7 +92,7 @@ impl fmt::Display for SkipReason {
 /// A process left out of a scan, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    pub pid: i32,
+    pub pid: u32,
     pub comm: Option<String>,
     pub reason: SkipReason,
 }
@@ -108,13 +108,19 @@ impl From<ProcError> for SkipReason {
     }
 }
 
+/// `/proc/PID` (procfs takes an `i32`; a pid above that cannot exist: pid_max is at most 2^22).
+fn open_process(pid: u32) -> Result<Process, SkipReason> {
+    let pid = i32::try_from(pid).map_err(|_| SkipReason::Exited)?;
+    Ok(Process::new(pid)?)
+}
+
 const DELETED_SUFFIX: &str = " (deleted)";
 
 /// Read the objects a process maps. Only file-backed mappings with execute permission count:
 /// a probe can only fire in code, and this keeps data files (locale archives, fonts, caches)
 /// out of the picture.
-pub fn scan_process(pid: i32) -> Result<ProcessInfo, SkipReason> {
-    let proc = Process::new(pid)?;
+fn scan_process(pid: u32) -> Result<ProcessInfo, SkipReason> {
+    let proc = open_process(pid)?;
     let stat = proc.stat()?;
     if stat.state == 'Z' || stat.state == 'X' {
         return Err(SkipReason::Zombie);
@@ -202,7 +208,7 @@ fn strip_deleted(path: &Path) -> (PathBuf, bool) {
 
 impl MappedObject {
     /// A path to this object that works from usdtop's own mount namespace (what the probes are
-    /// read from and a uprobe is attached to): see [`best_open_path`].
+    /// read from and a uprobe is attached to): see `best_open_path`.
     pub fn open_path(&self) -> PathBuf {
         best_open_path(self)
     }
@@ -259,8 +265,8 @@ pub fn is_alive(pid: u32) -> bool {
 }
 
 /// Every process id in `/proc`, in ascending order.
-pub fn all_pids() -> std::io::Result<Vec<i32>> {
-    let mut pids: Vec<i32> = std::fs::read_dir("/proc")?
+pub fn all_pids() -> std::io::Result<Vec<u32>> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable();
@@ -294,7 +300,7 @@ impl ObjectWithProbes {
 /// A scanned process with the probes of every object it maps.
 #[derive(Debug, Clone)]
 pub struct ProcessProbes {
-    pub pid: i32,
+    pub pid: u32,
     pub comm: String,
     pub exe: Option<PathBuf>,
     pub objects: Vec<ObjectWithProbes>,
@@ -428,13 +434,13 @@ impl ProbeCache {
     }
 
     /// Every object process `pid` maps, with its probes.
-    pub fn process(&mut self, pid: i32) -> Result<ProcessProbes, SkipReason> {
+    pub fn process(&mut self, pid: u32) -> Result<ProcessProbes, SkipReason> {
         let info = scan_process(pid)?;
         Ok(self.attach_probes(info))
     }
 
     /// The objects of `pid` that contain probes (what "probes of pid P" means).
-    pub fn probes_of_pid(&mut self, pid: i32) -> Result<Vec<ObjectWithProbes>, SkipReason> {
+    pub fn probes_of_pid(&mut self, pid: u32) -> Result<Vec<ObjectWithProbes>, SkipReason> {
         Ok(self
             .process(pid)?
             .objects
@@ -468,9 +474,9 @@ impl ProbeCache {
                 Ok(info) => scan.processes.push(self.attach_probes(info)),
                 Err(reason) => scan.skipped.push(Skipped {
                     pid,
-                    comm: Process::new(pid)
-                        .and_then(|p| p.stat())
+                    comm: open_process(pid)
                         .ok()
+                        .and_then(|p| p.stat().ok())
                         .map(|s| s.comm),
                     reason,
                 }),
@@ -516,7 +522,7 @@ mod tests {
 
     #[test]
     fn this_process_maps_its_own_executable_first() {
-        let info = scan_process(std::process::id() as i32).unwrap();
+        let info = scan_process(std::process::id()).unwrap();
         let exe = std::env::current_exe().unwrap();
         assert_eq!(info.objects[0].path, exe);
         assert!(info
@@ -537,14 +543,15 @@ mod tests {
                 assert_eq!(scan_process(2), Err(SkipReason::KernelThread));
             }
         }
-        assert_eq!(scan_process(i32::MAX), Err(SkipReason::Exited));
+        assert_eq!(scan_process(i32::MAX as u32), Err(SkipReason::Exited));
+        assert_eq!(scan_process(u32::MAX), Err(SkipReason::Exited));
     }
 
     #[test]
     fn a_machine_scan_finds_this_process_and_says_why_others_were_skipped() {
         let mut cache = ProbeCache::new();
         let scan = cache.scan_all().unwrap();
-        let me = std::process::id() as i32;
+        let me = std::process::id();
         assert!(scan.processes.iter().any(|p| p.pid == me));
         for s in &scan.skipped {
             assert!(!scan.processes.iter().any(|p| p.pid == s.pid));
@@ -577,7 +584,7 @@ mod tests {
     #[test]
     fn cache_reads_each_object_once() {
         let mut cache = ProbeCache::new();
-        let me = std::process::id() as i32;
+        let me = std::process::id();
         let first = cache.process(me).unwrap();
         let misses = cache.stats().misses;
         assert_eq!(misses as usize, first.objects.len());

@@ -1,7 +1,7 @@
 //! Choosing probes by name: `provider:name`, `PATH:provider:name`, globs (`postgresql:query__*`),
 //! and the nearest names for a helpful error when nothing matches.
 
-use super::elf::{ObjectProbes, Probe};
+use super::elf::Probe;
 use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
 
@@ -67,11 +67,6 @@ impl ProbePattern {
     /// Whether `provider:name` matches (the path, if any, is checked by the caller).
     pub fn matches_name(&self, provider: &str, name: &str) -> bool {
         glob(&self.provider, provider) && glob(&self.name, name)
-    }
-
-    /// The probes of `object` this pattern selects.
-    pub fn select<'a>(&'a self, object: &'a ObjectProbes) -> impl Iterator<Item = &'a Probe> + 'a {
-        object.probes.iter().filter(|p| self.matches(p))
     }
 }
 

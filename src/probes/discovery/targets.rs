@@ -19,7 +19,7 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// The objects these processes map.
-    Pids(Vec<i32>),
+    Pids(Vec<u32>),
     /// The objects any running process maps.
     AllProcesses,
 }
@@ -49,7 +49,7 @@ pub enum TargetError {
     #[error("cannot read probes of {}: {why}", path.display())]
     Unreadable { path: PathBuf, why: String },
     #[error("process {pid}: {why} (is it running? see `ps -p {pid}`)")]
-    Process { pid: i32, why: SkipReason },
+    Process { pid: u32, why: SkipReason },
     #[error("scanning processes: {0}")]
     Scan(#[source] std::io::Error),
     /// A PATH with wildcards that names no file.
@@ -148,18 +148,16 @@ impl Resolved {
     }
 }
 
-/// The targets of each pattern, in pattern order; every list is non-empty. A pattern with a
-/// PATH looks only in that file, or in the files its glob matches (by device and inode, so a
-/// symlink and its target agree); the others look in the objects of `scope`. A probe whose
-/// note is corrupt ([`Probe::attachable`]) is an error, so nothing is attached.
-pub fn resolve_each(
-    patterns: &[ProbePattern],
-    scope: &Scope,
-) -> Result<Vec<Vec<Target>>, TargetError> {
+/// The targets of [`resolve_patterns`], without the files.
+fn resolve_each(patterns: &[ProbePattern], scope: &Scope) -> Result<Vec<Vec<Target>>, TargetError> {
     Ok(resolve_patterns(patterns, scope)?.targets)
 }
 
-/// As [`resolve_each`], also saying which files each PATH named.
+/// The targets of each pattern, in pattern order; every list is non-empty. A pattern with a
+/// PATH looks only in that file, or in the files its glob matches (by device and inode, so a
+/// symlink and its target agree); the others look in the objects of `scope`. A probe whose
+/// note is corrupt ([`Probe::attachable`]) is an error, so nothing is attached. Also says
+/// which files each PATH named.
 pub fn resolve_patterns(patterns: &[ProbePattern], scope: &Scope) -> Result<Resolved, TargetError> {
     let mut cache = ProbeCache::new();
     let mut pool = Pool::default();
@@ -401,6 +399,21 @@ mod tests {
     const POSTGRES: &str = "/usr/lib/postgresql/15/bin/postgres";
     const PYTHON: &str = "/usr/bin/python3.11";
 
+    /// `path`, after failing the test if it is missing (a test that skips cannot fail).
+    fn require(path: &'static str) -> &'static str {
+        let package = match path {
+            POSTGRES => "postgresql-15",
+            PYTHON => "python3.11",
+            _ => "the package that provides it",
+        };
+        assert!(
+            Path::new(path).exists(),
+            "{path} is not installed: it comes with {package}; `bash .ci/install-deps` installs \
+             everything the tests need"
+        );
+        path
+    }
+
     fn pattern(text: &str) -> ProbePattern {
         ProbePattern::parse(text).unwrap()
     }
@@ -413,11 +426,7 @@ mod tests {
 
     #[test]
     fn a_glob_in_a_named_file_gives_every_probe_it_matches_opened_by_that_path() {
-        if !Path::new(POSTGRES).exists() {
-            eprintln!("skipping: {POSTGRES} is not installed");
-            return;
-        }
-        let p = pattern(&format!("{POSTGRES}:postgresql:query__*"));
+        let p = pattern(&format!("{}:postgresql:query__*", require(POSTGRES)));
         let targets = resolve(&[p], &Scope::AllProcesses).unwrap();
         let got = names(&targets);
         assert!(
@@ -434,10 +443,7 @@ mod tests {
 
     #[test]
     fn a_probe_two_patterns_match_is_a_target_once_but_listed_for_each() {
-        if !Path::new(PYTHON).exists() {
-            eprintln!("skipping: {PYTHON} is not installed");
-            return;
-        }
+        require(PYTHON);
         let both = [
             pattern(&format!("{PYTHON}:python:gc__*")),
             pattern(&format!("{PYTHON}:python:gc__start")),
@@ -451,17 +457,18 @@ mod tests {
 
     #[test]
     fn a_symlink_and_its_target_name_the_same_object() {
-        let link = "/usr/bin/python3";
-        let key = |p: &str| ObjectKey::of_path(Path::new(p)).ok();
-        if key(PYTHON).is_none() || key(link) != key(PYTHON) {
-            eprintln!("skipping: {link} is not {PYTHON}");
-            return;
-        }
+        let dir = std::env::temp_dir().join(format!("usdtop-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("python");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(require(PYTHON), &link).unwrap();
         let both = [
-            pattern(&format!("{link}:python:gc__start")),
+            pattern(&format!("{}:python:gc__start", link.display())),
             pattern(&format!("{PYTHON}:python:gc__done")),
         ];
-        let each = resolve_each(&both, &Scope::AllProcesses).unwrap();
+        let each = resolve_each(&both, &Scope::AllProcesses);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let each = each.unwrap();
         assert_eq!(names(&each[0]), ["python:gc__start"]);
         assert_eq!(names(&each[1]), ["python:gc__done"]);
         assert!(Arc::ptr_eq(&each[0][0].object, &each[1][0].object));
@@ -469,10 +476,7 @@ mod tests {
 
     #[test]
     fn an_argument_index_is_checked_at_every_site_of_the_probe() {
-        assert!(
-            Path::new(POSTGRES).exists(),
-            "{POSTGRES} is missing: install postgresql-15 (.ci/install-deps)"
-        );
+        require(POSTGRES);
         // sort__start has four sites; each has 6 arguments in PostgreSQL 15.
         let sort = resolve(
             &[pattern(&format!("{POSTGRES}:postgresql:sort__start"))],
@@ -518,12 +522,8 @@ mod tests {
 
     #[test]
     fn a_misspelled_probe_names_the_nearest_ones() {
-        if !Path::new(PYTHON).exists() {
-            eprintln!("skipping: {PYTHON} is not installed");
-            return;
-        }
         let err = resolve(
-            &[pattern(&format!("{PYTHON}:python:gc_start"))],
+            &[pattern(&format!("{}:python:gc_start", require(PYTHON)))],
             &Scope::AllProcesses,
         )
         .unwrap_err();
@@ -550,7 +550,7 @@ mod tests {
     fn a_process_that_is_gone_is_a_named_error() {
         let err = resolve(
             &[pattern("python:gc__start")],
-            &Scope::Pids(vec![i32::MAX - 1]),
+            &Scope::Pids(vec![i32::MAX as u32 - 1]),
         )
         .unwrap_err();
         assert!(matches!(err, TargetError::Process { .. }), "{err:?}");

@@ -3,24 +3,12 @@
 //! a deploy renames a new build over the old one, so processes started from then on run a file
 //! whose uprobes were never placed. Each change is reported once.
 
-use std::os::unix::fs::MetadataExt;
+use super::process::ObjectKey;
 use std::path::{Path, PathBuf};
 
-/// Which file a path names: device and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
-    dev: u64,
-    ino: u64,
-}
-
-impl FileId {
-    /// The file `path` names now (following symlinks), if it can be looked at.
-    pub fn of(path: &Path) -> Option<FileId> {
-        std::fs::metadata(path).ok().map(|m| FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
-    }
+/// The file `path` names now (following symlinks), if it can be looked at.
+fn file_id(path: &Path) -> Option<ObjectKey> {
+    ObjectKey::of_path(path).ok()
 }
 
 /// Something traced that changed.
@@ -55,7 +43,7 @@ impl std::fmt::Display for Change {
 
 struct Watched {
     what: Kind,
-    id: Option<FileId>,
+    id: Option<ObjectKey>,
     /// The last change reported, so that each is reported once.
     reported: Option<Change>,
 }
@@ -85,7 +73,7 @@ impl Watch {
         {
             return;
         }
-        let id = FileId::of(&exe_link(pid));
+        let id = file_id(&exe_link(pid));
         self.items.push(Watched {
             what: Kind::Process(pid),
             id,
@@ -105,7 +93,7 @@ impl Watch {
         }
         self.items.push(Watched {
             what: Kind::File(path.to_path_buf()),
-            id: FileId::of(path),
+            id: file_id(path),
             reported: None,
         });
     }
@@ -114,7 +102,7 @@ impl Watch {
     pub fn accept(&mut self, path: &Path) {
         for w in &mut self.items {
             if matches!(&w.what, Kind::File(p) if p == path) {
-                w.id = FileId::of(path);
+                w.id = file_id(path);
                 w.reported = None;
             }
         }
@@ -140,13 +128,13 @@ impl Watched {
         match &self.what {
             Kind::Process(pid) => {
                 // A process that is gone has not exec'd; its exit is noticed elsewhere.
-                let now = FileId::of(&exe_link(*pid))?;
+                let now = file_id(&exe_link(*pid))?;
                 (now != before).then(|| Change::Exec {
                     pid: *pid,
                     exe: std::fs::read_link(exe_link(*pid)).unwrap_or_default(),
                 })
             }
-            Kind::File(path) => match FileId::of(path) {
+            Kind::File(path) => match file_id(path) {
                 None => Some(Change::Removed { path: path.clone() }),
                 Some(now) if now != before => Some(Change::Replaced { path: path.clone() }),
                 Some(_) => None,

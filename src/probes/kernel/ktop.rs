@@ -7,8 +7,8 @@ pub use crate::probes::tracing::abi::Stat;
 use crate::probes::tracing::abi::{
     RawTopHkey, RawTopSlot, RawTopVal, TOP_KEY_LEN, TOP_SLOTS, TOP_TRUNCATED, TS_NR,
 };
-use crate::probes::tracing::decode::{terminal_safe, TRUNCATED_MARK};
 use crate::probes::tracing::engine::{Engine, ProbeId};
+use crate::probes::tracing::event::{terminal_safe, TRUNCATED_MARK};
 use aya::maps::{MapData, MapError, PerCpuArray, PerCpuHashMap};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -67,7 +67,7 @@ impl KernelTopCounts {
 }
 
 /// The text a kernel key stands for: `str` is the string bytes, zero-padded.
-pub fn key_text(str: &[u8; KEY_LEN], flags: u32) -> String {
+pub fn kernel_key_text(str: &[u8; KEY_LEN], flags: u32) -> String {
     let len = str.iter().position(|&c| c == 0).unwrap_or(KEY_LEN);
     let mut s = terminal_safe(&str[..len]);
     if flags & TOP_TRUNCATED != 0 {
@@ -120,7 +120,9 @@ impl KernelTop {
                 continue;
             };
             let hits = values.iter().map(|v| v.count).sum::<u64>();
-            *out.keys.entry(key_text(&first.str, key.flags)).or_insert(0) += hits;
+            *out.keys
+                .entry(kernel_key_text(&first.str, key.flags))
+                .or_insert(0) += hits;
         }
         // Each CPU's slot holds its own key, counted only there.
         for idx in 0..TOP_SLOTS {
@@ -133,7 +135,7 @@ impl KernelTop {
                     continue;
                 }
                 *out.keys
-                    .entry(key_text(&slot.v.str, slot.flags))
+                    .entry(kernel_key_text(&slot.v.str, slot.flags))
                     .or_insert(0) += slot.v.count;
             }
         }
@@ -162,7 +164,7 @@ mod tests {
     fn text(s: &[u8], flags: u32) -> String {
         let mut str = [0; KEY_LEN];
         str[..s.len()].copy_from_slice(s);
-        key_text(&str, flags)
+        kernel_key_text(&str, flags)
     }
 
     #[test]

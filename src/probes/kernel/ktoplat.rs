@@ -5,7 +5,7 @@
 //! ([`KernelTop`]).
 
 use super::kpair::{self, KernelPairs, KpairError, Role};
-use super::ktop::{key_text, KernelTop, KtopError};
+use super::ktop::{kernel_key_text, KernelTop, KtopError};
 use crate::probes::tracing::abi::{
     RawPairKey, RawTopHkey, RawToplatAgg, RawToplatStart, Stat, TL_BUCKETS, TL_FIRST_BUCKET,
 };
@@ -38,7 +38,7 @@ pub enum KtoplatError {
 }
 
 /// The `[lo, hi)` range of bucket `i` of a key.
-pub fn bucket_range(i: usize) -> (u64, u64) {
+fn bucket_range(i: usize) -> (u64, u64) {
     let (lo, hi) = kpair::bucket_range(FIRST_BUCKET + i.min(BUCKETS - 1));
     match i {
         0 => (0, hi),
@@ -47,8 +47,9 @@ pub fn bucket_range(i: usize) -> (u64, u64) {
     }
 }
 
-/// The bucket of a latency (mirror of the clamping in `toplat_record`).
-pub fn bucket_of(ns: u64) -> usize {
+/// The bucket of a latency (mirror of the clamping in `toplat_record`, for the tests).
+#[cfg(test)]
+fn bucket_of(ns: u64) -> usize {
     kpair::bucket_of(ns)
         .saturating_sub(FIRST_BUCKET)
         .min(BUCKETS - 1)
@@ -178,7 +179,7 @@ impl KernelTopLat {
             };
             let k = out
                 .keys
-                .entry(key_text(&first.v.str, key.flags))
+                .entry(kernel_key_text(&first.v.str, key.flags))
                 .or_insert_with(|| KeyLatency {
                     count: 0,
                     sum_ns: 0,

@@ -1,9 +1,10 @@
 //! Turns ring-buffer records into [`Event`]s: integers by the SDT size and sign rule, strings as
-//! the exact bytes read (escaped only at the output edge), unreadable argument forms as
+//! the exact bytes read (escaped only at the output edge), NULL and unreadable string pointers as
+//! [`ArgValue::Null`] and [`ArgValue::Unreadable`], argument forms BPF cannot read as
 //! [`ArgValue::Unsupported`].
 
 use super::bpf::{ArgPlan, RawEventHdr, STR_FAULT, STR_NULL, STR_TRUNCATED};
-use super::event::{ArgValue, Event, Integer, ProbeKey, StrValue};
+use super::event::{terminal_safe, ArgValue, Event, Integer, ProbeKey, StrValue};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -15,8 +16,6 @@ pub struct SiteInfo {
 }
 
 pub type SiteTable = HashMap<u32, SiteInfo>;
-
-pub use super::event::{terminal_safe, NULL_STRING, TRUNCATED_MARK};
 
 /// Decodes one record; `None` if it is malformed or its site was detached meanwhile.
 pub fn decode(record: &[u8], sites: &SiteTable) -> Option<Event> {
@@ -30,10 +29,8 @@ pub fn decode(record: &[u8], sites: &SiteTable) -> Option<Event> {
         args.push(match plan {
             ArgPlan::Int { size, signed } => ArgValue::Int(Integer::from_raw(raw, *size, *signed)),
             ArgPlan::Unsupported(why) => ArgValue::Unsupported(why.clone()),
-            ArgPlan::Str if raw & STR_NULL != 0 => ArgValue::Unsupported(NULL_STRING.into()),
-            ArgPlan::Str if raw & STR_FAULT != 0 => {
-                ArgValue::Unsupported("string not readable (unmapped pointer)".into())
-            }
+            ArgPlan::Str if raw & STR_NULL != 0 => ArgValue::Null,
+            ArgPlan::Str if raw & STR_FAULT != 0 => ArgValue::Unreadable,
             ArgPlan::Str => {
                 let len = (raw as u32 as usize).min(strs.len());
                 let s = StrValue::new(strs[..len].to_vec(), raw & STR_TRUNCATED != 0);
@@ -107,8 +104,8 @@ mod tests {
                 ArgValue::Str("GET".into()),
                 ArgValue::signed(-2),
                 ArgValue::Str(StrValue::new(b"/x".to_vec(), true)),
-                ArgValue::Unsupported("string not readable (unmapped pointer)".into()),
-                ArgValue::Unsupported("NULL".into()),
+                ArgValue::Unreadable,
+                ArgValue::Null,
                 ArgValue::Unsupported("8@%xmm0: vector".into()),
             ]
         );

@@ -150,7 +150,7 @@ pub struct ProbeStats {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Events decoded and sent to the channel.
+    /// Events decoded and queued for the [`EventStream`].
     pub events: u64,
     /// Events the kernel could not put in the full ring buffer.
     pub drops: u64,
@@ -577,13 +577,8 @@ impl Engine {
         }
     }
 
-    /// The attached probes.
-    pub fn attached(&self) -> impl Iterator<Item = (ProbeId, &Arc<ProbeKey>)> {
-        self.attachments.iter().map(|(id, a)| (*id, &a.probe))
-    }
-
-    /// Waits (at most `timeout`) until every event committed before this call has been sent
-    /// to the channel: use before a final report, e.g. once the traced process has exited.
+    /// Waits (at most `timeout`) until every event committed before this call has been queued
+    /// for the [`EventStream`]: use before a final report, e.g. once the traced process has exited.
     pub fn sync(&self, timeout: Duration) -> bool {
         let start = self.counters.passes.load(Ordering::Acquire);
         let deadline = std::time::Instant::now() + timeout;

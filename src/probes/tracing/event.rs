@@ -173,8 +173,8 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The `Unsupported` text of a string argument that was a NULL pointer.
-pub const NULL_STRING: &str = "NULL";
+/// Why an [`ArgValue::Unreadable`] string has no text (README quotes it).
+pub const UNREADABLE_STRING: &str = "string not readable (unmapped pointer)";
 
 /// Marker appended on a terminal to a string that was longer than the kernel read.
 pub const TRUNCATED_MARK: &str = "…";
@@ -186,8 +186,12 @@ pub enum ArgValue {
     Int(Integer),
     /// A string argument, exactly as read (escape at the output edge).
     Str(StrValue),
-    /// The argument form cannot be read in BPF (e.g. `%xmm0`), or the string pointer was NULL
-    /// ([`NULL_STRING`]) or unreadable; the text says which.
+    /// A string argument whose pointer was NULL.
+    Null,
+    /// A string argument whose pointer could not be read, even by faulting its page in
+    /// ([`UNREADABLE_STRING`]; counted in `Stats::unreadable`).
+    Unreadable,
+    /// The argument form cannot be read in BPF (e.g. `8@%xmm0`); the text says why.
     Unsupported(String),
 }
 
@@ -201,30 +205,30 @@ impl ArgValue {
     }
 
     /// Terminal-safe text of the value as a label or grouping key (strings escaped and marked
-    /// `…` when cut, as kernel-side top keys are); `None` when unreadable.
+    /// `…` when cut, as kernel-side top keys are); `None` when there is no value.
     pub fn key_text(&self) -> Option<String> {
         match self {
             ArgValue::Int(v) => Some(v.to_string()),
             ArgValue::Str(s) => Some(s.terminal_safe()),
-            ArgValue::Unsupported(_) => None,
+            ArgValue::Null | ArgValue::Unreadable | ArgValue::Unsupported(_) => None,
         }
     }
 }
 
 /// The `--json` form: integers are numbers, strings as [`StrValue`] says, a NULL string is
-/// `null`, anything unreadable `{"unsupported": "why"}`.
+/// `null`, anything that cannot be read `{"unsupported": "why"}` (README, `trace`).
 impl Serialize for ArgValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            ArgValue::Int(v) => v.serialize(s),
-            ArgValue::Str(v) => v.serialize(s),
-            ArgValue::Unsupported(why) if why == NULL_STRING => s.serialize_none(),
-            ArgValue::Unsupported(why) => {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("unsupported", why)?;
-                m.end()
-            }
-        }
+        let why = match self {
+            ArgValue::Int(v) => return v.serialize(s),
+            ArgValue::Str(v) => return v.serialize(s),
+            ArgValue::Null => return s.serialize_none(),
+            ArgValue::Unreadable => UNREADABLE_STRING,
+            ArgValue::Unsupported(why) => why,
+        };
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("unsupported", why)?;
+        m.end()
     }
 }
 
@@ -248,7 +252,7 @@ impl Event {
             .args
             .iter()
             .map(|a| match a {
-                ArgValue::Int(_) => 0,
+                ArgValue::Int(_) | ArgValue::Null | ArgValue::Unreadable => 0,
                 ArgValue::Str(s) => s.bytes.capacity(),
                 ArgValue::Unsupported(s) => s.capacity(),
             })
@@ -469,10 +473,13 @@ mod tests {
             serde_json::to_value(&cut).unwrap(),
             serde_json::json!({"text": "abc", "truncated": true})
         );
-        let null = ArgValue::Unsupported(NULL_STRING.into());
         assert_eq!(
-            serde_json::to_value(&null).unwrap(),
+            serde_json::to_value(ArgValue::Null).unwrap(),
             serde_json::Value::Null
+        );
+        assert_eq!(
+            serde_json::to_value(ArgValue::Unreadable).unwrap(),
+            serde_json::json!({"unsupported": "string not readable (unmapped pointer)"})
         );
         let xmm = ArgValue::Unsupported("8@%xmm0: vector".into());
         assert_eq!(

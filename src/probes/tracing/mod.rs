@@ -4,13 +4,13 @@
 //! bpf/abi.h at build time), the program and its names in `bpf`.
 
 pub mod abi;
-pub mod attach;
+mod attach;
 pub mod bpf;
 pub mod clock;
-pub mod decode;
+mod decode;
 pub mod engine;
 pub mod event;
-pub mod filter;
+mod filter;
 pub mod privilege;
 pub mod queue;
 mod reader;

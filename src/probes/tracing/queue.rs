@@ -115,8 +115,9 @@ impl EventStream {
         Some(self.take(item))
     }
 
-    /// Bytes queued now (for tests and status lines).
-    pub fn queued_bytes(&self) -> usize {
+    /// Bytes queued now.
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
         self.shared.queued.load(Ordering::Acquire)
     }
 
