@@ -254,3 +254,31 @@ impl TopKernel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::aggregate::{SortBy, TopTable, Window};
+    use crate::probes::kernel::ktoplat::{bucket_of, KeyLatency, BUCKETS};
+
+    #[test]
+    fn percentiles_from_the_buckets_are_within_their_resolution() {
+        // 1..=1000 us, one request each: p50 500 us, p99 990 us.
+        let mut k = KeyLatency {
+            count: 1000,
+            sum_ns: 0,
+            buckets: vec![0; BUCKETS],
+        };
+        for us in 1..=1000u64 {
+            k.buckets[bucket_of(us * 1000)] += 1;
+            k.sum_ns += us * 1000;
+        }
+        let mut t = TopTable::new(10);
+        t.record_latencies(0, "/k", k.count, k.samples());
+        let row = &t.rows(0, Window::All, SortBy::Count, 1)[0];
+        assert_eq!(row.count, 1000);
+        // Midpoints are within 1/16; the table's histograms add 1 %.
+        let close = |got: u64, want: u64| got.abs_diff(want) <= want / 16 + want / 100;
+        assert!(close(row.p50_ns.unwrap(), 500_000), "{row:?}");
+        assert!(close(row.p99_ns.unwrap(), 990_000), "{row:?}");
+    }
+}
