@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 pub static REQUESTED: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-pub use usdtop::session::{FOREVER, POLL};
-
 const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 extern "C" fn on_signal(sig: libc::c_int) {

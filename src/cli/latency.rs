@@ -145,8 +145,8 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     let mut interval_start = session.started_ns;
     let scheme = BucketScheme::from(args.buckets);
     let mut out = std::io::stdout().lock();
-    let (duration, interval, pid) = (args.duration, args.interval, args.pid);
-    headless::run(&mut session, duration, interval, pid, |step| {
+    let (duration, interval) = (args.duration, args.interval);
+    headless::run(&mut session, duration, interval, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -166,6 +166,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
                 stats,
                 last,
             } => (now_ns, stats, last),
+            Step::Check => return Ok(()),
         };
         agg.tick(now);
         let mut report = agg.report(Window::All, now, scheme, args.limit);

@@ -163,8 +163,8 @@ pub fn run(args: TopArgs) -> Result<u8> {
     )
     .folding(args.fold);
     let mut out = std::io::stdout().lock();
-    let (duration, interval, pid) = (args.duration, args.interval, args.pid);
-    headless::run(&mut session, duration, interval, pid, |step| {
+    let (duration, interval) = (args.duration, args.interval);
+    headless::run(&mut session, duration, interval, |step| {
         let (now, stats, last) = match step {
             Step::Events(batch) => {
                 for ev in batch {
@@ -181,6 +181,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 stats,
                 last,
             } => (now_ns, stats, last),
+            Step::Check => return Ok(()),
         };
         agg.tick(now);
         let (kernel_overflow, kernel_pairing) = match &mut kernel {

@@ -1,22 +1,20 @@
 //! `usdtop trace`: print every hit of the chosen probes, one line (or JSON object) per event.
 
-use super::numbers;
 use super::output::{Output, Written, OUTPUT_QUEUE_BYTES};
 use super::trace_output::Printer;
+use super::{headless, numbers};
 use crate::stop;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use usdtop::probes::discovery::catalog::Catalog;
-use usdtop::probes::discovery::process::is_alive;
 use usdtop::probes::discovery::select::ProbePattern;
 use usdtop::probes::discovery::targets::{self, check_arg_index, Scope, Target};
-use usdtop::probes::discovery::watch::{Change, Watch};
-use usdtop::probes::tracing::engine::{
-    AttachOptions, Engine, EngineError, EngineOptions, FaultStrings, ProbeId, ProcFilter, Stats,
-};
-use usdtop::probes::Event;
+use usdtop::probes::discovery::watch::Change;
+use usdtop::probes::tracing::bpf::Mode;
+use usdtop::probes::tracing::engine::{Engine, EngineOptions, FaultStrings, Stats};
+use usdtop::session::{Attacher, End, Flow, Session, SessionOptions, Step, WatchFiles};
 
 const AFTER_HELP: &str = "\
 PROBE is `provider:name`, `PATH:provider:name`, or a glob such as `postgresql:query__*`.
@@ -99,174 +97,130 @@ impl From<FaultStringsArg> for FaultStrings {
 pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     stop::install().context("installing signal handlers")?;
     let catalog = Catalog::builtin();
-    let (targets, named_files) = find_targets(&args)?;
-    let filter = if args.pids.is_empty() {
-        ProcFilter::All
-    } else {
-        ProcFilter::Pids(args.pids.clone())
+    let (found, named_files) = find_targets(&args)?;
+    let strings_of = |t: &Target| {
+        let mut strings = catalog.string_args(&t.probe().full_name());
+        strings.extend(&args.strings);
+        strings
     };
+    let targets: Vec<(Target, Vec<usize>)> = found
+        .into_iter()
+        .map(|t| {
+            let strings = strings_of(&t);
+            (t, strings)
+        })
+        .collect();
     let ring_bytes = args
         .ring_mb
         .checked_mul(1 << 20)
         .filter(|b| b.is_power_of_two())
         .context("--ring-mb must be a power of two of at most 2048")?;
-    let mut engine = Engine::new(EngineOptions {
-        ring_bytes: Some(ring_bytes),
-        queue_bytes: args.queue_mb << 20,
-        fault_strings: args.fault_strings.into(),
-    })?;
-    engine.set_cancel(&stop::REQUESTED);
-    let mut events = engine.take_events().context("event stream")?;
+    let options = SessionOptions {
+        pids: args.pids.clone(),
+        mode: Mode::default(),
+        engine: EngineOptions {
+            ring_bytes: Some(ring_bytes),
+            queue_bytes: args.queue_mb << 20,
+            fault_strings: args.fault_strings.into(),
+        },
+        // What may change under us: the -p processes (an exec) and the files named by PATH
+        // (a deploy that renames a new build over them).
+        watch: WatchFiles::These(named_files),
+    };
+    let session = Session::new(options, &stop::REQUESTED)?;
     if !args.pids.is_empty() {
-        if let Err(why) = engine.fork_tracking() {
+        if let Err(why) = session.engine.fork_tracking() {
             eprintln!("usdtop: warning: processes forked from now on are not followed ({why})");
         }
     }
-    let attach = |engine: &mut Engine, t: &Target| {
-        let probe = t.probe();
-        let mut strings = catalog.string_args(&probe.full_name());
-        strings.extend(&args.strings);
-        let options = AttachOptions {
-            strings,
-            filter: filter.clone(),
-            open_path: Some(t.open_path.clone()),
-            ..Default::default()
-        };
-        engine.attach(&t.object, probe, &options)
-    };
-    for t in &targets {
-        match attach(&mut engine, t) {
-            Err(EngineError::Interrupted) => stop::interrupted_attach(engine),
-            other => other.with_context(|| {
-                format!(
-                    "attaching {} in {}",
-                    t.probe().full_name(),
-                    t.open_path.display()
-                )
-            })?,
-        };
-    }
+    let mut session = headless::attached(session.attach_all(&targets))?;
     if args.fault_strings == FaultStringsArg::Always {
-        if let Err(why) = engine.fault_strings() {
+        if let Err(why) = session.engine.fault_strings() {
             eprintln!("usdtop: warning: strings in pages not yet touched stay unreadable ({why})");
         }
     }
-    // What may change under us: the -p processes (an exec) and the files named by PATH (a
-    // deploy that renames a new build over them).
-    let mut changes = Watch::new();
-    args.pids.iter().for_each(|&p| changes.process(p));
-    named_files.iter().for_each(|f| changes.file(f));
     eprintln!(
         "usdtop: tracing {} probe(s), {} site(s); Ctrl-C to stop",
         targets.len(),
-        targets
-            .iter()
-            .map(|t| t.object.probes[t.probe_index].sites.len())
-            .sum::<usize>()
+        session.sites
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut printer = Printer::new(&catalog, args.json);
     let mut out = Output::stdout(OUTPUT_QUEUE_BYTES).context("starting the stdout writer")?;
     let limit = args.count.unwrap_or(u64::MAX);
     let mut seen = 0u64;
-    // Formats a batch and queues it for stdout; counts what --count lets through.
-    let mut print = |batch: Vec<Event>, seen: &mut u64, out: &mut Output| {
-        let take = batch.len().min((limit - *seen) as usize);
-        let mut text = Vec::with_capacity(take * 128);
-        for e in &batch[..take] {
-            // Writing into a Vec cannot fail.
-            let _ = printer.write(&mut text, e);
+    let mut stdout_closed = false;
+    let attacher = session.attacher();
+    let on_change = |change: &Change, engine: &mut Engine| {
+        headless::notice(change.to_string());
+        match (change, args.follow) {
+            (Change::Replaced { path }, true) => {
+                follow(engine, &attacher, &strings_of, &targets, path);
+                true
+            }
+            _ => false,
         }
-        *seen += take as u64;
-        out.send(text, take as u64);
     };
-    let end = rt.block_on(async {
-        let deadline =
-            tokio::time::sleep(args.duration.map_or(stop::FOREVER, Duration::from_secs_f64));
-        tokio::pin!(deadline);
-        let mut watch = tokio::time::interval(stop::POLL);
-        let until = args
-            .duration
-            .map(|d| Instant::now() + Duration::from_secs_f64(d));
-        loop {
-            if seen >= limit {
-                return End::Count;
-            }
-            // Checked on every pass as well: while batches keep arriving, the receive branch is
-            // always ready and the timers may not be polled for seconds.
-            if stop::requested() {
-                return End::Signal;
-            }
-            if until.is_some_and(|u| Instant::now() >= u) {
-                return End::Duration;
-            }
-            tokio::select! {
-                batch = events.recv() => match batch {
-                    Some(batch) => print(batch, &mut seen, &mut out),
-                    None => return End::StreamClosed,
-                },
-                _ = watch.tick() => {
-                    if stop::requested() {
-                        return End::Signal;
-                    }
-                    if out.closed() {
-                        return End::StdoutClosed;
-                    }
-                    // Every -p process gone: what is in flight is still printed below.
-                    if !args.pids.is_empty() && !args.pids.iter().any(|&p| is_alive(p)) {
-                        return End::TargetsExited;
-                    }
-                    for change in changes.changes() {
-                        eprintln!("usdtop: {change}");
-                        if let (Change::Replaced { path }, true) = (&change, args.follow) {
-                            follow(&mut engine, &attach, &targets, path);
-                            changes.accept(path);
-                        }
-                    }
+    // Formats each batch and queues it for stdout, as much as --count lets through; stops
+    // once that is reached or stdout is closed.
+    let step = |step: Step| {
+        match step {
+            Step::Events(batch) => {
+                let take = batch.len().min((limit - seen) as usize);
+                let mut text = Vec::with_capacity(take * 128);
+                for e in &batch[..take] {
+                    // Writing into a Vec cannot fail.
+                    let _ = printer.write(&mut text, e);
                 }
-                _ = &mut deadline => return End::Duration,
+                seen += take as u64;
+                out.send(text, take as u64);
             }
+            Step::Check if out.closed() => {
+                stdout_closed = true;
+                return Ok(Flow::Stop);
+            }
+            _ => {}
         }
-    });
-    // Stop the intake, then print what was already in the ring, within a bounded time.
-    engine.stop_intake(Duration::from_millis(500));
-    let mut stats = engine.stats();
-    let drain_until = Instant::now() + Duration::from_millis(300);
-    while seen < limit && Instant::now() < drain_until && !out.closed() {
-        let Some(batch) = events.try_recv() else {
-            break;
-        };
-        print(batch, &mut seen, &mut out);
-    }
-    events.discard();
+        Ok(if seen >= limit {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
+    };
+    let ended = headless::run_quietly(&mut session, args.duration, DRAIN_BUDGET, on_change, step)?;
+    // The intake is stopped and what was in the ring printed (within the drain budget): let
+    // the writer finish, then say why it ended and what was lost.
     let written = out.finish(Duration::from_millis(300));
-    stats.slow_drops = engine.stats().slow_drops;
-    match end {
+    let mut stats = ended.stats_at_stop;
+    stats.slow_drops = session.engine.stats().slow_drops;
+    match ended.why {
         End::TargetsExited => eprintln!("usdtop: traced process(es) exited"),
-        End::Signal => eprintln!(
+        End::Requested => eprintln!(
             "usdtop: stopping on {}",
             stop::signal_name().unwrap_or("a signal")
         ),
-        End::StdoutClosed => eprintln!("usdtop: stdout was closed"),
+        End::Asked if stdout_closed => eprintln!("usdtop: stdout was closed"),
         _ => {}
     }
     report(written, &stats);
-    engine.detach_all();
+    session.engine.detach_all();
     Ok(stop::exit_status())
 }
+
+/// How long the events already in the ring may take to print once a stop is asked for.
+const DRAIN_BUDGET: Duration = Duration::from_millis(300);
 
 /// Attaches, in the new file now at `path`, the probes that were traced in the old one.
 fn follow(
     engine: &mut Engine,
-    attach: &impl Fn(&mut Engine, &Target) -> Result<ProbeId, EngineError>,
-    targets: &[Target],
+    attacher: &Attacher,
+    strings_of: &impl Fn(&Target) -> Vec<usize>,
+    targets: &[(Target, Vec<usize>)],
     path: &Path,
 ) {
     let patterns: Vec<ProbePattern> = targets
         .iter()
+        .map(|(t, _)| t)
         .filter(|t| t.open_path == path)
         .map(|t| ProbePattern {
             path: Some(path.display().to_string()),
@@ -280,7 +234,7 @@ fn follow(
     };
     let mut sites = 0;
     for t in &found {
-        match attach(engine, t) {
+        match attacher.attach(engine, t, strings_of(t)) {
             Ok(_) => sites += t.probe().sites.len(),
             Err(e) => eprintln!(
                 "usdtop: cannot attach {} in the new {}: {e}",
@@ -294,16 +248,6 @@ fn follow(
         path.display(),
         found.len()
     );
-}
-
-/// Why the event loop ended.
-enum End {
-    Duration,
-    Count,
-    Signal,
-    StdoutClosed,
-    TargetsExited,
-    StreamClosed,
 }
 
 fn report(written: Written, stats: &Stats) {

@@ -13,7 +13,10 @@ pub use plan::{
     strings_for, AggMode, ArgRef,
 };
 pub use request::{plan_latency, plan_top, Ask, LatencyPlan, Place, Plan, TopAsk, TopPlan};
-pub use run::{attach, run_loop, LoopOptions, Session, Step, FOREVER, POLL};
+pub use run::{
+    all_exited, attach, run_loop, Attacher, End, Ended, Flow, LoopOptions, Session, SessionOptions,
+    Step, WatchFiles, DRAIN_BUDGET, POLL,
+};
 
 use crate::probes::discovery::select::PatternError;
 use crate::probes::discovery::targets::{ArgIndexError, TargetError};

@@ -1,11 +1,12 @@
 //! A session at run time: the probes attached with their event stream, and the loop that ends
-//! on a duration, a stop request, or when the traced process exits, calling back for events
-//! and for periodic reports. Signals are the caller's: it hands in the flag they raise.
+//! on a duration, a stop request, the traced processes' exit, the stream's end or the caller's
+//! say-so, calling back for events, periodic reports and changes to what is traced. Signals are
+//! the caller's: it hands in the flag they raise.
 
 use super::SessionError;
 use crate::probes::discovery::process::is_alive;
 use crate::probes::discovery::targets::Target;
-use crate::probes::discovery::watch::Watch;
+use crate::probes::discovery::watch::{Change, Watch};
 use crate::probes::tracing::bpf::Mode;
 use crate::probes::tracing::clock::monotonic_ns;
 use crate::probes::tracing::engine::{
@@ -13,6 +14,7 @@ use crate::probes::tracing::engine::{
 };
 use crate::probes::tracing::queue::EventStream;
 use crate::probes::Event;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,29 @@ use std::time::{Duration, Instant};
 pub const POLL: Duration = Duration::from_millis(50);
 
 /// A timer that never fires in practice: for sessions without a duration.
-pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How long the events already read may take to be handled once a stop is asked for (the
+/// aggregating commands' budget; see [`LoopOptions::drain`]).
+pub const DRAIN_BUDGET: Duration = Duration::from_millis(400);
+
+/// What a session traces and how.
+pub struct SessionOptions {
+    /// Trace only these processes and their children; empty: every process.
+    pub pids: Vec<u32>,
+    pub mode: Mode,
+    pub engine: EngineOptions,
+    /// Which files are watched for a replacement (the `pids` are always watched for an exec).
+    pub watch: WatchFiles,
+}
+
+/// Which traced files a session watches for a replacement.
+pub enum WatchFiles {
+    /// Without pids, every traced file not under /proc; with pids, none (their exec says it).
+    Traced,
+    /// These files (those a command's PATHs named), whatever the pids.
+    These(Vec<PathBuf>),
+}
 
 /// Attached probes and their event stream.
 pub struct Session {
@@ -30,79 +54,135 @@ pub struct Session {
     pub started_ns: u64,
     /// The attached probes, in the order of the targets.
     pub ids: Vec<ProbeId>,
-    /// The -p process (for an exec) or, without -p, the traced files (for a replacement).
+    filter: ProcFilter,
+    mode: Mode,
+    /// The processes whose exit ends the loop (all of them gone); empty: none.
+    pids: Vec<u32>,
+    /// The pids (for an exec) and the files chosen by [`WatchFiles`] (for a replacement).
     changes: Watch,
+    watch: WatchFiles,
 }
 
-/// Attach `targets`, each with the string arguments to read, in `mode`, with `queue_mb` MiB
-/// of events queued for the aggregation at most. `cancel` raised during the attach stops it:
-/// [`SessionError::Interrupted`] hands back the engine, whose drop undoes what was attached.
+/// Attach `targets`, each with the string arguments to read (see [`Session::new`] and
+/// [`Session::attach_all`]).
 pub fn attach(
     targets: &[(Target, Vec<usize>)],
-    pid: Option<u32>,
-    mode: Mode,
-    queue_mb: usize,
+    options: SessionOptions,
     cancel: &'static AtomicBool,
 ) -> Result<Session, SessionError> {
-    let mut engine = Engine::new(EngineOptions {
-        queue_bytes: queue_mb << 20,
-        ..EngineOptions::default()
-    })?;
-    engine.set_cancel(cancel);
-    let events = engine.take_events().ok_or(SessionError::EventsTaken)?;
-    let mut sites = 0;
-    let mut ids = Vec::new();
-    for (t, strings) in targets {
+    Session::new(options, cancel)?.attach_all(targets)
+}
+
+impl Session {
+    /// A session with nothing attached yet: the engine is loaded (so whether forks are
+    /// followed is known) and its event stream taken. `cancel` raised during an attach stops
+    /// it.
+    pub fn new(
+        options: SessionOptions,
+        cancel: &'static AtomicBool,
+    ) -> Result<Session, SessionError> {
+        let mut engine = Engine::new(options.engine)?;
+        engine.set_cancel(cancel);
+        let events = engine.take_events().ok_or(SessionError::EventsTaken)?;
+        let mut changes = Watch::new();
+        options.pids.iter().for_each(|&p| changes.process(p));
+        Ok(Session {
+            engine,
+            events,
+            sites: 0,
+            started_ns: monotonic_ns(),
+            ids: Vec::new(),
+            filter: match options.pids.is_empty() {
+                true => ProcFilter::All,
+                false => ProcFilter::Pids(options.pids.clone()),
+            },
+            mode: options.mode,
+            pids: options.pids,
+            changes,
+            watch: options.watch,
+        })
+    }
+
+    /// Attaches `targets`, each with the string arguments to read, and starts watching the
+    /// files chosen. A stop during the attach gives [`SessionError::Interrupted`], which hands
+    /// back the engine, whose drop undoes what was attached.
+    pub fn attach_all(mut self, targets: &[(Target, Vec<usize>)]) -> Result<Session, SessionError> {
+        for (t, strings) in targets {
+            let id = match self.attach_one(t, strings.clone()) {
+                Ok(id) => id,
+                Err(EngineError::Interrupted) => {
+                    return Err(SessionError::Interrupted(super::Interrupted(Box::new(
+                        self.engine,
+                    ))))
+                }
+                Err(source) => {
+                    return Err(SessionError::Attach {
+                        probe: t.probe().full_name(),
+                        path: t.open_path.clone(),
+                        source: Box::new(source),
+                    })
+                }
+            };
+            self.ids.push(id);
+            self.sites += t.probe().sites.len();
+        }
+        match &self.watch {
+            WatchFiles::Traced if self.pids.is_empty() => targets
+                .iter()
+                .map(|(t, _)| &t.open_path)
+                .filter(|p| !p.starts_with("/proc"))
+                .for_each(|p| self.changes.file(p)),
+            WatchFiles::Traced => {}
+            WatchFiles::These(files) => files.iter().for_each(|f| self.changes.file(f)),
+        }
+        Ok(self)
+    }
+
+    fn attach_one(&mut self, t: &Target, strings: Vec<usize>) -> Result<ProbeId, EngineError> {
+        self.attacher().attach(&mut self.engine, t, strings)
+    }
+
+    /// How this session attaches, for attaching more while its loop runs (see
+    /// [`run_loop`]'s `on_change`).
+    pub fn attacher(&self) -> Attacher {
+        Attacher {
+            filter: self.filter.clone(),
+            mode: self.mode,
+        }
+    }
+}
+
+/// Attaches one more target the way its session does (same processes, same mode).
+#[derive(Clone)]
+pub struct Attacher {
+    filter: ProcFilter,
+    mode: Mode,
+}
+
+impl Attacher {
+    pub fn attach(
+        &self,
+        engine: &mut Engine,
+        t: &Target,
+        strings: Vec<usize>,
+    ) -> Result<ProbeId, EngineError> {
         let options = AttachOptions {
-            strings: strings.clone(),
-            filter: pid.map_or(ProcFilter::All, |p| ProcFilter::Pids(vec![p])),
-            mode,
+            strings,
+            filter: self.filter.clone(),
+            mode: self.mode,
             open_path: Some(t.open_path.clone()),
         };
-        let id = match engine.attach(&t.object, t.probe(), &options) {
-            Ok(id) => id,
-            Err(EngineError::Interrupted) => {
-                return Err(SessionError::Interrupted(super::Interrupted(Box::new(
-                    engine,
-                ))))
-            }
-            Err(source) => {
-                return Err(SessionError::Attach {
-                    probe: t.probe().full_name(),
-                    path: t.open_path.clone(),
-                    source: Box::new(source),
-                })
-            }
-        };
-        ids.push(id);
-        sites += t.probe().sites.len();
+        engine.attach(&t.object, t.probe(), &options)
     }
-    let mut changes = Watch::new();
-    match pid {
-        Some(pid) => changes.process(pid),
-        None => targets
-            .iter()
-            .map(|(t, _)| &t.open_path)
-            .filter(|p| !p.starts_with("/proc"))
-            .for_each(|p| changes.file(p)),
-    }
-    Ok(Session {
-        engine,
-        events,
-        sites,
-        started_ns: monotonic_ns(),
-        ids,
-        changes,
-    })
 }
 
 pub struct LoopOptions {
     pub duration: Option<f64>,
     pub interval: Option<f64>,
-    /// End when this process has exited (after the events already in flight are read).
-    pub pid: Option<u32>,
     /// Raised to end the loop (by the caller's signal handlers).
     pub stop: &'static AtomicBool,
+    /// How long the events already read may take to be handled once the loop has ended.
+    pub drain: Duration,
     /// Called once the intake is stopped, before the last report (to say why it stopped).
     pub on_stop: fn(),
 }
@@ -122,28 +202,65 @@ pub enum Step<'a> {
         stats: &'a Stats,
         last: bool,
     },
+    /// Every [`POLL`], and before each batch drained at the end: may the loop go on?
+    Check,
 }
 
-/// How long the events already read may take to aggregate once a stop is asked for.
-const DRAIN_BUDGET: Duration = Duration::from_millis(400);
+/// What the caller's `step` wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// End the loop (or the drain), e.g. enough events seen, or nowhere left to print them.
+    Stop,
+}
 
-/// Runs until --duration, the stop flag, or the -p process's exit, handing every event batch
-/// and every report time to `step`. Then stops the intake, hands over what was already read
-/// (within a bounded time; the rest is counted as dropped), and gives the last report.
-/// Changes to the traced files or process are said through `notice`.
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Duration,
+    /// The stop flag was raised.
+    Requested,
+    /// Every traced process has exited.
+    TargetsExited,
+    /// The engine closed its event stream.
+    StreamClosed,
+    /// `step` returned [`Flow::Stop`].
+    Asked,
+}
+
+/// How the loop ended.
+pub struct Ended {
+    pub why: End,
+    /// The figures as the intake stopped, before the drain: what the kernel counted up to the
+    /// end (the probes stay attached, and counting, until the caller detaches).
+    pub stats_at_stop: Stats,
+}
+
+/// Whether every one of `pids` has exited (never for none).
+pub fn all_exited(pids: &[u32]) -> bool {
+    !pids.is_empty() && !pids.iter().any(|&p| is_alive(p))
+}
+
+/// Runs until --duration, the stop flag, every traced process's exit, the end of the event
+/// stream or `step`'s [`Flow::Stop`], handing every event batch, report time and check to
+/// `step`. Then stops the intake, hands over what was already read (within
+/// [`LoopOptions::drain`], while `step` lets it; the rest is counted as dropped), and gives
+/// the last report. Changes to the traced files or processes go to `on_change`, which may
+/// attach more in `engine`; it returns true when it followed a replaced file into its new
+/// version, which is then the one watched.
 pub fn run_loop<E: From<std::io::Error>>(
     session: &mut Session,
     options: &LoopOptions,
-    mut notice: impl FnMut(String),
-    mut step: impl FnMut(Step) -> Result<(), E>,
-) -> Result<(), E> {
+    mut on_change: impl FnMut(&Change, &mut Engine) -> bool,
+    mut step: impl FnMut(Step) -> Result<Flow, E>,
+) -> Result<Ended, E> {
     let duration = options.duration.map(Duration::from_secs_f64);
     let interval = options.interval.map(Duration::from_secs_f64);
     let requested = || options.stop.load(Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let why = rt.block_on(async {
         let deadline = tokio::time::sleep(duration.unwrap_or(FOREVER));
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
@@ -155,42 +272,62 @@ pub fn run_loop<E: From<std::io::Error>>(
         loop {
             // Checked on every pass as well: while batches keep arriving, the receive branch is
             // always ready and the timers may not be polled for seconds.
-            if requested() || until.is_some_and(|u| Instant::now() >= u) {
-                break;
+            if requested() {
+                return Ok::<End, E>(End::Requested);
             }
-            tokio::select! {
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(End::Duration);
+            }
+            let flow = tokio::select! {
                 batch = session.events.recv() => match batch {
                     Some(batch) => step(Step::Events(&batch))?,
-                    None => break,
+                    None => return Ok(End::StreamClosed),
                 },
                 _ = ticker.tick(), if interval.is_some() => {
                     let stats = session.engine.stats();
-                    step(Step::Report { now_ns: monotonic_ns(), stats: &stats, last: false })?;
+                    step(Step::Report { now_ns: monotonic_ns(), stats: &stats, last: false })?
                 }
                 _ = second.tick() => {
                     let stats = session.engine.stats();
-                    step(Step::Tick { now_ns: monotonic_ns(), stats: &stats })?;
+                    step(Step::Tick { now_ns: monotonic_ns(), stats: &stats })?
                 }
-                _ = &mut deadline, if duration.is_some() => break,
+                _ = &mut deadline, if duration.is_some() => return Ok(End::Duration),
                 _ = watch.tick() => {
-                    if requested() || options.pid.is_some_and(|p| !is_alive(p)) {
-                        break;
+                    if requested() {
+                        return Ok(End::Requested);
+                    }
+                    if step(Step::Check)? == Flow::Stop {
+                        return Ok(End::Asked);
+                    }
+                    // Every traced process gone: what is in flight is still handed over below.
+                    if all_exited(&session.pids) {
+                        return Ok(End::TargetsExited);
                     }
                     for change in session.changes.changes() {
-                        notice(change.to_string());
+                        if on_change(&change, &mut session.engine) {
+                            if let Change::Replaced { path } = &change {
+                                session.changes.accept(path);
+                            }
+                        }
                     }
+                    Flow::Continue
                 }
+            };
+            if flow == Flow::Stop {
+                return Ok(End::Asked);
             }
         }
-        Ok::<(), E>(())
     })?;
     session.engine.stop_intake(Duration::from_millis(500));
-    let drain_until = Instant::now() + DRAIN_BUDGET;
-    while Instant::now() < drain_until {
+    let stats_at_stop = session.engine.stats();
+    let drain_until = Instant::now() + options.drain;
+    while Instant::now() < drain_until && step(Step::Check)? == Flow::Continue {
         let Some(batch) = session.events.try_recv() else {
             break;
         };
-        step(Step::Events(&batch))?;
+        if step(Step::Events(&batch))? == Flow::Stop {
+            break;
+        }
     }
     session.events.discard();
     (options.on_stop)();
@@ -200,5 +337,124 @@ pub fn run_loop<E: From<std::io::Error>>(
         stats: &stats,
         last: true,
     })?;
-    Ok(())
+    Ok(Ended { why, stats_at_stop })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop's endings, with a real engine (root, BPF) that has nothing attached.
+    use super::*;
+    use std::process::{Child, Command};
+
+    fn session(pids: Vec<u32>, cancel: &'static AtomicBool) -> Session {
+        let options = SessionOptions {
+            pids,
+            mode: Mode::default(),
+            engine: EngineOptions::default(),
+            watch: WatchFiles::Traced,
+        };
+        attach(&[], options, cancel).expect("loading the BPF engine (run as root)")
+    }
+
+    fn options(duration: f64, stop: &'static AtomicBool) -> LoopOptions {
+        LoopOptions {
+            duration: Some(duration),
+            interval: None,
+            stop,
+            drain: DRAIN_BUDGET,
+            on_stop: || {},
+        }
+    }
+
+    /// Runs the loop, counting the last reports; `check` answers every `Step::Check`.
+    fn run(session: &mut Session, options: &LoopOptions, check: Flow) -> (End, usize, Duration) {
+        let started = Instant::now();
+        let mut last_reports = 0;
+        let ended = run_loop(
+            session,
+            options,
+            |_, _| false,
+            |step| {
+                Ok::<_, std::io::Error>(match step {
+                    Step::Check => check,
+                    Step::Report { last: true, .. } => {
+                        last_reports += 1;
+                        Flow::Continue
+                    }
+                    _ => Flow::Continue,
+                })
+            },
+        )
+        .unwrap();
+        (ended.why, last_reports, started.elapsed())
+    }
+
+    /// Checks that a loop given 30 s ended long before, for `want`, with one last report.
+    fn ends_early((why, last_reports, took): (End, usize, Duration), want: End) -> Duration {
+        assert_eq!(why, want);
+        assert_eq!(last_reports, 1);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        took
+    }
+
+    fn sleeper(seconds: &str) -> Child {
+        Command::new("sleep")
+            .arg(seconds)
+            .spawn()
+            .expect("running sleep")
+    }
+
+    #[test]
+    fn the_loop_ends_at_the_duration_with_one_last_report() {
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let mut s = session(Vec::new(), &STOP);
+        let (why, last_reports, took) = run(&mut s, &options(0.3, &STOP), Flow::Continue);
+        assert_eq!(why, End::Duration);
+        assert_eq!(last_reports, 1);
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+    }
+
+    #[test]
+    fn the_loop_ends_when_the_stop_flag_is_raised() {
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let mut s = session(Vec::new(), &STOP);
+        let raiser = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            STOP.store(true, Ordering::Relaxed);
+        });
+        ends_early(
+            run(&mut s, &options(30.0, &STOP), Flow::Continue),
+            End::Requested,
+        );
+        raiser.join().unwrap();
+    }
+
+    #[test]
+    fn the_loop_ends_when_a_step_asks_it_to() {
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let mut s = session(Vec::new(), &STOP);
+        ends_early(run(&mut s, &options(30.0, &STOP), Flow::Stop), End::Asked);
+    }
+
+    #[test]
+    fn the_loop_ends_only_once_every_traced_process_has_exited() {
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let (mut short, mut long) = (sleeper("0.2"), sleeper("1"));
+        let mut s = session(vec![short.id(), long.id()], &STOP);
+        let took = ends_early(
+            run(&mut s, &options(30.0, &STOP), Flow::Continue),
+            End::TargetsExited,
+        );
+        // The longer sleeper outlives the shorter one by 0.8 s: the first exit is not the end.
+        assert!(took >= Duration::from_millis(500), "{took:?}");
+        assert!(all_exited(&[short.id(), long.id()]));
+        short.wait().unwrap();
+        long.wait().unwrap();
+    }
+
+    #[test]
+    fn no_traced_process_is_never_all_exited() {
+        assert!(!all_exited(&[]));
+        assert!(!all_exited(&[std::process::id()]));
+    }
 }
