@@ -270,7 +270,7 @@ fn a_note_outside_its_segments_is_listed_with_a_warning_and_never_attached() {
             "{err}"
         );
     }
-    // A glob over the object's probes is refused too, rather than silently skipping one.
+    // A glob over the object's probes is refused too, rather than silently leaving one out.
     let err = refused(&["trace", &format!("{p}:fixture:*")]);
     assert!(err.contains("is not attached"), "{err}");
 

@@ -310,99 +310,34 @@ fn a_stalled_reader_of_stdout_keeps_memory_bounded_and_every_received_event_is_a
 fn bad_numbers_are_refused_before_anything_is_attached() {
     let fx = steady_load("ticks");
     let pid = fx.pid().to_string();
-    let bad: &[(&[&str], &str)] = &[
-        (
-            &["trace", "-p", &pid, "aggfix:tick", "--duration", "nan"],
-            "--duration",
-        ),
-        (
-            &["trace", "-p", &pid, "aggfix:tick", "--duration", "inf"],
-            "--duration",
-        ),
-        (
-            &["trace", "-p", &pid, "aggfix:tick", "--duration=-1"],
-            "--duration",
-        ),
-        (
-            &["trace", "-p", &pid, "aggfix:tick", "--duration", "1e300"],
-            "--duration",
-        ),
-        (
-            &["trace", "-p", &pid, "aggfix:tick", "--count", "0"],
-            "--count",
-        ),
-        (
-            &["trace", "-p", &pid, "aggfix:tick", "--queue-mb", "0"],
-            "--queue-mb",
-        ),
-        (
-            &[
-                "latency",
-                "-p",
-                &pid,
-                "aggfix:req__start",
-                "aggfix:req__done",
-                "--duration",
-                "1e20",
-            ],
-            "--duration",
-        ),
-        (
-            &[
-                "latency",
-                "-p",
-                &pid,
-                "aggfix:req__start",
-                "aggfix:req__done",
-                "-i",
-                "1e300",
-            ],
-            "--interval",
-        ),
-        (
-            &[
-                "top",
-                "-p",
-                &pid,
-                "aggfix:tick",
-                "--by",
-                "arg1",
-                "-i",
-                "1e300",
-            ],
-            "--interval",
-        ),
-        (
-            &[
-                "top",
-                "-p",
-                &pid,
-                "aggfix:tick",
-                "--by",
-                "arg1",
-                "-i",
-                "NaN",
-            ],
-            "--interval",
-        ),
-        (
-            &[
-                "top",
-                "-p",
-                &pid,
-                "aggfix:tick",
-                "--by",
-                "arg1",
-                "--max-keys",
-                "0",
-            ],
-            "--max-keys",
-        ),
-        (&["--demo", "--demo-rate", "nan"], "--demo-rate"),
+    let trace = ["trace", "-p", &pid, "aggfix:tick"];
+    let latency = [
+        "latency",
+        "-p",
+        &pid,
+        "aggfix:req__start",
+        "aggfix:req__done",
     ];
-    for (argv, option) in bad {
+    let top = ["top", "-p", &pid, "aggfix:tick", "--by", "arg1"];
+    // (command, bad option and value, the option the error must name)
+    let bad: &[(&[&str], &[&str], &str)] = &[
+        (&trace, &["--duration", "nan"], "--duration"),
+        (&trace, &["--duration", "inf"], "--duration"),
+        (&trace, &["--duration=-1"], "--duration"),
+        (&trace, &["--duration", "1e300"], "--duration"),
+        (&trace, &["--count", "0"], "--count"),
+        (&trace, &["--queue-mb", "0"], "--queue-mb"),
+        (&latency, &["--duration", "1e20"], "--duration"),
+        (&latency, &["-i", "1e300"], "--interval"),
+        (&top, &["-i", "1e300"], "--interval"),
+        (&top, &["-i", "NaN"], "--interval"),
+        (&top, &["--max-keys", "0"], "--max-keys"),
+        (&[], &["--demo", "--demo-rate", "nan"], "--demo-rate"),
+    ];
+    for (command, option_value, option) in bad {
+        let argv = [*command, *option_value].concat();
         let out = Command::new(env!("CARGO_BIN_EXE_usdtop"))
-            .args(*argv)
+            .args(&argv)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
