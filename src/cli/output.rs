@@ -27,7 +27,7 @@ struct Shared {
 
 /// The sending end; the thread writes what it is sent, in order.
 pub struct Output {
-    tx: Option<mpsc::Sender<(Vec<u8>, u64)>>,
+    tx: Option<mpsc::Sender<Vec<u8>>>,
     shared: Arc<Shared>,
     budget: usize,
     /// Events refused because the queue was full.
@@ -45,10 +45,33 @@ pub struct Written {
     pub too_slow: u64,
 }
 
+/// Writes `chunk`, adding to `written` each line as soon as it has reached the file: every
+/// event is one line, so a chunk cut short at exit still counts exactly the events printed.
+fn write_counting_lines(
+    out: &mut impl Write,
+    chunk: &[u8],
+    written: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        match out.write(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                let lines = rest[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                written.fetch_add(lines, Ordering::Release);
+                rest = &rest[n..];
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl Output {
     /// Starts the writer thread on file descriptor 1.
     pub fn stdout(budget: usize) -> std::io::Result<Output> {
-        let (tx, rx) = mpsc::channel::<(Vec<u8>, u64)>();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
         std::thread::Builder::new()
@@ -58,13 +81,12 @@ impl Output {
                 // closes it. Writing the fd directly avoids std's stdout lock, which the exit
                 // path may need while this thread is blocked in write(2).
                 let mut out = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-                for (chunk, events) in rx {
-                    if out.write_all(&chunk).is_err() {
+                for chunk in rx {
+                    if write_counting_lines(&mut *out, &chunk, &s.written).is_err() {
                         s.closed.store(true, Ordering::Release);
                         break;
                     }
                     s.queued.fetch_sub(chunk.len(), Ordering::AcqRel);
-                    s.written.fetch_add(events, Ordering::Release);
                 }
                 s.finished.store(true, Ordering::Release);
             })?;
@@ -89,7 +111,7 @@ impl Output {
             return false;
         };
         self.shared.queued.fetch_add(chunk.len(), Ordering::AcqRel);
-        if tx.send((chunk, events)).is_err() {
+        if tx.send(chunk).is_err() {
             self.dropped += events;
             return false;
         }
@@ -115,5 +137,33 @@ impl Output {
             printed,
             too_slow: self.dropped + (self.accepted - printed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes at most `n` bytes per write, as a pipe with little room does.
+    struct Trickle(Vec<u8>, usize);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.1);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_count_as_printed_once_they_have_reached_the_file_even_in_pieces() {
+        let written = AtomicU64::new(0);
+        let mut out = Trickle(Vec::new(), 4);
+        write_counting_lines(&mut out, b"one\ntwo\nthree\n", &written).unwrap();
+        assert_eq!(out.0, b"one\ntwo\nthree\n");
+        assert_eq!(written.load(Ordering::Acquire), 3);
     }
 }

@@ -439,17 +439,39 @@ mod tests {
     #[test]
     fn the_loop_ends_only_once_every_traced_process_has_exited() {
         static STOP: AtomicBool = AtomicBool::new(false);
-        let (mut short, mut long) = (sleeper("0.2"), sleeper("1"));
-        let mut s = session(vec![short.id(), long.id()], &STOP);
-        let took = ends_early(
-            run(&mut s, &options(30.0, &STOP), Flow::Continue),
-            End::TargetsExited,
+        let (mut first, mut second) = (sleeper("60"), sleeper("60"));
+        let mut s = session(vec![first.id(), second.id()], &STOP);
+        // The checks drive the processes: the first is killed, the loop is seen to go on for
+        // a few checks after it is gone, then the second is killed and only that ends it.
+        let mut checks_after_first = 0;
+        let mut second_killed = false;
+        let ended = run_loop(
+            &mut s,
+            &options(30.0, &STOP),
+            |_, _| false,
+            |step| {
+                if let Step::Check = step {
+                    if is_alive(first.id()) {
+                        first.kill().unwrap();
+                    } else if checks_after_first < 3 {
+                        checks_after_first += 1;
+                    } else if !second_killed {
+                        second.kill().unwrap();
+                        second_killed = true;
+                    }
+                }
+                Ok::<_, std::io::Error>(Flow::Continue)
+            },
+        )
+        .unwrap();
+        assert_eq!(ended.why, End::TargetsExited);
+        assert!(
+            second_killed,
+            "the loop ended before the second process exited"
         );
-        // The longer sleeper outlives the shorter one by 0.8 s: the first exit is not the end.
-        assert!(took >= Duration::from_millis(500), "{took:?}");
-        assert!(all_exited(&[short.id(), long.id()]));
-        short.wait().unwrap();
-        long.wait().unwrap();
+        assert_eq!(checks_after_first, 3);
+        first.wait().unwrap();
+        second.wait().unwrap();
     }
 
     #[test]
