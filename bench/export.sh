@@ -86,6 +86,7 @@ kill "$EXP"; wait "$EXP" 2>/dev/null || true
 # 3. Scrape time.
 start_export --latency "$FIX:aggfix:req__start" --done aggfix:req__done --by arg1
 "$FIX" pairs 1000 100 --no-wait >/dev/null
+sleep 2 # the figures served are read from the kernel every second
 times=()
 for _ in $(seq "$SCRAPES"); do
     times+=("$(curl -s -o "$WORK/m" -w '%{time_total}' "http://$ADDR/metrics")")

@@ -1,7 +1,7 @@
 //! `usdtop export --listen ADDR`: a long-running session whose figures, always aggregated in
 //! the kernel, are served to Prometheus over HTTP (`/metrics`, `/healthz`).
 
-use super::export_metrics::{exposition, Figures, Histogram, KeyBound, Shared};
+use super::export_metrics::{exposition, Edges, Figures, Histogram, KeyBound, Shared};
 use super::headless;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -107,9 +107,10 @@ pub fn run(args: ExportArgs) -> Result<u8> {
         session.sites
     );
     let mut bound = KeyBound::new(args.max_keys);
+    let mut edges = Edges::default();
     let sites = session.sites as u64;
     let mut publish = |stats: &Stats| {
-        let figures = read(&kernel, &name, &mut bound, stats, sites);
+        let figures = read(&kernel, &name, (&mut bound, &mut edges), stats, sites);
         *shared.0.lock().unwrap_or_else(|e| e.into_inner()) = figures;
     };
     headless::run(&mut session, None, Some(1.0), |step| {
@@ -126,7 +127,7 @@ pub fn run(args: ExportArgs) -> Result<u8> {
 fn read(
     kernel: &TopKernel,
     pair: &str,
-    bound: &mut KeyBound,
+    (bound, edges): (&mut KeyBound, &mut Edges),
     stats: &Stats,
     sites: u64,
 ) -> Figures {
@@ -147,6 +148,9 @@ fn read(
     let overflow = match kernel.totals() {
         TopTotals::Counts(c) => c.overflow,
         TopTotals::Latency(l) => {
+            for k in l.keys.values() {
+                edges.note(&k.buckets);
+            }
             let keys = l
                 .keys
                 .into_iter()
@@ -154,12 +158,7 @@ fn read(
                     let h = Histogram {
                         count: k.count,
                         sum_s: k.sum_ns as f64 / 1e9,
-                        buckets: k
-                            .buckets
-                            .iter()
-                            .enumerate()
-                            .map(|(i, n)| (upper_edge_s(i), *n))
-                            .collect(),
+                        buckets: edges.served(&k.buckets, upper_edge_s),
                     };
                     (key, h)
                 })

@@ -6,7 +6,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// The key label of the keys beyond `--max-keys`.
@@ -87,6 +87,44 @@ impl KeyBound {
                 OTHER.to_string()
             };
             out.entry(label).or_default().add(&h);
+        }
+        out
+    }
+}
+
+/// The bucket edges a pair's histograms are served with: only around the kernel buckets that
+/// ever held a latency (their lower and upper edge), and +Inf. Serving all 256 kernel buckets
+/// would make every key 258 series; an edge once served stays, so the counts of every bucket
+/// series only grow, and `histogram_quantile` keeps the kernel's resolution where it matters.
+#[derive(Debug, Default)]
+pub struct Edges {
+    used: BTreeSet<usize>,
+}
+
+impl Edges {
+    /// Notes the non-empty buckets of a key (call for every key before [`Edges::served`]).
+    pub fn note(&mut self, buckets: &[u64]) {
+        for (i, n) in buckets.iter().enumerate() {
+            if *n > 0 {
+                self.used.extend(i.checked_sub(1));
+                self.used.insert(i);
+            }
+        }
+    }
+
+    /// The kernel buckets of a key merged into the served ones: (upper edge, hits in it).
+    pub fn served(&self, buckets: &[u64], upper_edge: impl Fn(usize) -> f64) -> Vec<(f64, u64)> {
+        let last = buckets.len().saturating_sub(1);
+        let mut out = Vec::new();
+        let mut pending = 0;
+        for (i, n) in buckets.iter().enumerate() {
+            pending += n;
+            if i == last {
+                out.push((f64::INFINITY, pending));
+            } else if self.used.contains(&i) {
+                out.push((upper_edge(i), pending));
+                pending = 0;
+            }
         }
         out
     }
@@ -258,6 +296,29 @@ mod tests {
         let t = text(f);
         assert!(t.contains(r#"usdt_latency_seconds_bucket{le="0.001",pair="p:s",key=""} 1"#));
         assert!(t.contains(r#"usdt_latency_seconds_bucket{le="0.002",pair="p:s",key=""} 3"#));
+    }
+
+    #[test]
+    fn only_edges_around_buckets_ever_used_are_served_and_they_stay() {
+        let edge = |i: usize| i as f64;
+        let mut edges = Edges::default();
+        let mut a = vec![0; 8];
+        a[4] = 3;
+        edges.note(&a);
+        assert_eq!(
+            edges.served(&a, edge),
+            [(3.0, 0), (4.0, 3), (f64::INFINITY, 0)]
+        );
+        // Later a key lands in bucket 6: edges 5 and 6 join, 3 and 4 stay.
+        let mut b = vec![0; 8];
+        b[6] = 2;
+        b[7] = 1;
+        edges.note(&b);
+        assert_eq!(
+            edges.served(&b, edge),
+            [(3.0, 0), (4.0, 0), (5.0, 0), (6.0, 2), (f64::INFINITY, 1)]
+        );
+        assert_eq!(edges.served(&a, edge)[1], (4.0, 3));
     }
 
     #[test]
