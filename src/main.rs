@@ -36,6 +36,8 @@ enum Command {
     Latency(cli::latency::LatencyArgs),
     /// The busiest values of a probe argument, with rate and latency when paired.
     Top(cli::top::TopArgs),
+    /// Serve probe hits and latency histograms to Prometheus (aggregated in the kernel).
+    Export(cli::export::ExportArgs),
     /// Run the built-in node-shaped HTTP demo workload (a fixture for tests and demos).
     #[command(hide = true)]
     DemoServer(cli::demo_server::DemoServerArgs),
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Some(Command::Trace(args)) => cli::trace::run(args),
         Some(Command::Latency(args)) => cli::latency::run(args),
         Some(Command::Top(args)) => cli::top::run(args),
+        Some(Command::Export(args)) => cli::export::run(args),
         Some(Command::DemoServer(args)) => cli::demo_server::run(args),
         None => cli::tui::run(cli.tui),
     };

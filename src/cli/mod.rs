@@ -2,6 +2,8 @@
 //! library and results into text or JSON. Errors here are `anyhow`.
 
 pub mod demo_server;
+pub mod export;
+pub mod export_metrics;
 pub mod headless;
 pub mod latency;
 pub mod list;

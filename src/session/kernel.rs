@@ -183,7 +183,21 @@ enum TopKind {
     Latency(KernelTopLat, KernelTopLatency),
 }
 
+/// What the kernel has counted since the attach (cumulative, for an exporter's counters).
+pub enum TopTotals {
+    Counts(KernelTopCounts),
+    Latency(KernelTopLatency),
+}
+
 impl TopKernel {
+    /// The kernel's figures since the attach, by key.
+    pub fn totals(&self) -> TopTotals {
+        match &self.kind {
+            TopKind::Counts(top, _) => TopTotals::Counts(top.read(&self.start_ids)),
+            TopKind::Latency(lat, _) => TopTotals::Latency(lat.read()),
+        }
+    }
+
     /// Takes the kernel's maps for the attached start (and, with `pair`, done) probes.
     pub fn new(
         engine: &mut Engine,

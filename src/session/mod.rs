@@ -7,7 +7,7 @@ pub mod plan;
 pub mod request;
 pub mod run;
 
-pub use kernel::{kernel_pairing, KernelSide, TopKernel, TARGET_STREAM_RATE};
+pub use kernel::{kernel_pairing, KernelSide, TopKernel, TopTotals, TARGET_STREAM_RATE};
 pub use plan::{
     build_pair, check_arg, done_spec, kernel_unsupported, parse_arg_ref, parse_key, resolve,
     strings_for, AggMode, ArgRef,

@@ -6,6 +6,7 @@ pub mod build;
 pub mod fixture;
 pub mod php;
 pub mod postgres;
+pub mod prometheus;
 pub mod python;
 pub mod readelf;
 pub mod running;
@@ -110,6 +111,7 @@ fn package_of(program: &str) -> &'static str {
         "libjvm.so" => "openjdk-17-jdk-headless",
         "libstdc++.so.6" => "libstdc++6",
         "tmux" => "tmux",
+        "prometheus" => "prometheus",
         "setpriv" | "unshare" | "pivot_root" | "runuser" => "util-linux",
         "chroot" => "coreutils",
         "readelf" => "binutils",

@@ -37,8 +37,9 @@ pub enum KtoplatError {
     Top(#[from] KtopError),
 }
 
-/// The `[lo, hi)` range of bucket `i` of a key.
-fn bucket_range(i: usize) -> (u64, u64) {
+/// The `[lo, hi)` range of bucket `i` of a key (the last one is open above: latencies beyond
+/// its `lo` are clamped into it).
+pub fn bucket_range(i: usize) -> (u64, u64) {
     let (lo, hi) = kpair::bucket_range(FIRST_BUCKET + i.min(BUCKETS - 1));
     match i {
         0 => (0, hi),
