@@ -46,70 +46,32 @@ fn tracing_to(args: &[String], stdout: Stdio) -> Running {
 fn commands(fx: &AggFix, load: &str) -> Vec<Vec<String>> {
     let pid = fx.pid().to_string();
     let p = pid.as_str();
+    let cmd = |parts: &[&[&str]]| args(&parts.concat());
+    let tick = ["-p", p, "aggfix:tick"];
+    let pair = ["-p", p, "aggfix:req__start", "aggfix:req__done"];
+    let by = ["--by", "arg1"];
     match load {
         "ticks" => vec![
-            args(&["trace", "-p", p, "aggfix:tick"]),
-            args(&["trace", "-p", p, "aggfix:tick", "--json"]),
-            args(&[
-                "top",
-                "-p",
-                p,
-                "aggfix:tick",
-                "--by",
-                "arg1",
-                "--mode",
-                "stream",
-            ]),
-            args(&[
-                "top",
-                "-p",
-                p,
-                "aggfix:tick",
-                "--by",
-                "arg1",
-                "--mode",
-                "kernel",
-            ]),
+            cmd(&[&["trace"], &tick]),
+            cmd(&[&["trace"], &tick, &["--json"]]),
+            cmd(&[&["top"], &tick, &by, &["--mode", "stream"]]),
+            cmd(&[&["top"], &tick, &by, &["--mode", "kernel"]]),
         ],
         _ => vec![
-            args(&[
-                "latency",
-                "-p",
-                p,
-                "aggfix:req__start",
-                "aggfix:req__done",
-                "--mode",
-                "stream",
-            ]),
-            args(&[
-                "latency",
-                "-p",
-                p,
-                "aggfix:req__start",
-                "aggfix:req__done",
-                "--by",
-                "arg1",
-            ]),
-            args(&[
-                "latency",
-                "-p",
-                p,
-                "aggfix:req__start",
-                "aggfix:req__done",
-                "--mode",
-                "kernel",
-            ]),
-            args(&[
-                "top",
-                "-p",
-                p,
-                "aggfix:req__start",
-                "--done",
-                "aggfix:req__done",
-                "--by",
-                "arg1",
-                "--mode",
-                "stream",
+            cmd(&[&["latency"], &pair, &["--mode", "stream"]]),
+            cmd(&[&["latency"], &pair, &by]),
+            cmd(&[&["latency"], &pair, &["--mode", "kernel"]]),
+            cmd(&[
+                &[
+                    "top",
+                    "-p",
+                    p,
+                    "aggfix:req__start",
+                    "--done",
+                    "aggfix:req__done",
+                ],
+                &by,
+                &["--mode", "stream"],
             ]),
         ],
     }
