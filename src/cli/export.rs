@@ -200,6 +200,8 @@ fn serve(listener: std::net::TcpListener, shared: Shared) -> Result<()> {
                 };
                 loop {
                     let Ok((conn, _)) = listener.accept().await else {
+                        // Out of file descriptors, say: wait rather than spin until it passes.
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                         continue;
                     };
                     let shared = shared.clone();
