@@ -103,6 +103,14 @@ struct {
 	__uint(max_entries, 16 * 1024 * 1024);
 } events SEC(".maps");
 
+// Forks and exits of filtered processes, for the per-process links of the uprobe-multi path
+// (src/probes/tracing/follow.rs). Woken per record: a child's link must be made before its
+// first probe fires.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} follow SEC(".maps");
+
 static __always_inline u64 read_mem(u64 addr, u32 size)
 {
 	u64 v = 0;
@@ -398,8 +406,12 @@ int on_fork(u64 *ctx)
 		return 0;
 	u64 mask = *m;
 	u32 ctgid = BPF_CORE_READ(child, tgid);
-	if (ctgid != ptgid)
-		bpf_map_update_elem(&pid_filter, &ctgid, &mask, BPF_ANY);
+	if (ctgid == ptgid)
+		return 0;
+	bpf_map_update_elem(&pid_filter, &ctgid, &mask, BPF_ANY);
+	struct follow_rec r = {
+		.kind = FOLLOW_FORK, .tgid = ctgid, .mask = mask, .ts_ns = bpf_ktime_get_ns()};
+	bpf_ringbuf_output(&follow, &r, sizeof(r), BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 
@@ -423,6 +435,9 @@ int on_exit(u64 *ctx)
 			*fast = 0;
 	}
 	bpf_map_delete_elem(&pid_filter, &tgid);
+	struct follow_rec r = {
+		.kind = FOLLOW_EXIT, .tgid = tgid, .mask = mask, .ts_ns = bpf_ktime_get_ns()};
+	bpf_ringbuf_output(&follow, &r, sizeof(r), BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 
