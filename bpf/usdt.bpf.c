@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// usdtop's one generic USDT program. Every uprobe perf event that usdtop opens (one per probe
-// site) is linked to `usdt_hit` with a BPF cookie; the cookie indexes `site_specs`, which says
+// usdtop's one generic USDT program. Every site usdtop attaches — through a uprobe-multi link
+// (one per probe, src/probes/tracing/multi.rs) or a uprobe perf event (one per site, the
+// fallback) — runs `usdt_hit` with a BPF cookie; the cookie indexes `site_specs`, which says
 // how to read that site's arguments (argument specs belong to the site, not the probe).
 //
 // Map layouts (structs in bpf/abi.h, checked against src/probes/tracing/abi.rs by build.rs):
@@ -13,6 +14,7 @@
 //   unreadable  PERCPU_ARRAY u32 probe id -> u64 string arguments (not NULL) left unreadable
 //   fault_fails ARRAY u32 probe id        -> u32 failed attempts in a row to fault a string in
 //   events      RINGBUF                  <- struct event_hdr + packed string bytes
+//   follow      RINGBUF                  <- struct follow_rec (forks and exits of the filtered)
 //   scratch     PERCPU_ARRAY u32 0       -> struct event_buf   (event assembled here, then copied)
 //
 // Two entry points share one body: `usdt_hit` never faults, `usdt_hit_sleepable` (a sleepable
