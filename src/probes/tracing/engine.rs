@@ -284,7 +284,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads the program and starts the reader thread. Needs root or CAP_SYS_ADMIN (see
+    /// Loads the program and starts the reader thread. Needs root, CAP_BPF + CAP_PERFMON or
+    /// CAP_SYS_ADMIN (see
     /// [`super::privilege`]).
     pub fn new(options: EngineOptions) -> Result<Engine, EngineError> {
         let mut loader = EbpfLoader::new();
