@@ -46,6 +46,9 @@ pub struct PairStats {
     pub bad_key: u64,
     /// Starts waiting right now.
     pub open: u64,
+    /// Starts forgotten because usdtop detached for a while (duty cycling): their dones, if
+    /// any, came while nothing was attached, so they are never paired across the gap.
+    pub gap_discarded: u64,
 }
 
 /// One completed start → done.
@@ -123,6 +126,14 @@ impl Pairer {
 
     pub fn pair(&self) -> &Pair {
         &self.pair
+    }
+
+    /// Forgets every waiting start: the attachment had a gap, and a done seen after it must
+    /// not be paired with a start from before it.
+    pub fn forget_open(&mut self) {
+        self.stats.gap_discarded += self.order.len() as u64;
+        self.open.clear();
+        self.order.clear();
     }
 
     pub fn stats(&self) -> PairStats {

@@ -67,6 +67,12 @@ impl LatencyAgg {
     }
 
     /// Let stale starts expire when no events come.
+    /// The attachment had a gap (duty cycling): waiting starts are forgotten, never paired
+    /// with a done seen after it.
+    pub fn gap(&mut self) {
+        self.pairer.forget_open();
+    }
+
     pub fn tick(&mut self, now_ns: u64) {
         self.pairer.tick(now_ns);
     }

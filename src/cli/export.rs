@@ -92,8 +92,15 @@ pub fn run(args: ExportArgs) -> Result<u8> {
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let mut session =
-        headless::attach(&plan.targets, args.pid, plan.mode, 64, false, args.verbose)?;
+    let mut session = headless::attach(
+        &plan.targets,
+        args.pid,
+        plan.mode,
+        64,
+        false,
+        args.verbose,
+        None,
+    )?;
     let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
     let kernel = TopKernel::new(
         &mut session.engine,

@@ -8,6 +8,7 @@ use usdtop::probes::discovery::targets::Target;
 use usdtop::probes::discovery::watch::Change;
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{Engine, EngineOptions, Stats};
+use usdtop::session::duty::DutyOptions;
 use usdtop::session::{
     self, Ended, Flow, LoopOptions, Session, SessionError, SessionOptions, Step, WatchFiles,
     DRAIN_BUDGET,
@@ -28,6 +29,7 @@ pub fn attach(
     queue_mb: usize,
     exact_forks: bool,
     verbose: bool,
+    duty: Option<DutyOptions>,
 ) -> Result<Session> {
     stop::install().context("installing signal handlers")?;
     let options = SessionOptions {
@@ -39,6 +41,7 @@ pub fn attach(
             ..EngineOptions::default()
         },
         watch: WatchFiles::Traced,
+        duty,
     };
     let session = attached(session::attach(targets, options, &stop::REQUESTED))?;
     say_attached(&session, verbose);

@@ -6,12 +6,14 @@ use super::numbers;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::io::Write;
+use std::time::{Duration, Instant};
 use usdtop::aggregate::{
     fit, format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits,
     Window,
 };
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::tracing::engine::Stats;
+use usdtop::session::duty::{DutyOptions, Sampling};
 use usdtop::session::{plan_latency, AggMode, Ask, KernelSide, LatencyPlan, Place, Step};
 
 #[derive(Args, Debug)]
@@ -36,6 +38,16 @@ pub struct LatencyArgs {
     /// the longest wait).
     #[arg(long)]
     pub exact_forks: bool,
+    /// Keep what the probes cost below PCT percent of the machine's CPU (hits per second ×
+    /// the cost of a hit, measured at start): above it, attach for only a slice of each
+    /// period, scale counts and rates back up and say so ("sampled 12% of the time").
+    /// Latencies are a sample of whole requests, never scaled. Needs the uprobe-multi path.
+    #[arg(long, value_name = "PCT", value_parser = numbers::percent)]
+    pub max_overhead: Option<f64>,
+    /// With --max-overhead: attach for this fraction of each period whatever the estimate
+    /// (for tests and benchmarks).
+    #[arg(long, hide = true, requires = "max_overhead", value_parser = numbers::fraction)]
+    pub duty: Option<f64>,
     /// Say which files a PATH glob matched.
     #[arg(short, long)]
     pub verbose: bool,
@@ -121,7 +133,12 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         args.queue_mb,
         args.exact_forks,
         args.verbose,
+        args.max_overhead.map(|pct| DutyOptions {
+            budget: pct / 100.0,
+            fixed: args.duty,
+        }),
     )?;
+    let sampling = session.sampling();
     // The sampled stream only feeds the --by table: without one, stream nothing (it cost
     // the traced program a ring-buffer write per sampled event for figures nobody sees).
     let sample = args.sample.or(by.is_none().then_some(0));
@@ -157,6 +174,8 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     };
     let mut agg = LatencyAgg::new(pair, limits, by.map(|b| b.index), 1000);
     let mut interval_start = session.started_ns;
+    // Time attached at the start of the interval, and when it started (duty cycling).
+    let mut sampled_since = (Duration::ZERO, Instant::now());
     let scheme = BucketScheme::from(args.buckets);
     let mut out = std::io::stdout().lock();
     let (duration, interval) = (args.duration, args.interval);
@@ -181,6 +200,13 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
                 last,
             } => (now_ns, stats, last),
             Step::Check => return Ok(()),
+            Step::Gap => {
+                agg.gap();
+                if let Some(k) = &mut kernel {
+                    k.gap();
+                }
+                return Ok(());
+            }
         };
         agg.tick(now);
         let mut report = agg.report(Window::All, now, scheme, args.limit);
@@ -207,9 +233,25 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
                 extra.insert("mode".into(), "stream".into());
             }
         }
+        let sampled = sampling.as_deref().map(|s| {
+            let now = Instant::now();
+            let attached = s.attached(now).saturating_sub(sampled_since.0);
+            let wall = now.saturating_duration_since(sampled_since.1);
+            if !last {
+                sampled_since = (s.attached(now), now);
+            }
+            Sampled::new(s, attached, wall)
+        });
+        if let Some(s) = &sampled {
+            extra.insert("sampled".into(), s.json(report.summary.count));
+            s.scale_report(&mut report);
+        }
         if args.json {
             writeln!(out, "{}", json_report(&report, elapsed, stats, extra))?;
         } else {
+            if let Some(s) = &sampled {
+                note.push_str(&s.text());
+            }
             writeln!(out, "{}{note}", text_report(&report, elapsed, stats))?;
         }
         out.flush()?;
@@ -233,6 +275,81 @@ pub fn json_report(
         headless::insert_run_figures(o, elapsed_s, stats);
     }
     v.to_string()
+}
+
+/// How much of a report's interval the probes were attached (duty cycling), and how its
+/// counts are scaled.
+struct Sampled {
+    /// Attached time / wall time.
+    fraction: f64,
+    /// What attaching all the time would cost, estimated (a fraction of the machine's CPU).
+    full_overhead: f64,
+    budget: f64,
+    hit_cost_ns: f64,
+}
+
+impl Sampled {
+    fn new(s: &Sampling, attached: Duration, wall: Duration) -> Sampled {
+        let fraction = if wall.is_zero() {
+            1.0
+        } else {
+            (attached.as_secs_f64() / wall.as_secs_f64()).clamp(0.0, 1.0)
+        };
+        Sampled {
+            fraction,
+            full_overhead: s.full_overhead(),
+            budget: s.budget,
+            hit_cost_ns: s.hit_cost_ns,
+        }
+    }
+
+    fn scale(&self) -> f64 {
+        if self.fraction > 0.0 {
+            1.0 / self.fraction
+        } else {
+            1.0
+        }
+    }
+
+    /// Scales the count and the `by` rows' counts and rates by the time attached.
+    /// Percentiles and buckets stay those of the requests seen.
+    fn scale_report(&self, r: &mut LatencyReport) {
+        let k = self.scale();
+        r.summary.count = (r.summary.count as f64 * k).round() as u64;
+        for row in r.by.iter_mut().flatten() {
+            row.count = (row.count as f64 * k).round() as u64;
+            row.rate_per_s *= k;
+        }
+    }
+
+    /// The `sampled` object of a JSON report; `seen` is the count before scaling.
+    fn json(&self, seen: u64) -> serde_json::Value {
+        serde_json::json!({
+            "fraction": self.fraction,
+            "scaled_by": self.scale(),
+            "count_seen": seen,
+            "estimated_overhead_pct": self.full_overhead * 100.0,
+            "max_overhead_pct": self.budget * 100.0,
+            "hit_cost_ns": self.hit_cost_ns,
+        })
+    }
+
+    fn text(&self) -> String {
+        if self.fraction >= 0.999 {
+            return format!(
+                "attached all the time: the probes cost an estimated {:.2}% of the CPU (budget {:.2}%)\n",
+                self.full_overhead * 100.0,
+                self.budget * 100.0
+            );
+        }
+        format!(
+            "sampled {:.0}% of the time (attached all the time the probes would cost an estimated {:.2}% of the CPU, budget {:.2}%): counts scaled by {:.2}, latencies as seen\n",
+            self.fraction * 100.0,
+            self.full_overhead * 100.0,
+            self.budget * 100.0,
+            self.scale()
+        )
+    }
 }
 
 pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {

@@ -57,6 +57,33 @@ pub fn rate(text: &str) -> Result<f64, String> {
     Ok(r)
 }
 
+/// A percentage of the machine's CPU (`--max-overhead`): above 0, at most 100.
+pub fn percent(text: &str) -> Result<f64, String> {
+    let p: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if !p.is_finite() || p <= 0.0 || p > 100.0 {
+        return Err(format!(
+            "must be a percentage above 0 and at most 100, not `{text}`"
+        ));
+    }
+    Ok(p)
+}
+
+/// A fraction of time: above 0, at most 1.
+pub fn fraction(text: &str) -> Result<f64, String> {
+    let f: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a fraction"))?;
+    if !f.is_finite() || f <= 0.0 || f > 1.0 {
+        return Err(format!("must be above 0 and at most 1, not `{text}`"));
+    }
+    Ok(f)
+}
+
 /// Mebibytes of the event queue: 1 to 4096.
 pub fn queue_mb(text: &str) -> Result<usize, String> {
     let n: usize = at_least_one(text)?;

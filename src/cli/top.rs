@@ -140,6 +140,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         args.queue_mb,
         args.exact_forks,
         args.verbose,
+        None,
     )?;
     let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
     let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
@@ -195,7 +196,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 stats,
                 last,
             } => (now_ns, stats, last),
-            Step::Check => return Ok(()),
+            Step::Check | Step::Gap => return Ok(()),
         };
         agg.tick(now);
         let (kernel_overflow, kernel_pairing) = match &mut kernel {

@@ -135,6 +135,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         // What may change under us: the -p processes (an exec) and the files named by PATH
         // (a deploy that renames a new build over them).
         watch: WatchFiles::These(named_files),
+        duty: None,
     };
     let session = Session::new(options, &stop::REQUESTED)?;
     if !args.pids.is_empty() {

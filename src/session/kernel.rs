@@ -36,6 +36,7 @@ pub fn kernel_pairing(
         replaced,
         bad_key: 0,
         open,
+        gap_discarded: 0,
     }
 }
 
@@ -46,6 +47,8 @@ pub struct KernelSide {
     adaptive: bool,
     at_interval_start: KernelPairStats,
     last_tick: Option<(u64, u64)>,
+    /// Starts forgotten at gaps of the attachment (duty cycling).
+    gap_discarded: u64,
 }
 
 impl KernelSide {
@@ -90,6 +93,7 @@ impl KernelSide {
             adaptive: sample.is_none(),
             at_interval_start,
             last_tick: Some((now_ns, 0)),
+            gap_discarded: 0,
         })
     }
 
@@ -104,6 +108,12 @@ impl KernelSide {
         let delta = total.since(&self.at_interval_start);
         self.at_interval_start = total;
         delta
+    }
+
+    /// The attachment had a gap (duty cycling): the starts waiting in the kernel are forgotten,
+    /// never paired with a done after it.
+    pub fn gap(&mut self) {
+        self.gap_discarded += self.pairs.clear_starts(PAIR_ID);
     }
 
     /// On every tick: adapt the sampling to the rate of streamed events.
@@ -162,6 +172,9 @@ impl KernelSide {
             total.replaced,
             open,
         );
+        // Forgotten at a gap, not evicted by the LRU map.
+        report.pairing.evicted = report.pairing.evicted.saturating_sub(self.gap_discarded);
+        report.pairing.gap_discarded = self.gap_discarded;
         if !last {
             self.at_interval_start = total;
         }

@@ -2,6 +2,7 @@
 //! argument to split by, kernel or stream), the probes attached, the kernel side of a pair, and
 //! the run loop. Imports `probes` and `aggregate`; never `app`, `ui` or the front-ends.
 
+pub mod duty;
 pub mod kernel;
 pub mod plan;
 pub mod request;

@@ -3,6 +3,7 @@
 //! say-so, calling back for events, periodic reports and changes to what is traced. Signals are
 //! the caller's: it hands in the flag they raise.
 
+use super::duty::{DutyCycle, DutyOptions, Sampling, Toggle};
 use super::SessionError;
 use crate::probes::discovery::process::is_alive;
 use crate::probes::discovery::targets::Target;
@@ -16,6 +17,7 @@ use crate::probes::tracing::queue::EventStream;
 use crate::probes::Event;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the loops look at the stop flag: well inside the 1 s a stop may take.
@@ -39,6 +41,9 @@ pub struct SessionOptions {
     pub engine: EngineOptions,
     /// Which files are watched for a replacement (the `pids` are always watched for an exec).
     pub watch: WatchFiles,
+    /// Keep the cost to the traced processes within a budget by attaching for a slice of
+    /// each period (see [`super::duty`]); needs the uprobe-multi path.
+    pub duty: Option<DutyOptions>,
 }
 
 /// Which traced files a session watches for a replacement.
@@ -66,6 +71,9 @@ pub struct Session {
     /// The pids (for an exec) and the files chosen by [`WatchFiles`] (for a replacement).
     changes: Watch,
     watch: WatchFiles,
+    /// The budget and the measured cost of a hit, until the attach starts the cycle.
+    duty_options: Option<(DutyOptions, Duration)>,
+    duty: Option<DutyCycle>,
 }
 
 /// Attach `targets`, each with the string arguments to read (see [`Session::new`] and
@@ -88,6 +96,10 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let mut engine = Engine::new(options.engine)?;
         engine.set_cancel(cancel);
+        let duty_options = match options.duty {
+            Some(d) => Some((d, engine.measure_hit_cost()?)),
+            None => None,
+        };
         let events = engine.take_events().ok_or(SessionError::EventsTaken)?;
         let mut changes = Watch::new();
         options.pids.iter().for_each(|&p| changes.process(p));
@@ -107,6 +119,8 @@ impl Session {
             pids: options.pids,
             changes,
             watch: options.watch,
+            duty_options,
+            duty: None,
         })
     }
 
@@ -135,6 +149,10 @@ impl Session {
             self.sites += t.probe().sites.len();
         }
         self.attach_time = began.elapsed();
+        self.duty = self.duty_options.map(|(options, cost)| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            DutyCycle::new(options, cost, cpus, Instant::now())
+        });
         match &self.watch {
             WatchFiles::Traced if self.pids.is_empty() => targets
                 .iter()
@@ -145,6 +163,41 @@ impl Session {
             WatchFiles::These(files) => files.iter().for_each(|f| self.changes.file(f)),
         }
         Ok(self)
+    }
+
+    /// With an overhead budget: the time attached so far and the cost model, for scaling
+    /// counts in reports.
+    pub fn sampling(&self) -> Option<Arc<Sampling>> {
+        self.duty.as_ref().map(DutyCycle::sampling)
+    }
+
+    /// Takes the probes out or puts them back when the duty cycle says so. Before a gap,
+    /// every event fired so far is handed to `step`, then [`Step::Gap`].
+    fn duty_cycle<E>(&mut self, step: &mut impl FnMut(Step) -> Result<Flow, E>) -> Result<(), E> {
+        let Some(duty) = &mut self.duty else {
+            return Ok(());
+        };
+        let hits = self.engine.stats().probes.iter().map(|p| p.hits).sum();
+        match duty.poll(Instant::now(), hits) {
+            None => {}
+            Some(Toggle::Resume) => {
+                // Last attached first: a pair's dones come after its starts, and a start must
+                // not be seen before its done can be.
+                for id in self.ids.iter().rev() {
+                    // A failure leaves the probe out; its hits stop, which the report shows.
+                    let _ = self.engine.resume(*id);
+                }
+            }
+            Some(Toggle::Suspend) => {
+                let _ = self.engine.suspend(&self.ids);
+                self.engine.sync(Duration::from_millis(100));
+                while let Some(batch) = self.events.try_recv() {
+                    step(Step::Events(&batch))?;
+                }
+                step(Step::Gap)?;
+            }
+        }
+        Ok(())
     }
 
     /// Detaches every probe; returns how long it took.
@@ -220,6 +273,9 @@ pub enum Step<'a> {
     },
     /// Every [`POLL`], and before each batch drained at the end: may the loop go on?
     Check,
+    /// The probes were just taken out for a while (duty cycling): starts still waiting for
+    /// their done must be forgotten, not paired with a done seen after the gap.
+    Gap,
 }
 
 /// What the caller's `step` wants next.
@@ -294,6 +350,7 @@ pub fn run_loop<E: From<std::io::Error>>(
             if until.is_some_and(|u| Instant::now() >= u) {
                 return Ok(End::Duration);
             }
+            session.duty_cycle(&mut step)?;
             let flow = tokio::select! {
                 batch = session.events.recv() => match batch {
                     Some(batch) => step(Step::Events(&batch))?,
@@ -369,6 +426,7 @@ mod tests {
             mode: Mode::default(),
             engine: EngineOptions::default(),
             watch: WatchFiles::Traced,
+            duty: None,
         };
         attach(&[], options, cancel).expect("loading the BPF engine (run as root)")
     }

@@ -202,6 +202,22 @@ impl KernelPairs {
         }
     }
 
+    /// Forgets the starts of `pair_id` waiting for their done (after a gap in the attachment:
+    /// a done after it must not pair with a start before it); returns how many.
+    pub fn clear_starts(&mut self, pair_id: u16) -> u64 {
+        let waiting: Vec<RawPairKey> = self
+            .starts
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, s)| k.pair_id == pair_id as u32 && s.ts_ns != 0)
+            .map(|(k, _)| k)
+            .collect();
+        waiting
+            .iter()
+            .filter(|k| self.starts.remove(k).is_ok())
+            .count() as u64
+    }
+
     /// Starts of `pair_id` waiting for their done right now. Per-thread entries stay in the map
     /// after their done with `ts_ns == 0` (the BPF side reuses them), so those are not counted.
     pub fn open_starts(&self, pair_id: u16) -> u64 {

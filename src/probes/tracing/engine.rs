@@ -59,6 +59,8 @@ pub enum EngineError {
     Full(&'static str),
     #[error("no attached probe with id {0:?}")]
     UnknownProbe(ProbeId),
+    #[error("suspending probes needs the uprobe-multi attach path")]
+    NotMulti,
     /// The cancel flag (see [`Engine::set_cancel`]) was raised while sites were being attached.
     #[error("attaching was interrupted")]
     Interrupted,
@@ -224,6 +226,20 @@ enum Links {
     Multi(MultiLink),
     /// Per-process links, kept by the follower (its group of the same probe id).
     Followed,
+    /// Taken out by [`Engine::suspend`] until [`Engine::resume`].
+    Suspended,
+}
+
+/// What a probe's uprobe-multi links are made of, kept to make them again after a suspend.
+#[derive(Debug)]
+struct Relink {
+    path: PathBuf,
+    offsets: Vec<u64>,
+    sem: Option<u64>,
+    cookies: Vec<u64>,
+    /// Whether a site reads strings (the sleepable program, when loaded).
+    strings: bool,
+    filter: ProcFilter,
 }
 
 /// One attached probe: all its sites. Dropping it detaches (closes the links and perf events).
@@ -233,6 +249,8 @@ struct Attachment {
     cookies: Vec<u32>,
     filter_slot: Option<u32>,
     links: Links,
+    /// On the uprobe-multi path: how to make the links again (see [`Engine::suspend`]).
+    relink: Option<Relink>,
 }
 
 /// The programs sites are linked to, for the path in use. `sleepable` is loaded at the first
@@ -521,6 +539,7 @@ impl Engine {
             cookies: Vec::new(),
             filter_slot: None,
             links: Links::PerSite(Vec::new()),
+            relink: None,
         };
         // On any error below, `attachment` is dropped: links close, and `release` frees the rest.
         let open = options.open_path.as_deref().unwrap_or(&object.path);
@@ -625,52 +644,192 @@ impl Engine {
             return Ok(());
         }
         // One program per link: the sleepable one if any site reads strings.
-        let prog = self.prog(reads_strings.contains(&true));
-        let multi_err = |pid: Option<u32>, error: std::io::Error| {
-            AttachError::multi(object, probe.sites.len(), pid, error)
+        let relink = Relink {
+            path: object.to_path_buf(),
+            offsets,
+            sem,
+            cookies,
+            strings: reads_strings.contains(&true),
+            filter: options.filter.clone(),
         };
-        match &options.filter {
-            ProcFilter::All | ProcFilter::PidsInBpf(_) => {
-                let link = attach_multi(prog, object, &offsets, sem, &cookies, None)
-                    .map_err(|e| multi_err(None, e))?;
-                attachment.links = Links::Multi(link);
+        let result = self.link_multi(id, &relink, attachment.filter_slot);
+        attachment.relink = Some(relink);
+        match result {
+            Ok(links) => {
+                attachment.links = links;
+                Ok(())
             }
-            ProcFilter::Pids(pids) => {
-                let group = Group {
-                    bit: 1u64 << attachment.filter_slot.expect("set for a pid filter"),
-                    prog: prog.try_clone_to_owned().map_err(|e| multi_err(None, e))?,
-                    path: object.to_path_buf(),
-                    offsets,
-                    ref_ctr: sem,
-                    cookies,
-                    links: BTreeMap::new(),
-                };
-                let follower = self.follower.as_ref().expect("started on this path");
-                // Registered before the tree is listed: a child forked from now on is either
-                // listed or reported to the follower (or both; linking twice is a no-op).
-                let mut groups = follower.lock();
-                groups.insert(id.0, group);
+            Err(e) => {
+                // A part may be in place (the follower's group): the release undoes it.
                 attachment.links = Links::Followed;
-                let group = groups.get_mut(&id.0).expect("just inserted");
-                for pid in with_descendants(pids) {
-                    if self
-                        .cancel
-                        .as_ref()
-                        .is_some_and(|c| c.load(Ordering::Relaxed))
-                    {
-                        return Err(EngineError::Interrupted);
-                    }
-                    match group.link(pid) {
-                        Ok(()) => {}
-                        // A descendant that exited meanwhile; a named process must be there.
-                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) && !pids.contains(&pid) => {
-                        }
-                        Err(e) => return Err(multi_err(Some(pid), e).into()),
-                    }
-                }
+                Err(e)
             }
         }
+    }
+
+    /// Makes the uprobe-multi links of `relink` for probe `id`: one for every process, or one
+    /// per process of the filter's tree (kept by the follower, which links later children).
+    fn link_multi(
+        &self,
+        id: ProbeId,
+        relink: &Relink,
+        filter_slot: Option<u32>,
+    ) -> Result<Links, EngineError> {
+        let prog = self.prog(relink.strings);
+        let multi_err = |pid: Option<u32>, error: std::io::Error| {
+            AttachError::multi(&relink.path, relink.offsets.len(), pid, error)
+        };
+        let pids = match &relink.filter {
+            ProcFilter::All | ProcFilter::PidsInBpf(_) => {
+                let link = attach_multi(
+                    prog,
+                    &relink.path,
+                    &relink.offsets,
+                    relink.sem,
+                    &relink.cookies,
+                    None,
+                )
+                .map_err(|e| multi_err(None, e))?;
+                return Ok(Links::Multi(link));
+            }
+            ProcFilter::Pids(pids) => pids,
+        };
+        let group = Group {
+            bit: 1u64 << filter_slot.expect("set for a pid filter"),
+            prog: prog.try_clone_to_owned().map_err(|e| multi_err(None, e))?,
+            path: relink.path.clone(),
+            offsets: relink.offsets.clone(),
+            ref_ctr: relink.sem,
+            cookies: relink.cookies.clone(),
+            links: BTreeMap::new(),
+        };
+        let follower = self.follower.as_ref().expect("started on this path");
+        // Registered before the tree is listed: a child forked from now on is either listed
+        // or reported to the follower (or both; linking twice is a no-op).
+        let mut groups = follower.lock();
+        groups.insert(id.0, group);
+        let group = groups.get_mut(&id.0).expect("just inserted");
+        for pid in with_descendants(pids) {
+            if self.cancelled() {
+                return Err(EngineError::Interrupted);
+            }
+            match group.link(pid) {
+                Ok(()) => {}
+                // A descendant that exited meanwhile; a named process must be there.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) && !pids.contains(&pid) => {}
+                Err(e) => return Err(multi_err(Some(pid), e).into()),
+            }
+        }
+        Ok(Links::Followed)
+    }
+
+    /// What one hit of a probe costs the process that fires it, measured on a site in usdtop
+    /// itself (a `nop`, like a USDT site): the time of a tight loop of calls with the site attached
+    /// (counting only, as the cheapest mode does) minus without, per call; the least of three
+    /// rounds. Only on the uprobe-multi path (one link, not a perf event, per round).
+    pub fn measure_hit_cost(&mut self) -> Result<Duration, EngineError> {
+        const CALLS: u32 = 20_000;
+        let Progs::Multi { hit, .. } = &self.progs else {
+            return Err(EngineError::NotMulti);
+        };
+        let prog = hit
+            .try_clone()
+            .map_err(|e| EngineError::Load(e.to_string()))?;
+        let offset = own_file_offset(usdtop_calibration_site as *const () as usize as u64)
+            .map_err(|e| EngineError::Load(format!("locating the calibration site: {e}")))?;
+        let cookie = self
+            .free_cookies
+            .pop_front()
+            .ok_or(EngineError::Full("probe sites"))?;
+        let Some(id) = self.free_ids.pop_front() else {
+            self.free_cookies.push_back(cookie);
+            return Err(EngineError::Full("probes"));
+        };
+        let (spec, _) = encode_site(id, Mode::Count, 0, 0, &[], &[]);
+        let result = self
+            .specs
+            .set(cookie, spec, 0)
+            .map_err(map_err("site_specs"));
+        let calls = || {
+            let t = Instant::now();
+            for _ in 0..CALLS {
+                calibration_site();
+            }
+            t.elapsed()
+        };
+        let mut best: Option<Duration> = None;
+        let result = result.and_then(|()| {
+            for _ in 0..3 {
+                let link = attach_multi(
+                    prog.as_fd(),
+                    Path::new("/proc/self/exe"),
+                    &[offset],
+                    None,
+                    &[cookie as u64],
+                    Some(std::process::id()),
+                )
+                .map_err(|e| AttachError::multi(Path::new("/proc/self/exe"), 1, None, e))?;
+                let with = calls();
+                drop(link);
+                let without = calls();
+                let per_call = with.saturating_sub(without) / CALLS;
+                best = Some(best.map_or(per_call, |b| b.min(per_call)));
+            }
+            Ok(())
+        });
+        self.free_cookies.push_back(cookie);
+        self.free_ids.push_back(id);
+        result.map(|()| best.unwrap_or_default())
+    }
+
+    /// Takes the probes' sites out of the traced processes for a while, keeping everything
+    /// else (its id, counters, argument specs): [`Engine::resume`] puts them back. For duty
+    /// cycling; only on the uprobe-multi path, where this costs one link close.
+    pub fn suspend(&mut self, ids: &[ProbeId]) -> Result<(), EngineError> {
+        let mut closing = Vec::new();
+        for &id in ids {
+            let mut a = self
+                .attachments
+                .remove(&id)
+                .ok_or(EngineError::UnknownProbe(id))?;
+            if a.relink.is_none() {
+                self.attachments.insert(id, a);
+                return Err(EngineError::NotMulti);
+            }
+            let links = std::mem::replace(&mut a.links, Links::Suspended);
+            closing.extend(self.take_links(id, links));
+            self.attachments.insert(id, a);
+        }
+        // All at once: a start probe must not stay out longer than its done (or the reverse),
+        // and the kernel's waits overlap.
+        close_all(closing);
         Ok(())
+    }
+
+    /// Puts back the sites of a probe taken out by [`Engine::suspend`].
+    pub fn resume(&mut self, id: ProbeId) -> Result<(), EngineError> {
+        let a = self
+            .attachments
+            .get(&id)
+            .ok_or(EngineError::UnknownProbe(id))?;
+        if !matches!(a.links, Links::Suspended) {
+            return Ok(());
+        }
+        let relink = a.relink.as_ref().ok_or(EngineError::NotMulti)?;
+        let result = self.link_multi(id, relink, a.filter_slot);
+        let a = self.attachments.get_mut(&id).expect("looked up above");
+        match result {
+            Ok(links) => {
+                a.links = links;
+                Ok(())
+            }
+            Err(e) => {
+                // A group may be half made: the follower's copy goes with the next suspend
+                // or the detach.
+                a.links = Links::Followed;
+                Err(e)
+            }
+        }
     }
 
     fn cancelled(&self) -> bool {
@@ -737,6 +896,7 @@ impl Engine {
         match links {
             Links::PerSite(l) => l.into_iter().map(boxed).collect(),
             Links::Multi(l) => vec![boxed(l)],
+            Links::Suspended => Vec::new(),
             Links::Followed => {
                 let group = self.follower.as_ref().and_then(|f| f.lock().remove(&id.0));
                 group
@@ -909,6 +1069,48 @@ fn load_uprobe(ebpf: &mut Ebpf, name: &str) -> Result<ProgramFd, EngineError> {
     prog.fd()
         .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
         .map_err(load_err)
+}
+
+// The site [`Engine::measure_hit_cost`] attaches to: a `nop`, as `<sys/sdt.h>` writes at every
+// USDT site. The kernel emulates a probed `nop`; any other instruction is single-stepped out of
+// line, a second trap that costs several times more here, so the site must be a `nop` for the
+// measure to be a USDT hit's.
+std::arch::global_asm!(
+    ".globl usdtop_calibration_site",
+    ".type usdtop_calibration_site, @function",
+    "usdtop_calibration_site:",
+    "nop",
+    "ret",
+    ".size usdtop_calibration_site, . - usdtop_calibration_site",
+);
+
+extern "C" {
+    fn usdtop_calibration_site();
+}
+
+/// One pass over the calibration site.
+fn calibration_site() {
+    // SAFETY: the function above touches no memory and no register but the return address.
+    unsafe { usdtop_calibration_site() }
+}
+
+/// The offset in usdtop's own executable file of the code at `addr` (from /proc/self/maps).
+fn own_file_offset(addr: u64) -> std::io::Result<u64> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    maps.lines()
+        .find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (start, end) = f.first()?.split_once('-')?;
+            let (start, end) = (
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            );
+            let offset = u64::from_str_radix(f.get(2)?, 16).ok()?;
+            (start <= addr && addr < end && f.get(5).map(Path::new) == Some(exe.as_path()))
+                .then_some(addr - start + offset)
+        })
+        .ok_or_else(|| std::io::Error::other("not in a mapping of /proc/self/exe"))
 }
 
 /// The uprobe-multi loader, or why the per-site path is used instead.
