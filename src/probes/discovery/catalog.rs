@@ -1,6 +1,8 @@
 //! The catalog of known providers (`assets/catalog.json`): argument names, which arguments are
-//! C strings, and start/done pairs for latency. Data, not code: add a provider there.
+//! C strings, start/done pairs for latency, and hints for runtimes without probes or with
+//! probes a switch keeps silent ([`super::hints`]). Data, not code: add a provider there.
 
+use super::hints::Hints;
 use serde::Deserialize;
 use std::collections::HashMap;
 use thiserror::Error;
@@ -45,12 +47,15 @@ pub struct Pair {
 pub struct Catalog {
     probes: HashMap<String, Vec<ArgInfo>>,
     pairs: Vec<Pair>,
+    hints: Hints,
 }
 
 #[derive(Deserialize)]
 struct RawCatalog {
     probes: HashMap<String, Vec<String>>,
     pairs: Vec<RawPair>,
+    #[serde(default)]
+    hints: Hints,
 }
 
 #[derive(Deserialize)]
@@ -118,7 +123,11 @@ impl Catalog {
                 nested: p.nested,
             });
         }
-        Ok(Catalog { probes, pairs })
+        Ok(Catalog {
+            probes,
+            pairs,
+            hints: raw.hints,
+        })
     }
 
     /// Argument names of `provider:name`, if known.
@@ -148,6 +157,11 @@ impl Catalog {
 
     pub fn pairs(&self) -> &[Pair] {
         &self.pairs
+    }
+
+    /// What to say about runtimes without probes and probes kept silent by a switch.
+    pub fn hints(&self) -> &Hints {
+        &self.hints
     }
 }
 
