@@ -109,7 +109,11 @@ impl Hints {
 
     /// The hint for probe `full_name` in the object at `path`, if one is known.
     pub fn inert_for(&self, full_name: &str, path: &str) -> Option<&InertHint> {
-        self.inert.iter().find(|h| {
+        self.inert_index(full_name, path).map(|i| &self.inert[i])
+    }
+
+    fn inert_index(&self, full_name: &str, path: &str) -> Option<usize> {
+        self.inert.iter().position(|h| {
             h.probes.iter().any(|g| glob(g, full_name))
                 && h.object.as_ref().is_none_or(|g| glob(g, file_name(path)))
         })
@@ -179,7 +183,7 @@ pub fn pids_mapping(path: &str) -> Vec<u32> {
 }
 
 impl InertHint {
-    /// Why probe `full_name` is silent, if this hint applies: the switch is off in one of
+    /// Why probe `full_name` (or several, comma-separated) is silent, if this hint applies: the switch is off in one of
     /// `pids` (the processes that run it), or the probe it needs is not among `attached`, or
     /// the switch cannot be seen from outside. `None` when the switch is on (or there is no
     /// process to look at), so the hint is never given where it does not apply.
@@ -235,13 +239,15 @@ impl InertWatch {
         pids_of: impl Fn(&str) -> Vec<u32>,
     ) -> Vec<String> {
         let attached: Vec<String> = probes.iter().map(|p| p.full_name.clone()).collect();
-        let mut out = Vec::new();
+        // Probes due now, by hint (entry and return silent for one reason: said once) and by
+        // object (whose processes are looked at).
+        let mut due: Vec<(usize, &str, Vec<&str>)> = Vec::new();
         for p in probes {
             let id = (p.path.to_string(), p.full_name.clone());
             if self.done.contains(&id) {
                 continue;
             }
-            let Some(hint) = hints.inert_for(&p.full_name, p.path) else {
+            let Some(which) = hints.inert_index(&p.full_name, p.path) else {
                 self.done.insert(id);
                 continue;
             };
@@ -254,11 +260,21 @@ impl InertWatch {
                 continue;
             }
             self.done.insert(id);
-            let mut pids = pids_of(p.path);
-            if pids.is_empty() {
-                pids = pids_mapping(p.path);
+            match due
+                .iter_mut()
+                .find(|(w, path, _)| *w == which && *path == p.path)
+            {
+                Some((_, _, names)) => names.push(&p.full_name),
+                None => due.push((which, p.path, vec![&p.full_name])),
             }
-            out.extend(hint.applies(&p.full_name, &pids, &attached));
+        }
+        let mut out = Vec::new();
+        for (which, path, names) in due {
+            let mut pids = pids_of(path);
+            if pids.is_empty() {
+                pids = pids_mapping(path);
+            }
+            out.extend(hints.inert[which].applies(&names.join(", "), &pids, &attached));
         }
         out
     }
@@ -373,12 +389,20 @@ mod tests {
             hits,
         };
         let mut w = InertWatch::default();
-        let silent = vec![probe("function__entry", 0), probe("gc__start", 0)];
+        let silent = vec![
+            probe("function__entry", 0),
+            probe("function__return", 0),
+            probe("gc__start", 0),
+        ];
         let none = |_: &str| Vec::new();
         assert!(w.check(&hints, 1_000, &silent, none).is_empty());
         let later = 1_000 + SILENCE_NS;
         let said = w.check(&hints, later, &silent, none);
-        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!(said.len(), 1, "one line for one cause: {said:?}");
+        assert!(
+            said[0].starts_with("python:function__entry, python:function__return: no hits"),
+            "{said:?}"
+        );
         assert!(w.check(&hints, later * 2, &silent, none).is_empty());
         // A probe that fires is never hinted.
         let mut w = InertWatch::default();
