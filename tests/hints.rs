@@ -7,35 +7,21 @@
 mod common;
 
 use common::build::{copy_executable, TempDir};
-use common::{require, stderr, stdout, usdtop};
-use std::process::{Child, Command, Stdio};
+use common::php::calling_functions;
+use common::{require, stderr, stdout, usdtop, KillOnDrop};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A child process killed when the test ends.
-struct Killed(Child);
-
-impl Killed {
-    fn spawn(cmd: &mut Command) -> Killed {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the workload");
-        // Long enough for its exec to be done and its maps to show what it runs.
-        std::thread::sleep(Duration::from_millis(300));
-        Killed(child)
-    }
-
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts a workload, killed when the test ends; returns once it runs what it was given.
+fn spawn(cmd: &mut Command) -> KillOnDrop {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the workload");
+    // `spawn` returns after the exec; a moment more for the dynamic loader's mappings.
+    std::thread::sleep(Duration::from_millis(300));
+    KillOnDrop(child)
 }
 
 /// A program without probes named python3.11, as pyenv builds one (no `--with-dtrace`).
@@ -55,8 +41,8 @@ fn pyenv_style_python(dir: &TempDir) -> std::path::PathBuf {
 fn list_says_why_a_python_built_without_dtrace_has_no_probes_and_what_has_them() {
     let dir = TempDir::new("hint-python");
     let python = pyenv_style_python(&dir);
-    let proc = Killed::spawn(Command::new(&python).arg("60"));
-    let out = usdtop(&["list", "-p", &proc.pid()]);
+    let proc = spawn(Command::new(&python).arg("60"));
+    let out = usdtop(&["list", "-p", &proc.pid().to_string()]);
     let err = stderr(&out);
     let hints: Vec<&str> = err.lines().filter(|l| l.contains("hint:")).collect();
     assert_eq!(hints.len(), 1, "one line: {err}");
@@ -70,8 +56,9 @@ fn list_says_why_a_python_built_without_dtrace_has_no_probes_and_what_has_them()
     // The whole-machine listing says it too, naming the process.
     let all = stderr(&usdtop(&["list"]));
     assert!(
-        all.lines()
-            .any(|l| l.contains("Python without USDT probes") && l.contains(&proc.pid())),
+        all.lines().any(
+            |l| l.contains("Python without USDT probes") && l.contains(&proc.pid().to_string())
+        ),
         "{all}"
     );
 }
@@ -79,8 +66,8 @@ fn list_says_why_a_python_built_without_dtrace_has_no_probes_and_what_has_them()
 #[test]
 fn list_gives_no_hint_for_a_python_that_has_its_probes() {
     let python = require("/usr/bin/python3.11");
-    let proc = Killed::spawn(Command::new(python).args(["-c", "import time; time.sleep(60)"]));
-    let out = usdtop(&["list", "-p", &proc.pid()]);
+    let proc = spawn(Command::new(python).args(["-c", "import time; time.sleep(60)"]));
+    let out = usdtop(&["list", "-p", &proc.pid().to_string()]);
     assert!(
         stdout(&out).contains("python:function__entry"),
         "{}",
@@ -89,23 +76,9 @@ fn list_gives_no_hint_for_a_python_that_has_its_probes() {
     assert!(!stderr(&out).contains("hint"), "{}", stderr(&out));
 }
 
-/// `php8.2 SCRIPT` calling a function about 500 times a second, with `USE_ZEND_DTRACE` set to
-/// `zend_dtrace` (or unset).
-fn php_calling_functions(dir: &TempDir, zend_dtrace: Option<&str>) -> Killed {
-    let php = require("/usr/bin/php8.2");
-    let script = dir.path().join("calls.php");
-    std::fs::write(
-        &script,
-        "<?php\nfunction tick($i) { return $i + 1; }\n$n = 0;\n\
-         for ($t = time(); time() - $t < 120;) { $n = tick($n); usleep(2000); }\n",
-    )
-    .unwrap();
-    let mut cmd = Command::new(php);
-    cmd.arg(&script).env_remove("USE_ZEND_DTRACE");
-    if let Some(v) = zend_dtrace {
-        cmd.env("USE_ZEND_DTRACE", v);
-    }
-    Killed::spawn(&mut cmd)
+/// PHP calling a function about 500 times a second (see [`calling_functions`]).
+fn php_calling_functions(dir: &TempDir, zend_dtrace: Option<&str>) -> KillOnDrop {
+    spawn(&mut calling_functions(dir.path(), zend_dtrace))
 }
 
 fn trace_function_entry(pid: &str) -> std::process::Output {
@@ -116,7 +89,7 @@ fn trace_function_entry(pid: &str) -> std::process::Output {
 fn trace_names_use_zend_dtrace_when_php_function_probes_stay_silent() {
     let dir = TempDir::new("hint-php-off");
     let php = php_calling_functions(&dir, None);
-    let out = trace_function_entry(&php.pid());
+    let out = trace_function_entry(&php.pid().to_string());
     let err = stderr(&out);
     assert_eq!(stdout(&out), "", "no event without the switch");
     let hints: Vec<&str> = err.lines().filter(|l| l.contains("hint:")).collect();
@@ -133,7 +106,7 @@ fn trace_names_use_zend_dtrace_when_php_function_probes_stay_silent() {
     // Set to something else than 1 is off too.
     let other = TempDir::new("hint-php-zero");
     let php = php_calling_functions(&other, Some("0"));
-    let err = stderr(&trace_function_entry(&php.pid()));
+    let err = stderr(&trace_function_entry(&php.pid().to_string()));
     assert!(err.contains("hint: php:function__entry"), "{err}");
 }
 
@@ -144,7 +117,7 @@ fn latency_names_the_switch_once_for_the_silent_entry_and_return() {
     let out = usdtop(&[
         "latency",
         "-p",
-        &php.pid(),
+        &php.pid().to_string(),
         "php:function__entry",
         "--duration",
         "7",
@@ -163,7 +136,7 @@ fn latency_names_the_switch_once_for_the_silent_entry_and_return() {
 fn with_use_zend_dtrace_php_function_probes_fire_and_no_hint_is_given() {
     let dir = TempDir::new("hint-php-on");
     let php = php_calling_functions(&dir, Some("1"));
-    let out = trace_function_entry(&php.pid());
+    let out = trace_function_entry(&php.pid().to_string());
     let events = stdout(&out);
     assert!(
         events.lines().count() > 100 && events.contains("function=\"tick\""),
@@ -182,7 +155,7 @@ fn a_silent_probe_without_a_catalog_hint_gets_no_hint() {
     let out = usdtop(&[
         "trace",
         "-p",
-        &php.pid(),
+        &php.pid().to_string(),
         "php:request__shutdown",
         "--duration",
         "7",

@@ -71,6 +71,22 @@ pub fn drain(rx: &mut EventStream, quiet: Duration) -> Vec<Event> {
     all
 }
 
+/// A child process (a workload) killed and reaped when the test ends, however it ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Where a program a test needs is: `program` is a path, or a name looked up on PATH. A missing
 /// program fails the test, naming the package that provides it — a test that skips cannot fail.
 pub fn require(program: &str) -> PathBuf {
