@@ -40,6 +40,10 @@ Numbers are plain decimal integers: pc and semaphore are the addresses written i
 and its ref_ctr_offset take); semaphore and semaphore_offset are null for probes without one.
 `pids` is present only when listing processes, `warnings` only for probes with a corrupt note.
 
+A process running a runtime recognised without probes (a Python built without --with-dtrace,
+Node.js 19+, a JDK without hotspot probes) gets one `usdtop: hint:` line on stderr saying why and
+what has probes (not an error).
+
 Exit status: 0 when everything named could be read; 1 when a file or process could not be
 (each failure is one line on stderr naming it; the others are still listed).";
 
