@@ -124,7 +124,7 @@ fn package_of(program: &str) -> &'static str {
         "php8.2" => "php8.2-cli",
         "bpftrace" => "bpftrace",
         "cargo-nextest" => "`cargo install cargo-nextest` (see .ci/install-deps)",
-        "libjvm.so" => "openjdk-17-jdk-headless",
+        "libjvm.so" | "java" => "openjdk-17-jdk-headless",
         "libstdc++.so.6" => "libstdc++6",
         "tmux" => "tmux",
         "prometheus" => "prometheus",
