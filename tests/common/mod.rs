@@ -125,6 +125,7 @@ fn package_of(program: &str) -> &'static str {
         "bpftrace" => "bpftrace",
         "cargo-nextest" => "`cargo install cargo-nextest` (see .ci/install-deps)",
         "libjvm.so" | "java" => "openjdk-17-jdk-headless",
+        "ruby3.1" | "libruby-3.1.so.3.1" => "ruby3.1",
         "libstdc++.so.6" => "libstdc++6",
         "tmux" => "tmux",
         "prometheus" => "prometheus",

@@ -1,6 +1,5 @@
 //! The catalog of known providers (`assets/catalog.json`): argument names, which arguments are
-//! C strings, start/done pairs for latency, and hints for runtimes without probes or with
-//! probes a switch keeps silent ([`super::hints`]). Data, not code: add a provider there.
+//! C strings, and start/done pairs for latency. Data, not code: add a provider there.
 
 use super::hints::Hints;
 use serde::Deserialize;
@@ -159,7 +158,8 @@ impl Catalog {
         &self.pairs
     }
 
-    /// What to say about runtimes without probes and probes kept silent by a switch.
+    /// What to say about runtimes without probes and probes kept silent by a switch (the
+    /// catalog's `hints` section, see [`super::hints`]).
     pub fn hints(&self) -> &Hints {
         &self.hints
     }
