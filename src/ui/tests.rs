@@ -206,36 +206,6 @@ fn the_footer_shows_the_key_tables_hints_for_the_focused_pane() {
 }
 
 #[test]
-fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
-    let mut app = app_with_traffic();
-    step(&mut app, Action::Sampling(Some(64)));
-    let s = screen(&app);
-    assert_eq!(s.matches("sampled 1/64").count(), 2, "{s}");
-    assert!(
-        s.contains("sampled 1/64, ≈ counts"),
-        "the top pane says its counts are estimates"
-    );
-}
-
-#[test]
-fn the_header_counts_drops_and_strings_left_unreadable() {
-    let mut app = app_with_traffic();
-    step(
-        &mut app,
-        Action::ProbeCounts {
-            hits: Vec::new(),
-            dropped: 3,
-            too_slow: 0,
-            unreadable: 2,
-        },
-    );
-    let s = screen(&app);
-    let header = s.lines().next().unwrap();
-    assert!(header.contains("3 dropped"), "{s}");
-    assert!(header.contains("2 strings unreadable"), "{s}");
-}
-
-#[test]
 fn the_selected_probes_full_name_sites_semaphore_and_args_are_readable_at_80x24() {
     let mut app = runtimes_app();
     step(&mut app, Action::SelectProcess(7));
@@ -304,6 +274,36 @@ fn each_explorer_pane_shows_its_filter_in_its_title() {
     );
     let footer = s.lines().last().unwrap();
     assert!(footer.contains("/ filter"), "{footer}");
+}
+
+#[test]
+fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
+    let mut app = app_with_traffic();
+    step(&mut app, Action::Sampling(Some(64)));
+    let s = screen(&app);
+    assert_eq!(s.matches("sampled 1/64").count(), 2, "{s}");
+    assert!(
+        s.contains("sampled 1/64, ≈ counts"),
+        "the top pane says its counts are estimates"
+    );
+}
+
+#[test]
+fn the_header_counts_drops_and_strings_left_unreadable() {
+    let mut app = app_with_traffic();
+    step(
+        &mut app,
+        Action::ProbeCounts {
+            hits: Vec::new(),
+            dropped: 3,
+            too_slow: 0,
+            unreadable: 2,
+        },
+    );
+    let s = screen(&app);
+    let header = s.lines().next().unwrap();
+    assert!(header.contains("3 dropped"), "{s}");
+    assert!(header.contains("2 strings unreadable"), "{s}");
 }
 
 /// The main screens, drawn from the fixtures (no clocks, no pids from this machine), at the
