@@ -94,6 +94,20 @@ struct event_hdr {
 	u64 args[MAX_ARGS];
 };
 
+// ---- Following a process tree (usdt.bpf.c: on_fork, on_exit -> the `follow` ring) ----
+
+// A process in the filter forked (a child to attach per-process links to) or exited (its links
+// to close). Only processes in `pid_filter` are reported.
+#define FOLLOW_FORK 1
+#define FOLLOW_EXIT 2
+
+struct follow_rec {
+	u32 kind; // FOLLOW_FORK or FOLLOW_EXIT
+	u32 tgid; // the child, or the process that exited
+	u64 mask; // its filter mask (pid_filter)
+	u64 ts_ns; // when (bpf_ktime_get_ns): how long a child waited for its links
+};
+
 // ---- In-kernel start/done pairing (pair.bpf.h) ----
 
 #define MAX_PAIRS 64

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// usdtop's one generic USDT program. Every uprobe perf event that usdtop opens (one per probe
-// site) is linked to `usdt_hit` with a BPF cookie; the cookie indexes `site_specs`, which says
+// usdtop's one generic USDT program. Every site usdtop attaches — through a uprobe-multi link
+// (one per probe, src/probes/tracing/multi.rs) or a uprobe perf event (one per site, the
+// fallback) — runs `usdt_hit` with a BPF cookie; the cookie indexes `site_specs`, which says
 // how to read that site's arguments (argument specs belong to the site, not the probe).
 //
 // Map layouts (structs in bpf/abi.h, checked against src/probes/tracing/abi.rs by build.rs):
@@ -13,6 +14,7 @@
 //   unreadable  PERCPU_ARRAY u32 probe id -> u64 string arguments (not NULL) left unreadable
 //   fault_fails ARRAY u32 probe id        -> u32 failed attempts in a row to fault a string in
 //   events      RINGBUF                  <- struct event_hdr + packed string bytes
+//   follow      RINGBUF                  <- struct follow_rec (forks and exits of the filtered)
 //   scratch     PERCPU_ARRAY u32 0       -> struct event_buf   (event assembled here, then copied)
 //
 // Two entry points share one body: `usdt_hit` never faults, `usdt_hit_sleepable` (a sleepable
@@ -102,6 +104,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 * 1024 * 1024);
 } events SEC(".maps");
+
+// Forks and exits of filtered processes, for the per-process links of the uprobe-multi path
+// (src/probes/tracing/follow.rs). Woken per record: a child's link must be made before its
+// first probe fires.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} follow SEC(".maps");
 
 static __always_inline u64 read_mem(u64 addr, u32 size)
 {
@@ -398,8 +408,12 @@ int on_fork(u64 *ctx)
 		return 0;
 	u64 mask = *m;
 	u32 ctgid = BPF_CORE_READ(child, tgid);
-	if (ctgid != ptgid)
-		bpf_map_update_elem(&pid_filter, &ctgid, &mask, BPF_ANY);
+	if (ctgid == ptgid)
+		return 0;
+	bpf_map_update_elem(&pid_filter, &ctgid, &mask, BPF_ANY);
+	struct follow_rec r = {
+		.kind = FOLLOW_FORK, .tgid = ctgid, .mask = mask, .ts_ns = bpf_ktime_get_ns()};
+	bpf_ringbuf_output(&follow, &r, sizeof(r), BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 
@@ -423,6 +437,9 @@ int on_exit(u64 *ctx)
 			*fast = 0;
 	}
 	bpf_map_delete_elem(&pid_filter, &tgid);
+	struct follow_rec r = {
+		.kind = FOLLOW_EXIT, .tgid = tgid, .mask = mask, .ts_ns = bpf_ktime_get_ns()};
+	bpf_ringbuf_output(&follow, &r, sizeof(r), BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 

@@ -469,16 +469,26 @@ fn postgres_query_latency_and_top_count_the_queries_pgbench_ran() {
     let pid = pg.postmaster_pid().to_string();
     let script = pg.script("sleep.sql", "SELECT pg_sleep(0.005);\n");
     let script = script.to_str().unwrap();
+    // --exact-forks: pgbench's backends are forked after the attach and run their first
+    // queries within the ~15 ms a per-process link may take.
     let latency = Tracer::start(&[
         "latency",
         "-p",
         &pid,
+        "--exact-forks",
         "postgresql:query__start",
         "--by",
         "query",
         "--json",
     ]);
-    let top = Tracer::start(&["top", "-p", &pid, "postgresql:query__start", "--json"]);
+    let top = Tracer::start(&[
+        "top",
+        "-p",
+        &pid,
+        "--exact-forks",
+        "postgresql:query__start",
+        "--json",
+    ]);
     pg.pgbench(&["-c", "2", "-t", "15", "-f", script]);
     let lat = &latency.interrupt_json()[0];
     let top = &top.interrupt_json()[0];
@@ -504,6 +514,7 @@ fn top_fold_gives_one_row_per_kind_of_pgbench_statement() {
         "top",
         "-p",
         &pid,
+        "--exact-forks",
         "postgresql:query__start",
         "--fold",
         "--json",

@@ -1,6 +1,7 @@
 //! The privileges the README documents, checked as a non-root user (`nobody`) holding exactly
-//! those capabilities (ambient, through `setpriv`), tracing a real probe: the documented set
-//! traces, one capability fewer is refused with a message naming the missing one.
+//! those capabilities (ambient, through `setpriv`), tracing a real probe: the documented sets
+//! trace (CAP_SYS_ADMIN; CAP_BPF + CAP_PERFMON on the uprobe-multi path), one capability fewer
+//! is refused with a message naming the missing one.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use usdtop::probes::tracing::engine::ATTACH_PATH_ENV;
 use usdtop::probes::tracing::privilege::TRACING_NEEDS;
 
 /// `nobody` on Debian: a user with no capabilities and no files of its own.
@@ -109,18 +111,20 @@ fn assert_five_ticks(out: &Output, stderr: &str) {
     }
 }
 
-/// Runs usdtop with `caps` on the fixture's probe; it must fail, naming CAP_SYS_ADMIN.
-fn assert_refused_naming_cap_sys_admin(caps: &[&str], refusal: &str) {
+/// Runs usdtop with `caps` (and `env`) on the fixture's probe; it must fail with `refusal`,
+/// saying what tracing needs and that this process `lacks` it.
+fn assert_refused(caps: &[&str], env: &[(&str, &str)], refusal: &str, lacks: &str) {
     let run = Unprivileged::new();
     let out = run
         .usdtop(caps, &["trace", &run.probe(), "--duration", "5"])
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(refusal), "{err}");
     assert!(err.contains(TRACING_NEEDS), "{err}");
-    assert!(err.contains("this process lacks CAP_SYS_ADMIN"), "{err}");
+    assert!(err.contains(lacks), "{err}");
 }
 
 #[test]
@@ -151,15 +155,34 @@ fn cap_sys_admin_alone_traces_another_users_process_and_loads_fork_tracking() {
 }
 
 #[test]
-fn without_any_capability_loading_is_refused_naming_cap_sys_admin() {
-    assert_refused_naming_cap_sys_admin(&[], "not permitted to load BPF programs");
+fn without_any_capability_loading_is_refused_naming_the_capabilities() {
+    assert_refused(
+        &[],
+        &[],
+        "not permitted to load BPF programs",
+        "this process lacks CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)",
+    );
 }
 
 #[test]
-fn cap_bpf_and_cap_perfmon_are_not_enough_the_uprobe_is_refused_naming_cap_sys_admin() {
-    assert_refused_naming_cap_sys_admin(
+fn cap_bpf_and_cap_perfmon_trace_a_file_probe_on_the_uprobe_multi_path() {
+    let run = Unprivileged::new();
+    let fixture = run.fixture.start("count", 20);
+    let (usdtop, stderr) = start_tracing(run.usdtop(
         &["bpf", "perfmon"],
+        &["trace", "-v", "--json", "--count", "5", &run.probe()],
+    ));
+    let (out, stderr) = fire_and_collect(fixture, usdtop, stderr);
+    assert_five_ticks(&out, &stderr);
+}
+
+#[test]
+fn on_the_per_site_path_cap_bpf_and_cap_perfmon_are_refused_naming_cap_sys_admin() {
+    assert_refused(
+        &["bpf", "perfmon"],
+        &[(ATTACH_PATH_ENV, "per-site")],
         "not permitted to open uprobe perf events: Permission denied",
+        "lacks CAP_SYS_ADMIN, which the per-site path needs",
     );
 }
 

@@ -192,5 +192,9 @@ fn without_privileges_it_says_what_to_do() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not permitted"), "{err}");
-    assert!(err.contains("needs root or CAP_SYS_ADMIN"), "{err}");
+    assert!(
+        err.contains("tracing needs root, or CAP_BPF and CAP_PERFMON"),
+        "{err}"
+    );
+    assert!(err.contains("lacks CAP_BPF and CAP_PERFMON"), "{err}");
 }

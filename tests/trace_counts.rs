@@ -41,10 +41,24 @@ fn received(events: &mut EventStream) -> Vec<Event> {
 
 #[test]
 fn n_firings_are_exactly_n_events_in_order() {
+    n_firings_are_n_events(engine_and_events());
+}
+
+#[test]
+fn n_firings_are_exactly_n_events_in_order_on_the_per_site_path_too() {
+    let mut engine = Engine::new(EngineOptions {
+        force_per_site: true,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let events = engine.take_events().unwrap();
+    n_firings_are_n_events((engine, events));
+}
+
+fn n_firings_are_n_events((mut engine, mut events): (Engine, EventStream)) {
     let (bin, object) = fixture();
     let probe = probe(&object, "tick");
     let mut fixture = bin.start("count", N);
-    let (mut engine, mut events) = engine_and_events();
     let options = AttachOptions {
         strings: vec![1],
         ..only(fixture.pid())

@@ -26,7 +26,9 @@ fn pgbench_statements_are_query_start_events_with_their_sql() {
     let postmaster = pg.postmaster_pid();
     let options = AttachOptions {
         strings: vec![0],
-        filter: ProcFilter::Pids(vec![postmaster]),
+        // The backends are forked after the attach and run their first statement within the
+        // ~15 ms a per-process link may take: count them in BPF to see every one.
+        filter: ProcFilter::PidsInBpf(vec![postmaster]),
         ..Default::default()
     };
     engine.attach(&object, probe, &options).unwrap();

@@ -34,6 +34,8 @@ pub struct App {
     pub attached: HashMap<Arc<ProbeKey>, AttachState>,
     /// Why attaching cannot work at all here (not root, no BPF), if so.
     pub attach_unavailable: Option<String>,
+    /// How probes are attached (shown in the help screen), once the tracer is up.
+    pub attach_path: Option<String>,
     pub status: Option<Status>,
     pub show_help: bool,
     pub quit: bool,
@@ -58,6 +60,7 @@ impl App {
             live: Live::new(catalog),
             attached: HashMap::new(),
             attach_unavailable: None,
+            attach_path: None,
             status: None,
             show_help: false,
             quit: false,

@@ -92,7 +92,8 @@ pub fn run(args: ExportArgs) -> Result<u8> {
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let mut session = headless::attach(&plan.targets, args.pid, plan.mode, 64)?;
+    let mut session =
+        headless::attach(&plan.targets, args.pid, plan.mode, 64, false, args.verbose)?;
     let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
     let kernel = TopKernel::new(
         &mut session.engine,
@@ -113,7 +114,7 @@ pub fn run(args: ExportArgs) -> Result<u8> {
         let figures = read(&kernel, &name, (&mut bound, &mut edges), stats, sites);
         *shared.0.lock().unwrap_or_else(|e| e.into_inner()) = figures;
     };
-    headless::run(&mut session, None, Some(1.0), |step| {
+    headless::run(&mut session, None, Some(1.0), args.verbose, |step| {
         if let Step::Report { stats, .. } = step {
             publish(stats);
         }

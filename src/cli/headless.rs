@@ -28,10 +28,13 @@ pub fn attach(
     pid: Option<u32>,
     mode: Mode,
     queue_mb: usize,
+    exact_forks: bool,
+    verbose: bool,
 ) -> Result<Session> {
     stop::install().context("installing signal handlers")?;
     let options = SessionOptions {
         pids: pid.into_iter().collect(),
+        exact_forks,
         mode,
         engine: EngineOptions {
             queue_bytes: queue_mb << 20,
@@ -39,7 +42,45 @@ pub fn attach(
         },
         watch: WatchFiles::Traced,
     };
-    attached(session::attach(targets, options, &stop::REQUESTED))
+    let session = attached(session::attach(targets, options, &stop::REQUESTED))?;
+    say_attached(&session, verbose);
+    Ok(session)
+}
+
+/// With `-v`: how the probes were attached, and how long it took.
+pub fn say_attached(session: &Session, verbose: bool) {
+    if verbose {
+        notice(format!("attach path: {}", session.engine.attach_path()));
+        notice(format!(
+            "attached {} site(s) in {:.1} ms",
+            session.sites,
+            session.attach_time.as_secs_f64() * 1e3
+        ));
+    }
+}
+
+/// Detaches everything; with `-v` says how long it took. Says, in any case, how many forked
+/// children could not be followed.
+pub fn detach(session: &mut Session, verbose: bool) {
+    let took = session.detach_all();
+    if verbose {
+        notice(format!("detached in {:.1} ms", took.as_secs_f64() * 1e3));
+    }
+    let follow = session.engine.follow_stats();
+    if verbose && follow.children > 0 {
+        notice(format!(
+            "followed {} forked child process(es), each linked within {:.1} ms of its fork \
+             (hits before that are not seen)",
+            follow.children,
+            follow.worst_window.as_secs_f64() * 1e3
+        ));
+    }
+    if follow.missed > 0 {
+        notice(format!(
+            "{} forked child process(es) could not be attached; their hits are not counted",
+            follow.missed
+        ));
+    }
 }
 
 /// The session of an attach, or the exit of the process when a signal interrupted it (the
@@ -57,6 +98,7 @@ pub fn run(
     session: &mut Session,
     duration: Option<f64>,
     interval: Option<f64>,
+    verbose: bool,
     mut step: impl FnMut(Step) -> Result<()>,
 ) -> Result<u8> {
     let options = LoopOptions {
@@ -75,6 +117,7 @@ pub fn run(
         silence.look(&s);
         step(s).map(|()| Flow::Continue)
     })?;
+    detach(session, verbose);
     Ok(stop::exit_status())
 }
 

@@ -32,6 +32,9 @@ pub const DRAIN_BUDGET: Duration = Duration::from_millis(400);
 pub struct SessionOptions {
     /// Trace only these processes and their children; empty: every process.
     pub pids: Vec<u32>,
+    /// With `pids`: attach for every process running the files and filter in BPF, so that no
+    /// hit of a forked child is missed (see [`ProcFilter::PidsInBpf`]).
+    pub exact_forks: bool,
     pub mode: Mode,
     pub engine: EngineOptions,
     /// Which files are watched for a replacement (the `pids` are always watched for an exec).
@@ -51,6 +54,8 @@ pub struct Session {
     pub engine: Engine,
     events: EventStream,
     pub sites: usize,
+    /// How long attaching took (all targets).
+    pub attach_time: Duration,
     pub started_ns: u64,
     /// The attached probes, in the order of the targets.
     pub ids: Vec<ProbeId>,
@@ -90,11 +95,13 @@ impl Session {
             engine,
             events,
             sites: 0,
+            attach_time: Duration::ZERO,
             started_ns: monotonic_ns(),
             ids: Vec::new(),
-            filter: match options.pids.is_empty() {
-                true => ProcFilter::All,
-                false => ProcFilter::Pids(options.pids.clone()),
+            filter: match (options.pids.is_empty(), options.exact_forks) {
+                (true, _) => ProcFilter::All,
+                (false, false) => ProcFilter::Pids(options.pids.clone()),
+                (false, true) => ProcFilter::PidsInBpf(options.pids.clone()),
             },
             mode: options.mode,
             pids: options.pids,
@@ -107,6 +114,7 @@ impl Session {
     /// files chosen. A stop during the attach gives [`SessionError::Interrupted`], which hands
     /// back the engine, whose drop undoes what was attached.
     pub fn attach_all(mut self, targets: &[(Target, Vec<usize>)]) -> Result<Session, SessionError> {
+        let began = Instant::now();
         for (t, strings) in targets {
             let id = match self.attach_one(t, strings.clone()) {
                 Ok(id) => id,
@@ -126,6 +134,7 @@ impl Session {
             self.ids.push(id);
             self.sites += t.probe().sites.len();
         }
+        self.attach_time = began.elapsed();
         match &self.watch {
             WatchFiles::Traced if self.pids.is_empty() => targets
                 .iter()
@@ -136,6 +145,13 @@ impl Session {
             WatchFiles::These(files) => files.iter().for_each(|f| self.changes.file(f)),
         }
         Ok(self)
+    }
+
+    /// Detaches every probe; returns how long it took.
+    pub fn detach_all(&mut self) -> Duration {
+        let began = Instant::now();
+        self.engine.detach_all();
+        began.elapsed()
     }
 
     fn attach_one(&mut self, t: &Target, strings: Vec<usize>) -> Result<ProbeId, EngineError> {
@@ -354,6 +370,7 @@ mod tests {
     fn session(pids: Vec<u32>, cancel: &'static AtomicBool) -> Session {
         let options = SessionOptions {
             pids,
+            exact_forks: false,
             mode: Mode::default(),
             engine: EngineOptions::default(),
             watch: WatchFiles::Traced,

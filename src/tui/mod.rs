@@ -117,6 +117,7 @@ async fn run_loop(args: Options) -> anyhow::Result<u8> {
 
     let (tracer, unavailable) = make_tracer();
     first.extend(unavailable);
+    app.attach_path = tracer.attach_path();
     let mut runner = Runner {
         tracer,
         index: Default::default(),

@@ -39,6 +39,10 @@ pub trait Tracer {
     fn attach(&mut self, req: AttachRequest<'_>) -> Result<usize, String>;
     fn detach(&mut self, probe: &ProbeKey) -> Result<(), String>;
     fn counts(&self) -> Counts;
+    /// How probes are attached (uprobe-multi or per-site, and why), for the help screen.
+    fn attach_path(&self) -> Option<String> {
+        None
+    }
     /// The event stream (taken once).
     fn take_events(&mut self) -> Option<EventStream>;
     /// Pairs `pair` in the kernel from now on: its attached start and done probes are
@@ -235,9 +239,21 @@ impl Tracer for BpfTracer {
         }
         self.hit_base.remove(probe);
         match self.ids.remove(probe) {
-            Some(a) => self.engine.detach(a.id).map_err(|e| e.to_string()),
+            // Space must not freeze the screen while the kernel unregisters the uprobes.
+            Some(a) => self
+                .engine
+                .detach_in_background(a.id)
+                .map_err(|e| e.to_string()),
             None => Ok(()),
         }
+    }
+
+    fn attach_path(&self) -> Option<String> {
+        use usdtop::probes::tracing::engine::AttachPath;
+        Some(match self.engine.attach_path() {
+            AttachPath::Multi => "uprobe-multi links, per process with -p".to_string(),
+            AttachPath::PerSite(why) => format!("per-site perf events ({why})"),
+        })
     }
 
     fn counts(&self) -> Counts {

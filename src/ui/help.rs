@@ -3,12 +3,13 @@
 
 use super::keymap::{keys_text, Mode, KEYS};
 use super::Theme;
+use crate::app::App;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
-pub fn draw(frame: &mut Frame, area: Rect, theme: &Theme) {
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let line = |b: &super::keymap::KeyBinding| {
         Line::from(vec![
             Span::styled(format!(" {:<20}", keys_text(b)), theme.key()),
@@ -24,6 +25,10 @@ pub fn draw(frame: &mut Frame, area: Rect, theme: &Theme) {
     lines.push(Line::raw(""));
     lines.extend(of(&[Mode::Filter]));
     lines.extend(of(&[Mode::Help]));
+    if let Some(path) = &app.attach_path {
+        lines.push(Line::raw(""));
+        lines.push(Line::raw(format!(" attach path: {path}")));
+    }
     let width = 60.min(area.width);
     let height = (lines.len() as u16 + 2).min(area.height);
     let rect = area.centered(Constraint::Length(width), Constraint::Length(height));

@@ -34,7 +34,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     draw_status(frame, a.status, app, theme);
     draw_footer(frame, a.footer, app, theme);
     if app.show_help {
-        help::draw(frame, area, theme);
+        help::draw(frame, area, app, theme);
     }
 }
 

@@ -14,6 +14,12 @@ pub struct Tracer {
 }
 
 impl Tracer {
+    /// The usdtop process's pid.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(args: &[&str]) -> Tracer {
         Tracer::start_until(args, "Tracing")
     }

@@ -109,6 +109,23 @@ pub struct RawEventHdr {
     pub args: [u64; MAX_ARGS],
 }
 
+// ---- Following a process tree ----
+
+/// `kind` of a [`RawFollowRec`]: a process in the filter forked this child.
+pub const FOLLOW_FORK: u32 = 1;
+/// `kind` of a [`RawFollowRec`]: this process in the filter exited.
+pub const FOLLOW_EXIT: u32 = 2;
+
+/// `struct follow_rec`: one record of the `follow` ring buffer.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawFollowRec {
+    pub kind: u32,
+    pub tgid: u32,
+    pub mask: u64,
+    pub ts_ns: u64,
+}
+
 // ---- In-kernel start/done pairing ----
 
 pub const MAX_PAIRS: u16 = 64;

@@ -1,4 +1,4 @@
-//! Attaching the loaded program to USDT sites: one uprobe perf event per site, opened with
+//! The per-site attach path (the fallback of [`super::multi`]): one uprobe perf event per site, opened with
 //! `perf_event_open(2)` so the kernel manages the probe's semaphore (`ref_ctr_offset`, which aya
 //! cannot pass), then `BPF_LINK_CREATE` with the site's cookie. Closing the fds detaches and the
 //! kernel lowers the semaphore again, even if usdtop dies.
@@ -47,6 +47,43 @@ pub enum AttachError {
         offset: u64,
         error: io::Error,
     },
+    #[error("cannot attach the {sites} sites in {path}{} with a uprobe-multi link: {error}",
+        .pid.map(|p| format!(" for process {p}")).unwrap_or_default())]
+    Multi {
+        path: String,
+        sites: usize,
+        pid: Option<u32>,
+        error: io::Error,
+    },
+    #[error(
+        "out of file descriptors ({limit} open files allowed) while attaching {what}; \
+             raise the hard limit (`ulimit -Hn`, LimitNOFILE= in a unit) or attach fewer probes"
+    )]
+    OutOfFiles { limit: u64, what: String },
+}
+
+impl AttachError {
+    /// The error of a uprobe-multi link for `sites` sites in `path`.
+    pub fn multi(path: &Path, sites: usize, pid: Option<u32>, error: io::Error) -> AttachError {
+        if is_permission(&error) {
+            AttachError::NotPermitted {
+                what: "create uprobe-multi links",
+                error,
+            }
+        } else if error.raw_os_error() == Some(libc::EMFILE) {
+            AttachError::OutOfFiles {
+                limit: super::limits::nofile_limit(),
+                what: format!("{sites} sites in {}", path.display()),
+            }
+        } else {
+            AttachError::Multi {
+                path: path.display().to_string(),
+                sites,
+                pid,
+                error,
+            }
+        }
+    }
 }
 
 /// `struct perf_event_attr` up to `config3` (the libc crate does not define it).
@@ -177,6 +214,12 @@ pub fn attach_site(
             return Err(AttachError::NotPermitted {
                 what: "open uprobe perf events",
                 error,
+            });
+        }
+        if error.raw_os_error() == Some(libc::EMFILE) {
+            return Err(AttachError::OutOfFiles {
+                limit: super::limits::nofile_limit(),
+                what: format!("one uprobe per site ({}:{offset:#x})", path.display()),
             });
         }
         return Err(AttachError::PerfEvent {

@@ -26,6 +26,7 @@ pub const MAP_DROPS: &str = "drops";
 pub const MAP_UNREADABLE: &str = "unreadable";
 pub const MAP_FAULT_FAILS: &str = "fault_fails";
 pub const MAP_EVENTS: &str = "events";
+pub const MAP_FOLLOW: &str = "follow";
 
 impl RawEventHdr {
     /// Reads a header from the front of a record (None if the record is too short).

@@ -21,6 +21,8 @@ use super::bpf::{self, encode_site, ArgPlan, RawSiteSpec};
 use super::decode::{SiteInfo, SiteTable};
 use super::event::ProbeKey;
 use super::filter::with_descendants;
+use super::follow::{Follower, Group};
+use super::multi::{attach_multi, MultiLink, MultiLoader};
 use super::queue::{self, DropCount, EventStream};
 use super::reader::{read_loop, Counters, ReaderControl};
 use crate::probes::discovery::elf::{ObjectProbes, Probe};
@@ -30,7 +32,7 @@ use aya::maps::{
 use aya::programs::{BtfTracePoint, ProgramError, ProgramFd, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -103,6 +105,8 @@ pub struct EngineOptions {
     /// counts them as "output too slow").
     pub queue_bytes: usize,
     pub fault_strings: FaultStrings,
+    /// Use the per-site path even where uprobe-multi works (as [`ATTACH_PATH_ENV`] does).
+    pub force_per_site: bool,
 }
 
 impl Default for EngineOptions {
@@ -111,6 +115,7 @@ impl Default for EngineOptions {
             ring_bytes: None,
             queue_bytes: queue::DEFAULT_QUEUE_BYTES,
             fault_strings: FaultStrings::default(),
+            force_per_site: false,
         }
     }
 }
@@ -121,7 +126,14 @@ pub enum ProcFilter {
     #[default]
     All,
     /// These processes, their existing descendants, and every process they fork from now on.
+    /// On the uprobe-multi path each gets links of its own: other processes running the same
+    /// file do not trap, and a forked child is linked shortly after its fork (see
+    /// [`FollowStats::worst_window`]).
     Pids(Vec<u32>),
+    /// The same processes, but with the sites attached for every process running the file and
+    /// the others filtered out in BPF: no hit of a forked child is missed, and every process
+    /// running the file traps (and has the probe's semaphore raised).
+    PidsInBpf(Vec<u32>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -164,20 +176,85 @@ pub struct Stats {
     pub probes: Vec<ProbeStats>,
 }
 
+/// How the engine attaches: the [`AttachPath`] in use and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachPath {
+    /// One uprobe-multi link per probe and object (per process with a process filter).
+    Multi,
+    /// One uprobe perf event per site, for all processes, filtered in BPF; the text says why.
+    PerSite(String),
+}
+
+impl std::fmt::Display for AttachPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachPath::Multi => write!(
+                f,
+                "uprobe-multi: one link per probe, per process with -p (only the processes \
+                 asked for trap)"
+            ),
+            AttachPath::PerSite(why) => write!(
+                f,
+                "per-site uprobe perf events ({why}): every process running the file traps, \
+                 -p filters in BPF"
+            ),
+        }
+    }
+}
+
+/// Forked children followed with their own links (see [`Engine::follow_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FollowStats {
+    /// Children linked after their fork.
+    pub children: u64,
+    /// Children that could not be linked: none of their hits is seen.
+    pub missed: u64,
+    /// The longest time from a fork to the child's links: its hits in that time are not seen.
+    pub worst_window: Duration,
+}
+
+/// The environment variable that forces the per-site path (`USDTOP_ATTACH_PATH=per-site`),
+/// e.g. to compare the two paths or to test the fallback.
+pub const ATTACH_PATH_ENV: &str = "USDTOP_ATTACH_PATH";
+
+/// The links of one attached probe; dropping them detaches.
+#[derive(Debug)]
+enum Links {
+    PerSite(Vec<SiteLink>),
+    Multi(MultiLink),
+    /// Per-process links, kept by the follower (its group of the same probe id).
+    Followed,
+}
+
 /// One attached probe: all its sites. Dropping it detaches (closes the links and perf events).
 #[derive(Debug)]
 struct Attachment {
     probe: Arc<ProbeKey>,
     cookies: Vec<u32>,
     filter_slot: Option<u32>,
-    _links: Vec<SiteLink>,
+    links: Links,
+}
+
+/// The programs sites are linked to, for the path in use. `sleepable` is loaded at the first
+/// attach that reads strings (verifying it takes ~0.4 s here); `Some(Err)` says why it is not
+/// used.
+enum Progs {
+    Multi {
+        loader: Box<MultiLoader>,
+        hit: OwnedFd,
+        sleepable: Option<Result<OwnedFd, String>>,
+    },
+    PerSite {
+        why: String,
+        hit: ProgramFd,
+        sleepable: Option<Result<ProgramFd, String>>,
+    },
 }
 
 pub struct Engine {
-    prog: ProgramFd,
-    /// The sleepable program for sites with string arguments: loaded at the first such
-    /// attach (verifying it takes ~0.4 s here), or why it is not used.
-    prog_sleepable: Option<Result<ProgramFd, String>>,
+    progs: Progs,
+    /// Links forked children on the uprobe-multi path with a process filter.
+    follower: Option<Follower>,
     specs: Array<MapData, RawSiteSpec>,
     filter: BpfHashMap<MapData, u32, u64>,
     /// Per filter slot, the one tgid the kernel admits without a `pid_filter` lookup.
@@ -207,7 +284,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads the program and starts the reader thread. Needs root or CAP_SYS_ADMIN (see
+    /// Loads the program and starts the reader thread. Needs root, CAP_BPF + CAP_PERFMON or
+    /// CAP_SYS_ADMIN (see
     /// [`super::privilege`]).
     pub fn new(options: EngineOptions) -> Result<Engine, EngineError> {
         let mut loader = EbpfLoader::new();
@@ -220,12 +298,24 @@ impl Engine {
             loader.map_max_entries(bpf::MAP_EVENTS, bytes);
         }
         let mut ebpf = loader.load(bpf::PROGRAM).map_err(load_err)?;
-        let prog = load_uprobe(&mut ebpf, bpf::PROG_HIT)?;
-        let prog_sleepable = match options.fault_strings {
-            FaultStrings::Never => Some(Err("not asked for (--fault-strings never)".into())),
-            FaultStrings::Always => None,
-        };
+        super::limits::raise_nofile();
+        let never = (options.fault_strings == FaultStrings::Never)
+            .then(|| "not asked for (--fault-strings never)".to_string());
         let fork_tracking = attach_fork_tracking(&mut ebpf);
+        let progs = match multi_loader(&ebpf, fork_tracking.is_ok(), options.force_per_site) {
+            Ok(loader) => Progs::Multi {
+                hit: loader
+                    .load(bpf::PROG_HIT, false)
+                    .map_err(EngineError::Load)?,
+                loader: Box::new(loader),
+                sleepable: never.map(Err),
+            },
+            Err(why) => Progs::PerSite {
+                why,
+                hit: load_uprobe(&mut ebpf, bpf::PROG_HIT)?,
+                sleepable: never.map(Err),
+            },
+        };
 
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name)
@@ -247,6 +337,16 @@ impl Engine {
             .map_err(map_err("fault_fails"))?;
         let ring =
             RingBuf::try_from(take(&mut ebpf, bpf::MAP_EVENTS)?).map_err(map_err("events"))?;
+        let follower = match progs {
+            Progs::Multi { .. } => {
+                let follow = RingBuf::try_from(take(&mut ebpf, bpf::MAP_FOLLOW)?)
+                    .map_err(map_err("follow"))?;
+                Some(Follower::start(follow).map_err(|e| {
+                    EngineError::Load(format!("cannot start the follower thread: {e}"))
+                })?)
+            }
+            Progs::PerSite { .. } => None,
+        };
         let nr_cpus =
             aya::util::nr_cpus().map_err(|(what, e)| EngineError::Load(format!("{what}: {e}")))?;
 
@@ -264,8 +364,8 @@ impl Engine {
                 .map_err(|e| EngineError::Load(format!("cannot start the reader thread: {e}")))?
         };
         Ok(Engine {
-            prog,
-            prog_sleepable,
+            progs,
+            follower,
             specs,
             filter,
             filter_fast,
@@ -327,18 +427,66 @@ impl Engine {
     /// [`FaultStrings`]); the error says why not.
     /// (Known once a probe with string arguments is attached.)
     pub fn fault_strings(&self) -> Result<(), &str> {
-        match &self.prog_sleepable {
-            Some(Err(why)) => Err(why),
-            _ => Ok(()),
+        let why = match &self.progs {
+            Progs::Multi { sleepable, .. } => sleepable.as_ref().and_then(|s| s.as_ref().err()),
+            Progs::PerSite { sleepable, .. } => sleepable.as_ref().and_then(|s| s.as_ref().err()),
+        };
+        why.map_or(Ok(()), |w| Err(w.as_str()))
+    }
+
+    /// How probes are attached, and why when it is the fallback.
+    pub fn attach_path(&self) -> AttachPath {
+        match &self.progs {
+            Progs::Multi { .. } => AttachPath::Multi,
+            Progs::PerSite { why, .. } => AttachPath::PerSite(why.clone()),
         }
+    }
+
+    /// What following forked children did (uprobe-multi path with a process filter).
+    pub fn follow_stats(&self) -> FollowStats {
+        self.follower
+            .as_ref()
+            .map_or_else(FollowStats::default, |f| {
+                let s = &f.stats;
+                FollowStats {
+                    children: s.children.load(Ordering::Relaxed),
+                    missed: s.missed.load(Ordering::Relaxed),
+                    worst_window: Duration::from_nanos(s.worst_window_ns.load(Ordering::Relaxed)),
+                }
+            })
     }
 
     /// Loads the sleepable program unless it is loaded or known to be unusable. A kernel
     /// without sleepable uprobes still traces, without faulting strings in.
     fn load_sleepable(&mut self) {
-        if self.prog_sleepable.is_none() {
-            let prog = load_uprobe(&mut self._ebpf, bpf::PROG_HIT_SLEEPABLE);
-            self.prog_sleepable = Some(prog.map_err(|e| e.to_string()));
+        match &mut self.progs {
+            Progs::Multi {
+                loader, sleepable, ..
+            } => {
+                if sleepable.is_none() {
+                    *sleepable = Some(loader.load(bpf::PROG_HIT_SLEEPABLE, true));
+                }
+            }
+            Progs::PerSite { sleepable, .. } => {
+                if sleepable.is_none() {
+                    let prog = load_uprobe(&mut self._ebpf, bpf::PROG_HIT_SLEEPABLE);
+                    *sleepable = Some(prog.map_err(|e| e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// The program for a site: the sleepable one when it reads strings and is loaded.
+    fn prog(&self, reads_strings: bool) -> BorrowedFd<'_> {
+        match &self.progs {
+            Progs::Multi { sleepable, hit, .. } => match sleepable {
+                Some(Ok(p)) if reads_strings => p.as_fd(),
+                _ => hit.as_fd(),
+            },
+            Progs::PerSite { sleepable, hit, .. } => match sleepable {
+                Some(Ok(p)) if reads_strings => p.as_fd(),
+                _ => hit.as_fd(),
+            },
         }
     }
 
@@ -372,7 +520,7 @@ impl Engine {
             probe: key.clone(),
             cookies: Vec::new(),
             filter_slot: None,
-            _links: Vec::new(),
+            links: Links::PerSite(Vec::new()),
         };
         // On any error below, `attachment` is dropped: links close, and `release` frees the rest.
         let open = options.open_path.as_deref().unwrap_or(&object.path);
@@ -413,20 +561,14 @@ impl Engine {
             .map_err(map_err("fault_fails"))?;
         let mask = match &options.filter {
             ProcFilter::All => 0,
-            ProcFilter::Pids(pids) => {
+            ProcFilter::Pids(pids) | ProcFilter::PidsInBpf(pids) => {
                 let slot = self.filter_slot(pids)?;
                 attachment.filter_slot = Some(slot);
                 1u64 << slot
             }
         };
+        let mut reads_strings = Vec::new();
         for site in &probe.sites {
-            if self
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(Ordering::Relaxed))
-            {
-                return Err(EngineError::Interrupted);
-            }
             let cookie = self.free_cookies.pop_front().expect("counted above");
             attachment.cookies.push(cookie);
             let plans_args: Vec<ArgPlan> = match &site.args {
@@ -449,12 +591,7 @@ impl Engine {
                         .collect()
                 }
             };
-            // The sleepable program costs the same per hit (BENCHMARKS.md) but only sites that
-            // read strings need it.
-            let prog = match &self.prog_sleepable {
-                Some(Ok(p)) if plans_args.contains(&ArgPlan::Str) => p.as_fd(),
-                _ => self.prog.as_fd(),
-            };
+            reads_strings.push(plans_args.contains(&ArgPlan::Str));
             self.sites.lock().unwrap().insert(
                 cookie,
                 SiteInfo {
@@ -462,16 +599,84 @@ impl Engine {
                     plans: plans_args,
                 },
             );
-            let link = attach_site(
-                prog,
-                object,
-                site.file_offset,
-                probe.semaphore_offset,
-                cookie as u64,
-            )?;
-            attachment._links.push(link);
+        }
+        let cookies: Vec<u64> = attachment.cookies.iter().map(|&c| c as u64).collect();
+        let offsets: Vec<u64> = probe.sites.iter().map(|s| s.file_offset).collect();
+        let sem = probe.semaphore_offset;
+        if let Progs::PerSite { .. } = self.progs {
+            let mut links = Vec::new();
+            for (i, &offset) in offsets.iter().enumerate() {
+                if self.cancelled() {
+                    attachment.links = Links::PerSite(links);
+                    return Err(EngineError::Interrupted);
+                }
+                // The sleepable program costs the same per hit (BENCHMARKS.md) but only sites
+                // that read strings need it.
+                let prog = self.prog(reads_strings[i]);
+                match attach_site(prog, object, offset, sem, cookies[i]) {
+                    Ok(link) => links.push(link),
+                    Err(e) => {
+                        attachment.links = Links::PerSite(links);
+                        return Err(e.into());
+                    }
+                }
+            }
+            attachment.links = Links::PerSite(links);
+            return Ok(());
+        }
+        // One program per link: the sleepable one if any site reads strings.
+        let prog = self.prog(reads_strings.contains(&true));
+        let multi_err = |pid: Option<u32>, error: std::io::Error| {
+            AttachError::multi(object, probe.sites.len(), pid, error)
+        };
+        match &options.filter {
+            ProcFilter::All | ProcFilter::PidsInBpf(_) => {
+                let link = attach_multi(prog, object, &offsets, sem, &cookies, None)
+                    .map_err(|e| multi_err(None, e))?;
+                attachment.links = Links::Multi(link);
+            }
+            ProcFilter::Pids(pids) => {
+                let group = Group {
+                    bit: 1u64 << attachment.filter_slot.expect("set for a pid filter"),
+                    prog: prog.try_clone_to_owned().map_err(|e| multi_err(None, e))?,
+                    path: object.to_path_buf(),
+                    offsets,
+                    ref_ctr: sem,
+                    cookies,
+                    links: BTreeMap::new(),
+                };
+                let follower = self.follower.as_ref().expect("started on this path");
+                // Registered before the tree is listed: a child forked from now on is either
+                // listed or reported to the follower (or both; linking twice is a no-op).
+                let mut groups = follower.lock();
+                groups.insert(id.0, group);
+                attachment.links = Links::Followed;
+                let group = groups.get_mut(&id.0).expect("just inserted");
+                for pid in with_descendants(pids) {
+                    if self
+                        .cancel
+                        .as_ref()
+                        .is_some_and(|c| c.load(Ordering::Relaxed))
+                    {
+                        return Err(EngineError::Interrupted);
+                    }
+                    match group.link(pid) {
+                        Ok(()) => {}
+                        // A descendant that exited meanwhile; a named process must be there.
+                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) && !pids.contains(&pid) => {
+                        }
+                        Err(e) => return Err(multi_err(Some(pid), e).into()),
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
     /// Detaches a probe: its semaphore drops back when no other tracer holds it.
@@ -484,12 +689,31 @@ impl Engine {
         Ok(())
     }
 
+    /// Detaches a probe at once, the kernel's part (unregistering the uprobes, an RCU grace
+    /// period or more) finishing on another thread: for a UI that must not freeze. Its hits
+    /// stop being counted now; its sites may still trap for a moment.
+    pub fn detach_in_background(&mut self, id: ProbeId) -> Result<(), EngineError> {
+        let a = self
+            .attachments
+            .remove(&id)
+            .ok_or(EngineError::UnknownProbe(id))?;
+        let links = self.take_links(id, a.links);
+        // The specs of its cookies stay until they are reused, and freed cookies are reused
+        // last (after MAX_SITES others), long after the closes below are done.
+        let closer = std::thread::Builder::new().name("usdtop-detach".into());
+        if let Err(e) = closer.spawn(move || close_all(links)) {
+            drop(e);
+        }
+        self.release_rest(id, a.cookies, a.filter_slot);
+        Ok(())
+    }
+
     /// Detaches everything.
     pub fn detach_all(&mut self) {
         let mut links = Vec::new();
-        while let Some((id, mut a)) = self.attachments.pop_first() {
-            links.append(&mut a._links);
-            self.release(id, a);
+        while let Some((id, a)) = self.attachments.pop_first() {
+            links.extend(self.take_links(id, a.links));
+            self.release_rest(id, a.cookies, a.filter_slot);
         }
         close_all(links);
     }
@@ -498,10 +722,31 @@ impl Engine {
         let Attachment {
             cookies,
             filter_slot,
-            _links,
+            links,
             ..
         } = attachment;
-        close_all(_links);
+        close_all(self.take_links(id, links));
+        self.release_rest(id, cookies, filter_slot);
+    }
+
+    /// The links to close for a probe, as one list whatever the path.
+    fn take_links(&mut self, id: ProbeId, links: Links) -> Vec<Box<dyn Send + std::fmt::Debug>> {
+        fn boxed<T: Send + std::fmt::Debug + 'static>(t: T) -> Box<dyn Send + std::fmt::Debug> {
+            Box::new(t)
+        }
+        match links {
+            Links::PerSite(l) => l.into_iter().map(boxed).collect(),
+            Links::Multi(l) => vec![boxed(l)],
+            Links::Followed => {
+                let group = self.follower.as_ref().and_then(|f| f.lock().remove(&id.0));
+                group
+                    .map(|g| g.links.into_values().map(boxed).collect())
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    fn release_rest(&mut self, id: ProbeId, cookies: Vec<u32>, filter_slot: Option<u32>) {
         // Records already in the ring for these cookies are counted as stale, never misread:
         // cookies and ids go to the back of their free lists.
         let mut sites = self.sites.lock().unwrap();
@@ -632,10 +877,10 @@ impl Drop for Engine {
     }
 }
 
-/// Detaches sites in parallel: each close waits for the kernel to unregister the uprobe (an RCU
-/// grace period, ~0.1 s here), so closing a 71-site probe one by one took 8 s; in parallel the
-/// waits overlap.
-fn close_all(links: Vec<SiteLink>) {
+/// Closes links in parallel: each close waits for the kernel to unregister its uprobes (an RCU
+/// grace period, ~0.1 s here), so closing a 71-site probe's perf events one by one took 8 s; in
+/// parallel the waits overlap.
+fn close_all<T: Send>(links: Vec<T>) {
     const THREADS: usize = 64;
     if links.len() <= 1 {
         return drop(links);
@@ -644,7 +889,7 @@ fn close_all(links: Vec<SiteLink>) {
     let mut links = links;
     std::thread::scope(|scope| {
         while !links.is_empty() {
-            let chunk: Vec<SiteLink> = links.drain(..per_thread.min(links.len())).collect();
+            let chunk: Vec<T> = links.drain(..per_thread.min(links.len())).collect();
             // If no thread can be started, the chunk is closed here, just more slowly.
             if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, move || drop(chunk)) {
                 drop(e);
@@ -664,6 +909,84 @@ fn load_uprobe(ebpf: &mut Ebpf, name: &str) -> Result<ProgramFd, EngineError> {
     prog.fd()
         .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
         .map_err(load_err)
+}
+
+/// The uprobe-multi loader, or why the per-site path is used instead.
+fn multi_loader(
+    ebpf: &Ebpf,
+    fork_tracking: bool,
+    force_per_site: bool,
+) -> Result<MultiLoader, String> {
+    if force_per_site {
+        return Err("asked for".into());
+    }
+    if let Ok(v) = std::env::var(ATTACH_PATH_ENV) {
+        match v.as_str() {
+            "per-site" => return Err(format!("{ATTACH_PATH_ENV}=per-site")),
+            "multi" | "" => {}
+            other => {
+                return Err(format!(
+                    "{ATTACH_PATH_ENV}={other} is neither `multi` nor `per-site`"
+                ))
+            }
+        }
+    }
+    // uprobe-multi exists from 6.6; its pid filter is right from 6.10.
+    match super::limits::kernel_version() {
+        Some(v) if v >= (6, 10) => {}
+        Some((a, b)) => return Err(format!("kernel {a}.{b}: uprobe-multi needs 6.10")),
+        None => return Err("unknown kernel version".into()),
+    }
+    // Children are linked when the fork hook reports them.
+    if !fork_tracking {
+        return Err("no fork tracking (kernel BTF)".into());
+    }
+    let mut maps = Vec::new();
+    for (name, map) in ebpf.maps() {
+        let fd = map_fd(map)
+            .try_clone_to_owned()
+            .map_err(|e| format!("map {name}: {e}"))?;
+        maps.push((name.to_string(), fd));
+    }
+    MultiLoader::new(bpf::PROGRAM, maps)
+}
+
+/// The fd of any aya map.
+fn map_fd(map: &aya::maps::Map) -> BorrowedFd<'_> {
+    use aya::maps::Map::*;
+    let data = match map {
+        Array(m)
+        | ArrayOfMaps(m)
+        | BloomFilter(m)
+        | CgroupArray(m)
+        | CgroupStorage(m)
+        | CgrpStorage(m)
+        | CpuMap(m)
+        | DevMap(m)
+        | DevMapHash(m)
+        | HashMap(m)
+        | HashOfMaps(m)
+        | InodeStorage(m)
+        | LpmTrie(m)
+        | LruHashMap(m)
+        | PerCpuArray(m)
+        | PerCpuCgroupStorage(m)
+        | PerCpuHashMap(m)
+        | PerCpuLruHashMap(m)
+        | PerfEventArray(m)
+        | ProgramArray(m)
+        | Queue(m)
+        | ReusePortSockArray(m)
+        | RingBuf(m)
+        | SockHash(m)
+        | SockMap(m)
+        | SkStorage(m)
+        | Stack(m)
+        | StackTraceMap(m)
+        | Unsupported(m)
+        | XskMap(m) => m,
+    };
+    data.fd().as_fd()
 }
 
 fn attach_fork_tracking(ebpf: &mut Ebpf) -> Result<(), String> {
