@@ -572,3 +572,70 @@ fn pairing_kernel_fills_the_histogram_from_the_kernel_and_labels_the_sampled_log
         s.contains("usdtop-exited-0")
     });
 }
+
+#[test]
+fn slash_filters_the_probes_pane_and_the_detail_line_shows_the_whole_probe_at_80x24() {
+    let bin = Binary::copy("slash");
+    let b = bin.path.as_str();
+    let server = DemoServer::start(b);
+    let t = Tmux::start("slash", 80, 24, &format!("{b} -p {}", server.pid));
+    t.wait_for("the demo server's probes, names cut", |s| {
+        s.contains("http__server_…")
+    });
+    t.keys(&["Tab", "Tab", "/", "*resp?nse", "Enter"]);
+    let s = t.wait_for("the probes pane filtered by the glob", |s| {
+        s.contains("Probes  /*resp?nse 1/")
+    });
+    let detail = s
+        .lines()
+        .find(|l| l.starts_with(" node:http__server__response · "))
+        .unwrap_or_else(|| panic!("no detail line:\n{s}"));
+    assert!(
+        detail.contains("1 site · semaphore: yes (0x") && s.contains("args: conn, remote"),
+        "{s}"
+    );
+    // Space attaches the probe the filter left selected; Esc then clears the filter.
+    t.keys(&["Space"]);
+    t.wait_for("the filtered probe attached", |s| {
+        s.contains("attached node:http__server__response")
+    });
+    t.keys(&["Escape"]);
+    t.wait_for("every probe listed again", |s| {
+        !s.contains("/*resp?nse") && s.contains("http__server_…")
+    });
+}
+
+#[test]
+fn a_python_without_probes_is_marked_and_explained_in_the_explorer() {
+    let dir = common::build::TempDir::new("e2e-pyenv");
+    let python = dir.path().join("python3.11");
+    common::build::copy_executable(&common::require("/usr/bin/sleep"), &python);
+    let proc = common::KillOnDrop(Command::new(&python).arg("120").spawn().unwrap());
+    let bin = Binary::copy("pyenv");
+    let cmd = format!("{} -p {}", bin.path, proc.pid());
+    let t = Tmux::start("pyenv", 80, 24, &cmd);
+    let s = t.wait_for("the hint in the probes pane and on the status line", |s| {
+        s.matches("Python without USDT probes").count() == 2
+    });
+    assert!(s.contains("--with-dtrace"), "{s}");
+    let row = s
+        .lines()
+        .find(|l| l.contains(&format!(" {}  pytho", proc.pid())))
+        .unwrap_or_else(|| panic!("no row for the process:\n{s}"));
+    assert!(row.contains("?│"), "marked `?`, not a dot: {row}");
+}
+
+#[test]
+fn a_silent_php_function_probe_gets_its_switch_on_the_status_line() {
+    let dir = common::build::TempDir::new("e2e-php");
+    let cmd = common::php::calling_functions(dir.path(), None)
+        .stdout(Stdio::null())
+        .spawn();
+    let proc = common::KillOnDrop(cmd.expect("start php8.2"));
+    let bin = Binary::copy("phphint");
+    let cmd = format!("{} -p {} -a php:function__entry", bin.path, proc.pid());
+    let t = Tmux::start("phphint", 200, 40, &cmd);
+    t.wait_for("the hint naming USE_ZEND_DTRACE=1", |s| {
+        s.contains("hint: php:function__entry: no hits in 5 s") && s.contains("USE_ZEND_DTRACE=1")
+    });
+}

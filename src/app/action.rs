@@ -61,11 +61,12 @@ pub enum Action {
     End,
     /// Drill down (top row → key filter; histogram bucket → latency filter).
     Enter,
-    /// Step back: close help, cancel a filter edit, pop the last drill-down.
+    /// Step back: close help, clear the filter being typed or the focused pane's, pop the
+    /// last drill-down.
     Back,
     /// Attach or detach the selected probe.
     Toggle,
-    /// Start editing the `/` filter of the process list.
+    /// Start editing the `/` filter of the focused explorer pane (processes from the others).
     StartFilter,
     FilterInput(char),
     FilterBackspace,

@@ -1,7 +1,8 @@
 //! The explorer: processes → the objects they map → the probes in each object. Plain data from
-//! discovery (converted by the runtime), plus selection, filter and sort.
+//! discovery (converted by the runtime), plus selection, sort, and a `/` filter per pane.
 
-use crate::probes::discovery::select::ProbePattern;
+use super::action::Pane;
+use crate::probes::discovery::select::{glob, ProbePattern};
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -11,11 +12,16 @@ pub struct ProbeView {
     pub provider: String,
     pub name: String,
     pub sites: usize,
-    /// Guarded by a semaphore (the kernel raises it while attached).
-    pub semaphore: bool,
+    /// The semaphore's address as the note has it, if the probe is guarded by one (the kernel
+    /// raises it while attached).
+    pub semaphore: Option<u64>,
     /// Arguments: the most any site has (specs belong to the site, and the sites of one probe
     /// may differ, e.g. postgres `sort__start`).
     pub args: usize,
+    /// The first site's argument specs as written in the note (`-4@%esi`).
+    pub arg_specs: Vec<String>,
+    /// Whether other sites pass different arguments.
+    pub specs_vary: bool,
 }
 
 impl ProbeView {
@@ -60,6 +66,8 @@ pub struct ProcessView {
     pub comm: String,
     /// Objects shared between processes (libc, the same binary) are shared here too.
     pub objects: Vec<Arc<ObjectView>>,
+    /// A runtime recognised without probes: why, and what gives probes (catalog hints).
+    pub hint: Option<String>,
 }
 
 impl ProcessView {
@@ -116,13 +124,71 @@ impl Cursor {
     }
 }
 
+/// The `/` filter of one explorer pane: a glob when it has `*`, `?` or `[`, a substring
+/// otherwise; either way without regard to case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaneFilter {
+    pub text: String,
+}
+
+impl PaneFilter {
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    pub fn is_glob(&self) -> bool {
+        self.text.contains(['*', '?', '['])
+    }
+
+    /// Whether a row passes: one of its `fields` (name, pid, path...) matches.
+    pub fn admits<'a>(&self, fields: impl IntoIterator<Item = &'a str>) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        let want = self.text.to_lowercase();
+        fields.into_iter().any(|f| {
+            let f = f.to_lowercase();
+            if self.is_glob() {
+                glob(&want, &f)
+            } else {
+                f.contains(&want)
+            }
+        })
+    }
+}
+
+/// The filters of the three explorer panes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub processes: PaneFilter,
+    pub objects: PaneFilter,
+    pub probes: PaneFilter,
+}
+
+impl Filters {
+    /// The filter of an explorer pane (the live panes have none: `None`).
+    pub fn of(&self, pane: Pane) -> Option<&PaneFilter> {
+        match pane {
+            Pane::Processes => Some(&self.processes),
+            Pane::Objects => Some(&self.objects),
+            Pane::Probes => Some(&self.probes),
+            _ => None,
+        }
+    }
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 #[derive(Debug, Default)]
 pub struct Explorer {
     processes: Vec<ProcessView>,
     /// Indices into `processes` that pass the filter, in sort order.
     visible: Vec<usize>,
-    pub filter: String,
-    pub editing_filter: bool,
+    pub filters: Filters,
+    /// The pane whose filter is being typed, if one is.
+    pub editing: Option<Pane>,
     pub sort: ProcessSort,
     pub proc_cursor: Cursor,
     pub obj_cursor: Cursor,
@@ -148,16 +214,12 @@ impl Explorer {
     }
 
     fn rebuild(&mut self) {
-        let needle = self.filter.to_lowercase();
+        let filter = &self.filters.processes;
         let mut visible: Vec<usize> = self
             .processes
             .iter()
             .enumerate()
-            .filter(|(_, p)| {
-                needle.is_empty()
-                    || p.comm.to_lowercase().contains(&needle)
-                    || p.pid.to_string().contains(&needle)
-            })
+            .filter(|(_, p)| filter.admits([p.comm.as_str(), &p.pid.to_string()]))
             .map(|(i, _)| i)
             .collect();
         let procs = &self.processes;
@@ -209,14 +271,36 @@ impl Explorer {
             .map(|&i| &self.processes[i])
     }
 
-    /// Objects of the selected process: those with probes first, then the rest (dimmed).
+    /// Objects of the selected process that pass the objects filter (by path or file
+    /// name): those with probes first, then the rest (dimmed).
     pub fn objects(&self) -> Vec<&Arc<ObjectView>> {
         let Some(p) = self.selected_process() else {
             return Vec::new();
         };
-        let mut objs: Vec<&Arc<ObjectView>> = p.objects.iter().collect();
+        let filter = &self.filters.objects;
+        let mut objs: Vec<&Arc<ObjectView>> = p
+            .objects
+            .iter()
+            .filter(|o| filter.admits([o.path.as_str(), file_name(&o.path)]))
+            .collect();
         objs.sort_by_key(|o| (o.probes.is_empty(), Reverse(o.probes.len())));
         objs
+    }
+
+    /// How many objects the selected process maps, filtered or not.
+    pub fn total_objects(&self) -> usize {
+        self.selected_process().map_or(0, |p| p.objects.len())
+    }
+
+    /// The probes of `object` that pass the probes filter (by `provider:name` or name).
+    fn probes_of(&self, object: &ObjectView) -> Vec<ProbeView> {
+        let filter = &self.filters.probes;
+        object
+            .probes
+            .iter()
+            .filter(|p| filter.admits([p.full_name().as_str(), &p.name]))
+            .cloned()
+            .collect()
     }
 
     pub fn selected_object(&self) -> Option<Arc<ObjectView>> {
@@ -225,9 +309,10 @@ impl Explorer {
             .map(|o| (*o).clone())
     }
 
+    /// Probes of the selected object that pass the probes filter.
     pub fn probes(&self) -> Vec<ProbeView> {
         self.selected_object()
-            .map(|o| o.probes.clone())
+            .map(|o| self.probes_of(&o))
             .unwrap_or_default()
     }
 
@@ -251,10 +336,28 @@ impl Explorer {
         self.probe_cursor.move_by(delta, self.probes().len());
     }
 
-    pub fn set_filter(&mut self, filter: String) {
-        self.filter = filter;
-        self.selected_pid = None;
-        self.proc_cursor = Cursor::default();
+    /// Sets the filter of explorer pane `pane` (the others have none); its cursor goes to the
+    /// first row that passes, and so do the cursors of the panes it lists for.
+    pub fn set_filter(&mut self, pane: Pane, text: String) {
+        match pane {
+            Pane::Processes => {
+                self.filters.processes.text = text;
+                self.selected_pid = None;
+                self.proc_cursor = Cursor::default();
+                self.obj_cursor = Cursor::default();
+                self.probe_cursor = Cursor::default();
+            }
+            Pane::Objects => {
+                self.filters.objects.text = text;
+                self.obj_cursor = Cursor::default();
+                self.probe_cursor = Cursor::default();
+            }
+            Pane::Probes => {
+                self.filters.probes.text = text;
+                self.probe_cursor = Cursor::default();
+            }
+            _ => return,
+        }
         self.rebuild();
     }
 
@@ -308,14 +411,21 @@ impl Explorer {
     /// Selects the selected process's object at `path` and its probe `full_name`. Returns
     /// whether it was found.
     pub fn select_probe_named(&mut self, path: &str, full_name: &str) -> bool {
-        let objs = self.objects();
-        for (oi, o) in objs.iter().enumerate().filter(|(_, o)| o.path == path) {
-            if let Some(pi) = o.probes.iter().position(|p| p.full_name() == full_name) {
-                self.obj_cursor.index = oi;
-                self.probe_cursor.index = pi;
-                return true;
-            }
-        }
-        false
+        let found = self
+            .objects()
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.path == path)
+            .find_map(|(oi, o)| {
+                let probes = self.probes_of(o);
+                let pi = probes.iter().position(|p| p.full_name() == full_name)?;
+                Some((oi, pi))
+            });
+        let Some((oi, pi)) = found else {
+            return false;
+        };
+        self.obj_cursor.index = oi;
+        self.probe_cursor.index = pi;
+        true
     }
 }

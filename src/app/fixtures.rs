@@ -14,8 +14,10 @@ pub(crate) fn probe(name: &str, args: usize) -> ProbeView {
         provider: "node".into(),
         name: name.into(),
         sites: 1,
-        semaphore: true,
+        semaphore: Some(0x4a1f30),
         args,
+        arg_specs: (0..args).map(|i| format!("8@%r{}", 8 + i)).collect(),
+        specs_vary: false,
     }
 }
 
@@ -40,11 +42,13 @@ pub(crate) fn processes() -> Vec<ProcessView> {
             pid: 1,
             comm: "init".into(),
             objects: vec![libc.clone()],
+            hint: None,
         },
         ProcessView {
             pid: 42,
             comm: "demo".into(),
             objects: vec![libc, with_probes],
+            hint: None,
         },
     ]
 }
@@ -54,6 +58,14 @@ pub(crate) fn processes() -> Vec<ProcessView> {
 pub(crate) fn step(app: &mut App, action: Action) {
     let commands = app.update(action);
     assert!(commands.is_empty(), "unexpected commands: {commands:?}");
+}
+
+/// Starts the `/` filter of the focused pane and types `text` into it.
+pub(crate) fn type_filter(app: &mut App, text: &str) {
+    step(app, Action::StartFilter);
+    for c in text.chars() {
+        step(app, Action::FilterInput(c));
+    }
 }
 
 /// The runtime's report that `name` (in [`BIN`]) is attached at one site.
@@ -135,5 +147,85 @@ pub(crate) fn app_with_traffic() -> App {
         ]),
     );
     step(&mut app, Action::Tick { now_ns: 1200 * MS });
+    app
+}
+
+pub(crate) const POSTGRES: &str = "/usr/lib/postgresql/15/bin/postgres";
+pub(crate) const PYENV_PYTHON: &str = "/root/.pyenv/versions/3.11.7/bin/python3.11";
+
+/// A big provider: PostgreSQL's probes (a selection of its 57 names), each with a semaphore.
+pub(crate) fn postgres_object() -> Arc<ObjectView> {
+    let names = [
+        "buffer__checkpoint__done",
+        "buffer__checkpoint__start",
+        "buffer__checkpoint__sync__start",
+        "buffer__flush__done",
+        "buffer__flush__start",
+        "buffer__read__done",
+        "buffer__read__start",
+        "checkpoint__done",
+        "checkpoint__start",
+        "lwlock__acquire",
+        "lwlock__wait__start",
+        "query__done",
+        "query__execute__done",
+        "query__execute__start",
+        "query__parse__done",
+        "query__parse__start",
+        "query__start",
+        "sort__start",
+        "transaction__commit",
+        "transaction__start",
+    ];
+    let probes = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| ProbeView {
+            provider: "postgresql".into(),
+            name: (*name).into(),
+            sites: if *name == "sort__start" { 4 } else { 1 },
+            semaphore: Some(0x9a_3b00 + 2 * i as u64),
+            args: 1,
+            arg_specs: vec!["8@%rbx".into()],
+            specs_vary: *name == "sort__start",
+        })
+        .collect();
+    Arc::new(ObjectView {
+        path: POSTGRES.into(),
+        attach_path: POSTGRES.into(),
+        probes,
+        error: None,
+    })
+}
+
+/// An app listing a postgres backend (pid 7) and a pyenv python built without probes (pid 9,
+/// with the catalog's hint, as the app makes it from a scan).
+pub(crate) fn runtimes_app() -> App {
+    let mut app = app();
+    let mut list = processes();
+    list.push(ProcessView {
+        pid: 7,
+        comm: "postgres".into(),
+        objects: vec![postgres_object()],
+        hint: None,
+    });
+    let catalog = Catalog::builtin();
+    let python = crate::probes::discovery::hints::ProcessFacts {
+        exe: PYENV_PYTHON,
+        objects: vec![PYENV_PYTHON],
+        providers: Default::default(),
+    };
+    list.push(ProcessView {
+        pid: 9,
+        comm: "python3.11".into(),
+        objects: vec![Arc::new(ObjectView {
+            path: PYENV_PYTHON.into(),
+            attach_path: PYENV_PYTHON.into(),
+            probes: vec![],
+            error: None,
+        })],
+        hint: catalog.hints().missing_for(&python).map(|h| h.text()),
+    });
+    step(&mut app, Action::Processes(list));
     app
 }

@@ -12,7 +12,9 @@ mod scan;
 mod state;
 
 pub use action::{Action, Command, Pane};
-pub use explorer::{Cursor, Explorer, ObjectView, ProbeView, ProcessSort, ProcessView};
+pub use explorer::{
+    Cursor, Explorer, Filters, ObjectView, PaneFilter, ProbeView, ProcessSort, ProcessView,
+};
 pub use live::{DrillDown, HitRate, Live, LogEntry, LOG_CAP};
 pub use pairing::{KernelLatency, PairingMode, PairingPolicy};
 pub use scan::{ProcessScan, ScannedObject};

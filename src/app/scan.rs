@@ -3,8 +3,9 @@
 //! the processes that map it.
 
 use super::explorer::{ObjectView, ProbeView, ProcessView};
+use crate::probes::discovery::hints::{Hints, ProcessFacts};
 use crate::probes::discovery::process::{CachedObject, ObjectKey};
-use crate::probes::Probe;
+use crate::probes::{Probe, Site};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -13,6 +14,8 @@ use std::sync::Arc;
 pub struct ProcessScan {
     pub pid: u32,
     pub comm: String,
+    /// `/proc/PID/exe`, if it could be read.
+    pub exe: Option<String>,
     pub objects: Vec<Arc<ScannedObject>>,
 }
 
@@ -35,10 +38,11 @@ pub(super) struct ViewCache {
 }
 
 impl ViewCache {
-    pub(super) fn processes(&mut self, scans: Vec<ProcessScan>) -> Vec<ProcessView> {
+    pub(super) fn processes(&mut self, scans: Vec<ProcessScan>, hints: &Hints) -> Vec<ProcessView> {
         scans
             .into_iter()
             .map(|p| ProcessView {
+                hint: hints.missing_for(&facts(&p)).map(|h| h.text()),
                 pid: p.pid,
                 comm: p.comm,
                 objects: p.objects.iter().map(|o| self.object(o)).collect(),
@@ -54,6 +58,20 @@ impl ViewCache {
     }
 }
 
+/// A scanned process as the hints look at it: its executable (or name), objects and providers.
+fn facts(p: &ProcessScan) -> ProcessFacts<'_> {
+    ProcessFacts {
+        exe: p.exe.as_deref().unwrap_or(&p.comm),
+        objects: p.objects.iter().map(|o| o.path.as_str()).collect(),
+        providers: p
+            .objects
+            .iter()
+            .filter_map(|o| o.probes.as_ref().as_ref().ok())
+            .flat_map(|o| o.probes.iter().map(|pr| pr.provider.as_str()))
+            .collect(),
+    }
+}
+
 fn object_view(o: &ScannedObject) -> ObjectView {
     let (probes, error) = match o.probes.as_ref() {
         Ok(obj) => (
@@ -63,8 +81,10 @@ fn object_view(o: &ScannedObject) -> ObjectView {
                     provider: p.provider.clone(),
                     name: p.name.clone(),
                     sites: p.sites.len(),
-                    semaphore: p.semaphore_offset.is_some(),
+                    semaphore: p.semaphore,
                     args: p.arg_count(),
+                    arg_specs: p.sites.first().map(site_specs).unwrap_or_default(),
+                    specs_vary: p.sites.windows(2).any(|w| w[0].args_text != w[1].args_text),
                 })
                 .collect(),
             None,
@@ -77,6 +97,14 @@ fn object_view(o: &ScannedObject) -> ObjectView {
         probes,
         error,
     }
+}
+
+/// A site's argument specs as the note writes them.
+fn site_specs(site: &Site) -> Vec<String> {
+    site.args_text
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Probes in name order, so a list is easy to scan (ELF order is arbitrary).

@@ -47,6 +47,9 @@ pub struct App {
     pub pairing: PairingPolicy,
     /// Views of the objects discovery found, shared between processes.
     views: ViewCache,
+    /// The process whose hint (if any) the status line last got, so each selection says it
+    /// once.
+    hinted_pid: Option<u32>,
 }
 
 impl App {
@@ -65,6 +68,7 @@ impl App {
             wall_offset_ns: 0,
             pairing: PairingPolicy::new(PairingMode::Auto, f64::INFINITY),
             views: ViewCache::default(),
+            hinted_pid: None,
         }
     }
 
@@ -74,7 +78,7 @@ impl App {
 
     /// Whether keys go to the `/` filter editor.
     pub fn editing_filter(&self) -> bool {
-        self.explorer.editing_filter
+        self.explorer.editing.is_some()
     }
 
     pub(super) fn info(&mut self, text: impl Into<String>) {
@@ -95,6 +99,40 @@ impl App {
     /// attach not run leaves its probe pending for ever).
     #[must_use = "the runtime must execute the commands"]
     pub fn update(&mut self, action: Action) -> Vec<Command> {
+        let out = self.apply(action);
+        self.say_hint_of_selection();
+        out
+    }
+
+    /// When the selection moves to a process running a runtime without probes, the status
+    /// line says why and what gives probes (once per selection).
+    fn say_hint_of_selection(&mut self) {
+        let Some(p) = self.explorer.selected_process() else {
+            return;
+        };
+        if self.hinted_pid == Some(p.pid) {
+            return;
+        }
+        self.hinted_pid = Some(p.pid);
+        if let Some(hint) = &p.hint {
+            let text = format!("{} {}: {hint}", p.pid, p.comm);
+            self.info(text);
+        }
+    }
+
+    /// The text of the `/` filter being typed.
+    fn edit_filter(&mut self, edit: impl FnOnce(&mut String)) {
+        let Some(pane) = self.explorer.editing else {
+            return;
+        };
+        let Some(mut text) = self.explorer.filters.of(pane).map(|f| f.text.clone()) else {
+            return;
+        };
+        edit(&mut text);
+        self.explorer.set_filter(pane, text);
+    }
+
+    fn apply(&mut self, action: Action) -> Vec<Command> {
         let mut out = Vec::new();
         match action {
             Action::FocusNext => self.cycle_focus(1),
@@ -110,20 +148,17 @@ impl App {
             Action::Back => self.back(),
             Action::Toggle => out.extend(self.toggle()),
             Action::StartFilter => {
-                self.explorer.editing_filter = true;
-                self.focus = Pane::Processes;
+                // The live panes have no filter of their own: `/` there filters processes.
+                if !self.focus.is_explorer() {
+                    self.focus = Pane::Processes;
+                }
+                self.explorer.editing = Some(self.focus);
             }
-            Action::FilterInput(c) => {
-                let mut f = self.explorer.filter.clone();
-                f.push(c);
-                self.explorer.set_filter(f);
-            }
-            Action::FilterBackspace => {
-                let mut f = self.explorer.filter.clone();
+            Action::FilterInput(c) => self.edit_filter(|f| f.push(c)),
+            Action::FilterBackspace => self.edit_filter(|f| {
                 f.pop();
-                self.explorer.set_filter(f);
-            }
-            Action::FilterDone => self.explorer.editing_filter = false,
+            }),
+            Action::FilterDone => self.explorer.editing = None,
             Action::CycleSort => match self.focus {
                 Pane::Top => self.live.top_sort = self.live.top_sort.next(),
                 _ => self.explorer.cycle_sort(),
@@ -143,7 +178,7 @@ impl App {
             Action::SelectProcess(pid) => self.explorer.select_pid(pid),
             Action::Processes(list) => self.explorer.set_processes(list),
             Action::Scanned(scans) => {
-                let list = self.views.processes(scans);
+                let list = self.views.processes(scans, self.live.catalog().hints());
                 self.explorer.set_processes(list);
             }
             Action::AttachUnavailable(why) => {
@@ -305,9 +340,15 @@ impl App {
     fn back(&mut self) {
         if self.show_help {
             self.show_help = false;
-        } else if self.explorer.editing_filter {
-            self.explorer.editing_filter = false;
-            self.explorer.set_filter(String::new());
+        } else if let Some(pane) = self.explorer.editing.take() {
+            self.explorer.set_filter(pane, String::new());
+        } else if self
+            .explorer
+            .filters
+            .of(self.focus)
+            .is_some_and(|f| !f.is_empty())
+        {
+            self.explorer.set_filter(self.focus, String::new());
         } else if self.live.pop_filter() {
             self.status = None;
         } else if self.focus == Pane::Probes {

@@ -23,6 +23,185 @@ fn processes_with_probes_sort_first_and_the_filter_narrows_by_name_or_pid() {
     assert_eq!(app.explorer.process_count(), 2);
 }
 
+/// The names of the probes the Probes pane lists now.
+fn listed_probes(app: &App) -> Vec<String> {
+    app.explorer
+        .probes()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Focuses `pane`, types `text` into its `/` filter and keeps it.
+fn filter(app: &mut App, pane: Pane, text: &str) {
+    step(app, Action::Focus(pane));
+    type_filter(app, text);
+    step(app, Action::FilterDone);
+}
+
+/// The paths the Objects pane lists now.
+fn listed_objects(app: &App) -> Vec<String> {
+    app.explorer
+        .objects()
+        .iter()
+        .map(|o| o.path.clone())
+        .collect()
+}
+
+#[test]
+fn slash_in_the_probes_pane_filters_probes_by_substring() {
+    let mut app = runtimes_app();
+    step(&mut app, Action::SelectProcess(7));
+    filter(&mut app, Pane::Probes, "QUERY__");
+    assert_eq!(app.focus, Pane::Probes, "the filtered pane keeps the focus");
+    assert_eq!(
+        listed_probes(&app),
+        [
+            "query__done",
+            "query__execute__done",
+            "query__execute__start",
+            "query__parse__done",
+            "query__parse__start",
+            "query__start"
+        ]
+    );
+    // The process list is not filtered by it.
+    assert_eq!(app.explorer.process_count(), 4);
+    step(&mut app, Action::End);
+    let selected = app.selected_probe_key().unwrap();
+    assert_eq!(selected.full_name(), "postgresql:query__start");
+}
+
+#[test]
+fn a_filter_with_wildcards_is_a_glob_on_the_name_or_provider_and_name() {
+    let mut app = runtimes_app();
+    step(&mut app, Action::SelectProcess(7));
+    filter(&mut app, Pane::Probes, "*__start");
+    assert!(listed_probes(&app).iter().all(|n| n.ends_with("__start")));
+    assert_eq!(listed_probes(&app).len(), 11);
+    step(&mut app, Action::Back);
+    filter(&mut app, Pane::Probes, "postgresql:buffer__[rf]*__done");
+    assert_eq!(
+        listed_probes(&app),
+        ["buffer__flush__done", "buffer__read__done"]
+    );
+    step(&mut app, Action::Back);
+    filter(&mut app, Pane::Probes, "query__?tart");
+    assert_eq!(listed_probes(&app), ["query__start"]);
+}
+
+#[test]
+fn slash_in_the_objects_pane_filters_objects_by_path_or_file_name() {
+    let mut app = app();
+    step(&mut app, Action::SelectProcess(42));
+    filter(&mut app, Pane::Objects, "libc");
+    assert_eq!(listed_objects(&app), ["/usr/lib/libc.so.6"]);
+    assert!(app.explorer.probes().is_empty());
+    step(&mut app, Action::Back);
+    type_filter(&mut app, "d?mo");
+    assert_eq!(listed_objects(&app), [BIN], "a glob matches the file name");
+}
+
+#[test]
+fn esc_clears_the_filter_being_typed_and_then_a_kept_one() {
+    let mut app = runtimes_app();
+    step(&mut app, Action::SelectProcess(7));
+    step(&mut app, Action::Focus(Pane::Probes));
+    type_filter(&mut app, "z");
+    assert!(listed_probes(&app).is_empty());
+    step(&mut app, Action::Back);
+    assert!(!app.editing_filter());
+    assert_eq!(listed_probes(&app).len(), 20);
+    filter(&mut app, Pane::Probes, "sort");
+    assert_eq!(listed_probes(&app), ["sort__start"]);
+    step(&mut app, Action::Back);
+    assert_eq!(listed_probes(&app).len(), 20, "Esc clears the kept filter");
+    assert_eq!(app.focus, Pane::Probes, "and only then steps back");
+    step(&mut app, Action::Back);
+    assert_eq!(app.focus, Pane::Objects);
+}
+
+#[test]
+fn backspace_while_filtering_widens_the_list_again() {
+    let mut app = runtimes_app();
+    step(&mut app, Action::SelectProcess(7));
+    step(&mut app, Action::Focus(Pane::Probes));
+    type_filter(&mut app, "lwlock__a");
+    assert_eq!(listed_probes(&app), ["lwlock__acquire"]);
+    step(&mut app, Action::FilterBackspace);
+    step(&mut app, Action::FilterBackspace);
+    assert_eq!(
+        listed_probes(&app),
+        ["lwlock__acquire", "lwlock__wait__start"]
+    );
+}
+
+#[test]
+fn slash_in_a_live_pane_filters_the_processes() {
+    let mut app = runtimes_app();
+    step(&mut app, Action::Focus(Pane::Top));
+    type_filter(&mut app, "post");
+    assert_eq!(app.focus, Pane::Processes);
+    let pids: Vec<u32> = app.explorer.processes().map(|p| p.pid).collect();
+    assert_eq!(pids, [7]);
+}
+
+#[test]
+fn each_pane_keeps_its_own_filter() {
+    let mut app = runtimes_app();
+    filter(&mut app, Pane::Processes, "postgres");
+    filter(&mut app, Pane::Probes, "checkpoint");
+    let f = &app.explorer.filters;
+    assert_eq!(
+        (
+            f.processes.text.as_str(),
+            f.objects.text.as_str(),
+            f.probes.text.as_str()
+        ),
+        ("postgres", "", "checkpoint")
+    );
+    assert_eq!(listed_probes(&app).len(), 5);
+}
+
+#[test]
+fn selecting_a_runtime_without_probes_says_why_on_the_status_line_once() {
+    use crate::probes::discovery::elf::ObjectProbes;
+    use crate::probes::discovery::process::ObjectKey;
+    let python = Arc::new(ScannedObject {
+        key: ObjectKey { dev: 1, inode: 3 },
+        path: PYENV_PYTHON.into(),
+        attach_path: PYENV_PYTHON.into(),
+        probes: Arc::new(Ok(ObjectProbes {
+            path: PYENV_PYTHON.into(),
+            position_independent: true,
+            probes: Vec::new(),
+        })),
+    });
+    let scan = |pid, exe: &str| ProcessScan {
+        pid,
+        comm: "python3.11".into(),
+        exe: Some(exe.into()),
+        objects: vec![python.clone()],
+    };
+    let mut app = App::new(Arc::new(Catalog::builtin()));
+    step(
+        &mut app,
+        Action::Scanned(vec![scan(11, PYENV_PYTHON), scan(10, "/usr/bin/bash")]),
+    );
+    assert_eq!(app.explorer.selected_process().unwrap().pid, 10);
+    assert!(app.status.is_none(), "{:?}", app.status);
+    step(&mut app, Action::Down);
+    let status = app.status.clone().unwrap();
+    assert!(status
+        .text
+        .starts_with("11 python3.11: Python without USDT probes"));
+    assert!(status.text.contains("--with-dtrace"), "{}", status.text);
+    // Said once: another message is not overwritten while the selection stays.
+    step(&mut app, Action::Status("something else".into()));
+    step(&mut app, Action::Tick { now_ns: 1 });
+    assert_eq!(app.status.unwrap().text, "something else");
+}
+
 #[test]
 fn tab_cycles_through_all_panes_and_shift_tab_goes_back() {
     let mut app = app();
@@ -560,7 +739,7 @@ fn scanned_objects_become_views_shared_between_processes_with_probes_in_name_ord
     let probe = |name: &str| Probe {
         provider: "node".into(),
         name: name.into(),
-        semaphore: None,
+        semaphore: Some(0x4010),
         semaphore_offset: Some(0x10),
         sites: Vec::new(),
         warnings: Vec::new(),
@@ -586,6 +765,7 @@ fn scanned_objects_become_views_shared_between_processes_with_probes_in_name_ord
     let scan = |pid| ProcessScan {
         pid,
         comm: "node".into(),
+        exe: None,
         objects: vec![node.clone(), broken.clone()],
     };
     let mut app = App::new(Arc::new(Catalog::builtin()));
@@ -594,7 +774,7 @@ fn scanned_objects_become_views_shared_between_processes_with_probes_in_name_ord
     assert!(Arc::ptr_eq(&one, &two), "one view for the object both map");
     let names: Vec<String> = two.probes.iter().map(|p| p.full_name()).collect();
     assert_eq!(names, ["node:gc__done", "node:gc__start"]);
-    assert!(two.probes[0].semaphore);
+    assert_eq!(two.probes[0].semaphore, Some(0x4010));
     let broken_view = app
         .explorer
         .processes()

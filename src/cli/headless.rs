@@ -4,6 +4,8 @@
 
 use crate::stop;
 use anyhow::{Context, Result};
+use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::discovery::hints::{InertWatch, ProbeHits};
 use usdtop::probes::discovery::targets::Target;
 use usdtop::probes::discovery::watch::Change;
 use usdtop::probes::tracing::bpf::Mode;
@@ -113,7 +115,11 @@ pub fn run(
         notice(change.to_string());
         false
     };
-    session::run_loop(session, &options, say, |s| step(s).map(|()| Flow::Continue))?;
+    let mut silence = SilenceHints::new(session.pids());
+    session::run_loop(session, &options, say, |s| {
+        silence.look(&s);
+        step(s).map(|()| Flow::Continue)
+    })?;
     detach(session, verbose);
     Ok(stop::exit_status())
 }
@@ -125,7 +131,7 @@ pub fn run_quietly(
     duration: Option<f64>,
     drain: std::time::Duration,
     on_change: impl FnMut(&Change, &mut Engine) -> bool,
-    step: impl FnMut(Step) -> Result<Flow>,
+    mut step: impl FnMut(Step) -> Result<Flow>,
 ) -> Result<Ended> {
     let options = LoopOptions {
         duration,
@@ -134,7 +140,52 @@ pub fn run_quietly(
         drain,
         on_stop: || {},
     };
-    session::run_loop(session, &options, on_change, step)
+    let mut silence = SilenceHints::new(session.pids());
+    session::run_loop(session, &options, on_change, |s| {
+        silence.look(&s);
+        step(s)
+    })
+}
+
+/// Says on stderr, once per probe, why an attached probe has stayed silent for a few seconds
+/// when the catalog knows a runtime switch it needs and that switch is off (see
+/// [`usdtop::probes::discovery::hints`]).
+struct SilenceHints {
+    catalog: Catalog,
+    watch: InertWatch,
+    pids: Vec<u32>,
+}
+
+impl SilenceHints {
+    fn new(pids: &[u32]) -> SilenceHints {
+        SilenceHints {
+            catalog: Catalog::builtin(),
+            watch: InertWatch::default(),
+            pids: pids.to_vec(),
+        }
+    }
+
+    fn look(&mut self, step: &Step) {
+        let Step::Tick { now_ns, stats } = step else {
+            return;
+        };
+        let probes: Vec<ProbeHits> = stats
+            .probes
+            .iter()
+            .map(|p| ProbeHits {
+                path: &p.probe.path,
+                full_name: p.probe.full_name(),
+                hits: p.hits,
+            })
+            .collect();
+        let pids = &self.pids;
+        for line in self
+            .watch
+            .check(self.catalog.hints(), *now_ns, &probes, |_| pids.clone())
+        {
+            notice(format!("hint: {line}"));
+        }
+    }
 }
 
 /// The figures every JSON report ends with: how long it covers and what was lost.

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::discovery::hints::ProcessFacts;
 use usdtop::probes::discovery::process::{ObjectKey, ProbeCache, ProcessProbes, SkipReason};
 use usdtop::probes::discovery::select::{describe_matches, expand_path, glob};
 use usdtop::probes::{ObjectProbes, Probe, Site};
@@ -37,6 +39,10 @@ Numbers are plain decimal integers: pc and semaphore are the addresses written i
 (what readelf prints, in hex), file_offset and semaphore_offset are file offsets (what a uprobe
 and its ref_ctr_offset take); semaphore and semaphore_offset are null for probes without one.
 `pids` is present only when listing processes, `warnings` only for probes with a corrupt note.
+
+A process running a runtime recognised without probes (a Python built without --with-dtrace,
+Node.js 19+, a JDK without hotspot probes) gets one `usdtop: hint:` line on stderr saying why and
+what has probes (not an error).
 
 Exit status: 0 when everything named could be read; 1 when a file or process could not be
 (each failure is one line on stderr naming it; the others are still listed).";
@@ -202,6 +208,10 @@ fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
         }
     }
 
+    for line in runtime_hints(&scan.processes) {
+        eprintln!("usdtop: hint: {line}");
+    }
+
     if args.objects {
         write_objects(out, args.json, &scan, &filter)?;
         return Ok(u8::from(failed));
@@ -229,6 +239,53 @@ fn list(args: &ListArgs, out: &mut impl Write) -> io::Result<u8> {
         }
     }
     Ok(u8::from(failed))
+}
+
+/// One line per runtime recognised without probes, naming the processes that run it.
+fn runtime_hints(processes: &[ProcessProbes]) -> Vec<String> {
+    let catalog = Catalog::builtin();
+    let mut found: Vec<(String, Vec<(u32, &str)>)> = Vec::new();
+    for p in processes {
+        let Some(hint) = catalog.hints().missing_for(&process_facts(p)) else {
+            continue;
+        };
+        let text = hint.text();
+        match found.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, pids)) => pids.push((p.pid, &p.comm)),
+            None => found.push((text, vec![(p.pid, &p.comm)])),
+        }
+    }
+    found
+        .into_iter()
+        .map(|(text, pids)| {
+            let who: Vec<String> = pids
+                .iter()
+                .map(|(pid, comm)| format!("{pid} ({comm})"))
+                .collect();
+            let word = if pids.len() == 1 { "pid" } else { "pids" };
+            format!("{word} {}: {text}", who.join(", "))
+        })
+        .collect()
+}
+
+/// A scanned process as the hints look at it.
+fn process_facts(p: &ProcessProbes) -> ProcessFacts<'_> {
+    let objects = p
+        .objects
+        .iter()
+        .filter_map(|o| o.object.path.to_str())
+        .collect();
+    let providers = p
+        .objects
+        .iter()
+        .filter_map(|o| o.probes.as_ref().as_ref().ok())
+        .flat_map(|o| o.probes.iter().map(|pr| pr.provider.as_str()))
+        .collect();
+    ProcessFacts {
+        exe: p.exe.as_deref().and_then(|e| e.to_str()).unwrap_or(&p.comm),
+        objects,
+        providers,
+    }
 }
 
 /// What one round of scanning found.

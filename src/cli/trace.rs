@@ -24,6 +24,8 @@ With -p, the objects mapped by those processes are searched and only they (and t
 fork from now on) are traced; tracing ends when they have all exited. Without -p, a PROBE with a
 PATH is traced in every process running that file; a PROBE without a PATH is looked up in the
 objects of all running processes. Attaching raises the probes' semaphores; exiting lowers them.
+A probe silent for 5 s whose runtime needs a switch that is off (PHP's USE_ZEND_DTRACE=1, the
+JVM's -XX:+DTraceMethodProbes, ...) gets a `usdtop: hint:` line naming it.
 String arguments come from the built-in catalog; --str marks more. At exit, events printed,
 received, dropped (ring buffer full), strings unreadable (bad pointers) and per-probe hits go to
 stderr.

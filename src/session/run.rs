@@ -211,6 +211,11 @@ impl Session {
         self.attacher().attach(&mut self.engine, t, strings)
     }
 
+    /// The processes traced (with their children); empty: every process.
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+
     /// How this session attaches, for attaching more while its loop runs (see
     /// [`run_loop`]'s `on_change`).
     pub fn attacher(&self) -> Attacher {

@@ -111,6 +111,7 @@ impl Worker {
         let view = ProcessScan {
             pid,
             comm: p.comm,
+            exe: p.exe.map(|e| e.display().to_string()),
             objects,
         };
         self.known.insert(pid, (start_time(pid), view.clone()));

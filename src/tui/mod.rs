@@ -10,12 +10,14 @@ mod tracer;
 use anyhow::Context;
 use crossterm::event::{Event as TermEvent, EventStream};
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use usdtop::app::{Action, App, Command, PairingMode, PairingPolicy, Pane, ProcessScan};
 use usdtop::demo::{Demo, LoadConfig};
 use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::discovery::hints::{InertWatch, ProbeHits};
 use usdtop::probes::discovery::select::{describe_matches, expand_path, has_glob, ProbePattern};
 use usdtop::probes::tracing::clock::{clock_ns, monotonic_ns};
 use usdtop::ui::{self, keymap, Theme};
@@ -121,6 +123,8 @@ async fn run_loop(args: Options) -> anyhow::Result<u8> {
         index: Default::default(),
         catalog,
         changes: Watch::new(),
+        silence: InertWatch::default(),
+        traced_pids: HashMap::new(),
     };
     for action in first {
         runner.dispatch(&mut app, action);
@@ -187,6 +191,9 @@ async fn run_loop(args: Options) -> anyhow::Result<u8> {
                 quit = runner.dispatch(&mut app, Action::Tick { now_ns: monotonic_ns() });
                 if last_counts.elapsed() >= Duration::from_secs(1) {
                     let c = runner.tracer.counts();
+                    for hint in runner.silence_hints(&c.hits) {
+                        quit |= runner.dispatch(&mut app, hint);
+                    }
                     quit |= runner.dispatch(&mut app, Action::ProbeCounts {
                         hits: c.hits,
                         dropped: c.dropped,
@@ -332,9 +339,33 @@ struct Runner {
     catalog: Arc<Catalog>,
     /// The attached files and processes, for a deploy or an exec under the explorer.
     changes: Watch,
+    /// Attached probes that stay silent, for the catalog's hints.
+    silence: InertWatch,
+    /// The processes each object's probes were attached for (by path; none: all processes).
+    traced_pids: HashMap<String, Vec<u32>>,
 }
 
 impl Runner {
+    /// Hints for attached probes silent for a few seconds because a runtime switch is off.
+    fn silence_hints(&mut self, hits: &[(Arc<ProbeKey>, u64)]) -> Vec<Action> {
+        let probes: Vec<ProbeHits> = hits
+            .iter()
+            .map(|(k, n)| ProbeHits {
+                path: &k.path,
+                full_name: k.full_name(),
+                hits: *n,
+            })
+            .collect();
+        let traced = &self.traced_pids;
+        self.silence
+            .check(self.catalog.hints(), monotonic_ns(), &probes, |path| {
+                traced.get(path).cloned().unwrap_or_default()
+            })
+            .into_iter()
+            .map(|line| Action::Status(format!("hint: {line}")))
+            .collect()
+    }
+
     /// Gives the app one action and carries out every command it answers with, and the
     /// commands the outcomes lead to; true when the app asked to quit.
     fn dispatch(&mut self, app: &mut App, action: Action) -> bool {
@@ -417,6 +448,10 @@ impl Runner {
             }
             if let Some(pid) = pid {
                 self.changes.process(pid);
+                let pids = self.traced_pids.entry(probe.path.clone()).or_default();
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
             }
         }
         result

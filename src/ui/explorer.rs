@@ -6,7 +6,7 @@ use crate::app::{App, AttachState, Pane};
 use crate::probes::ProbeKey;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
@@ -23,7 +23,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 fn draw_processes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let ex = &app.explorer;
-    let mut title = vec![Span::styled(
+    // The filter first: a narrow pane cuts its title from the right.
+    let mut title: Vec<Span> = filter_span(app, Pane::Processes, theme)
+        .into_iter()
+        .collect();
+    title.push(Span::styled(
         format!(
             "{}/{} by {} ",
             ex.process_count(),
@@ -31,17 +35,7 @@ fn draw_processes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             ex.sort.label()
         ),
         theme.dim(),
-    )];
-    if ex.editing_filter || !ex.filter.is_empty() {
-        title.push(Span::styled(
-            format!(
-                " /{}{} ",
-                sanitize(&ex.filter),
-                if ex.editing_filter { "▏" } else { "" }
-            ),
-            theme.filter(),
-        ));
-    }
+    ));
     let block = pane_block(Pane::Processes, title, app, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -58,11 +52,17 @@ fn draw_processes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let start = scroll_start(ex.proc_cursor.index, height);
     for (i, p) in ex.processes().enumerate().skip(start).take(height) {
         let n = p.probe_count();
+        // `?`: a runtime without probes, and the status line says why.
+        let count = match (n, &p.hint) {
+            (0, Some(_)) => "?".to_string(),
+            (0, None) => "·".to_string(),
+            (n, _) => n.to_string(),
+        };
         let text = format!(
             "{}  {}{}",
             rcol(&p.pid.to_string(), 7),
             col(&sanitize(&p.comm), comm_w),
-            rcol(&if n > 0 { n.to_string() } else { "·".into() }, 4)
+            rcol(&count, 4)
         );
         let mut style = if n == 0 { theme.dim() } else { theme.normal() };
         if i == ex.proc_cursor.index {
@@ -76,13 +76,19 @@ fn draw_processes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 fn draw_objects(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let ex = &app.explorer;
     let objects = ex.objects();
-    let title = match ex.selected_process() {
-        Some(p) => vec![Span::styled(
+    let mut title: Vec<Span> = filter_span(app, Pane::Objects, theme).into_iter().collect();
+    if !ex.filters.objects.is_empty() {
+        title.push(Span::styled(
+            format!("{}/{} ", objects.len(), ex.total_objects()),
+            theme.dim(),
+        ));
+    }
+    if let Some(p) = ex.selected_process() {
+        title.push(Span::styled(
             format!("of {} {} ", p.pid, sanitize(&p.comm)),
             theme.dim(),
-        )],
-        None => vec![],
-    };
+        ));
+    }
     let block = pane_block(Pane::Objects, title, app, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -92,7 +98,12 @@ fn draw_objects(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let start = scroll_start(ex.obj_cursor.index, height);
     let mut lines = Vec::new();
     if objects.is_empty() && ex.selected_process().is_some() {
-        lines.push(Line::styled(" no mapped objects readable", theme.dim()));
+        let why = if ex.filters.objects.is_empty() {
+            " no mapped objects readable"
+        } else {
+            " no object matches the filter"
+        };
+        lines.push(Line::styled(why, theme.dim()));
     }
     for (i, o) in objects.iter().enumerate().skip(start).take(height) {
         let count = if o.error.is_some() {
@@ -126,13 +137,19 @@ fn draw_probes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let ex = &app.explorer;
     let object = ex.selected_object();
     let probes = ex.probes();
-    let title = match &object {
-        Some(o) => vec![Span::styled(
+    let mut title: Vec<Span> = filter_span(app, Pane::Probes, theme).into_iter().collect();
+    if let (Some(o), false) = (&object, ex.filters.probes.is_empty()) {
+        title.push(Span::styled(
+            format!("{}/{} ", probes.len(), o.probes.len()),
+            theme.dim(),
+        ));
+    }
+    if let Some(o) = &object {
+        title.push(Span::styled(
             format!("in {} ", fit_left(&sanitize(&o.path), 30)),
             theme.dim(),
-        )],
-        None => vec![],
-    };
+        ));
+    }
     let block = pane_block(Pane::Probes, title, app, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -155,8 +172,18 @@ fn draw_probes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             format!(" cannot read notes: {}", sanitize(&err)),
             theme.error(),
         ));
-    } else if probes.is_empty() && object.is_some() {
-        lines.push(Line::styled(" no USDT probes in this object", theme.dim()));
+    } else if let (true, Some(o)) = (probes.is_empty(), &object) {
+        if !o.probes.is_empty() {
+            lines.push(Line::styled(" no probe matches the filter", theme.dim()));
+        } else if let Some(hint) = ex.selected_process().and_then(|p| p.hint.as_ref()) {
+            // A runtime without probes: say why where the probes would be.
+            let hint = Line::styled(sanitize(hint), theme.info());
+            let text = Paragraph::new(hint).wrap(Wrap { trim: false });
+            frame.render_widget(text, inner);
+            return;
+        } else {
+            lines.push(Line::styled(" no USDT probes in this object", theme.dim()));
+        }
     }
     let start = scroll_start(ex.probe_cursor.index, height);
     for (i, p) in probes.iter().enumerate().skip(start).take(height) {
@@ -189,7 +216,7 @@ fn draw_probes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 name_w
             ),
             rcol(&p.sites.to_string(), 4),
-            if p.semaphore { "S" } else { " " },
+            if p.semaphore.is_some() { "S" } else { " " },
             rcol(&p.args.to_string(), 3),
             rcol(&hits, 7)
         );
@@ -199,4 +226,22 @@ fn draw_probes(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         lines.push(Line::styled(text, style));
     }
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The `/` filter of `pane` in its title, while it is typed or kept.
+fn filter_span(app: &App, pane: Pane, theme: &Theme) -> Option<Span<'static>> {
+    let ex = &app.explorer;
+    let editing = ex.editing == Some(pane);
+    let filter = ex.filters.of(pane)?;
+    if !editing && filter.is_empty() {
+        return None;
+    }
+    Some(Span::styled(
+        format!(
+            " /{}{} ",
+            sanitize(&filter.text),
+            if editing { "▏" } else { "" }
+        ),
+        theme.filter(),
+    ))
 }

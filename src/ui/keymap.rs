@@ -161,8 +161,12 @@ pub const KEYS: &[KeyBinding] = &[
     KeyBinding {
         mode: Mode::Normal,
         keys: &[(key('/'), Action::StartFilter)],
-        does: "filter processes by name or pid",
-        hints: &[hint(Pane::Processes, "filter")],
+        does: "filter the pane (text or * ? [ glob)",
+        hints: &[
+            hint(Pane::Processes, "filter"),
+            hint(Pane::Objects, "filter"),
+            hint(Pane::Probes, "filter"),
+        ],
     },
     KeyBinding {
         mode: Mode::Normal,
@@ -215,7 +219,7 @@ pub const KEYS: &[KeyBinding] = &[
             (Key::Text, Action::FilterInput(' ')),
             (Key::Code(KeyCode::Backspace), Action::FilterBackspace),
         ],
-        does: "filter: type or delete a name or pid",
+        does: "filter: type or delete",
         hints: &[everywhere("filter")],
     },
     KeyBinding {
@@ -236,7 +240,7 @@ pub const KEYS: &[KeyBinding] = &[
             (Key::Code(KeyCode::Up), Action::Up),
             (Key::Code(KeyCode::Down), Action::Down),
         ],
-        does: "filter: move in the process list",
+        does: "filter: move in the filtered list",
         hints: NO_HINT,
     },
     KeyBinding {

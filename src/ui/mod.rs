@@ -1,6 +1,7 @@
 //! Pure rendering of [`App`] into ratatui widgets, and the key map. Nothing here touches BPF or
 //! changes state: `draw` reads the app, `keymap` turns keys into [`crate::app::Action`]s.
 
+mod detail;
 mod explorer;
 mod help;
 mod histogram;
@@ -26,6 +27,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     let a = layout(area, app);
     draw_header(frame, a.header, app, theme);
     explorer::draw(frame, a.explorer, app, theme);
+    detail::draw(frame, a.detail, app, theme);
     log::draw(frame, a.log, app, theme);
     histogram::draw(frame, a.histogram, app, theme);
     top::draw(frame, a.top, app, theme);
@@ -40,6 +42,8 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
 struct Areas {
     header: Rect,
     explorer: Rect,
+    /// The selected probe in full (name, sites, semaphore, arguments).
+    detail: Rect,
     log: Rect,
     histogram: Rect,
     top: Rect,
@@ -47,8 +51,9 @@ struct Areas {
     footer: Rect,
 }
 
-/// The explorer row gets most of the height while one of its panes has the focus, the live
-/// panes otherwise; below 120 columns the live panes stack so each stays readable at 80×24.
+/// The explorer row (and under it the selected probe's detail line) gets most of the height
+/// while one of its panes has the focus, the live panes otherwise; below 120 columns the live
+/// panes stack so each stays readable at 80×24.
 fn layout(area: Rect, app: &App) -> Areas {
     let [header, body, status, footer] = Layout::vertical([
         Constraint::Length(1),
@@ -58,8 +63,14 @@ fn layout(area: Rect, app: &App) -> Areas {
     ])
     .areas(area);
     let explorer_pct = if app.focus.is_explorer() { 55 } else { 30 };
-    let [explorer, live] =
+    let [upper, live] =
         Layout::vertical([Constraint::Percentage(explorer_pct), Constraint::Fill(1)]).areas(body);
+    // The detail line's rows come out of the explorer's share, not the live panes'.
+    let [explorer, detail] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(detail::rows(app, body.width)),
+    ])
+    .areas(upper);
     let (log, histogram, top) = if live.width >= 120 {
         let [log, right] =
             Layout::horizontal([Constraint::Percentage(55), Constraint::Fill(1)]).areas(live);
@@ -76,6 +87,7 @@ fn layout(area: Rect, app: &App) -> Areas {
     Areas {
         header,
         explorer,
+        detail,
         log,
         histogram,
         top,

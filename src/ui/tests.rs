@@ -206,6 +206,77 @@ fn the_footer_shows_the_key_tables_hints_for_the_focused_pane() {
 }
 
 #[test]
+fn the_selected_probes_full_name_sites_semaphore_and_args_are_readable_at_80x24() {
+    let mut app = runtimes_app();
+    step(&mut app, Action::SelectProcess(7));
+    step(&mut app, Action::Focus(crate::app::Pane::Probes));
+    step(&mut app, Action::Down);
+    step(&mut app, Action::Down);
+    let (s, _) = render(&app, 80, 24, Theme::plain());
+    // The row is cut; the detail line is not.
+    assert!(s.contains("  buffer__check…   1 S  1"), "{s}");
+    assert!(
+        s.contains(
+            " postgresql:buffer__checkpoint__sync__start · 1 site · semaphore: yes (0x9a3b04)"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains(" args: 8@%rbx"),
+        "not in the catalog: the note's spec\n{s}"
+    );
+    // A catalog probe shows its argument names; sites that differ say so.
+    step(&mut app, Action::End);
+    let (s, _) = render(&app, 80, 24, Theme::plain());
+    assert!(s.contains("postgresql:transaction__start · 1 site"), "{s}");
+    assert!(s.contains("args: xid"), "{s}");
+    step(&mut app, Action::Up);
+    step(&mut app, Action::Up);
+    let (s, _) = render(&app, 80, 24, Theme::plain());
+    assert!(s.contains("postgresql:sort__start · 4 sites"), "{s}");
+}
+
+#[test]
+fn a_runtime_without_probes_is_marked_and_explained_in_the_probes_pane() {
+    let mut app = runtimes_app();
+    step(&mut app, Action::SelectProcess(9));
+    let (s, _) = render(&app, 120, 40, Theme::plain());
+    let row = s
+        .lines()
+        .find(|l| l.contains("      9  python3.11"))
+        .unwrap();
+    assert!(row.contains("  ?│"), "{row}");
+    assert!(
+        s.contains("│Python without USDT probes: built without"),
+        "{s}"
+    );
+    assert!(s.contains("PYTHON_CONFIGURE_OPTS=--with-dtrace)"), "{s}");
+    let status = s.lines().nth(38).unwrap();
+    assert!(
+        status.contains("9 python3.11: Python without USDT probes"),
+        "{s}"
+    );
+}
+
+#[test]
+fn each_explorer_pane_shows_its_filter_in_its_title() {
+    let mut app = runtimes_app();
+    step(&mut app, Action::SelectProcess(7));
+    step(&mut app, Action::Focus(crate::app::Pane::Probes));
+    type_filter(&mut app, "query");
+    let s = screen(&app);
+    assert!(s.contains(" Probes  /query▏ 6/20 in "), "{s}");
+    step(&mut app, Action::FilterDone);
+    let s = screen(&app);
+    assert!(
+        s.contains(" Probes  /query 6/20 in "),
+        "kept, without the cursor\n{s}"
+    );
+    let footer = s.lines().last().unwrap();
+    assert!(footer.contains("/ filter"), "{footer}");
+}
+
+#[test]
 fn kernel_pairing_shows_the_sampling_rate_on_the_log_and_top_panes() {
     let mut app = app_with_traffic();
     step(&mut app, Action::Sampling(Some(64)));
@@ -268,6 +339,38 @@ mod snapshots {
         let mut app = app_with_traffic();
         step(&mut app, Action::ToggleHelp);
         both_sizes("help", &app);
+    }
+
+    fn at_80x24(name: &str, app: &App) {
+        let (s, _) = render(app, 80, 24, Theme::plain());
+        insta::assert_snapshot!(format!("{name}_80x24"), s);
+    }
+
+    #[test]
+    fn a_big_provider_filtered_by_a_glob_with_the_probe_in_detail() {
+        let mut app = runtimes_app();
+        step(&mut app, Action::SelectProcess(7));
+        step(&mut app, Action::Focus(crate::app::Pane::Probes));
+        type_filter(&mut app, "*query*start");
+        step(&mut app, Action::FilterDone);
+        step(&mut app, Action::End);
+        at_80x24("probes_glob", &app);
+    }
+
+    #[test]
+    fn a_probe_filter_being_typed() {
+        let mut app = runtimes_app();
+        step(&mut app, Action::SelectProcess(7));
+        step(&mut app, Action::Focus(crate::app::Pane::Probes));
+        type_filter(&mut app, "buffer__");
+        at_80x24("probes_filter_typed", &app);
+    }
+
+    #[test]
+    fn a_runtime_recognised_without_probes() {
+        let mut app = runtimes_app();
+        step(&mut app, Action::SelectProcess(9));
+        at_80x24("runtime_without_probes", &app);
     }
 
     #[test]

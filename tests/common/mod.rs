@@ -71,6 +71,22 @@ pub fn drain(rx: &mut EventStream, quiet: Duration) -> Vec<Event> {
     all
 }
 
+/// A child process (a workload) killed and reaped when the test ends, however it ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Where a program a test needs is: `program` is a path, or a name looked up on PATH. A missing
 /// program fails the test, naming the package that provides it — a test that skips cannot fail.
 pub fn require(program: &str) -> PathBuf {
@@ -108,7 +124,8 @@ fn package_of(program: &str) -> &'static str {
         "php8.2" => "php8.2-cli",
         "bpftrace" => "bpftrace",
         "cargo-nextest" => "`cargo install cargo-nextest` (see .ci/install-deps)",
-        "libjvm.so" => "openjdk-17-jdk-headless",
+        "libjvm.so" | "java" => "openjdk-17-jdk-headless",
+        "ruby3.1" | "libruby-3.1.so.3.1" => "ruby3.1",
         "libstdc++.so.6" => "libstdc++6",
         "tmux" => "tmux",
         "prometheus" => "prometheus",

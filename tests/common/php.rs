@@ -17,6 +17,23 @@ if ($path === '/slow') {
 echo 'ok ', $_SERVER['REQUEST_URI'], "\n";
 "#;
 
+/// A PHP script that calls a function about 500 times a second, for two minutes.
+const CALLS: &str = "<?php\nfunction tick($i) { return $i + 1; }\n$n = 0;\n\
+for ($t = time(); time() - $t < 120;) { $n = tick($n); usleep(2000); }\n";
+
+/// `php8.2 calls.php` (written into `dir`), calling `tick()` about 500 times a second, with
+/// `USE_ZEND_DTRACE` set to `zend_dtrace` or, with `None`, not set.
+pub fn calling_functions(dir: &Path, zend_dtrace: Option<&str>) -> Command {
+    let script = dir.join("calls.php");
+    std::fs::write(&script, CALLS).unwrap();
+    let mut cmd = Command::new(php_binary());
+    cmd.arg(script).env_remove("USE_ZEND_DTRACE");
+    if let Some(v) = zend_dtrace {
+        cmd.env("USE_ZEND_DTRACE", v);
+    }
+    cmd
+}
+
 pub fn php_binary() -> PathBuf {
     super::require("/usr/bin/php8.2")
 }

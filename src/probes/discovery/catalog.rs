@@ -1,6 +1,7 @@
 //! The catalog of known providers (`assets/catalog.json`): argument names, which arguments are
 //! C strings, and start/done pairs for latency. Data, not code: add a provider there.
 
+use super::hints::Hints;
 use serde::Deserialize;
 use std::collections::HashMap;
 use thiserror::Error;
@@ -45,12 +46,15 @@ pub struct Pair {
 pub struct Catalog {
     probes: HashMap<String, Vec<ArgInfo>>,
     pairs: Vec<Pair>,
+    hints: Hints,
 }
 
 #[derive(Deserialize)]
 struct RawCatalog {
     probes: HashMap<String, Vec<String>>,
     pairs: Vec<RawPair>,
+    #[serde(default)]
+    hints: Hints,
 }
 
 #[derive(Deserialize)]
@@ -118,7 +122,11 @@ impl Catalog {
                 nested: p.nested,
             });
         }
-        Ok(Catalog { probes, pairs })
+        Ok(Catalog {
+            probes,
+            pairs,
+            hints: raw.hints,
+        })
     }
 
     /// Argument names of `provider:name`, if known.
@@ -148,6 +156,12 @@ impl Catalog {
 
     pub fn pairs(&self) -> &[Pair] {
         &self.pairs
+    }
+
+    /// What to say about runtimes without probes and probes kept silent by a switch (the
+    /// catalog's `hints` section, see [`super::hints`]).
+    pub fn hints(&self) -> &Hints {
+        &self.hints
     }
 }
 

@@ -162,18 +162,99 @@ pub fn describe_matches(pattern: &str, files: &[PathBuf]) -> String {
     format!("`{pattern}` matches {count}: {}", names.join(", "))
 }
 
-/// Shell-style glob with `*` and `?` (no classes).
+/// One element of a glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GlobToken {
+    Char(char),
+    /// `?`
+    One,
+    /// `*`
+    Star,
+    /// `[abc]`, `[a-z]`, `[!x]` (`^` negates too): inclusive ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+impl GlobToken {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            GlobToken::Char(x) => *x == c,
+            GlobToken::One => true,
+            GlobToken::Star => false,
+            GlobToken::Class { negated, ranges } => {
+                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+            }
+        }
+    }
+}
+
+/// The tokens of a glob; a `[` without its `]` is itself.
+fn glob_tokens(pattern: &str) -> Vec<GlobToken> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => out.push(GlobToken::Star),
+            '?' => out.push(GlobToken::One),
+            '[' => {
+                if let Some((token, next)) = glob_class(&chars, i + 1) {
+                    out.push(token);
+                    i = next;
+                    continue;
+                }
+                out.push(GlobToken::Char('['));
+            }
+            c => out.push(GlobToken::Char(c)),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The class starting after `[` at `start`, and where the pattern goes on after its `]`.
+fn glob_class(chars: &[char], start: usize) -> Option<(GlobToken, usize)> {
+    let mut i = start;
+    let negated = matches!(chars.get(i), Some('!' | '^'));
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    // A `]` first in the class is a member, as in a shell.
+    let first = i;
+    while let Some(&c) = chars.get(i) {
+        if c == ']' && i > first {
+            return Some((GlobToken::Class { negated, ranges }, i + 1));
+        }
+        match (chars.get(i + 1), chars.get(i + 2)) {
+            (Some('-'), Some(&hi)) if hi != ']' => {
+                ranges.push((c, hi));
+                i += 3;
+            }
+            _ => {
+                ranges.push((c, c));
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// Shell-style glob: `*`, `?` and classes (`[0-9]`, `[!a]`).
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let p = glob_tokens(pattern);
+    let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == GlobToken::Star {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && p[pi].matches(t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -182,7 +263,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|tok| *tok == GlobToken::Star)
 }
 
 /// Up to `n` of `candidates` closest to `wanted` (edit distance), closest first.
@@ -277,6 +358,19 @@ mod tests {
         assert!(!glob("query__*", "transaction__start"));
         assert!(!glob("abc", "abcd"));
         assert!(!glob("a*b", "a"));
+    }
+
+    #[test]
+    fn glob_classes_match_one_character_of_a_set_or_range() {
+        assert!(glob("python[0-9]*", "python3.11"));
+        assert!(!glob("python[0-9]*", "python-config"));
+        assert!(glob("[!l]*", "python"));
+        assert!(!glob("[!l]*", "libc.so.6"));
+        assert!(glob("[]x]", "]"));
+        assert!(glob("a[bc]d", "acd"));
+        // An unclosed `[` is a plain character.
+        assert!(glob("a[b", "a[b"));
+        assert!(!glob("a[b", "ab"));
     }
 
     #[test]
