@@ -22,7 +22,8 @@
 // Extension point: `site_spec.mode` selects what a hit does. MODE_STREAM sends every event to
 // user space, MODE_COUNT only bumps `hits`, MODE_PAIR pairs starts with dones in the kernel
 // (pair.bpf.h), MODE_TOP counts hits per string argument in the kernel (top.bpf.h), MODE_TOPLAT
-// pairs them too and keeps a latency histogram per string (toplat.bpf.h).
+// pairs them too and keeps a latency histogram per string (toplat.bpf.h), MODE_CALLS pairs
+// nested entry/return probes on a stack per thread (calls.bpf.h).
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -257,6 +258,7 @@ static __always_inline long read_str(void *dst, u32 len, u64 p, u32 probe_id, co
 #include "pair.bpf.h"
 #include "top.bpf.h"
 #include "toplat.bpf.h"
+#include "calls.bpf.h"
 
 // Fills `e` with this hit (header, arguments and strings, never faulting). Returns how many
 // string arguments could not be read (not NULL, not out of room): their slots hold STR_FAULT.
@@ -360,6 +362,9 @@ static __always_inline int hit(struct pt_regs *ctx, const int sleepable)
 	} else if (spec->mode == MODE_TOPLAT) {
 		toplat_hit(ctx, spec, sleepable);
 		return 0;
+	} else if (spec->mode == MODE_CALLS) {
+		calls_hit(ctx, spec, sleepable);
+		return 0;
 	} else if (spec->mode == MODE_PAIR) {
 		if (!pair_hit(ctx, spec))
 			return 0;
@@ -409,6 +414,7 @@ int on_exit(u64 *ctx)
 	struct task_struct *p = (struct task_struct *)ctx[0];
 	u32 pid = BPF_CORE_READ(p, pid);
 	u32 tgid = BPF_CORE_READ(p, tgid);
+	calls_thread_exit((u64)tgid << 32 | pid);
 	if (pid != tgid)
 		return 0;
 	u64 *m = bpf_map_lookup_elem(&pid_filter, &tgid);

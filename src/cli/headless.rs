@@ -9,7 +9,7 @@ use usdtop::probes::discovery::watch::Change;
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{Engine, EngineOptions, Stats};
 use usdtop::session::{
-    self, Ended, Flow, LoopOptions, Session, SessionError, SessionOptions, Step, WatchFiles,
+    self, Ended, Flow, LoopOptions, Plan, Session, SessionError, SessionOptions, Step, WatchFiles,
     DRAIN_BUDGET,
 };
 
@@ -38,6 +38,23 @@ pub fn attach(
         watch: WatchFiles::Traced,
     };
     attached(session::attach(targets, options, &stop::REQUESTED))
+}
+
+/// Attaches a plan: its targets, then the probes it needs attached only so that the runtime
+/// fires them (counted, not traced), saying why.
+pub fn attach_plan(plan: &Plan, pid: Option<u32>, queue_mb: usize) -> Result<Session> {
+    let session = attach(&plan.targets, pid, plan.mode, queue_mb)?;
+    if plan.enable.is_empty() {
+        return Ok(session);
+    }
+    let mut names: Vec<String> = plan.enable.iter().map(|t| t.probe().full_name()).collect();
+    names.dedup();
+    notice(format!(
+        "also attaching {}: {}",
+        names.join(", "),
+        plan.enable_why.as_deref().unwrap_or("the runtime needs it")
+    ));
+    attached(session.attach_counted(&plan.enable))
 }
 
 /// The session of an attach, or the exit of the process when a signal interrupted it (the

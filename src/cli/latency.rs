@@ -11,8 +11,12 @@ use usdtop::aggregate::{
     Window,
 };
 use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::kernel::kcalls::{KernelCallStats, DEPTH};
+use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::Stats;
-use usdtop::session::{plan_latency, AggMode, Ask, KernelSide, LatencyPlan, Place, Step};
+use usdtop::session::{
+    plan_latency, AggMode, Ask, CallsSide, KernelSide, LatencyPlan, Place, Step,
+};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -107,11 +111,21 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     };
     let LatencyPlan { pair, by, plan } = plan_latency(&ask, place, &catalog, headless::notice)?;
     let (in_kernel, n_start) = (plan.in_kernel, plan.n_start);
-    let mut session = headless::attach(&plan.targets, args.pid, plan.mode, args.queue_mb)?;
+    let mut session = headless::attach_plan(&plan, args.pid, args.queue_mb)?;
     // The sampled stream only feeds the --by table: without one, stream nothing (it cost
     // the traced program a ring-buffer write per sampled event for figures nobody sees).
     let sample = args.sample.or(by.is_none().then_some(0));
-    let mut kernel = if in_kernel {
+    let mut calls = if plan.mode == Mode::Calls {
+        let (starts, dones) = session.ids.split_at(n_start);
+        Some(CallsSide::new(
+            &mut session.engine,
+            starts.to_vec(),
+            dones.to_vec(),
+        )?)
+    } else {
+        None
+    };
+    let mut kernel = if in_kernel && calls.is_none() {
         let (starts, dones) = session.ids.split_at(n_start);
         Some(KernelSide::new(
             &mut session.engine,
@@ -169,10 +183,27 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
             Step::Check => return Ok(()),
         };
         agg.tick(now);
-        let mut report = agg.report(Window::All, now, scheme, args.limit);
         let elapsed = now.saturating_sub(interval_start) as f64 / 1e9;
         let mut extra = serde_json::Map::new();
         let mut note = String::new();
+        if let Some(c) = &mut calls {
+            let (report, total) = c.report(&mut agg, (now, scheme, args.limit), last);
+            extra.insert("mode".into(), "kernel".into());
+            extra.insert("calls".into(), calls_json(&total)?);
+            if args.json {
+                writeln!(out, "{}", json_report(&report, elapsed, stats, extra))?;
+            } else {
+                let text = text_report(&report, elapsed, stats);
+                writeln!(out, "{text}{}", calls_note(&total))?;
+            }
+            out.flush()?;
+            if !last {
+                agg.reset_interval();
+                interval_start = now;
+            }
+            return Ok(());
+        }
+        let mut report = agg.report(Window::All, now, scheme, args.limit);
         match &mut kernel {
             Some(k) => {
                 let (r, streamed, delta) = k.report(report, now, scheme, last);
@@ -205,6 +236,34 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         }
         Ok(())
     })
+}
+
+/// The kernel's figures of a call-shaped pair beyond the report's: how returns that did not
+/// pair with their own entry were resolved, and keys it could not split by.
+fn calls_json(total: &KernelCallStats) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(total.mismatches)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("mismatches".into(), total.mismatches.total().into());
+        o.insert("depth".into(), DEPTH.into());
+        o.insert("unreadable_keys".into(), total.unreadable.into());
+        o.insert("keys_overflow".into(), total.overflow.into());
+    }
+    Ok(v)
+}
+
+/// The text of [`calls_json`] (cumulative since the start).
+fn calls_note(total: &KernelCallStats) -> String {
+    let m = &total.mismatches;
+    format!(
+        "calls paired in the kernel on a stack per thread (depth {DEPTH}); mismatched returns {}: \
+         no open call {}, not on the stack {}, calls unwound {}, too deep {}, no room {}\n",
+        m.total(),
+        m.no_open_call,
+        m.not_on_stack,
+        m.unwound,
+        m.too_deep,
+        m.no_room
+    )
 }
 
 pub fn json_report(

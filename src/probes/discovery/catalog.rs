@@ -39,6 +39,17 @@ pub struct Pair {
     pub label: Option<usize>,
     /// Calls nest on one thread (function entry/return): match done with the newest start.
     pub nested: bool,
+    /// Probes to attach as well, only so that the runtime fires this pair's probes.
+    pub enable: Option<Enable>,
+}
+
+/// Probes a runtime needs attached (their semaphores raised) before it fires a pair's probes,
+/// and why, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Enable {
+    /// `provider:name` of each probe, in the same object as the pair.
+    pub probes: Vec<String>,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -62,6 +73,7 @@ struct RawPair {
     label: Option<String>,
     #[serde(default)]
     nested: bool,
+    enable: Option<Enable>,
 }
 
 impl Catalog {
@@ -116,6 +128,7 @@ impl Catalog {
                 done_key: index_of(&p.done, &p.done_key, p)?,
                 label: index_of(&p.start, &p.label, p)?,
                 nested: p.nested,
+                enable: p.enable.clone(),
             });
         }
         Ok(Catalog { probes, pairs })
@@ -167,6 +180,15 @@ mod tests {
         let q = c.pair_for("postgresql:query__start").unwrap();
         assert_eq!((q.start_key, q.label), (None, Some(0)));
         assert!(c.pair_for("php:request__startup").is_some());
+    }
+
+    #[test]
+    fn cpython_function_probes_say_they_need_the_line_probe() {
+        let c = Catalog::builtin();
+        let p = c.pair_for("python:function__entry").unwrap();
+        let enable = p.enable.as_ref().unwrap();
+        assert_eq!(enable.probes, vec!["python:line".to_string()]);
+        assert!(enable.why.contains("gh-98894"), "{}", enable.why);
     }
 
     #[test]
