@@ -11,7 +11,7 @@ use usdtop::aggregate::{
     Window,
 };
 use usdtop::probes::discovery::catalog::Catalog;
-use usdtop::probes::kernel::kcalls::{KernelCallStats, DEPTH};
+use usdtop::probes::kernel::kcalls::{CallMismatches, KernelCallStats, DEPTH};
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::Stats;
 use usdtop::session::{
@@ -194,7 +194,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
                 writeln!(out, "{}", json_report(&report, elapsed, stats, extra))?;
             } else {
                 let text = text_report(&report, elapsed, stats);
-                writeln!(out, "{text}{}", calls_note(&total))?;
+                writeln!(out, "{text}{}", calls_note(&total.mismatches))?;
             }
             out.flush()?;
             if !last {
@@ -251,9 +251,9 @@ fn calls_json(total: &KernelCallStats) -> Result<serde_json::Value> {
     Ok(v)
 }
 
-/// The text of [`calls_json`] (cumulative since the start).
-fn calls_note(total: &KernelCallStats) -> String {
-    let m = &total.mismatches;
+/// How the returns of a call-shaped pair that did not pair with their own entry were resolved
+/// (cumulative since the start), in one line.
+pub fn calls_note(m: &CallMismatches) -> String {
     format!(
         "calls paired in the kernel on a stack per thread (depth {DEPTH}); mismatched returns {}: \
          no open call {}, not on the stack {}, calls unwound {}, too deep {}, no room {}\n",

@@ -126,7 +126,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         plan,
     } = plan_top(&ask, place, &catalog, headless::notice)?;
     let in_kernel = plan.in_kernel;
-    let mut session = headless::attach(&plan.targets, args.pid, plan.mode, args.queue_mb)?;
+    let mut session = headless::attach_plan(&plan, args.pid, args.queue_mb)?;
     let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
     let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
     let mut kernel = if in_kernel {
@@ -191,6 +191,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
             }
             None => (None, None),
         };
+        let mismatches = kernel.as_ref().and_then(TopKernel::call_mismatches);
         let mut report = agg.report(now, args.sort.into(), args.limit);
         if kernel_pairing.is_some() {
             report.pairing = kernel_pairing;
@@ -206,10 +207,16 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 if let Some(n) = kernel_overflow {
                     o.insert("kernel_overflow".into(), serde_json::json!(n));
                 }
+                if let Some(m) = mismatches {
+                    o.insert("calls".into(), serde_json::to_value(m)?);
+                }
             }
             writeln!(out, "{v}")?;
         } else {
             write!(out, "{}", text_report(&report, by.index, elapsed, stats))?;
+            if let Some(m) = mismatches {
+                write!(out, "{}", super::latency::calls_note(&m))?;
+            }
             if kernel_overflow.is_some() {
                 let what = if report.done.is_some() {
                     "paired and counted"

@@ -8,7 +8,7 @@ use crate::aggregate::{
     BucketScheme, LatencyAgg, LatencyReport, LatencyStats, PairStats, Summary, TopAgg, Window,
 };
 use crate::probes::discovery::catalog::Pair;
-use crate::probes::kernel::kcalls::{KernelCallStats, KernelCalls};
+use crate::probes::kernel::kcalls::{CallMismatches, KernelCallStats, KernelCalls};
 use crate::probes::kernel::kpair::{KernelPairStats, KernelPairs, KpairError, Role};
 use crate::probes::kernel::ktop::{KernelTop, KernelTopCounts};
 use crate::probes::kernel::ktoplat::KtoplatError;
@@ -265,6 +265,7 @@ pub struct TopKernel {
 enum TopKind {
     Counts(KernelTop, KernelTopCounts),
     Latency(KernelTopLat, KernelTopLatency),
+    Calls(KernelCalls, KernelCallStats),
 }
 
 /// What the kernel has counted since the attach (cumulative, for an exporter's counters).
@@ -279,6 +280,25 @@ impl TopKernel {
         match &self.kind {
             TopKind::Counts(top, _) => TopTotals::Counts(top.read(&self.start_ids)),
             TopKind::Latency(lat, _) => TopTotals::Latency(lat.read()),
+            TopKind::Calls(calls, _) => {
+                let c = calls.read();
+                TopTotals::Latency(KernelTopLatency {
+                    keys: c.keys,
+                    unreadable: c.unreadable,
+                    overflow: c.overflow,
+                    unmatched_done: c.mismatches.total(),
+                    replaced: 0,
+                })
+            }
+        }
+    }
+
+    /// How the returns of a call-shaped pair that did not pair with their own entry were
+    /// resolved, since the attach (`None` for other tables).
+    pub fn call_mismatches(&self) -> Option<CallMismatches> {
+        match &self.kind {
+            TopKind::Calls(calls, _) => Some(calls.read().mismatches),
+            _ => None,
         }
     }
 
@@ -291,6 +311,11 @@ impl TopKernel {
     ) -> Result<TopKernel, SessionError> {
         let kind = match pair {
             None => TopKind::Counts(KernelTop::new(engine)?, KernelTopCounts::default()),
+            Some(p) if p.nested => {
+                let calls = KernelCalls::new(engine, start_ids.clone(), done_ids)?;
+                let before = calls.read();
+                TopKind::Calls(calls, before)
+            }
             Some(p) => TopKind::Latency(
                 KernelTopLat::new(
                     engine,
@@ -344,6 +369,19 @@ impl TopKernel {
                     total.replaced,
                     lat.open_starts(),
                 );
+                if !last {
+                    *before = total;
+                }
+                (delta.overflow, Some(pairing))
+            }
+            TopKind::Calls(calls, before) => {
+                let total = calls.read();
+                let delta = total.since(before);
+                for (key, k) in &delta.keys {
+                    agg.record_latencies(now, key, k.count, k.samples());
+                }
+                agg.record_counts(now, [], delta.unreadable, delta.overflow);
+                let pairing = calls_pairing(&total, calls.open_calls());
                 if !last {
                     *before = total;
                 }

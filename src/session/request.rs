@@ -238,8 +238,10 @@ pub fn plan_top(
         .transpose()?;
     // The kernel counts rows by string; with a pair it must also be able to match it.
     let unsupported = if by.is_str {
-        pair.as_ref()
-            .and_then(|p| kernel_unsupported(p, catalog, pair_key_is_str))
+        pair.as_ref().and_then(|p| match p.nested {
+            true => calls_unsupported(p, Some(by)),
+            false => kernel_unsupported(p, catalog, pair_key_is_str),
+        })
     } else {
         Some("integer keys are grouped in user space".into())
     };
@@ -260,8 +262,9 @@ pub fn plan_top(
     check_arg(&start_targets, by, &by_option)?;
     check_key(ask.key, key, &start_targets, &done_targets)?;
     // In the kernel the key is the site's only string argument, and a done reads none (its
-    // key is an integer or the thread).
+    // key is an integer or the thread) but for a call's return, which names its call.
     let (start_strings, done_strings) = match (&pair, in_kernel) {
+        (Some(p), true) if p.nested => call_keys(p, Some(by), catalog, &done_targets)?,
         (_, true) => (vec![by.index], Vec::new()),
         (Some(p), false) => (
             strings_for(&name, catalog, &[by]),
@@ -272,9 +275,10 @@ pub fn plan_top(
     let mode = match (in_kernel, &pair) {
         (false, _) => Mode::Stream,
         (true, None) => Mode::Top,
+        (true, Some(p)) if p.nested => Mode::Calls,
         (true, Some(_)) => Mode::TopLat,
     };
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         start_targets,
         start_strings,
         done_targets,
@@ -282,6 +286,9 @@ pub fn plan_top(
         in_kernel,
         mode,
     );
+    if let Some(p) = &pair {
+        plan.enable_for(p, &spec, place)?;
+    }
     Ok(TopPlan {
         name,
         pair,
