@@ -23,10 +23,22 @@ use usdtop::session::{
   usdtop latency postgresql:query__start                 # a catalog pair, named by its start
   usdtop latency -p $(pgrep -n php8.2) php:request__startup --by uri
   usdtop latency /srv/app:app:req__start app:req__done --key arg0 --interval 1
-  usdtop latency node:http__server__request --json --duration 10")]
+  usdtop latency node:http__server__request --json --duration 10
+  usdtop latency -p PID php:function__entry --by function   # per function (USE_ZEND_DTRACE=1)
+  usdtop latency -p PID python:function__entry --by function   # attaches python:line too
+
+Call-shaped pairs (entry/return probes whose calls nest: catalog pairs marked nested, and any
+P:...entry with its P:...return) are paired in the kernel on a stack per thread (32 calls
+deep), with latency per --by key; returns that do not pair with their own entry (exceptions or
+longjmps the runtime does not report, coroutine switches, calls entered before tracing, calls
+deeper than 32) are counted as mismatched returns, never timed under a wrong call.
+PHP fires its function probes only with USE_ZEND_DTRACE=1 in its environment. CPython 3.11
+fires them only while python:line is attached too (gh-98894): usdtop then attaches python:line
+as well, and every line of Python takes a uprobe trap (counted, not streamed).")]
 pub struct LatencyArgs {
     /// Start probe: `provider:name` or `PATH:provider:name`; PATH may be a glob matching copies
-    /// of one program. A pair from the catalog may be named by its start alone.
+    /// of one program. A pair from the catalog, or an entry probe `P:...entry` (paired with
+    /// `P:...return`), may be named by its start alone.
     pub start: String,
     /// Done probe (`provider:name`, in the same object as START unless it names a path).
     pub end: Option<String>,
@@ -64,8 +76,9 @@ pub struct LatencyArgs {
     #[arg(long, default_value_t = 10_000, value_parser = numbers::at_least_one::<usize>)]
     pub max_open: usize,
     /// Where starts are paired with dones. auto: in the kernel when the pair allows it (keyed
-    /// by thread or by an integer, not nested), with a sampled stream whose rate adapts to the
-    /// event rate; stream: every event goes to user space; kernel: as auto, or an error.
+    /// by thread or by an integer, with a sampled stream whose rate adapts to the event rate;
+    /// call-shaped pairs on a stack per thread, keyed by a string, nothing streamed); stream:
+    /// every event goes to user space; kernel: as auto, or an error.
     #[arg(long, value_enum, default_value_t = AggMode::Auto)]
     pub mode: AggMode,
     /// In kernel mode, stream 1 request in N (start and done events) for the --by table,

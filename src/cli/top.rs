@@ -69,7 +69,8 @@ pub struct TopArgs {
     #[arg(long)]
     pub json: bool,
     /// Where hits are counted. auto: in the kernel when the key is a string and, with a pair,
-    /// the pair can be matched there (by thread or an integer key, not nested), else every
+    /// the pair can be matched there (by thread or an integer key; call-shaped pairs on a
+    /// stack per thread, see `usdtop latency --help`), else every
     /// event is streamed; stream: always stream; kernel: as auto, or an error. In the kernel
     /// keys are cut at 63 bytes (marked …; bpftrace str() also keeps 64); without a pair at
     /// most 16384 distinct keys are kept, with one 2048 keys and 16384 requests in flight, and
