@@ -14,7 +14,7 @@ mod state;
 pub use action::{Action, Command, Pane};
 pub use explorer::{Cursor, Explorer, ObjectView, ProbeView, ProcessSort, ProcessView};
 pub use live::{DrillDown, HitRate, Live, LogEntry, LOG_CAP};
-pub use pairing::{KernelLatency, PairingMode, PairingPolicy};
+pub use pairing::{KernelKey, KernelLatency, PairingMode, PairingPolicy};
 pub use scan::{ProcessScan, ScannedObject};
 pub use state::{App, AttachState, Status};
 

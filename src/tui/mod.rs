@@ -378,13 +378,10 @@ impl Runner {
             Command::ReadKernelPairing { now_ns } => Action::PairingReport {
                 now_ns,
                 report: self.tracer.kernel_latency(now_ns),
-                kernel_unsupported: app.live.pair().and_then(|p| match p.nested {
-                    // The explorer pairs in the kernel by a start/done map only.
-                    true => {
-                        Some("nested pairs (entry/return) are paired in user space here".into())
-                    }
-                    false => kernel_unsupported(p, &self.catalog, false),
-                }),
+                kernel_unsupported: app
+                    .live
+                    .pair()
+                    .and_then(|p| kernel_unsupported(p, &self.catalog, false)),
             },
             Command::Quit => return None,
         })

@@ -5,7 +5,7 @@
 //! the histogram live in the pairing maps ([`KernelPairs`]), per-key figures in the top-latency
 //! aggregates (`toplat_aggs`), unreadable keys in `top_stats` ([`KernelTop`]).
 
-use super::kpair::{KernelPairStats, KernelPairs, Role};
+use super::kpair::{KernelPairStats, KernelPairs, KpairError, Role};
 use super::ktop::KernelTop;
 use super::ktoplat::{self, Aggs, KeyLatency, KtoplatError};
 use crate::probes::tracing::abi::{
@@ -93,12 +93,33 @@ pub fn open_calls(depths: impl IntoIterator<Item = u32>) -> u64 {
         .sum()
 }
 
-/// The maps of a loaded program that call-shaped pairs use.
-pub struct KernelCalls {
-    pairs: KernelPairs,
+/// The maps call-shaped pairs use besides the pairing maps, taken from the engine once.
+pub struct CallMaps {
     top: KernelTop,
     aggs: Aggs,
     stacks: BpfHashMap<MapData, u64, RawCallStack>,
+}
+
+impl CallMaps {
+    /// Takes the top, top-latency and call-stack maps from the engine (once per engine).
+    pub fn take(engine: &mut Engine) -> Result<CallMaps, KtoplatError> {
+        let top = KernelTop::new(engine)?;
+        let aggs = ktoplat::take_aggs(engine)?;
+        let stacks = engine
+            .take_map(MAP_STACKS)
+            .ok_or(KtoplatError::Missing(MAP_STACKS))?;
+        let stacks = BpfHashMap::try_from(stacks).map_err(|source| KtoplatError::Map {
+            map: MAP_STACKS,
+            source,
+        })?;
+        Ok(CallMaps { top, aggs, stacks })
+    }
+}
+
+/// The maps of a loaded program that call-shaped pairs use, with the probes' roles set.
+pub struct KernelCalls {
+    pairs: KernelPairs,
+    maps: CallMaps,
     start_ids: Vec<ProbeId>,
     done_ids: Vec<ProbeId>,
 }
@@ -113,16 +134,19 @@ impl KernelCalls {
         start_ids: Vec<ProbeId>,
         done_ids: Vec<ProbeId>,
     ) -> Result<KernelCalls, KtoplatError> {
-        let mut pairs = KernelPairs::new(engine)?;
-        let top = KernelTop::new(engine)?;
-        let aggs = ktoplat::take_aggs(engine)?;
-        let stacks = engine
-            .take_map(MAP_STACKS)
-            .ok_or(KtoplatError::Missing(MAP_STACKS))?;
-        let stacks = BpfHashMap::try_from(stacks).map_err(|source| KtoplatError::Map {
-            map: MAP_STACKS,
-            source,
-        })?;
+        let pairs = KernelPairs::new(engine)?;
+        let maps = CallMaps::take(engine)?;
+        Ok(KernelCalls::with_maps(pairs, maps, start_ids, done_ids)?)
+    }
+
+    /// As [`KernelCalls::new`], with maps already taken from the engine (the explorer moves
+    /// pairs in and out of the kernel).
+    pub fn with_maps(
+        mut pairs: KernelPairs,
+        maps: CallMaps,
+        start_ids: Vec<ProbeId>,
+        done_ids: Vec<ProbeId>,
+    ) -> Result<KernelCalls, KpairError> {
         // Returns first: an entry configured before its return would leave frames nobody pops.
         for id in &done_ids {
             pairs.set_role(*id, PAIR_ID, Role::Done, None, 0)?;
@@ -132,12 +156,23 @@ impl KernelCalls {
         }
         Ok(KernelCalls {
             pairs,
-            top,
-            aggs,
-            stacks,
+            maps,
             start_ids,
             done_ids,
         })
+    }
+
+    /// Takes the probes out of the pair, forgets the calls still open (so that a later pairing
+    /// does not meet them), and gives back the maps.
+    pub fn into_maps(mut self) -> (KernelPairs, CallMaps) {
+        for id in self.start_ids.iter().chain(&self.done_ids) {
+            let _ = self.pairs.clear_role(*id);
+        }
+        let threads: Vec<u64> = self.maps.stacks.keys().filter_map(Result::ok).collect();
+        for t in threads {
+            let _ = self.maps.stacks.remove(&t);
+        }
+        (self.pairs, self.maps)
     }
 
     /// Everything counted since the pair was configured.
@@ -154,16 +189,17 @@ impl KernelCalls {
                 no_room: stat(PS_NO_ROOM),
             },
             pair,
-            keys: ktoplat::read_keys(&self.aggs, &self.start_ids),
-            unreadable: self.top.stat(&all, Stat::Unreadable),
-            overflow: self.top.stat(&all, Stat::Overflow),
+            keys: ktoplat::read_keys(&self.maps.aggs, &self.start_ids),
+            unreadable: self.maps.top.stat(&all, Stat::Unreadable),
+            overflow: self.maps.top.stat(&all, Stat::Overflow),
         }
     }
 
     /// Calls open right now, on every traced thread.
     pub fn open_calls(&self) -> u64 {
         open_calls(
-            self.stacks
+            self.maps
+                .stacks
                 .iter()
                 .filter_map(Result::ok)
                 .map(|(_, s)| s.depth),
