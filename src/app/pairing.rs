@@ -158,6 +158,14 @@ impl App {
     /// The outcome of [`Command::PairInKernel`].
     pub(super) fn paired_in_kernel(&mut self, pair: Pair, rate: f64, result: Result<(), String>) {
         match result {
+            // A call-shaped pair streams nothing: its rows come from the kernel's call stacks.
+            Ok(()) if pair.nested => {
+                self.live.set_sampling(Some(0));
+                self.info(format!(
+                    "pairing {} in the kernel per call ({rate:.0} hits/s); the log is off",
+                    pair.start
+                ));
+            }
             Ok(()) => {
                 self.live.set_sampling(Some(1));
                 self.info(format!(

@@ -655,3 +655,24 @@ fn a_call_shaped_pair_in_the_kernel_fills_the_top_table_with_a_row_per_function(
         Some("paired in the kernel, log off")
     );
 }
+
+#[test]
+fn a_call_shaped_pair_moved_into_the_kernel_turns_the_log_off_and_says_so() {
+    let mut app = app_with_rate(PairingMode::Kernel, 30_000);
+    let mut pair = app.live.pair().cloned().unwrap();
+    pair.nested = true;
+    step(
+        &mut app,
+        Action::PairedInKernel {
+            pair,
+            rate: 150_000.0,
+            result: Ok(()),
+        },
+    );
+    assert_eq!(app.live.sampling, Some(0));
+    let said = app.status.unwrap().text;
+    assert!(
+        said.contains("per call") && said.contains("log is off"),
+        "{said}"
+    );
+}
