@@ -27,12 +27,17 @@ usdt:'$FIX':callloop:fn__return /@depth[tid] > 0/ {
     @depth[tid]--;
 }'
 
-# One run; prints "ns_per_call paired mismatched drops" (paired: calls the tracer timed).
+# CPU time (user + system, in clock ticks of 10 ms) of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# One run; prints "ns_per_call paired mismatched drops tracer_cpu_ms" (paired: calls the tracer
+# timed; tracer_cpu_ms: the tracer's own CPU time while the fixture fired, user space and the
+# kernel work it did itself, not the probes' BPF work, which runs on the firing thread).
 run() {
     local tracer=$1
     if [[ $tracer == none ]]; then
         taskset -c 1 "$FIX" "$N" --no-wait >"$WORK/fx.out"
-        awk -v n="$CALLS" '/^cpu_ns/ { printf "%.1f - - -\n", $2 / n }' "$WORK/fx.out"
+        awk -v n="$CALLS" '/^cpu_ns/ { printf "%.1f - - - -\n", $2 / n }' "$WORK/fx.out"
         return
     fi
     taskset -c 1 "$FIX" "$N" >"$WORK/fx.out" &
@@ -47,6 +52,16 @@ run() {
         ;;
     esac
     local tpid=$!
+    for _ in $(seq 600); do
+        grep -q '^ready' "$WORK/fx.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    local c0
+    c0=$(cpu_ticks "$tpid")
+    while kill -0 "$fpid" 2>/dev/null && ! grep -q '^cpu_ns' "$WORK/fx.out"; do
+        sleep 0.02
+    done
+    local cpu_ms=$((($(cpu_ticks "$tpid") - c0) * 10))
     wait "$fpid"
     # bpftrace runs until interrupted; usdtop -p ends by itself when the process has exited.
     [[ $tracer == bpftrace ]] && kill -INT "$tpid" 2>/dev/null
@@ -63,17 +78,18 @@ r = json.load(sys.stdin)
 m = r.get("calls", {}).get("mismatches", r["pairing"]["unmatched_done"])
 print(r["count"], m, r["drops"])')
     fi
-    awk -v n="$CALLS" -v p="$paired" -v m="$mismatched" -v d="$drops" \
-        '/^cpu_ns/ { printf "%.1f %s %s %s\n", $2 / n, p, m, d }' "$WORK/fx.out"
+    awk -v n="$CALLS" -v p="$paired" -v m="$mismatched" -v d="$drops" -v c="$cpu_ms" \
+        '/^cpu_ns/ { printf "%.1f %s %s %s %s\n", $2 / n, p, m, d, c }' "$WORK/fx.out"
 }
 
 TRACERS=(none kernel bpftrace stream)
-declare -A PER LAST
+declare -A PER LAST CPU
 for round in $(seq "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
     for t in "${TRACERS[@]}"; do
-        read -r ns paired mismatched drops < <(run "$t")
+        read -r ns paired mismatched drops cpu < <(run "$t")
         PER[$t]="${PER[$t]:-}$ns "
+        CPU[$t]="${CPU[$t]:-}$cpu "
         LAST[$t]="$paired | $mismatched | $drops"
     done
 done
@@ -87,8 +103,8 @@ name() {
     bpftrace) echo 'bpftrace @start[tid, depth], hist() by str(arg0)' ;;
     esac
 }
-echo "| tracer | ns/call (median) | ns/call (min) | ns added per call (median / min) | calls timed (last run, of $CALLS) | mismatched (last run) | ring drops (last run) |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| tracer | ns/call (median) | ns/call (min) | ns added per call (median / min) | tracer's own CPU, ms (median) | calls timed (last run, of $CALLS) | mismatched (last run) | ring drops (last run) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 base=$(printf '%s\n' ${PER[none]} | median)
 bmin=$(printf '%s\n' ${PER[none]} | sort -g | head -1)
 for t in "${TRACERS[@]}"; do
@@ -96,11 +112,12 @@ for t in "${TRACERS[@]}"; do
     lo=$(printf '%s\n' ${PER[$t]} | sort -g | head -1)
     added=$(awk -v m="$m" -v b="$base" -v l="$lo" -v bl="$bmin" 'BEGIN { printf "%.0f / %.0f", m - b, l - bl }')
     [[ $t == none ]] && added="—"
-    echo "| $(name "$t") | $m | $lo | $added | ${LAST[$t]} |"
+    cpu=$(printf '%s\n' ${CPU[$t]} | median)
+    echo "| $(name "$t") | $m | $lo | $added | $cpu | ${LAST[$t]} |"
 done
 echo
-echo "Individual runs (ns/call, in round order):"
+echo "Individual runs (ns/call, in round order; the tracer's CPU in ms):"
 echo
 for t in "${TRACERS[@]}"; do
-    echo "- $(name "$t"): ${PER[$t]% }"
+    echo "- $(name "$t"): ${PER[$t]% } (CPU ${CPU[$t]% })"
 done
