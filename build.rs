@@ -73,6 +73,7 @@ fn main() {
         "bpf/pair.bpf.h",
         "bpf/top.bpf.h",
         "bpf/toplat.bpf.h",
+        "bpf/strarg.bpf.h",
     ] {
         println!("cargo:rerun-if-changed={f}");
     }
