@@ -25,25 +25,39 @@ __noinline s64 str_arg_len(void *ctx __attribute__((btf_decl_tag("arg:ctx"))),
 	return v >= STR_LEN ? STR_LEN : v;
 }
 
-// Reads string argument `a`, whose pointer `p` is not NULL, into `dst` (room for STR_LEN bytes),
-// never faulting. Returns its event slot: the bytes read (without a NUL) | STR_TRUNCATED, or
-// STR_FAULT when it cannot be read.
-static __always_inline u64 read_str_slot(void *ctx, const struct site_spec *spec,
-					 const struct arg_spec *a, u64 p, char *dst)
+// Reads pointer + length string argument `a` of `spec` (its pointer not NULL) into e->strs at
+// `off`, never faulting. Returns its event slot (as read_str_slot). A global function: verified
+// once, not in every iteration of fill_event's loop over the arguments (and 5 arguments at most,
+// so the pointer is read again here rather than passed).
+__noinline u64 read_sized_slot(void *ctx __attribute__((btf_decl_tag("arg:ctx"))),
+			       const struct site_spec *spec, const struct arg_spec *a,
+			       struct event_buf *e, u32 off)
 {
-	if (a->len_arg == NO_LEN) {
-		long n = bpf_probe_read_user_str(dst, STR_LEN, (void *)p);
-		if (n <= 0)
-			return STR_FAULT;
-		return (u64)(n - 1) | (n == STR_LEN ? STR_TRUNCATED : 0);
-	}
+	if (!spec || !a || !e)
+		return STR_FAULT;
+	u64 p = read_arg(ctx, spec, a);
 	s64 len = str_arg_len(ctx, spec, a->len_arg);
 	if (len < 0)
 		return STR_FAULT;
 	u32 n = len < STR_LEN ? len : STR_LEN - 1;
-	if (bpf_probe_read_user(dst, n & (STR_LEN - 1), (void *)p))
+	if (bpf_probe_read_user(&e->strs[off & (STR_AREA - 1)], n & (STR_LEN - 1), (void *)p))
 		return STR_FAULT;
 	return n | (len >= STR_LEN ? STR_TRUNCATED : 0);
+}
+
+// Reads string argument `a`, whose pointer `p` is not NULL, into e->strs at `off` (room for
+// STR_LEN bytes), never faulting. Returns its event slot: the bytes read (without a NUL) |
+// STR_TRUNCATED, or STR_FAULT when it cannot be read.
+static __always_inline u64 read_str_slot(void *ctx, const struct site_spec *spec,
+					 const struct arg_spec *a, u64 p, struct event_buf *e,
+					 u32 off)
+{
+	if (a->len_arg != NO_LEN)
+		return read_sized_slot(ctx, spec, a, e, off);
+	long n = bpf_probe_read_user_str(&e->strs[off & (STR_AREA - 1)], STR_LEN, (void *)p);
+	if (n <= 0)
+		return STR_FAULT;
+	return (u64)(n - 1) | (n == STR_LEN ? STR_TRUNCATED : 0);
 }
 
 // read_str() for string argument `a` of either kind, whose pointer `p` is not NULL, into `dst`

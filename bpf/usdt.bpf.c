@@ -302,7 +302,7 @@ __noinline u32 fill_event(void *ctx __attribute__((btf_decl_tag("arg:ctx"))),
 		if (a->str_slot != NO_STR && v == 0) {
 			v = STR_NULL;
 		} else if (a->str_slot != NO_STR && off <= STR_AREA - STR_LEN) {
-			v = read_str_slot(ctx, spec, a, v, &e->strs[off & (STR_AREA - 1)]);
+			v = read_str_slot(ctx, spec, a, v, e, off);
 			if (v & STR_FAULT)
 				e->nr_bad++;
 			else
