@@ -75,6 +75,7 @@ fn main() {
         "bpf/top.bpf.h",
         "bpf/toplat.bpf.h",
         "bpf/calls.bpf.h",
+        "bpf/strarg.bpf.h",
     ] {
         println!("cargo:rerun-if-changed={f}");
     }

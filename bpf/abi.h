@@ -53,6 +53,7 @@ enum mode {
 
 #define NO_REG 0xffff
 #define NO_STR 0xff
+#define NO_LEN 0xff
 
 struct arg_spec {
 	u64 val;	 // constant, memory offset, or symbol vaddr + offset
@@ -65,7 +66,9 @@ struct arg_spec {
 	u8 width;	 // register width in bytes (4 for %esi)
 	u8 scale;
 	u8 str_slot;	 // NO_STR, or the order of this string among the site's strings
-	u8 _pad[5];
+	u8 len_arg;	 // NO_LEN (a NUL-terminated string), or the argument holding its length
+			 // (a pointer + length string, e.g. the JVM's: bpf/strarg.bpf.h)
+	u8 _pad[4];
 };
 
 struct site_spec {

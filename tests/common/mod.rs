@@ -3,6 +3,7 @@
 
 pub mod aggfix;
 pub mod build;
+pub mod fired;
 pub mod fixture;
 pub mod php;
 pub mod postgres;
@@ -108,7 +109,8 @@ fn package_of(program: &str) -> &'static str {
         "php8.2" => "php8.2-cli",
         "bpftrace" => "bpftrace",
         "cargo-nextest" => "`cargo install cargo-nextest` (see .ci/install-deps)",
-        "libjvm.so" => "openjdk-17-jdk-headless",
+        "libjvm.so" | "java" => "openjdk-17-jdk-headless",
+        "ruby3.1" | "libruby-3.1.so.3.1" => "ruby3.1",
         "libstdc++.so.6" => "libstdc++6",
         "tmux" => "tmux",
         "prometheus" => "prometheus",

@@ -30,6 +30,8 @@ pub const STR_NULL: u64 = 4 << 32;
 pub const NO_REG: u16 = 0xffff;
 /// `str_slot` of an argument not read as a string.
 pub const NO_STR: u8 = 0xff;
+/// `len_arg` of a NUL-terminated string (else the index of the argument holding its length).
+pub const NO_LEN: u8 = 0xff;
 
 /// What a hit does in the kernel (`site_spec.mode`, `enum mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,7 +83,8 @@ pub struct RawArgSpec {
     pub width: u8,
     pub scale: u8,
     pub str_slot: u8,
-    pub _pad: [u8; 5],
+    pub len_arg: u8,
+    pub _pad: [u8; 4],
 }
 
 /// `struct site_spec`: how the kernel handles the hits of one site.
