@@ -8,16 +8,19 @@
 
 mod common;
 
+use common::build::TempDir;
 use common::php::php_binary;
 use common::python::python311;
 use common::tracer::Tracer;
-use common::{row, u, MS};
+use common::{line_reader, require, row, u, wait_line, MS};
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
 /// Calls of each function per run.
 const N: u64 = 30;
+
+const JAVA: &str = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java";
 
 /// A runtime process running a script that waits for a line on stdin before its calls.
 struct Script {
@@ -38,10 +41,34 @@ impl Script {
         Script::spawn(cmd)
     }
 
-    fn spawn(mut cmd: Command) -> Script {
+    fn ruby(code: &str) -> Script {
+        let mut cmd = Command::new(require("ruby3.1"));
+        cmd.args(["-e", code]);
+        Script::spawn(cmd)
+    }
+
+    /// A Java program run from source with the JVM's method probes on; returns once its
+    /// `main` waits for the go (the source launcher compiles it first, which takes a while).
+    fn java(dir: &TempDir, source: &str) -> Script {
+        let file = dir.path().join("Calls.java");
+        std::fs::write(&file, source).unwrap();
+        let mut cmd = Command::new(require(JAVA));
+        // hotspot:method__* fire only with this flag (or -XX:+ExtendedDTraceProbes).
+        cmd.arg("-XX:+DTraceMethodProbes").arg(&file);
+        let mut script = Script::spawn_with(cmd, Stdio::piped());
+        let lines = line_reader(script.child.stdout.take().unwrap());
+        wait_line(&lines, "ready", "java");
+        script
+    }
+
+    fn spawn(cmd: Command) -> Script {
+        Script::spawn_with(cmd, Stdio::null())
+    }
+
+    fn spawn_with(mut cmd: Command, stdout: Stdio) -> Script {
         let child = cmd
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .spawn()
             .expect("start the runtime");
         Script { child }
@@ -171,6 +198,66 @@ fn python_functions_nested_two_deep_each_get_their_own_latency_in_the_kernel() {
             .any(|l| l.contains("also attaching python:line") && l.contains("gh-98894")),
         "{said:?}"
     );
+}
+
+#[test]
+fn ruby_methods_nested_two_deep_each_get_their_own_latency_in_the_kernel() {
+    // Ruby fires method__entry/return for Ruby-defined methods only while a TracePoint is on.
+    let code = r#"
+TracePoint.new(:call, :return) {}.enable
+def inner; sleep 0.005; end
+def outer; sleep 0.010; inner; end
+def main(n); $stdin.gets; n.times { outer }; end
+main(30)
+"#;
+    let (r, _) = latency(Script::ruby(code), "ruby:method__entry", "method", &[]);
+    assert_nested_figures(&r);
+}
+
+#[test]
+fn ruby_c_methods_get_their_latency_with_the_entry_probe_alone() {
+    // cmethod__entry pairs with cmethod__return (catalog, or the entry/return names alone).
+    let code = r#"
+def main(n); $stdin.gets; n.times { sleep 0.005 }; end
+main(30)
+"#;
+    let (r, _) = latency(Script::ruby(code), "ruby:cmethod__entry", "method", &[]);
+    assert_eq!(u(function(&r, "sleep"), "count"), N, "{r}");
+    assert_p50_near(&r, "sleep", 5);
+    assert_eq!(u(&r["calls"], "unwound"), 0, "{r}");
+}
+
+#[test]
+fn jvm_methods_nested_two_deep_each_get_their_own_latency_in_the_kernel() {
+    // Method names are pointer + length strings (not NUL-terminated): read with their length.
+    let source = r#"
+import java.io.*;
+public class Calls {
+    static void inner() throws Exception { Thread.sleep(5); }
+    static void outer() throws Exception { Thread.sleep(10); inner(); }
+    public static void main(String[] args) throws Exception {
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        System.out.println("ready");
+        System.out.flush();
+        in.readLine();
+        for (int i = 0; i < 30; i++) outer();
+    }
+}
+"#;
+    let dir = TempDir::new("calls-jvm");
+    let (r, _) = latency(
+        Script::java(&dir, source),
+        "hotspot:method__entry",
+        "method",
+        &[],
+    );
+    assert_eq!(r["mode"], "kernel", "{r}");
+    assert_eq!(u(function(&r, "inner"), "count"), N, "{r}");
+    assert_eq!(u(function(&r, "outer"), "count"), N, "{r}");
+    assert_p50_near(&r, "inner", 5);
+    assert_p50_near(&r, "outer", 15);
+    let calls = &r["calls"];
+    assert_eq!(u(calls, "unwound") + u(calls, "not_on_stack"), 0, "{calls}");
 }
 
 #[test]
