@@ -28,6 +28,7 @@ const ENUM_VARIANTS: &[(&str, Option<&str>)] = &[
     ("MODE_PAIR", Some("Mode::Pair as u8")),
     ("MODE_TOP", Some("Mode::Top as u8")),
     ("MODE_TOPLAT", Some("Mode::TopLat as u8")),
+    ("MODE_CALLS", Some("Mode::Calls as u8")),
     ("ROLE_NONE", None),
     ("ROLE_START", Some("Role::Start as u8")),
     ("ROLE_DONE", Some("Role::Done as u8")),
@@ -73,6 +74,8 @@ fn main() {
         "bpf/pair.bpf.h",
         "bpf/top.bpf.h",
         "bpf/toplat.bpf.h",
+        "bpf/calls.bpf.h",
+        "bpf/strarg.bpf.h",
     ] {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -47,10 +47,13 @@ enum mode {
 	MODE_PAIR = 2, // start/done pairing in the kernel: bpf/pair.bpf.h
 	MODE_TOP = 3,  // count hits per string argument in the kernel: bpf/top.bpf.h
 	MODE_TOPLAT = 4, // latency per string argument of a start: bpf/toplat.bpf.h
+	MODE_CALLS = 5,	 // call-shaped pairs (entry/return, nested) on a stack per thread:
+			 // bpf/calls.bpf.h
 };
 
 #define NO_REG 0xffff
 #define NO_STR 0xff
+#define NO_LEN 0xff
 
 struct arg_spec {
 	u64 val;	 // constant, memory offset, or symbol vaddr + offset
@@ -63,7 +66,9 @@ struct arg_spec {
 	u8 width;	 // register width in bytes (4 for %esi)
 	u8 scale;
 	u8 str_slot;	 // NO_STR, or the order of this string among the site's strings
-	u8 _pad[5];
+	u8 len_arg;	 // NO_LEN (a NUL-terminated string), or the argument holding its length
+			 // (a pointer + length string, e.g. the JVM's: bpf/strarg.bpf.h)
+	u8 _pad[4];
 };
 
 struct site_spec {
@@ -128,7 +133,12 @@ enum pair_stat {
 	PS_REPLACED = 3,
 	PS_SUM_NS = 4,
 	PS_SAMPLED = 5,
-	PS_NR = 8,
+	// Call-shaped pairs only (calls.bpf.h); PS_UNMATCHED there counts returns on an empty stack.
+	PS_UNWOUND = 6,	  // frames dropped because a return matched a frame below them
+	PS_TOO_DEEP = 7,  // calls entered beyond CALL_DEPTH open calls (not timed)
+	PS_STRAY = 8,	  // returns whose key is nowhere on the thread's stack (stack left as it is)
+	PS_NO_ROOM = 9,	  // entries of threads the stack map had no room for (not timed)
+	PS_NR = 16,
 };
 
 struct pair_cfg {
@@ -210,4 +220,23 @@ struct toplat_agg {
 	struct top_val v;
 	u64 sum_ns;
 	u64 buckets[TL_BUCKETS];
+};
+
+// ---- Call-shaped pairs: entry/return on a bounded stack per thread (calls.bpf.h) ----
+
+#define CALL_DEPTH 32 // frames kept per thread; a power of two: frame indices are masked with it
+#define CALL_MAX_THREADS 16384
+#define CALL_UNKEYED 4 // call_frame.flags: the entry had no key argument to read
+
+struct call_frame {
+	u64 ts_ns;
+	u64 hash;     // top_hkey.hash of the entry's key string
+	u32 probe_id; // the entry probe
+	u32 flags;    // top_hkey.flags (TOP_TRUNCATED, TOP_UNREADABLE) or CALL_UNKEYED
+};
+
+struct call_stack {
+	u32 depth; // open calls, also those beyond CALL_DEPTH (only the first CALL_DEPTH are kept)
+	u32 _pad;
+	struct call_frame frames[CALL_DEPTH];
 };

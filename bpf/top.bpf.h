@@ -127,20 +127,19 @@ static __always_inline int top_read_key(void *ctx, const struct site_spec *spec,
 					struct top_hkey *k, struct top_val *v, const int sleepable)
 {
 	u64 ptr = 0;
-	int found = 0;
+	const struct arg_spec *a = 0;
 	for (int i = 0; i < MAX_ARGS; i++) {
 		if (i >= spec->nr_args)
 			break;
-		const struct arg_spec *a = &spec->args[i];
-		if (a->str_slot == 0) {
+		if (spec->args[i].str_slot == 0) {
+			a = &spec->args[i];
 			ptr = read_arg(ctx, spec, a);
-			found = 1;
 			break;
 		}
 	}
-	if (!found || !ptr)
+	if (!a || !ptr)
 		return -1;
-	long n = read_str(v->str, TOP_KEY_LEN, ptr, spec->probe_id, sleepable);
+	long n = read_arg_str(ctx, spec, a, ptr, v->str, TOP_KEY_LEN, sleepable);
 	if (n <= 0) {
 		count_unreadable(spec->probe_id, 1);
 		return -1;

@@ -55,24 +55,27 @@ static __always_inline void toplat_key(void *ctx, const struct site_spec *spec,
 		s->k.flags = TOP_UNREADABLE;
 }
 
-static __always_inline void toplat_record(const struct toplat_start *s, u64 lat)
+// Adds a completed request of key `k` (string `v->str`) to its per-CPU aggregate. Also used by
+// calls.bpf.h.
+static __always_inline void toplat_record(const struct top_hkey *k, const struct top_val *v,
+					  u64 lat)
 {
 	u32 b = pair_bucket(lat);
 	b = b < TL_FIRST_BUCKET ? 0 : b - TL_FIRST_BUCKET;
 	if (b >= TL_BUCKETS)
 		b = TL_BUCKETS - 1;
-	struct toplat_agg *a = bpf_map_lookup_elem(&toplat_aggs, &s->k);
+	struct toplat_agg *a = bpf_map_lookup_elem(&toplat_aggs, k);
 	if (!a) {
 		u32 zero = 0;
 		const struct toplat_agg *z = bpf_map_lookup_elem(&toplat_zero, &zero);
 		if (!z)
 			return;
 		// NOEXIST: another CPU may have inserted the same key meanwhile; else the map is full.
-		bpf_map_update_elem(&toplat_aggs, &s->k, z, BPF_NOEXIST);
-		a = bpf_map_lookup_elem(&toplat_aggs, &s->k);
+		bpf_map_update_elem(&toplat_aggs, k, z, BPF_NOEXIST);
+		a = bpf_map_lookup_elem(&toplat_aggs, k);
 	}
-	if (!a || !top_count(&a->v, &s->v)) {
-		top_stat_add(s->k.probe_id, TS_OVERFLOW);
+	if (!a || !top_count(&a->v, v)) {
+		top_stat_add(k->probe_id, TS_OVERFLOW);
 		return;
 	}
 	a->sum_ns += lat;
@@ -116,7 +119,7 @@ static __always_inline void toplat_hit(void *ctx, const struct site_spec *spec,
 	if (s->k.flags & TOP_UNREADABLE)
 		top_stat_add(s->k.probe_id, TS_UNREADABLE);
 	else
-		toplat_record(s, lat);
+		toplat_record(&s->k, &s->v, lat);
 	// As in pair_hit: a thread's entry is only emptied for its next start; key-argument
 	// entries are deleted (after their key was used above).
 	if (cfg->key_arg == PAIR_BY_THREAD)

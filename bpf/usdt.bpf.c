@@ -24,7 +24,8 @@
 // Extension point: `site_spec.mode` selects what a hit does. MODE_STREAM sends every event to
 // user space, MODE_COUNT only bumps `hits`, MODE_PAIR pairs starts with dones in the kernel
 // (pair.bpf.h), MODE_TOP counts hits per string argument in the kernel (top.bpf.h), MODE_TOPLAT
-// pairs them too and keeps a latency histogram per string (toplat.bpf.h).
+// pairs them too and keeps a latency histogram per string (toplat.bpf.h), MODE_CALLS pairs
+// nested entry/return probes on a stack per thread (calls.bpf.h).
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -231,12 +232,24 @@ static __always_inline long fault_in_str(void *tmp, u32 len, u64 p)
 	return bpf_probe_read_user_str(tmp, len, (void *)p);
 }
 
+// Makes the `n` bytes at `p` (0 < n < PAGE_SIZE: at most two pages) resident in the traced
+// process, for a pointer + length string (bpf/strarg.bpf.h). Sleepable programs only. Returns n,
+// or < 0 if they are still unreadable.
+static __always_inline long fault_in_bytes(u64 p, u32 n)
+{
+	char b;
+	if (bpf_copy_from_user(&b, 1, (void *)p) || bpf_copy_from_user(&b, 1, (void *)(p + n - 1)))
+		return -1;
+	return n;
+}
+
 // A failed attempt to fault a string in (a bad pointer, not a cold page) costs ~750 ns on top of
 // the failed read. After FAULT_TRIES failures in a row, a probe tries one hit in 64 only.
 #define FAULT_TRIES 8
 
-// fault_in_str, unless the probe's recent attempts say its pointers are bad.
-static __always_inline long fault_in_str_probe(u32 probe_id, void *tmp, u32 len, u64 p)
+// fault_in_str (nbytes < 0: a C string) or fault_in_bytes (nbytes > 0: a pointer + length
+// string), unless the probe's recent attempts say its pointers are bad.
+static __always_inline long fault_in_str_probe(u32 probe_id, void *tmp, u32 len, u64 p, s64 nbytes)
 {
 	// Below vm.mmap_min_addr (64 KiB here) nothing is mapped: a small integer read as a
 	// string (--str on a number) is not worth a fault.
@@ -250,7 +263,7 @@ static __always_inline long fault_in_str_probe(u32 probe_id, void *tmp, u32 len,
 		*fails = f + 1;
 		return -1;
 	}
-	long n = fault_in_str(tmp, len, p);
+	long n = nbytes < 0 ? fault_in_str(tmp, len, p) : fault_in_bytes(p, nbytes);
 	*fails = n > 0 ? 0 : f + 1;
 	return n;
 }
@@ -261,12 +274,14 @@ static __always_inline long read_str(void *dst, u32 len, u64 p, u32 probe_id, co
 	long n = bpf_probe_read_user_str(dst, len, (void *)p);
 	if (n > 0 || !sleepable)
 		return n;
-	return fault_in_str_probe(probe_id, dst, len, p);
+	return fault_in_str_probe(probe_id, dst, len, p, -1);
 }
 
+#include "strarg.bpf.h"
 #include "pair.bpf.h"
 #include "top.bpf.h"
 #include "toplat.bpf.h"
+#include "calls.bpf.h"
 
 // Fills `e` with this hit (header, arguments and strings, never faulting). Returns how many
 // string arguments could not be read (not NULL, not out of room): their slots hold STR_FAULT.
@@ -299,17 +314,13 @@ __noinline u32 fill_event(void *ctx __attribute__((btf_decl_tag("arg:ctx"))),
 		if (a->str_slot != NO_STR && v == 0) {
 			v = STR_NULL;
 		} else if (a->str_slot != NO_STR && off <= STR_AREA - STR_LEN) {
-			long n = bpf_probe_read_user_str(&e->strs[off & (STR_AREA - 1)], STR_LEN, (void *)v);
-			if (n > 0) {
-				u64 len = n - 1; // drop the NUL
-				v = len | (n == STR_LEN ? STR_TRUNCATED : 0);
+			v = read_str_slot(ctx, spec, a, v, e, off);
+			if (v & STR_FAULT)
+				e->nr_bad++;
+			else
 				// The mask never changes the value (8 strings fit in STR_AREA) but gives
 				// every iteration the same range, so the verifier can prune (3x faster load).
-				off = (off + len) & (STR_AREA - 1);
-			} else {
-				v = STR_FAULT;
-				e->nr_bad++;
-			}
+				off = (off + (u32)v) & (STR_AREA - 1);
 		} else if (a->str_slot != NO_STR) {
 			v = STR_FAULT | STR_TRUNCATED;
 		}
@@ -337,9 +348,8 @@ static __always_inline void stream_hit(void *ctx, const struct site_spec *spec, 
 				break;
 			if (e->hdr.args[i] != STR_FAULT)
 				continue;
-			u64 p = read_arg(ctx, spec, &spec->args[i]);
 			// The scratch strings are a throwaway destination here (refilled below).
-			if (fault_in_str_probe(spec->probe_id, e->strs, STR_LEN, p) > 0)
+			if (fault_in_arg(ctx, spec, &spec->args[i], e->strs) > 0)
 				paged = 1;
 		}
 		if (paged)
@@ -369,6 +379,9 @@ static __always_inline int hit(struct pt_regs *ctx, const int sleepable)
 		return 0;
 	} else if (spec->mode == MODE_TOPLAT) {
 		toplat_hit(ctx, spec, sleepable);
+		return 0;
+	} else if (spec->mode == MODE_CALLS) {
+		calls_hit(ctx, spec, sleepable);
 		return 0;
 	} else if (spec->mode == MODE_PAIR) {
 		if (!pair_hit(ctx, spec))
@@ -423,6 +436,7 @@ int on_exit(u64 *ctx)
 	struct task_struct *p = (struct task_struct *)ctx[0];
 	u32 pid = BPF_CORE_READ(p, pid);
 	u32 tgid = BPF_CORE_READ(p, tgid);
+	calls_thread_exit((u64)tgid << 32 | pid);
 	if (pid != tgid)
 		return 0;
 	u64 *m = bpf_map_lookup_elem(&pid_filter, &tgid);

@@ -401,9 +401,17 @@ fn kernel_top_requests_whose_done_never_comes_stay_bounded_by_the_lru_map() {
 }
 
 #[test]
-fn kernel_top_refuses_a_nested_pair() {
-    let err = refused(&["top", "python:function__entry", "--by", "arg1"]);
-    assert!(err.contains("nested pairs"), "{err}");
+fn kernel_top_refuses_a_call_shaped_pair_keyed_by_an_argument() {
+    // Calls are paired on each thread's stack (tests/latency_calls.rs); a --key cannot apply.
+    let err = refused(&[
+        "top",
+        "python:function__entry",
+        "--by",
+        "arg1",
+        "--key",
+        "arg2",
+    ]);
+    assert!(err.contains("not by --key"), "{err}");
 }
 
 #[test]

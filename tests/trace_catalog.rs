@@ -1,5 +1,7 @@
 //! The catalog's argument lists agree with the real binaries installed here: every catalogued
-//! probe of a provider exists, with exactly as many arguments as its sites pass.
+//! probe of a provider exists, with exactly as many arguments as its sites pass, and every probe
+//! of a provider is catalogued (but for `hotspot_jni`, whose 200-odd probes are catalogued only
+//! where they pass a string).
 
 mod common;
 
@@ -19,8 +21,16 @@ fn real_binaries() -> Vec<(&'static str, PathBuf)> {
         ("php", PathBuf::from("/usr/bin/php8.2")),
         ("libstdcxx", libstdcxx),
         ("nextest", PathBuf::from("/usr/local/bin/cargo-nextest")),
+        ("ruby", PathBuf::from(LIBRUBY)),
+        ("hotspot", PathBuf::from(LIBJVM)),
+        ("hotspot_jni", PathBuf::from(LIBJVM)),
     ]
 }
+
+const LIBRUBY: &str = "/usr/lib/x86_64-linux-gnu/libruby-3.1.so.3.1";
+const LIBJVM: &str = "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so";
+/// Providers catalogued in part: only their probes that pass strings.
+const PARTIAL: &[&str] = &["hotspot_jni"];
 
 #[test]
 fn catalog_argument_counts_match_the_installed_binaries() {
@@ -32,6 +42,9 @@ fn catalog_argument_counts_match_the_installed_binaries() {
         for probe in object.probes.iter().filter(|p| p.provider == provider) {
             let name = probe.full_name();
             let Some(args) = catalog.args(&name) else {
+                if PARTIAL.contains(&provider) {
+                    continue;
+                }
                 panic!("{name} in {} is not in the catalog", path.display())
             };
             assert_eq!(

@@ -6,63 +6,22 @@
 mod common;
 
 use common::build::{compile, TempDir};
-use common::{line_reader, parse_json_lines, wait_line};
-use std::io::Write;
+use common::fired::FiredRun;
+use common::parse_json_lines;
 use std::process::{Command, Stdio};
 
 const USDTOP: &str = env!("CARGO_BIN_EXE_usdtop");
 const UNREADABLE: &str = "string not readable (unmapped pointer)";
 
-/// What one traced run of the fixture showed.
-struct ColdRun {
-    /// usdtop's stdout and stderr lines.
-    stdout: Vec<String>,
-    stderr: String,
-    /// The fixture's report: "fired unmapped_before=N mapped_after=M".
-    fired: String,
-}
-
 /// Runs the fixture under `usdtop ARGS -p PID PATH:cold:hit`, firing once usdtop has printed
-/// a stderr line starting with `attached`; usdtop ends when the fixture has exited.
-fn run_cold(args: &[&str], attached: &str) -> ColdRun {
-    let dir = TempDir::new("cold");
-    let bin = compile("gcc", "tests/fixtures/cold.c", dir.path(), &[]);
-    let mut fixture = Command::new(&bin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the cold fixture");
-    let fixture_out = line_reader(fixture.stdout.take().unwrap());
-    wait_line(&fixture_out, "ready", "the cold fixture");
-
-    let pid = fixture.id().to_string();
-    let probe = format!("{}:cold:hit", bin.display());
-    let mut usdtop = Command::new(USDTOP)
-        .args(args)
-        .args(["-p", &pid, &probe])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = line_reader(usdtop.stdout.take().unwrap());
-    let stderr = line_reader(usdtop.stderr.take().unwrap());
-    wait_line(&stderr, attached, "usdtop");
-
-    let mut stdin = fixture.stdin.take().unwrap();
-    stdin.write_all(b"go\n").unwrap();
-    drop(stdin);
-    let fired = wait_line(&fixture_out, "fired", "the cold fixture");
-    assert!(fixture.wait().unwrap().success());
-    assert!(usdtop.wait().unwrap().success());
-    ColdRun {
-        stdout: stdout.iter().collect(),
-        stderr: stderr.iter().collect::<Vec<_>>().join("\n"),
-        fired,
-    }
+/// a stderr line starting with `attached`; usdtop ends when the fixture has exited. Its
+/// "fired" line is "fired unmapped_before=N mapped_after=M".
+fn run_cold(args: &[&str], attached: &str) -> FiredRun {
+    FiredRun::run("tests/fixtures/cold.c", "cold:hit", args, attached)
 }
 
 /// `usdtop trace --json --str 0 EXTRA`: the run and arg0 of the hits with tags 1, 2 and 3.
-fn trace_cold(extra: &[&str]) -> (ColdRun, Vec<serde_json::Value>) {
+fn trace_cold(extra: &[&str]) -> (FiredRun, Vec<serde_json::Value>) {
     let mut args = vec!["trace", "--json", "--str", "0"];
     args.extend(extra);
     let run = run_cold(&args, "usdtop: tracing 1 probe(s)");
@@ -104,7 +63,7 @@ fn strings_in_pages_never_touched_are_read_by_faulting_them_in() {
 }
 
 /// The line of usdtop's stderr that contains `what`.
-fn summary_line<'a>(run: &'a ColdRun, what: &str) -> &'a str {
+fn summary_line<'a>(run: &'a FiredRun, what: &str) -> &'a str {
     run.stderr
         .lines()
         .find(|l| l.contains(what))

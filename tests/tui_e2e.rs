@@ -639,3 +639,77 @@ fn a_silent_php_function_probe_gets_its_switch_on_the_status_line() {
         s.contains("hint: php:function__entry: no hits in 5 s") && s.contains("USE_ZEND_DTRACE=1")
     });
 }
+
+/// A PHP process calling outer() -> inner() (10 + 5 ms) until killed.
+struct PhpCalls(Child);
+
+impl Drop for PhpCalls {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_php_function_pair_paired_in_the_kernel_shows_a_top_row_per_function() {
+    let bin = Binary::copy("calls");
+    let b = bin.path.as_str();
+    let code = "function inner() { usleep(5000); } \
+                function outer() { usleep(10000); inner(); } \
+                for ($i = 0; $i < 100000; $i++) outer();";
+    let php = PhpCalls(
+        Command::new(common::php::php_binary())
+            // PHP fires its function probes only with this set.
+            .env("USE_ZEND_DTRACE", "1")
+            .args(["-r", code])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start php8.2"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let cmd = format!(
+        "{b} -p {} -a php:function__entry -a php:function__return --pairing kernel",
+        php.0.id()
+    );
+    let t = Tmux::start("calls", 160, 45, &cmd);
+    // The request log sits left of the top table on the same rows: only the table's columns.
+    let table = |s: &str| -> String {
+        let top = top_pane(s);
+        let col = top
+            .lines()
+            .next()
+            .and_then(|l| l.chars().position(|c| c == '┌'))
+            .unwrap_or(0);
+        top.lines()
+            .map(|l| l.chars().skip(col).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let s = t.wait_for(
+        "rows for inner and outer from the kernel's call stacks",
+        |s| {
+            let top = table(s);
+            top.contains("per call, from the kernel")
+                && top.contains("inner")
+                && top.contains("outer")
+        },
+    );
+    // The P50 column of a function's row, in ms (the row ends with P50 and P99).
+    let p50_ms = |name: &str| -> f64 {
+        let top = table(&s);
+        let row = top.lines().find(|l| l.contains(name)).unwrap_or_default();
+        let cols: Vec<&str> = row.trim_matches('│').split_whitespace().collect();
+        let p50 = cols
+            .len()
+            .checked_sub(2)
+            .map(|i| cols[i])
+            .unwrap_or_default();
+        p50.strip_suffix("ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no P50 in ms for {name}: {s}"))
+    };
+    // outer's latency includes inner's: 15 ms against 5 ms.
+    let (inner, outer) = (p50_ms("inner"), p50_ms("outer"));
+    assert!((4.5..8.0).contains(&inner), "inner p50 {inner} ms: {s}");
+    assert!((14.0..19.0).contains(&outer), "outer p50 {outer} ms: {s}");
+}

@@ -7,8 +7,10 @@ use super::pairing::{PairLimits, PairStats, Pairer, Sample};
 use super::toptable::{Other, SortBy, TopRow, TopTable};
 use super::window::Window;
 use crate::probes::discovery::catalog::Pair;
+use crate::probes::kernel::ktoplat::KeyLatency;
 use crate::probes::tracing::event::Event;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Latency of one start/done pair, optionally split by an argument of the start event.
 pub struct LatencyAgg {
@@ -75,6 +77,20 @@ impl LatencyAgg {
 
     pub fn tick(&mut self, now_ns: u64) {
         self.pairer.tick(now_ns);
+    }
+
+    /// Requests paired in the kernel for the current interval, for the `by` table, per key.
+    pub fn record_kernel_keys(&mut self, now_ns: u64, keys: &HashMap<String, KeyLatency>) {
+        if let Some((_, table)) = &mut self.by {
+            for (key, k) in keys {
+                table.record_latencies(now_ns, key, k.count, k.samples());
+            }
+        }
+    }
+
+    /// Requests paired in the kernel whose key could not be read (or had no room there).
+    pub fn record_unkeyed(&mut self, n: u64) {
+        self.unkeyed += n;
     }
 
     pub fn stats(&self) -> &LatencyStats {

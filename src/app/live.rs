@@ -2,6 +2,7 @@
 //! top table of request keys, per-probe hit rates, and the drill-down filters over them.
 
 use super::explorer::Cursor;
+use super::pairing::KernelLatency;
 use crate::aggregate::{
     arg_label, normalize_key, Bucket, BucketScheme, LatencyStats, PairLimits, Pairer, SortBy,
     Summary, TopRow, TopTable, Window,
@@ -101,6 +102,9 @@ pub struct Live {
     pub unreadable: u64,
     /// Events dropped because the UI read them more slowly than the probes fired.
     pub too_slow: u64,
+    /// Returns of a call-shaped pair paired in the kernel that did not pair with their own
+    /// entry (exceptions, coroutine switches, calls entered before tracing, too deep).
+    pub mismatched_returns: u64,
     pub events_total: u64,
     /// Events per second over the last rate interval (header).
     pub events_per_sec: f64,
@@ -137,6 +141,7 @@ impl Live {
             dropped: 0,
             unreadable: 0,
             too_slow: 0,
+            mismatched_returns: 0,
             events_total: 0,
             events_per_sec: 0.0,
             prev_events_total: 0,
@@ -281,18 +286,36 @@ impl Live {
     /// "sampled 1/n" while the log and top table see only a sample of the requests (the top
     /// table's counts are scaled back up by n).
     pub fn sampling_label(&self) -> Option<String> {
-        self.sampling.map(|n| format!("sampled 1/{n}"))
+        self.sampling.map(|n| match n {
+            0 => "paired in the kernel, log off".to_string(),
+            n => format!("sampled 1/{n}"),
+        })
     }
 
     /// Latencies paired in the kernel since the last report: the histogram's data. A report
     /// also means the followed pair is (still) paired in the kernel — e.g. after `P` re-selects
     /// the same pair, which restarts the aggregations but not the kernel's pairing.
-    pub fn push_kernel_latency(&mut self, now_ns: u64, samples: &[(u64, u64)], sample_every: u32) {
-        self.sampling = Some(sample_every);
+    /// A call-shaped pair brings the top table's rows too (its calls are not streamed) and the
+    /// returns that did not pair with their own entry.
+    pub fn push_kernel_latency(&mut self, now_ns: u64, k: &KernelLatency) {
+        self.sampling = Some(k.sample_every);
         self.now_ns = self.now_ns.max(now_ns);
-        for &(latency_ns, n) in samples {
+        for &(latency_ns, n) in &k.samples {
             self.latency.record_n(self.now_ns, latency_ns, n);
         }
+        for row in &k.keys {
+            let key = normalize_key(&row.key);
+            self.top
+                .record_latencies(self.now_ns, &key, row.count, row.samples.iter().copied());
+            if let Some((drilled, stats)) = self.key_latency.as_mut() {
+                if *drilled == key {
+                    for &(latency_ns, n) in &row.samples {
+                        stats.record_n(self.now_ns, latency_ns, n);
+                    }
+                }
+            }
+        }
+        self.mismatched_returns += k.mismatched;
     }
 
     fn record_sample(&mut self, ts_ns: u64, latency_ns: u64, key: Arc<str>) {

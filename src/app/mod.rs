@@ -16,7 +16,7 @@ pub use explorer::{
     Cursor, Explorer, Filters, ObjectView, PaneFilter, ProbeView, ProcessSort, ProcessView,
 };
 pub use live::{DrillDown, HitRate, Live, LogEntry, LOG_CAP};
-pub use pairing::{KernelLatency, PairingMode, PairingPolicy};
+pub use pairing::{KernelKey, KernelLatency, PairingMode, PairingPolicy};
 pub use scan::{ProcessScan, ScannedObject};
 pub use state::{App, AttachState, Status};
 

@@ -32,8 +32,27 @@ pub struct PairingPolicy {
     cool_since: Option<u64>,
 }
 
-/// Latencies paired in the kernel as (latency ns, count), and the streamed 1-in-n sampling.
-pub type KernelLatency = (Vec<(u64, u64)>, u32);
+/// What the kernel paired since the previous report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelLatency {
+    /// Latencies as (latency ns, count): the histogram's data.
+    pub samples: Vec<(u64, u64)>,
+    /// The streamed sampling, 1 request in n (0: nothing is streamed, the log is off).
+    pub sample_every: u32,
+    /// Call-shaped pairs: the calls of each key (function), the top table's rows.
+    pub keys: Vec<KernelKey>,
+    /// Call-shaped pairs: returns that did not pair with their own entry.
+    pub mismatched: u64,
+}
+
+/// Calls of one key paired in the kernel since the previous report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelKey {
+    pub key: String,
+    pub count: u64,
+    /// Latencies as (latency ns, count).
+    pub samples: Vec<(u64, u64)>,
+}
 
 impl PairingPolicy {
     pub fn new(mode: PairingMode, target_rate: f64) -> PairingPolicy {
@@ -84,10 +103,7 @@ impl App {
             return self.maybe_pair_in_kernel(followed, now_ns, kernel_unsupported);
         };
         match report {
-            Ok((samples, sample_every)) => {
-                self.live
-                    .push_kernel_latency(now_ns, &samples, sample_every)
-            }
+            Ok(k) => self.live.push_kernel_latency(now_ns, &k),
             Err(why) => self.error(format!("in-kernel pairing: {why}")),
         }
         let Some(pair) = followed.filter(|_| self.pairing.mode == PairingMode::Auto) else {
@@ -142,6 +158,14 @@ impl App {
     /// The outcome of [`Command::PairInKernel`].
     pub(super) fn paired_in_kernel(&mut self, pair: Pair, rate: f64, result: Result<(), String>) {
         match result {
+            // A call-shaped pair streams nothing: its rows come from the kernel's call stacks.
+            Ok(()) if pair.nested => {
+                self.live.set_sampling(Some(0));
+                self.info(format!(
+                    "pairing {} in the kernel per call ({rate:.0} hits/s); the log is off",
+                    pair.start
+                ));
+            }
             Ok(()) => {
                 self.live.set_sampling(Some(1));
                 self.info(format!(

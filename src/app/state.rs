@@ -3,7 +3,7 @@
 use super::action::{Action, Command, Pane};
 use super::explorer::Explorer;
 use super::live::{DrillDown, Live};
-use super::pairing::{PairingMode, PairingPolicy};
+use super::pairing::{KernelLatency, PairingMode, PairingPolicy};
 use super::scan::ViewCache;
 use crate::aggregate::format_duration_ns;
 use crate::probes::discovery::catalog::Catalog;
@@ -199,9 +199,14 @@ impl App {
                 now_ns,
                 samples,
                 sample_every,
-            } => self
-                .live
-                .push_kernel_latency(now_ns, &samples, sample_every),
+            } => self.live.push_kernel_latency(
+                now_ns,
+                &KernelLatency {
+                    samples,
+                    sample_every,
+                    ..KernelLatency::default()
+                },
+            ),
             Action::Detached { probe } => {
                 self.info(format!("detached {}", probe.full_name()));
                 self.attached.remove(&probe);

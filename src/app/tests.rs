@@ -696,7 +696,11 @@ fn a_kernel_paired_pair_that_cooled_down_for_ten_seconds_is_streamed_again() {
     let report = |app: &mut App, now_ns| {
         app.update(Action::PairingReport {
             now_ns,
-            report: Some(Ok((vec![(MS, 3)], 4))),
+            report: Some(Ok(KernelLatency {
+                samples: vec![(MS, 3)],
+                sample_every: 4,
+                ..KernelLatency::default()
+            })),
             kernel_unsupported: None,
         })
     };
@@ -791,4 +795,64 @@ fn node_view_of(app: &App, pid: u32) -> Arc<ObjectView> {
         .and_then(|p| p.objects.iter().find(|o| o.path == BIN))
         .unwrap()
         .clone()
+}
+
+#[test]
+fn a_call_shaped_pair_in_the_kernel_fills_the_top_table_with_a_row_per_function() {
+    let mut app = app_with_rate(PairingMode::Kernel, 30_000);
+    let key = |name: &str, count: u64, ms: u64| KernelKey {
+        key: name.into(),
+        count,
+        samples: vec![(ms * MS, count)],
+    };
+    let report = KernelLatency {
+        samples: vec![(5 * MS, 100), (15 * MS, 50)],
+        sample_every: 0,
+        keys: vec![key("inner", 100, 5), key("outer", 50, 15)],
+        mismatched: 2,
+    };
+    for now_ns in [3000 * MS, 3250 * MS] {
+        let asked = app.update(Action::PairingReport {
+            now_ns,
+            report: Some(Ok(report.clone())),
+            kernel_unsupported: None,
+        });
+        assert_eq!(asked, vec![], "kernel mode keeps the pair in the kernel");
+    }
+    let rows = app.live.top_rows(10);
+    let row = |name: &str| rows.iter().find(|r| r.key == name).unwrap();
+    assert_eq!(
+        row("inner").count,
+        200,
+        "exact counts, not scaled: {rows:?}"
+    );
+    assert_eq!(row("outer").count, 100);
+    let p50 = row("outer").p50_ns.unwrap();
+    assert!(p50.abs_diff(15 * MS) <= 15 * MS / 50, "{p50}");
+    assert_eq!(app.live.mismatched_returns, 4, "reports add up");
+    assert_eq!(
+        app.live.sampling_label().as_deref(),
+        Some("paired in the kernel, log off")
+    );
+}
+
+#[test]
+fn a_call_shaped_pair_moved_into_the_kernel_turns_the_log_off_and_says_so() {
+    let mut app = app_with_rate(PairingMode::Kernel, 30_000);
+    let mut pair = app.live.pair().cloned().unwrap();
+    pair.nested = true;
+    step(
+        &mut app,
+        Action::PairedInKernel {
+            pair,
+            rate: 150_000.0,
+            result: Ok(()),
+        },
+    );
+    assert_eq!(app.live.sampling, Some(0));
+    let said = app.status.unwrap().text;
+    assert!(
+        said.contains("per call") && said.contains("log is off"),
+        "{said}"
+    );
 }

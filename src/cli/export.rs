@@ -92,15 +92,14 @@ pub fn run(args: ExportArgs) -> Result<u8> {
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let mut session = headless::attach(
-        &plan.targets,
-        args.pid,
-        plan.mode,
-        64,
-        false,
-        args.verbose,
-        None,
-    )?;
+    let how = headless::How {
+        pid: args.pid,
+        queue_mb: 64,
+        exact_forks: false,
+        verbose: args.verbose,
+        duty: None,
+    };
+    let mut session = headless::attach_plan(&plan, &how)?;
     let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
     let kernel = TopKernel::new(
         &mut session.engine,

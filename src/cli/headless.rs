@@ -12,7 +12,7 @@ use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{Engine, EngineOptions, Stats};
 use usdtop::session::duty::DutyOptions;
 use usdtop::session::{
-    self, Ended, Flow, LoopOptions, Session, SessionError, SessionOptions, Step, WatchFiles,
+    self, Ended, Flow, LoopOptions, Plan, Session, SessionError, SessionOptions, Step, WatchFiles,
     DRAIN_BUDGET,
 };
 
@@ -24,30 +24,31 @@ pub fn notice(line: String) {
 
 /// Attaches with the stop signals caught first: a signal during the attach undoes it and ends
 /// the process. Watches the -p process, or without -p the traced files.
-pub fn attach(
-    targets: &[(Target, Vec<usize>)],
-    pid: Option<u32>,
-    mode: Mode,
-    queue_mb: usize,
-    exact_forks: bool,
-    verbose: bool,
-    duty: Option<DutyOptions>,
-) -> Result<Session> {
+pub fn attach(targets: &[(Target, Vec<usize>)], mode: Mode, how: &How) -> Result<Session> {
     stop::install().context("installing signal handlers")?;
     let options = SessionOptions {
-        pids: pid.into_iter().collect(),
-        exact_forks,
+        pids: how.pid.into_iter().collect(),
+        exact_forks: how.exact_forks,
         mode,
         engine: EngineOptions {
-            queue_bytes: queue_mb << 20,
+            queue_bytes: how.queue_mb << 20,
             ..EngineOptions::default()
         },
         watch: WatchFiles::Traced,
-        duty,
+        duty: how.duty,
     };
     let session = attached(session::attach(targets, options, &stop::REQUESTED))?;
-    say_attached(&session, verbose);
+    say_attached(&session, how.verbose);
     Ok(session)
+}
+
+/// How a command attaches: its -p, queue, fork following, -v and overhead budget.
+pub struct How {
+    pub pid: Option<u32>,
+    pub queue_mb: usize,
+    pub exact_forks: bool,
+    pub verbose: bool,
+    pub duty: Option<DutyOptions>,
 }
 
 /// With `-v`: how the probes were attached, and how long it took.
@@ -84,6 +85,23 @@ pub fn detach(session: &mut Session, verbose: bool) {
             follow.missed
         ));
     }
+}
+
+/// Attaches a plan: its targets, then the probes it needs attached only so that the runtime
+/// fires them (counted, not traced), saying why.
+pub fn attach_plan(plan: &Plan, how: &How) -> Result<Session> {
+    let session = attach(&plan.targets, plan.mode, how)?;
+    if plan.enable.is_empty() {
+        return Ok(session);
+    }
+    let mut names: Vec<String> = plan.enable.iter().map(|t| t.probe().full_name()).collect();
+    names.dedup();
+    notice(format!(
+        "also attaching {}: {}",
+        names.join(", "),
+        plan.enable_why.as_deref().unwrap_or("the runtime needs it")
+    ));
+    attached(session.attach_counted(&plan.enable))
 }
 
 /// The session of an attach, or the exit of the process when a signal interrupted it (the

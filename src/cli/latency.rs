@@ -12,19 +12,35 @@ use usdtop::aggregate::{
     Window,
 };
 use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::probes::kernel::kcalls::{CallMismatches, KernelCallStats, DEPTH};
+use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::Stats;
 use usdtop::session::duty::{DutyOptions, Sampling};
-use usdtop::session::{plan_latency, AggMode, Ask, KernelSide, LatencyPlan, Place, Step};
+use usdtop::session::{
+    plan_latency, AggMode, Ask, CallsSide, KernelSide, LatencyPlan, Place, Step,
+};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   usdtop latency postgresql:query__start                 # a catalog pair, named by its start
   usdtop latency -p $(pgrep -n php8.2) php:request__startup --by uri
   usdtop latency /srv/app:app:req__start app:req__done --key arg0 --interval 1
-  usdtop latency node:http__server__request --json --duration 10")]
+  usdtop latency node:http__server__request --json --duration 10
+  usdtop latency -p PID php:function__entry --by function   # per function (USE_ZEND_DTRACE=1)
+  usdtop latency -p PID python:function__entry --by function   # attaches python:line too
+
+Call-shaped pairs (entry/return probes whose calls nest: catalog pairs marked nested, and any
+P:...entry with its P:...return) are paired in the kernel on a stack per thread (32 calls
+deep), with latency per --by key; returns that do not pair with their own entry (exceptions or
+longjmps the runtime does not report, coroutine switches, calls entered before tracing, calls
+deeper than 32) are counted as mismatched returns, never timed under a wrong call.
+PHP fires its function probes only with USE_ZEND_DTRACE=1 in its environment. CPython 3.11
+fires them only while python:line is attached too (gh-98894): usdtop then attaches python:line
+as well, and every line of Python takes a uprobe trap (counted, not streamed).")]
 pub struct LatencyArgs {
     /// Start probe: `provider:name` or `PATH:provider:name`; PATH may be a glob matching copies
-    /// of one program. A pair from the catalog may be named by its start alone.
+    /// of one program. A pair from the catalog, or an entry probe `P:...entry` (paired with
+    /// `P:...return`), may be named by its start alone.
     pub start: String,
     /// Done probe (`provider:name`, in the same object as START unless it names a path).
     pub end: Option<String>,
@@ -79,8 +95,9 @@ pub struct LatencyArgs {
     #[arg(long, default_value_t = 10_000, value_parser = numbers::at_least_one::<usize>)]
     pub max_open: usize,
     /// Where starts are paired with dones. auto: in the kernel when the pair allows it (keyed
-    /// by thread or by an integer, not nested), with a sampled stream whose rate adapts to the
-    /// event rate; stream: every event goes to user space; kernel: as auto, or an error.
+    /// by thread or by an integer, with a sampled stream whose rate adapts to the event rate;
+    /// call-shaped pairs on a stack per thread, keyed by a string, nothing streamed); stream:
+    /// every event goes to user space; kernel: as auto, or an error.
     #[arg(long, value_enum, default_value_t = AggMode::Auto)]
     pub mode: AggMode,
     /// In kernel mode, stream 1 request in N (start and done events) for the --by table,
@@ -126,23 +143,32 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     };
     let LatencyPlan { pair, by, plan } = plan_latency(&ask, place, &catalog, headless::notice)?;
     let (in_kernel, n_start) = (plan.in_kernel, plan.n_start);
-    let mut session = headless::attach(
-        &plan.targets,
-        args.pid,
-        plan.mode,
-        args.queue_mb,
-        args.exact_forks,
-        args.verbose,
-        args.max_overhead.map(|pct| DutyOptions {
+    let how = headless::How {
+        pid: args.pid,
+        queue_mb: args.queue_mb,
+        exact_forks: args.exact_forks,
+        verbose: args.verbose,
+        duty: args.max_overhead.map(|pct| DutyOptions {
             budget: pct / 100.0,
             fixed: args.duty,
         }),
-    )?;
+    };
+    let mut session = headless::attach_plan(&plan, &how)?;
     let sampling = session.sampling();
     // The sampled stream only feeds the --by table: without one, stream nothing (it cost
     // the traced program a ring-buffer write per sampled event for figures nobody sees).
     let sample = args.sample.or(by.is_none().then_some(0));
-    let mut kernel = if in_kernel {
+    let mut calls = if plan.mode == Mode::Calls {
+        let (starts, dones) = session.ids.split_at(n_start);
+        Some(CallsSide::new(
+            &mut session.engine,
+            starts.to_vec(),
+            dones.to_vec(),
+        )?)
+    } else {
+        None
+    };
+    let mut kernel = if in_kernel && calls.is_none() {
         let (starts, dones) = session.ids.split_at(n_start);
         Some(KernelSide::new(
             &mut session.engine,
@@ -209,10 +235,27 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
             }
         };
         agg.tick(now);
-        let mut report = agg.report(Window::All, now, scheme, args.limit);
         let elapsed = now.saturating_sub(interval_start) as f64 / 1e9;
         let mut extra = serde_json::Map::new();
         let mut note = String::new();
+        if let Some(c) = &mut calls {
+            let (report, total) = c.report(&mut agg, (now, scheme, args.limit), last);
+            extra.insert("mode".into(), "kernel".into());
+            extra.insert("calls".into(), calls_json(&total)?);
+            if args.json {
+                writeln!(out, "{}", json_report(&report, elapsed, stats, extra))?;
+            } else {
+                let text = text_report(&report, elapsed, stats);
+                writeln!(out, "{text}{}", calls_note(&total.mismatches))?;
+            }
+            out.flush()?;
+            if !last {
+                agg.reset_interval();
+                interval_start = now;
+            }
+            return Ok(());
+        }
+        let mut report = agg.report(Window::All, now, scheme, args.limit);
         match &mut kernel {
             Some(k) => {
                 let (r, streamed, delta) = k.report(report, now, scheme, last);
@@ -261,6 +304,34 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         }
         Ok(())
     })
+}
+
+/// The kernel's figures of a call-shaped pair beyond the report's: how returns that did not
+/// pair with their own entry were resolved, and keys it could not split by.
+fn calls_json(total: &KernelCallStats) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(total.mismatches)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("mismatches".into(), total.mismatches.total().into());
+        o.insert("depth".into(), DEPTH.into());
+        o.insert("unreadable_keys".into(), total.unreadable.into());
+        o.insert("keys_overflow".into(), total.overflow.into());
+    }
+    Ok(v)
+}
+
+/// How the returns of a call-shaped pair that did not pair with their own entry were resolved
+/// (cumulative since the start), in one line.
+pub fn calls_note(m: &CallMismatches) -> String {
+    format!(
+        "calls paired in the kernel on a stack per thread (depth {DEPTH}); mismatched returns {}: \
+         no open call {}, not on the stack {}, calls unwound {}, too deep {}, no room {}\n",
+        m.total(),
+        m.no_open_call,
+        m.not_on_stack,
+        m.unwound,
+        m.too_deep,
+        m.no_room
+    )
 }
 
 pub fn json_report(

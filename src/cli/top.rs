@@ -76,7 +76,8 @@ pub struct TopArgs {
     #[arg(long)]
     pub json: bool,
     /// Where hits are counted. auto: in the kernel when the key is a string and, with a pair,
-    /// the pair can be matched there (by thread or an integer key, not nested), else every
+    /// the pair can be matched there (by thread or an integer key; call-shaped pairs on a
+    /// stack per thread, see `usdtop latency --help`), else every
     /// event is streamed; stream: always stream; kernel: as auto, or an error. In the kernel
     /// keys are cut at 63 bytes (marked …; bpftrace str() also keeps 64); without a pair at
     /// most 16384 distinct keys are kept, with one 2048 keys and 16384 requests in flight, and
@@ -133,15 +134,14 @@ pub fn run(args: TopArgs) -> Result<u8> {
         plan,
     } = plan_top(&ask, place, &catalog, headless::notice)?;
     let in_kernel = plan.in_kernel;
-    let mut session = headless::attach(
-        &plan.targets,
-        args.pid,
-        plan.mode,
-        args.queue_mb,
-        args.exact_forks,
-        args.verbose,
-        None,
-    )?;
+    let how = headless::How {
+        pid: args.pid,
+        queue_mb: args.queue_mb,
+        exact_forks: args.exact_forks,
+        verbose: args.verbose,
+        duty: None,
+    };
+    let mut session = headless::attach_plan(&plan, &how)?;
     let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
     let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
     let mut kernel = if in_kernel {
@@ -206,6 +206,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
             }
             None => (None, None),
         };
+        let mismatches = kernel.as_ref().and_then(TopKernel::call_mismatches);
         let mut report = agg.report(now, args.sort.into(), args.limit);
         if kernel_pairing.is_some() {
             report.pairing = kernel_pairing;
@@ -221,10 +222,16 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 if let Some(n) = kernel_overflow {
                     o.insert("kernel_overflow".into(), serde_json::json!(n));
                 }
+                if let Some(m) = mismatches {
+                    o.insert("calls".into(), serde_json::to_value(m)?);
+                }
             }
             writeln!(out, "{v}")?;
         } else {
             write!(out, "{}", text_report(&report, by.index, elapsed, stats))?;
+            if let Some(m) = mismatches {
+                write!(out, "{}", super::latency::calls_note(&m))?;
+            }
             if kernel_overflow.is_some() {
                 let what = if report.done.is_some() {
                     "paired and counted"

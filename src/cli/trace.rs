@@ -52,10 +52,11 @@ pub struct TraceArgs {
     /// the longest wait).
     #[arg(long)]
     pub exact_forks: bool,
-    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`. Each must be
-    /// an argument of every probe traced.
-    #[arg(long = "str", value_delimiter = ',')]
-    pub strings: Vec<usize>,
+    /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`; `N:LEN` reads
+    /// argN as a string given by pointer and length (not NUL-terminated) whose length in bytes
+    /// is argLEN, e.g. `--str 0:1`. Each must be an argument of every probe traced.
+    #[arg(long = "str", value_name = "N[:LEN]", value_delimiter = ',', value_parser = parse_str_arg)]
+    pub strings: Vec<StrArg>,
     /// One JSON object per event: ts_ns, pid, tid, comm, provider, name, args.
     #[arg(long)]
     pub json: bool,
@@ -88,6 +89,29 @@ pub struct TraceArgs {
     pub fault_strings: FaultStringsArg,
 }
 
+/// One `--str` item: an argument read as a string, and the argument holding its length if it
+/// is given by pointer and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrArg {
+    pub index: usize,
+    pub len: Option<usize>,
+}
+
+fn parse_str_arg(text: &str) -> Result<StrArg, String> {
+    let number = |t: &str| {
+        t.parse::<usize>()
+            .map_err(|_| format!("`{text}` is not N or N:LEN (argument indices, e.g. 0 or 0:1)"))
+    };
+    let (index, len) = match text.split_once(':') {
+        Some((i, l)) => (number(i)?, Some(number(l)?)),
+        None => (number(text)?, None),
+    };
+    if len == Some(index) {
+        return Err(format!("`{text}`: a string cannot be its own length"));
+    }
+    Ok(StrArg { index, len })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FaultStringsArg {
     Always,
@@ -109,7 +133,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
     let (found, named_files) = find_targets(&args)?;
     let strings_of = |t: &Target| {
         let mut strings = catalog.string_args(&t.probe().full_name());
-        strings.extend(&args.strings);
+        strings.extend(args.strings.iter().map(|s| s.index));
         strings
     };
     let targets: Vec<(Target, Vec<usize>)> = found
@@ -139,7 +163,13 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         watch: WatchFiles::These(named_files),
         duty: None,
     };
-    let session = Session::new(options, &stop::REQUESTED)?;
+    let mut session = Session::new(options, &stop::REQUESTED)?;
+    session.engine.set_str_lengths(
+        args.strings
+            .iter()
+            .filter_map(|s| s.len.map(|l| (s.index, l)))
+            .collect(),
+    );
     if !args.pids.is_empty() {
         if let Err(why) = session.engine.fork_tracking() {
             eprintln!("usdtop: warning: processes forked from now on are not followed ({why})");
@@ -307,8 +337,14 @@ fn find_targets(args: &TraceArgs) -> anyhow::Result<(Vec<Target>, Vec<PathBuf>)>
     let found = targets::distinct(resolved.targets);
     // A glob may match probes of different shapes: --str N applies to those that have argN,
     // and is refused only when none of them has it.
-    for &i in &args.strings {
-        let option = format!("--str {i}");
+    let indices = args.strings.iter().flat_map(|s| {
+        let option = match s.len {
+            Some(l) => format!("--str {}:{l}", s.index),
+            None => format!("--str {}", s.index),
+        };
+        std::iter::once((s.index, option.clone())).chain(s.len.map(|l| (l, option)))
+    });
+    for (i, option) in indices {
         let has = |t: &Target| check_arg_index(std::slice::from_ref(t), i, &option).is_ok();
         if !found.iter().any(has) {
             check_arg_index(&found, i, &option)?;

@@ -5,11 +5,13 @@
 
 use super::SessionError;
 use crate::aggregate::{
-    BucketScheme, LatencyReport, LatencyStats, PairStats, Summary, TopAgg, Window,
+    BucketScheme, LatencyAgg, LatencyReport, LatencyStats, PairStats, Summary, TopAgg, Window,
 };
 use crate::probes::discovery::catalog::Pair;
+use crate::probes::kernel::kcalls::{CallMismatches, KernelCallStats, KernelCalls};
 use crate::probes::kernel::kpair::{KernelPairStats, KernelPairs, KpairError, Role};
 use crate::probes::kernel::ktop::{KernelTop, KernelTopCounts};
+use crate::probes::kernel::ktoplat::KtoplatError;
 use crate::probes::kernel::ktoplat::{KernelTopLat, KernelTopLatency};
 use crate::probes::tracing::engine::{Engine, ProbeId, Stats};
 
@@ -154,16 +156,7 @@ impl KernelSide {
     ) -> (LatencyReport, Summary, KernelPairStats) {
         let total = self.pairs.read(PAIR_ID);
         let delta = total.since(&self.at_interval_start);
-        let mut stats = LatencyStats::new();
-        for (mid, count) in delta.samples() {
-            stats.record_n(now_ns, mid, count);
-        }
-        let mut summary = stats.summary(Window::All, now_ns);
-        if delta.matched > 0 {
-            summary.mean_ns = delta.sum_ns as f64 / delta.matched as f64;
-        }
-        let streamed = std::mem::replace(&mut report.summary, summary);
-        report.buckets = stats.buckets(Window::All, now_ns, scheme);
+        let streamed = kernel_figures(&mut report, &delta, now_ns, scheme);
         let open = self.pairs.open_starts(PAIR_ID);
         report.pairing = kernel_pairing(
             total.starts,
@@ -182,6 +175,97 @@ impl KernelSide {
     }
 }
 
+/// Puts the summary and buckets of `delta` (kernel buckets, this interval) into `report`;
+/// returns the summary it had.
+fn kernel_figures(
+    report: &mut LatencyReport,
+    delta: &KernelPairStats,
+    now_ns: u64,
+    scheme: BucketScheme,
+) -> Summary {
+    let mut stats = LatencyStats::new();
+    for (mid, count) in delta.samples() {
+        stats.record_n(now_ns, mid, count);
+    }
+    let mut summary = stats.summary(Window::All, now_ns);
+    if delta.matched > 0 {
+        summary.mean_ns = delta.sum_ns as f64 / delta.matched as f64;
+    }
+    report.buckets = stats.buckets(Window::All, now_ns, scheme);
+    std::mem::replace(&mut report.summary, summary)
+}
+
+/// Pairing counters of a call-shaped pair paired in the kernel, cumulative: returns that found
+/// no call of theirs are unmatched; the other mismatches are in [`CallMismatches`].
+pub fn calls_pairing(total: &KernelCallStats, open: u64) -> PairStats {
+    let m = &total.mismatches;
+    let unmatched_done = m.no_open_call + m.not_on_stack;
+    PairStats {
+        starts: total.pair.starts,
+        dones: total.pair.matched + unmatched_done,
+        matched: total.pair.matched,
+        unmatched_done,
+        open,
+        ..PairStats::default()
+    }
+}
+
+/// The in-kernel side of a call-shaped pair (entry/return probes that nest): the kernel pairs
+/// calls on a stack per thread and keeps the histogram and latencies per key; nothing is
+/// streamed.
+pub struct CallsSide {
+    calls: KernelCalls,
+    at_interval_start: KernelCallStats,
+}
+
+impl CallsSide {
+    /// Gives the attached entry and return probes (attached with `Mode::Calls`) their roles.
+    pub fn new(
+        engine: &mut Engine,
+        start_ids: Vec<ProbeId>,
+        done_ids: Vec<ProbeId>,
+    ) -> Result<CallsSide, KtoplatError> {
+        let calls = KernelCalls::new(engine, start_ids, done_ids)?;
+        let at_interval_start = calls.read();
+        Ok(CallsSide {
+            calls,
+            at_interval_start,
+        })
+    }
+
+    /// Everything counted since the pair was configured.
+    pub fn totals(&self) -> KernelCallStats {
+        self.calls.read()
+    }
+
+    /// Calls open right now.
+    pub fn open_calls(&self) -> u64 {
+        self.calls.open_calls()
+    }
+
+    /// Moves this interval's calls per key into `agg`'s `by` table and returns its report with
+    /// the kernel's figures, and the cumulative totals (mismatches). Starts a new interval
+    /// unless `last`.
+    pub fn report(
+        &mut self,
+        agg: &mut LatencyAgg,
+        (now_ns, scheme, limit): (u64, BucketScheme, usize),
+        last: bool,
+    ) -> (LatencyReport, KernelCallStats) {
+        let total = self.calls.read();
+        let delta = total.since(&self.at_interval_start);
+        agg.record_kernel_keys(now_ns, &delta.keys);
+        agg.record_unkeyed(delta.unreadable + delta.overflow);
+        let mut report = agg.report(Window::All, now_ns, scheme, limit);
+        kernel_figures(&mut report, &delta.pair, now_ns, scheme);
+        report.pairing = calls_pairing(&total, self.calls.open_calls());
+        if !last {
+            self.at_interval_start = total.clone();
+        }
+        (report, total)
+    }
+}
+
 /// The in-kernel side of a top table: hits counted by key, or with a pair latencies by key too.
 pub struct TopKernel {
     kind: TopKind,
@@ -194,6 +278,7 @@ pub struct TopKernel {
 enum TopKind {
     Counts(KernelTop, KernelTopCounts),
     Latency(KernelTopLat, KernelTopLatency),
+    Calls(KernelCalls, KernelCallStats),
 }
 
 /// What the kernel has counted since the attach (cumulative, for an exporter's counters).
@@ -208,6 +293,25 @@ impl TopKernel {
         match &self.kind {
             TopKind::Counts(top, _) => TopTotals::Counts(top.read(&self.start_ids)),
             TopKind::Latency(lat, _) => TopTotals::Latency(lat.read()),
+            TopKind::Calls(calls, _) => {
+                let c = calls.read();
+                TopTotals::Latency(KernelTopLatency {
+                    keys: c.keys,
+                    unreadable: c.unreadable,
+                    overflow: c.overflow,
+                    unmatched_done: c.mismatches.total(),
+                    replaced: 0,
+                })
+            }
+        }
+    }
+
+    /// How the returns of a call-shaped pair that did not pair with their own entry were
+    /// resolved, since the attach (`None` for other tables).
+    pub fn call_mismatches(&self) -> Option<CallMismatches> {
+        match &self.kind {
+            TopKind::Calls(calls, _) => Some(calls.read().mismatches),
+            _ => None,
         }
     }
 
@@ -220,6 +324,11 @@ impl TopKernel {
     ) -> Result<TopKernel, SessionError> {
         let kind = match pair {
             None => TopKind::Counts(KernelTop::new(engine)?, KernelTopCounts::default()),
+            Some(p) if p.nested => {
+                let calls = KernelCalls::new(engine, start_ids.clone(), done_ids)?;
+                let before = calls.read();
+                TopKind::Calls(calls, before)
+            }
             Some(p) => TopKind::Latency(
                 KernelTopLat::new(
                     engine,
@@ -273,6 +382,19 @@ impl TopKernel {
                     total.replaced,
                     lat.open_starts(),
                 );
+                if !last {
+                    *before = total;
+                }
+                (delta.overflow, Some(pairing))
+            }
+            TopKind::Calls(calls, before) => {
+                let total = calls.read();
+                let delta = total.since(before);
+                for (key, k) in &delta.keys {
+                    agg.record_latencies(now, key, k.count, k.samples());
+                }
+                agg.record_counts(now, [], delta.unreadable, delta.overflow);
+                let pairing = calls_pairing(&total, calls.open_calls());
                 if !last {
                     *before = total;
                 }

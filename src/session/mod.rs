@@ -8,10 +8,12 @@ pub mod plan;
 pub mod request;
 pub mod run;
 
-pub use kernel::{kernel_pairing, KernelSide, TopKernel, TopTotals, TARGET_STREAM_RATE};
+pub use kernel::{
+    calls_pairing, kernel_pairing, CallsSide, KernelSide, TopKernel, TopTotals, TARGET_STREAM_RATE,
+};
 pub use plan::{
-    build_pair, check_arg, done_spec, kernel_unsupported, parse_arg_ref, parse_key, resolve,
-    strings_for, AggMode, ArgRef,
+    build_pair, call_shaped_names, calls_unsupported, check_arg, done_spec, kernel_unsupported,
+    parse_arg_ref, parse_key, resolve, return_key, strings_for, AggMode, ArgRef,
 };
 pub use request::{plan_latency, plan_top, Ask, LatencyPlan, Place, Plan, TopAsk, TopPlan};
 pub use run::{

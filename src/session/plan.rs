@@ -66,15 +66,27 @@ pub fn build_pair(
     let mut pair = match (end, known) {
         (Some(end), Some(p)) if p.done == end.full_name() => p.clone(),
         (Some(end), _) => Pair {
+            nested: call_shaped_names(&start_name, &end.full_name()),
             start: start_name.clone(),
             done: end.full_name(),
             start_key: None,
             done_key: None,
             label: None,
-            nested: false,
+            enable: None,
         },
         (None, Some(p)) => p.clone(),
-        (None, None) => return Err(SessionError::UnknownPair(start_name)),
+        (None, None) => match return_of(&start_name) {
+            Some(done) => Pair {
+                start: start_name.clone(),
+                done,
+                start_key: None,
+                done_key: None,
+                label: None,
+                nested: true,
+                enable: None,
+            },
+            None => return Err(SessionError::UnknownPair(start_name)),
+        },
     };
     if let Some(key) = key {
         let (start_key, done_key) = parse_key(key, &pair, catalog)?;
@@ -82,6 +94,44 @@ pub fn build_pair(
         pair.done_key = Some(done_key.index);
     }
     Ok(pair)
+}
+
+/// Whether a pair the catalog does not know is call-shaped (its calls nest on a thread): its
+/// probes are `P:…entry` and `P:…return` of one provider with the same stem
+/// (`ruby:cmethod__entry` / `ruby:cmethod__return`). Catalog pairs say so themselves
+/// (`"nested": true`).
+pub fn call_shaped_names(start: &str, done: &str) -> bool {
+    return_of(start).is_some_and(|r| r == done)
+}
+
+/// The return probe of an entry probe named `P:…entry`: `P:…return`.
+fn return_of(start: &str) -> Option<String> {
+    let stem = start.strip_suffix("entry")?;
+    (stem.contains(':') && !stem.ends_with(':')).then(|| format!("{stem}return"))
+}
+
+/// The argument of a call-shaped pair's return that names the call as argument `start_arg` of
+/// its entry does: the one of the same catalog name (PHP, Python, Ruby and the JVM pass the
+/// same arguments to both), else the same index.
+pub fn return_key(pair: &Pair, start_arg: usize, catalog: &Catalog) -> usize {
+    let name = catalog
+        .args(&pair.start)
+        .and_then(|a| a.get(start_arg))
+        .map(|a| a.name.as_str());
+    name.and_then(|n| catalog.args(&pair.done)?.iter().position(|a| a.name == n))
+        .unwrap_or(start_arg)
+}
+
+/// Why a call-shaped pair cannot be paired in the kernel with rows keyed by `by` (if it
+/// cannot): the kernel pairs it on each thread's stack, keyed by a string.
+pub fn calls_unsupported(pair: &Pair, by: Option<ArgRef>) -> Option<String> {
+    if pair.start_key.is_some() {
+        return Some("a call-shaped pair is paired on its thread's stack, not by --key".into());
+    }
+    match by {
+        Some(b) if !b.is_str => Some("call-shaped pairs are split by a string argument".into()),
+        _ => None,
+    }
 }
 
 /// A `--key` option: `argN` (the same index on both probes), `argN:argM` (start:done), or a
@@ -122,11 +172,12 @@ pub fn strings_for(probe: &str, catalog: &Catalog, extra: &[ArgRef]) -> Vec<usiz
     s
 }
 
-/// Why a pair cannot be matched in the kernel, if it cannot: only by thread or by an integer
-/// key (`key_is_str`: the user keyed it by a string argument), never when nested.
+/// Why a pair cannot be matched in the kernel by a start/done map, if it cannot: only by thread
+/// or by an integer key (`key_is_str`: the user keyed it by a string argument). Call-shaped
+/// (nested) pairs are paired on a stack per thread instead: see [`calls_unsupported`].
 pub fn kernel_unsupported(pair: &Pair, catalog: &Catalog, key_is_str: bool) -> Option<String> {
     if pair.nested {
-        return Some("nested pairs (entry/return) need a stack per thread".into());
+        return calls_unsupported(pair, None);
     }
     let str_key = |probe: &str, i: Option<usize>| {
         i.and_then(|i| catalog.args(probe).and_then(|a| a.get(i)).map(|a| a.is_str))
@@ -267,7 +318,73 @@ mod tests {
             nested: true,
             ..plain
         };
-        assert!(kernel_unsupported(&nested, &c, false).is_some());
+        assert_eq!(kernel_unsupported(&nested, &c, false), None);
+        let keyed = Pair {
+            start_key: Some(1),
+            ..nested.clone()
+        };
+        assert!(kernel_unsupported(&keyed, &c, false).is_some());
+        let line = ArgRef {
+            index: 2,
+            is_str: false,
+        };
+        assert!(calls_unsupported(&nested, Some(line)).is_some());
+    }
+
+    #[test]
+    fn entry_and_return_probes_of_one_provider_are_call_shaped() {
+        assert!(call_shaped_names(
+            "ruby:cmethod__entry",
+            "ruby:cmethod__return"
+        ));
+        assert!(call_shaped_names(
+            "hotspot:method__entry",
+            "hotspot:method__return"
+        ));
+        assert!(!call_shaped_names(
+            "ruby:cmethod__entry",
+            "ruby:method__return"
+        ));
+        assert!(!call_shaped_names("app:req__start", "app:req__done"));
+        assert!(!call_shaped_names("app:entry", "other:return"));
+        assert!(!call_shaped_names("entry", "return"));
+    }
+
+    #[test]
+    fn an_entry_probe_the_catalog_does_not_pair_pairs_with_its_return() {
+        let c = Catalog::builtin();
+        let p = build_pair(&spec("someruntime:method__entry"), None, None, &c).unwrap();
+        assert_eq!(p.done, "someruntime:method__return");
+        assert!(p.nested);
+        let named = build_pair(
+            &spec("app:fn__entry"),
+            Some(&spec("app:fn__return")),
+            None,
+            &c,
+        )
+        .unwrap();
+        assert!(named.nested);
+    }
+
+    #[test]
+    fn catalog_call_pairs_are_nested_and_their_return_is_keyed_by_the_same_name() {
+        let c = Catalog::builtin();
+        for start in ["php:function__entry", "python:function__entry"] {
+            let p = build_pair(&spec(start), None, None, &c).unwrap();
+            assert!(p.nested, "{start}");
+            let label = p.label.unwrap();
+            assert_eq!(return_key(&p, label, &c), label, "{start}");
+        }
+        let odd = Pair {
+            start: "x:a__entry".into(),
+            done: "x:a__return".into(),
+            start_key: None,
+            done_key: None,
+            label: None,
+            nested: true,
+            enable: None,
+        };
+        assert_eq!(return_key(&odd, 3, &c), 3);
     }
 
     #[test]

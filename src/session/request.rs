@@ -3,8 +3,8 @@
 //! arguments each must read. Nothing is attached here.
 
 use super::plan::{
-    build_pair, check_arg, done_spec, kernel_unsupported, parse_arg_ref, parse_key, resolve,
-    strings_for, AggMode, ArgRef,
+    build_pair, calls_unsupported, check_arg, done_spec, kernel_unsupported, parse_arg_ref,
+    parse_key, resolve, return_key, strings_for, AggMode, ArgRef,
 };
 use super::SessionError;
 use crate::probes::discovery::catalog::{Catalog, Pair};
@@ -51,6 +51,10 @@ pub struct Plan {
     pub n_start: usize,
     pub in_kernel: bool,
     pub mode: Mode,
+    /// Probes attached only so that the runtime fires the pair's probes (their hits are only
+    /// counted), and why (the catalog's words); see [`crate::probes::discovery::catalog::Enable`].
+    pub enable: Vec<Target>,
+    pub enable_why: Option<String>,
 }
 
 pub struct LatencyPlan {
@@ -91,6 +95,9 @@ pub fn plan_latency(
         start_extra.push(s);
         done_extra.push(d);
     }
+    if pair.nested {
+        return plan_calls(ask, pair, by, (&start, &done), place, catalog, notice);
+    }
     let in_kernel = ask
         .mode
         .in_kernel(kernel_unsupported(&pair, catalog, key_is_str), false)
@@ -115,6 +122,80 @@ pub fn plan_latency(
         if in_kernel { Mode::Pair } else { Mode::Stream },
     );
     Ok(LatencyPlan { pair, by, plan })
+}
+
+/// Plans the latency of a call-shaped pair (entry/return probes that nest): in the kernel on a
+/// stack per thread, keyed by `by` (else the catalog's label) on both probes, or streamed.
+fn plan_calls(
+    ask: &Ask,
+    pair: Pair,
+    by: Option<ArgRef>,
+    (start, done): (&ProbePattern, &ProbePattern),
+    place: Place,
+    catalog: &Catalog,
+    notice: impl FnMut(String),
+) -> Result<LatencyPlan, SessionError> {
+    let in_kernel = ask
+        .mode
+        .in_kernel(calls_unsupported(&pair, by), false)
+        .map_err(|why| SessionError::KernelRefused {
+            what: "pair",
+            probe: pair.start.clone(),
+            why,
+        })?;
+    let (start_targets, done_targets) = find_pair(start, Some(done), place, notice)?;
+    if let (Some(b), Some(text)) = (by, ask.by) {
+        check_arg(&start_targets, b, &format!("--by {text}"))?;
+    }
+    let (start_strings, done_strings) = if in_kernel {
+        call_keys(&pair, by, catalog, &done_targets)?
+    } else {
+        let extra: Vec<ArgRef> = by.into_iter().collect();
+        (
+            strings_for(&pair.start, catalog, &extra),
+            strings_for(&pair.done, catalog, &[]),
+        )
+    };
+    let mut plan = Plan::new(
+        start_targets,
+        start_strings,
+        done_targets,
+        done_strings,
+        in_kernel,
+        if in_kernel { Mode::Calls } else { Mode::Stream },
+    );
+    plan.enable_for(&pair, start, place)?;
+    Ok(LatencyPlan { pair, by, plan })
+}
+
+/// The string arguments a call-shaped pair reads in the kernel: the key of its calls (`by`, else
+/// the catalog's label) on the entry, and the argument naming the call on the return (checked
+/// at every site of the return). None without a string key: calls are then paired by depth.
+fn call_keys(
+    pair: &Pair,
+    by: Option<ArgRef>,
+    catalog: &Catalog,
+    done_targets: &[Target],
+) -> Result<(Vec<usize>, Vec<usize>), SessionError> {
+    let label = pair.label.filter(|&i| {
+        catalog
+            .args(&pair.start)
+            .and_then(|a| a.get(i))
+            .is_some_and(|a| a.is_str)
+    });
+    let Some(key) = by.map(|b| b.index).or(label) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let ret = ArgRef {
+        index: return_key(pair, key, catalog),
+        is_str: true,
+    };
+    check_arg(
+        done_targets,
+        ret,
+        &format!("arg{} (naming the call on {})", ret.index, pair.done),
+    )?;
+    Ok((vec![key], vec![ret.index]))
 }
 
 /// Plans a top table; `notice` gets the lines saying what a PATH glob matched.
@@ -157,8 +238,10 @@ pub fn plan_top(
         .transpose()?;
     // The kernel counts rows by string; with a pair it must also be able to match it.
     let unsupported = if by.is_str {
-        pair.as_ref()
-            .and_then(|p| kernel_unsupported(p, catalog, pair_key_is_str))
+        pair.as_ref().and_then(|p| match p.nested {
+            true => calls_unsupported(p, Some(by)),
+            false => kernel_unsupported(p, catalog, pair_key_is_str),
+        })
     } else {
         Some("integer keys are grouped in user space".into())
     };
@@ -179,8 +262,9 @@ pub fn plan_top(
     check_arg(&start_targets, by, &by_option)?;
     check_key(ask.key, key, &start_targets, &done_targets)?;
     // In the kernel the key is the site's only string argument, and a done reads none (its
-    // key is an integer or the thread).
+    // key is an integer or the thread) but for a call's return, which names its call.
     let (start_strings, done_strings) = match (&pair, in_kernel) {
+        (Some(p), true) if p.nested => call_keys(p, Some(by), catalog, &done_targets)?,
         (_, true) => (vec![by.index], Vec::new()),
         (Some(p), false) => (
             strings_for(&name, catalog, &[by]),
@@ -191,9 +275,10 @@ pub fn plan_top(
     let mode = match (in_kernel, &pair) {
         (false, _) => Mode::Stream,
         (true, None) => Mode::Top,
+        (true, Some(p)) if p.nested => Mode::Calls,
         (true, Some(_)) => Mode::TopLat,
     };
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         start_targets,
         start_strings,
         done_targets,
@@ -201,6 +286,9 @@ pub fn plan_top(
         in_kernel,
         mode,
     );
+    if let Some(p) = &pair {
+        plan.enable_for(p, &spec, place)?;
+    }
     Ok(TopPlan {
         name,
         pair,
@@ -229,7 +317,33 @@ impl Plan {
             n_start,
             in_kernel,
             mode,
+            enable: Vec::new(),
+            enable_why: None,
         }
+    }
+
+    /// Adds the probes `pair` needs attached too (the catalog's `enable`), in the objects of
+    /// `start`, where the runtime has them.
+    fn enable_for(
+        &mut self,
+        pair: &Pair,
+        start: &ProbePattern,
+        place: Place,
+    ) -> Result<(), SessionError> {
+        let Some(enable) = &pair.enable else {
+            return Ok(());
+        };
+        let mut patterns = Vec::new();
+        for name in &enable.probes {
+            let mut p = ProbePattern::parse_exact(name)?;
+            p.path = start.path.clone();
+            patterns.push(p);
+        }
+        let refs: Vec<&ProbePattern> = patterns.iter().collect();
+        let (found, _) = resolve(&refs, place.pid, false)?;
+        self.enable = found.into_iter().flatten().collect();
+        self.enable_why = Some(enable.why.clone());
+        Ok(())
     }
 }
 

@@ -127,10 +127,45 @@ impl Session {
     /// Attaches `targets`, each with the string arguments to read, and starts watching the
     /// files chosen. A stop during the attach gives [`SessionError::Interrupted`], which hands
     /// back the engine, whose drop undoes what was attached.
-    pub fn attach_all(mut self, targets: &[(Target, Vec<usize>)]) -> Result<Session, SessionError> {
+    pub fn attach_all(self, targets: &[(Target, Vec<usize>)]) -> Result<Session, SessionError> {
         let began = Instant::now();
+        let mode = self.mode;
+        let mut s = self.attach_in(targets, mode)?;
+        s.attach_time = began.elapsed();
+        s.duty = s.duty_options.map(|(options, cost)| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            DutyCycle::new(options, cost, cpus, Instant::now())
+        });
+        match &s.watch {
+            WatchFiles::Traced if s.pids.is_empty() => targets
+                .iter()
+                .map(|(t, _)| &t.open_path)
+                .filter(|p| !p.starts_with("/proc"))
+                .for_each(|p| s.changes.file(p)),
+            WatchFiles::Traced => {}
+            WatchFiles::These(files) => files.iter().for_each(|f| s.changes.file(f)),
+        }
+        Ok(s)
+    }
+
+    /// Attaches `targets` only to count their hits: probes that must be attached for a runtime
+    /// to fire the ones traced (their ids are not in `ids`, and duty cycling leaves them be).
+    pub fn attach_counted(self, targets: &[Target]) -> Result<Session, SessionError> {
+        let targets: Vec<(Target, Vec<usize>)> =
+            targets.iter().map(|t| (t.clone(), Vec::new())).collect();
+        let ids = self.ids.len();
+        let mut s = self.attach_in(&targets, Mode::Count)?;
+        s.ids.truncate(ids);
+        Ok(s)
+    }
+
+    fn attach_in(
+        mut self,
+        targets: &[(Target, Vec<usize>)],
+        mode: Mode,
+    ) -> Result<Session, SessionError> {
         for (t, strings) in targets {
-            let id = match self.attach_one(t, strings.clone()) {
+            let id = match self.attach_one(t, strings.clone(), mode) {
                 Ok(id) => id,
                 Err(EngineError::Interrupted) => {
                     return Err(SessionError::Interrupted(super::Interrupted(Box::new(
@@ -147,20 +182,6 @@ impl Session {
             };
             self.ids.push(id);
             self.sites += t.probe().sites.len();
-        }
-        self.attach_time = began.elapsed();
-        self.duty = self.duty_options.map(|(options, cost)| {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            DutyCycle::new(options, cost, cpus, Instant::now())
-        });
-        match &self.watch {
-            WatchFiles::Traced if self.pids.is_empty() => targets
-                .iter()
-                .map(|(t, _)| &t.open_path)
-                .filter(|p| !p.starts_with("/proc"))
-                .for_each(|p| self.changes.file(p)),
-            WatchFiles::Traced => {}
-            WatchFiles::These(files) => files.iter().for_each(|f| self.changes.file(f)),
         }
         Ok(self)
     }
@@ -207,8 +228,17 @@ impl Session {
         began.elapsed()
     }
 
-    fn attach_one(&mut self, t: &Target, strings: Vec<usize>) -> Result<ProbeId, EngineError> {
-        self.attacher().attach(&mut self.engine, t, strings)
+    fn attach_one(
+        &mut self,
+        t: &Target,
+        strings: Vec<usize>,
+        mode: Mode,
+    ) -> Result<ProbeId, EngineError> {
+        let attacher = Attacher {
+            filter: self.filter.clone(),
+            mode,
+        };
+        attacher.attach(&mut self.engine, t, strings)
     }
 
     /// The processes traced (with their children); empty: every process.

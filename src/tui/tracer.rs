@@ -5,13 +5,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use usdtop::probes::discovery::catalog::Pair;
+use usdtop::app::{KernelKey, KernelLatency};
+use usdtop::probes::discovery::catalog::{Catalog, Pair};
+use usdtop::probes::kernel::kcalls::{CallMaps, KernelCallStats, KernelCalls};
 use usdtop::probes::kernel::kpair::KernelPairs;
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter};
 use usdtop::probes::tracing::queue::EventStream;
 use usdtop::probes::{ObjectProbes, Probe, ProbeKey};
-use usdtop::session::KernelSide;
+use usdtop::session::{return_key, KernelSide};
 
 pub struct AttachRequest<'a> {
     pub object: &'a ObjectProbes,
@@ -23,9 +25,6 @@ pub struct AttachRequest<'a> {
     /// Argument indices to read as C strings (from the catalog).
     pub strings: Vec<usize>,
 }
-
-/// Latencies paired in the kernel as (latency ns, count), and the streamed 1-in-n sampling.
-pub type KernelLatency = (Vec<(u64, u64)>, u32);
 
 pub struct Counts {
     pub hits: Vec<(Arc<ProbeKey>, u64)>,
@@ -105,9 +104,18 @@ struct Attached {
 }
 
 struct InKernel {
-    side: KernelSide,
+    side: Side,
     pair: Pair,
     keys: Vec<ProbeKey>,
+}
+
+/// How the kernel pairs: by a start/done map with a sampled stream, or a call-shaped pair on
+/// a stack per thread with latencies per key (its figures when last read).
+// One value per tracer: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Side {
+    Pair(KernelSide),
+    Calls(KernelCalls, KernelCallStats),
 }
 
 /// The real thing: the BPF engine.
@@ -119,7 +127,11 @@ pub struct BpfTracer {
     hit_base: HashMap<ProbeKey, u64>,
     /// The pairing maps, once taken from the engine (they can be taken only once).
     pairs: Option<KernelPairs>,
+    /// The maps call-shaped pairs use besides, likewise.
+    call_maps: Option<CallMaps>,
     kernel: Option<InKernel>,
+    /// Which argument names a call, for call-shaped pairs.
+    catalog: Catalog,
 }
 
 impl BpfTracer {
@@ -136,7 +148,9 @@ impl BpfTracer {
             ids: HashMap::new(),
             hit_base: HashMap::new(),
             pairs: None,
+            call_maps: None,
             kernel: None,
+            catalog: Catalog::builtin(),
         })
     }
 
@@ -160,14 +174,29 @@ impl BpfTracer {
 
     /// Attaches `key` again in `mode`; the old attachment goes only once the new one works.
     fn reattach(&mut self, key: &ProbeKey, mode: Mode) -> Result<ProbeId, String> {
+        self.reattach_reading(key, mode, None)
+    }
+
+    /// As [`Self::reattach`], reading `strings` (when given) as the only string arguments for
+    /// this attachment; a later reattach reads the probe's own strings again.
+    fn reattach_reading(
+        &mut self,
+        key: &ProbeKey,
+        mode: Mode,
+        strings: Option<&[usize]>,
+    ) -> Result<ProbeId, String> {
         let old = self.ids.get(key).ok_or("not attached")?;
         let options = AttachOptions {
             mode,
             ..old.options.clone()
         };
+        let reading = AttachOptions {
+            strings: strings.map_or_else(|| options.strings.clone(), <[usize]>::to_vec),
+            ..options.clone()
+        };
         let id = self
             .engine
-            .attach(&old.object, &old.probe, &options)
+            .attach(&old.object, &old.probe, &reading)
             .map_err(|e| e.to_string())?;
         let old_id = old.id;
         *self.hit_base.entry(key.clone()).or_default() += self.hits_of(old_id);
@@ -180,6 +209,54 @@ impl BpfTracer {
 
     fn reattach_all(&mut self, keys: &[ProbeKey], mode: Mode) -> Result<Vec<ProbeId>, String> {
         keys.iter().map(|k| self.reattach(k, mode)).collect()
+    }
+
+    /// Moves a call-shaped pair into the kernel: its returns, then its entries, re-attached in
+    /// `Mode::Calls` reading only the argument that names a call (the catalog's label).
+    fn calls_in_kernel(
+        &mut self,
+        pair: &Pair,
+        pairs: KernelPairs,
+        (starts, dones): (&[ProbeKey], &[ProbeKey]),
+    ) -> Result<Side, String> {
+        let maps = match self.call_maps.take() {
+            Some(m) => m,
+            None => CallMaps::take(&mut self.engine).map_err(|e| e.to_string())?,
+        };
+        let label = pair.label.filter(|&i| {
+            self.catalog
+                .args(&pair.start)
+                .and_then(|a| a.get(i))
+                .is_some_and(|a| a.is_str)
+        });
+        let (start_strings, done_strings) = match label {
+            Some(i) => (vec![i], vec![return_key(pair, i, &self.catalog)]),
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut moved = || -> Result<(Vec<ProbeId>, Vec<ProbeId>), String> {
+            let d = dones
+                .iter()
+                .map(|k| self.reattach_reading(k, Mode::Calls, Some(&done_strings)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let s = starts
+                .iter()
+                .map(|k| self.reattach_reading(k, Mode::Calls, Some(&start_strings)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((s, d))
+        };
+        match moved() {
+            Ok((start_ids, done_ids)) => {
+                let calls = KernelCalls::with_maps(pairs, maps, start_ids, done_ids)
+                    .map_err(|e| e.to_string())?;
+                let before = calls.read();
+                Ok(Side::Calls(calls, before))
+            }
+            Err(e) => {
+                self.pairs = Some(pairs);
+                self.call_maps = Some(maps);
+                Err(e)
+            }
+        }
     }
 
     fn keys_named(&self, full_name: &str) -> Vec<ProbeKey> {
@@ -295,18 +372,24 @@ impl Tracer for BpfTracer {
             Some(p) => p,
             None => KernelPairs::new(&mut self.engine).map_err(|e| e.to_string())?,
         };
-        // Dones first, as KernelSide configures them: a start must not wait for an unknown done.
-        let moved = self
-            .reattach_all(&dones, Mode::Pair)
-            .and_then(|d| Ok((self.reattach_all(&starts, Mode::Pair)?, d)));
-        let side = match moved {
-            Ok((start_ids, done_ids)) => {
-                KernelSide::with_pairs(pairs, pair, start_ids, &done_ids, sample, now_ns)
-                    .map_err(|e| e.to_string())
-            }
-            Err(e) => {
-                self.pairs = Some(pairs);
-                Err(e)
+        let side = if pair.nested {
+            self.calls_in_kernel(pair, pairs, (&starts, &dones))
+        } else {
+            // Dones first, as KernelSide configures them: a start must not wait for an unknown
+            // done.
+            let moved = self
+                .reattach_all(&dones, Mode::Pair)
+                .and_then(|d| Ok((self.reattach_all(&starts, Mode::Pair)?, d)));
+            match moved {
+                Ok((start_ids, done_ids)) => {
+                    KernelSide::with_pairs(pairs, pair, start_ids, &done_ids, sample, now_ns)
+                        .map(Side::Pair)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => {
+                    self.pairs = Some(pairs);
+                    Err(e)
+                }
             }
         };
         let keys: Vec<ProbeKey> = starts.into_iter().chain(dones).collect();
@@ -338,7 +421,14 @@ impl Tracer for BpfTracer {
         let Some(k) = self.kernel.take() else {
             return Ok(());
         };
-        let mut pairs = k.side.into_pairs();
+        let mut pairs = match k.side {
+            Side::Pair(side) => side.into_pairs(),
+            Side::Calls(calls, _) => {
+                let (pairs, maps) = calls.into_maps();
+                self.call_maps = Some(maps);
+                pairs
+            }
+        };
         let mut first_err = None;
         for key in &k.keys {
             if let Some(a) = self.ids.get(key) {
@@ -355,10 +445,37 @@ impl Tracer for BpfTracer {
     fn kernel_latency(&mut self, now_ns: u64) -> Option<Result<KernelLatency, String>> {
         let stats = self.engine.stats();
         let k = self.kernel.as_mut()?;
-        if let Err(e) = k.side.tick(now_ns, &stats) {
-            return Some(Err(e.to_string()));
+        match &mut k.side {
+            Side::Pair(side) => {
+                if let Err(e) = side.tick(now_ns, &stats) {
+                    return Some(Err(e.to_string()));
+                }
+                let delta = side.take_delta();
+                Some(Ok(KernelLatency {
+                    samples: delta.samples().collect(),
+                    sample_every: side.sample_every,
+                    ..KernelLatency::default()
+                }))
+            }
+            Side::Calls(calls, before) => {
+                let total = calls.read();
+                let delta = total.since(before);
+                *before = total;
+                Some(Ok(KernelLatency {
+                    samples: delta.pair.samples().collect(),
+                    sample_every: 0,
+                    keys: delta
+                        .keys
+                        .iter()
+                        .map(|(key, k)| KernelKey {
+                            key: key.clone(),
+                            count: k.count,
+                            samples: k.samples().collect(),
+                        })
+                        .collect(),
+                    mismatched: delta.mismatches.total(),
+                }))
+            }
         }
-        let delta = k.side.take_delta();
-        Some(Ok((delta.samples().collect(), k.side.sample_every)))
     }
 }

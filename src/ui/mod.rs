@@ -164,6 +164,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             app.live.unreadable
         )));
     }
+    if app.live.mismatched_returns > 0 {
+        spans.push(Span::raw(format!(
+            " · {} mismatched returns",
+            app.live.mismatched_returns
+        )));
+    }
     if !app.live.filters.is_empty() {
         spans.push(Span::raw("  "));
         spans.push(Span::styled(

@@ -306,6 +306,34 @@ fn the_header_counts_drops_and_strings_left_unreadable() {
     assert!(header.contains("2 strings unreadable"), "{s}");
 }
 
+#[test]
+fn a_call_shaped_pair_in_the_kernel_says_its_rows_are_exact_and_counts_mismatched_returns() {
+    let mut app = app_with_traffic();
+    let _stays_in_the_kernel = app.update(Action::PairingReport {
+        now_ns: 1300 * MS,
+        report: Some(Ok(crate::app::KernelLatency {
+            samples: vec![(5 * MS, 10)],
+            sample_every: 0,
+            keys: vec![crate::app::KernelKey {
+                key: "inner".into(),
+                count: 10,
+                samples: vec![(5 * MS, 10)],
+            }],
+            mismatched: 3,
+        })),
+        kernel_unsupported: None,
+    });
+    let s = screen(&app);
+    assert!(s.contains("per call, from the kernel"), "{s}");
+    assert!(s.contains("paired in the kernel, log off"), "{s}");
+    assert!(!s.contains("≈ counts"), "{s}");
+    assert!(
+        s.lines().next().unwrap().contains("3 mismatched returns"),
+        "{s}"
+    );
+    assert!(s.contains("inner"), "{s}");
+}
+
 /// The main screens, drawn from the fixtures (no clocks, no pids from this machine), at the
 /// smallest supported size and a large one. A change to what is drawn shows as a diff of the
 /// committed snapshot (`cargo insta review`).

@@ -22,9 +22,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         theme.dim(),
     )];
     // Counts here come from the sampled stream (the kernel does not know the labels), scaled
-    // by the sampling rate: say they are estimates.
-    if let Some(label) = live.sampling_label() {
-        title.push(Span::styled(format!(" {label}, ≈ counts "), theme.filter()));
+    // by the sampling rate: say they are estimates. A call-shaped pair's rows come from the
+    // kernel itself, exact.
+    match live.sampling {
+        Some(0) => title.push(Span::styled(" per call, from the kernel ", theme.filter())),
+        Some(_) => {
+            let label = live.sampling_label().unwrap_or_default();
+            title.push(Span::styled(format!(" {label}, ≈ counts "), theme.filter()));
+        }
+        None => {}
     }
     let block = pane_block(Pane::Top, title, app, theme);
     let inner = block.inner(area);

@@ -3,6 +3,7 @@
 
 pub mod aggfix;
 pub mod build;
+pub mod fired;
 pub mod fixture;
 pub mod php;
 pub mod postgres;

@@ -185,9 +185,13 @@ impl KernelPairs {
         values.map(|v| v.iter().sum()).unwrap_or(0)
     }
 
+    /// Counter `stat` (a `PS_*` index) of pair `pair_id`, summed over CPUs.
+    pub fn stat(&self, pair_id: u16, stat: u32) -> u64 {
+        Self::sum(self.stats.get(&(pair_id as u32 * PS_NR + stat), 0))
+    }
+
     pub fn read(&self, pair_id: u16) -> KernelPairStats {
-        let base = pair_id as u32 * PS_NR;
-        let stat = |i: u32| Self::sum(self.stats.get(&(base + i), 0));
+        let stat = |i: u32| self.stat(pair_id, i);
         let hbase = pair_id as u32 * PAIR_BUCKETS as u32;
         KernelPairStats {
             starts: stat(PS_STARTS),

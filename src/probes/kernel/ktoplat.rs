@@ -25,9 +25,7 @@ const PAIR_ID: u16 = 0;
 
 #[derive(Debug, Error)]
 pub enum KtoplatError {
-    #[error(
-        "BPF map `{0}` is missing (already taken, or the program predates in-kernel top latency)"
-    )]
+    #[error("BPF map `{0}` is missing (already taken, or the program predates it)")]
     Missing(&'static str),
     #[error("BPF map `{map}`: {source}")]
     Map { map: &'static str, source: MapError },
@@ -83,6 +81,60 @@ impl KeyLatency {
     }
 }
 
+/// Takes the per-key aggregates map from the engine.
+pub(super) fn take_aggs(engine: &mut Engine) -> Result<Aggs, KtoplatError> {
+    let map = engine
+        .take_map(MAP_AGGS)
+        .ok_or(KtoplatError::Missing(MAP_AGGS))?;
+    PerCpuHashMap::try_from(map).map_err(|source| KtoplatError::Map {
+        map: MAP_AGGS,
+        source,
+    })
+}
+
+/// The per-key aggregates map (`toplat_aggs`), shared with call-shaped pairs (kcalls.rs).
+pub(super) type Aggs = PerCpuHashMap<MapData, RawTopHkey, RawToplatAgg>;
+
+/// Completed requests per key text of the keys of `start_ids`, summed over CPUs.
+pub(super) fn read_keys(aggs: &Aggs, start_ids: &[ProbeId]) -> HashMap<String, KeyLatency> {
+    let mut keys: HashMap<String, KeyLatency> = HashMap::new();
+    for (key, values) in aggs.iter().filter_map(Result::ok) {
+        if !start_ids.iter().any(|id| id.0 == key.probe_id) {
+            continue;
+        }
+        // Only CPUs that saw the key hold its string (the others' copies are zeroed).
+        let Some(first) = values.iter().find(|v| v.v.count > 0) else {
+            continue;
+        };
+        let k = keys
+            .entry(kernel_key_text(&first.v.str, key.flags))
+            .or_insert_with(|| KeyLatency {
+                count: 0,
+                sum_ns: 0,
+                buckets: vec![0; BUCKETS],
+            });
+        for v in values.iter() {
+            k.count += v.v.count;
+            k.sum_ns += v.sum_ns;
+            for (total, n) in k.buckets.iter_mut().zip(v.buckets.iter()) {
+                *total += n;
+            }
+        }
+    }
+    keys
+}
+
+/// What each key completed between `earlier` and `now`; keys without new requests are left out.
+pub(super) fn keys_since(
+    now: &HashMap<String, KeyLatency>,
+    earlier: &HashMap<String, KeyLatency>,
+) -> HashMap<String, KeyLatency> {
+    now.iter()
+        .map(|(k, v)| (k.clone(), v.since(earlier.get(k))))
+        .filter(|(_, v)| v.count > 0)
+        .collect()
+}
+
 /// Cumulative figures of one pair since it was configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelTopLatency {
@@ -102,12 +154,7 @@ impl KernelTopLatency {
     /// What happened between `earlier` and `self`; keys without new requests are left out.
     pub fn since(&self, earlier: &KernelTopLatency) -> KernelTopLatency {
         KernelTopLatency {
-            keys: self
-                .keys
-                .iter()
-                .map(|(k, v)| (k.clone(), v.since(earlier.keys.get(k))))
-                .filter(|(_, v)| v.count > 0)
-                .collect(),
+            keys: keys_since(&self.keys, &earlier.keys),
             unreadable: self.unreadable.saturating_sub(earlier.unreadable),
             overflow: self.overflow.saturating_sub(earlier.overflow),
             unmatched_done: self.unmatched_done.saturating_sub(earlier.unmatched_done),
@@ -127,7 +174,7 @@ pub struct KernelTopLat {
     _pairs: KernelPairs,
     top: KernelTop,
     starts: BpfHashMap<MapData, RawPairKey, RawToplatStart>,
-    aggs: PerCpuHashMap<MapData, RawTopHkey, RawToplatAgg>,
+    aggs: Aggs,
     start_ids: Vec<ProbeId>,
     done_ids: Vec<ProbeId>,
 }
@@ -148,7 +195,8 @@ impl KernelTopLat {
             |name: &'static str| engine.take_map(name).ok_or(KtoplatError::Missing(name));
         let map_err = |map| move |source| KtoplatError::Map { map, source };
         let starts = BpfHashMap::try_from(take(MAP_STARTS)?).map_err(map_err(MAP_STARTS))?;
-        let aggs = PerCpuHashMap::try_from(take(MAP_AGGS)?).map_err(map_err(MAP_AGGS))?;
+
+        let aggs = take_aggs(engine)?;
         // Dones first: a start configured before its done could wait for a done that is not
         // yet recognised.
         for id in &done_ids {
@@ -169,31 +217,10 @@ impl KernelTopLat {
 
     /// Everything counted since the pair was configured.
     pub fn read(&self) -> KernelTopLatency {
-        let mut out = KernelTopLatency::default();
-        for (key, values) in self.aggs.iter().filter_map(Result::ok) {
-            if !self.start_ids.iter().any(|id| id.0 == key.probe_id) {
-                continue;
-            }
-            // Only CPUs that saw the key hold its string (the others' copies are zeroed).
-            let Some(first) = values.iter().find(|v| v.v.count > 0) else {
-                continue;
-            };
-            let k = out
-                .keys
-                .entry(kernel_key_text(&first.v.str, key.flags))
-                .or_insert_with(|| KeyLatency {
-                    count: 0,
-                    sum_ns: 0,
-                    buckets: vec![0; BUCKETS],
-                });
-            for v in values.iter() {
-                k.count += v.v.count;
-                k.sum_ns += v.sum_ns;
-                for (total, n) in k.buckets.iter_mut().zip(v.buckets.iter()) {
-                    *total += n;
-                }
-            }
-        }
+        let mut out = KernelTopLatency {
+            keys: read_keys(&self.aggs, &self.start_ids),
+            ..KernelTopLatency::default()
+        };
         let all: Vec<ProbeId> = self
             .start_ids
             .iter()

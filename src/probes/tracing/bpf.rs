@@ -2,7 +2,7 @@
 //! the encoding of one site's [`ArgSpec`]s into a site spec. The shared layouts and constants
 //! are in [`super::abi`] (checked against bpf/abi.h by build.rs) and re-exported here.
 
-use super::abi::{ArgKind, RawArgSpec, NO_REG, NO_STR};
+use super::abi::{ArgKind, RawArgSpec, NO_LEN, NO_REG, NO_STR};
 pub use super::abi::{
     Mode, RawEventHdr, RawSiteSpec, MAX_ARGS, MAX_PROBES, MAX_SITES, MAX_STRS, STR_FAULT, STR_LEN,
     STR_NULL, STR_TRUNCATED,
@@ -53,7 +53,9 @@ pub enum ArgPlan {
 }
 
 /// Encodes one site: the kernel spec plus the decoding plan for its arguments.
-/// `strings` are the argument indices to read as C strings (only the first MAX_STRS count).
+/// `strings` are the argument indices to read as strings (only the first MAX_STRS count): C
+/// strings, but for those `lengths` pairs with their length argument (pointer + length strings,
+/// not NUL-terminated; the length must be an integer argument of the site).
 pub fn encode_site(
     probe_id: u32,
     mode: Mode,
@@ -61,6 +63,7 @@ pub fn encode_site(
     site_addr: u64,
     args: &[ArgSpec],
     strings: &[usize],
+    lengths: &[(usize, usize)],
 ) -> (RawSiteSpec, Vec<ArgPlan>) {
     let mut spec = RawSiteSpec {
         probe_id,
@@ -86,9 +89,15 @@ pub fn encode_site(
         let (raw, mut plan) = encode_arg(arg);
         let mut raw = raw;
         raw.str_slot = NO_STR;
+        raw.len_arg = NO_LEN;
+        let len_arg = lengths.iter().find(|(s, _)| *s == i).map(|&(_, l)| l);
         if strings.contains(&i) && matches!(plan, ArgPlan::Int { .. }) {
-            if (spec.nr_strs as usize) < MAX_STRS {
+            let bad_len = len_arg.and_then(|l| length_unusable(l, i, args, strings));
+            if let Some(why) = bad_len {
+                plan = ArgPlan::Unsupported(format!("{}: {why}", arg.text));
+            } else if (spec.nr_strs as usize) < MAX_STRS {
                 raw.str_slot = spec.nr_strs;
+                raw.len_arg = len_arg.map_or(NO_LEN, |l| l as u8);
                 spec.nr_strs += 1;
                 plan = ArgPlan::Str;
             } else {
@@ -103,6 +112,31 @@ pub fn encode_site(
         plans.push(plan);
     }
     (spec, plans)
+}
+
+/// Why argument `len` cannot give the length of string argument `string`, if it cannot: the
+/// kernel reads it as an integer, so it must be one (not a string, not an unreadable form).
+fn length_unusable(
+    len: usize,
+    string: usize,
+    args: &[ArgSpec],
+    strings: &[usize],
+) -> Option<String> {
+    let Some(arg) = args.get(len).filter(|_| len < MAX_ARGS && len != string) else {
+        return Some(format!(
+            "its length argument {len} is not another argument of the site"
+        ));
+    };
+    if strings.contains(&len) {
+        return Some(format!("its length argument {len} is read as a string"));
+    }
+    match encode_arg(arg).1 {
+        ArgPlan::Int { .. } => None,
+        _ => Some(format!(
+            "its length argument {len} ({}) cannot be read",
+            arg.text
+        )),
+    }
 }
 
 fn encode_arg(arg: &ArgSpec) -> (RawArgSpec, ArgPlan) {
@@ -182,7 +216,7 @@ mod tests {
     #[test]
     fn strings_get_slots_in_argument_order_and_vectors_are_unsupported() {
         let args = parse_args("8@%rdi -4@%esi 8@-16(%rbp) 8@%xmm0").unwrap();
-        let (spec, plans) = encode_site(7, Mode::Stream, 0, 0x1000, &args, &[0, 2, 3]);
+        let (spec, plans) = encode_site(7, Mode::Stream, 0, 0x1000, &args, &[0, 2, 3], &[]);
         assert_eq!(spec.nr_args, 4);
         assert_eq!(spec.nr_strs, 2);
         assert_eq!((spec.args[0].str_slot, spec.args[2].str_slot), (0, 1));
@@ -198,9 +232,42 @@ mod tests {
     }
 
     #[test]
+    fn pointer_and_length_strings_carry_their_length_argument() {
+        // hotspot:thread__start at one site of OpenJDK 17's libjvm.so.
+        let args = parse_args("8@%r13 -4@-60(%rbp) -8@-56(%rbp) 8@%r15 1@%al").unwrap();
+        let (spec, plans) = encode_site(3, Mode::Stream, 0, 0, &args, &[0], &[(0, 1)]);
+        assert_eq!((spec.args[0].str_slot, spec.args[0].len_arg), (0, 1));
+        assert_eq!(spec.args[1].len_arg, NO_LEN);
+        assert_eq!(spec.nr_strs, 1);
+        assert_eq!(plans[0], ArgPlan::Str);
+        // Read as a C string when no length is given.
+        let (spec, _) = encode_site(3, Mode::Stream, 0, 0, &args, &[0], &[]);
+        assert_eq!(spec.args[0].len_arg, NO_LEN);
+    }
+
+    #[test]
+    fn a_length_that_is_no_integer_argument_makes_the_string_unsupported() {
+        let args = parse_args("8@%rdi -4@%esi 8@%xmm0").unwrap();
+        for (strings, lengths, why) in [
+            (&[0][..], &[(0, 7)][..], "not another argument"),
+            (&[0], &[(0, 0)], "not another argument"),
+            (&[0, 1], &[(0, 1)], "read as a string"),
+            (&[0], &[(0, 2)], "cannot be read"),
+        ] {
+            let (spec, plans) = encode_site(3, Mode::Stream, 0, 0, &args, strings, lengths);
+            assert!(
+                matches!(&plans[0], ArgPlan::Unsupported(t) if t.contains(why)),
+                "{lengths:?}: {:?}",
+                plans[0]
+            );
+            assert_eq!(spec.args[0].str_slot, NO_STR);
+        }
+    }
+
+    #[test]
     fn constants_are_encoded_cut_to_size_and_extended_by_sign() {
         let args = parse_args("1@$-16 -1@$-16 2@$-3600 4@$-202182160 8@$-1 -4@$-7").unwrap();
-        let (spec, plans) = encode_site(1, Mode::Stream, 0, 0, &args, &[]);
+        let (spec, plans) = encode_site(1, Mode::Stream, 0, 0, &args, &[], &[]);
         let vals: Vec<u64> = spec.args[..6].iter().map(|a| a.val).collect();
         assert_eq!(
             vals,

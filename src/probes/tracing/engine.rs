@@ -25,6 +25,7 @@ use super::follow::{Follower, Group};
 use super::multi::{attach_multi, MultiLink, MultiLoader};
 use super::queue::{self, DropCount, EventStream};
 use super::reader::{read_loop, Counters, ReaderControl};
+use crate::probes::discovery::catalog::Catalog;
 use crate::probes::discovery::elf::{ObjectProbes, Probe};
 use aya::maps::{
     Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
@@ -297,6 +298,8 @@ pub struct Engine {
     reader: Option<JoinHandle<()>>,
     cancel: Option<&'static AtomicBool>,
     fork_tracking: Result<(), String>,
+    /// Pointer + length strings of every probe attached (see [`Engine::set_str_lengths`]).
+    str_lengths: Vec<(usize, usize)>,
     // Owns the programs (and the fork/exit tracepoint links); dropped last.
     _ebpf: Ebpf,
 }
@@ -404,6 +407,7 @@ impl Engine {
             reader: Some(reader),
             cancel: None,
             fork_tracking,
+            str_lengths: Vec::new(),
             _ebpf: ebpf,
         })
     }
@@ -433,6 +437,13 @@ impl Engine {
             std::thread::sleep(Duration::from_millis(1));
         }
         true
+    }
+
+    /// Strings given by pointer and length in the probes attached from now on, besides those
+    /// the catalog knows: (string argument, length argument) index pairs (`trace --str 0:1`).
+    /// A string is read this way only if it is one of `AttachOptions::strings`.
+    pub fn set_str_lengths(&mut self, lengths: Vec<(usize, usize)>) {
+        self.str_lengths = lengths;
     }
 
     /// Whether processes forked after a filtered attach are followed (needs kernel BTF);
@@ -587,20 +598,32 @@ impl Engine {
             }
         };
         let mut reads_strings = Vec::new();
+        // How long a string is belongs to the probe, like its argument specs: the catalog says
+        // it for the runtimes it knows (the JVM's strings), whichever front-end attaches.
+        // The user's come first: they win over the catalog's for the same string.
+        let mut lengths = self.str_lengths.clone();
+        lengths.extend(Catalog::shared().str_lengths(&probe.full_name()));
         for site in &probe.sites {
             let cookie = self.free_cookies.pop_front().expect("counted above");
             attachment.cookies.push(cookie);
             let plans_args: Vec<ArgPlan> = match &site.args {
                 Ok(args) => {
-                    let (spec, plans) =
-                        encode_site(id.0, options.mode, mask, site.addr, args, &options.strings);
+                    let (spec, plans) = encode_site(
+                        id.0,
+                        options.mode,
+                        mask,
+                        site.addr,
+                        args,
+                        &options.strings,
+                        &lengths,
+                    );
                     self.specs
                         .set(cookie, spec, 0)
                         .map_err(map_err("site_specs"))?;
                     plans
                 }
                 Err(e) => {
-                    let (spec, _) = encode_site(id.0, options.mode, mask, site.addr, &[], &[]);
+                    let (spec, _) = encode_site(id.0, options.mode, mask, site.addr, &[], &[], &[]);
                     self.specs
                         .set(cookie, spec, 0)
                         .map_err(map_err("site_specs"))?;
@@ -745,7 +768,7 @@ impl Engine {
             self.free_cookies.push_back(cookie);
             return Err(EngineError::Full("probes"));
         };
-        let (spec, _) = encode_site(id, Mode::Count, 0, 0, &[], &[]);
+        let (spec, _) = encode_site(id, Mode::Count, 0, 0, &[], &[], &[]);
         let result = self
             .specs
             .set(cookie, spec, 0)
