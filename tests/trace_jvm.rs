@@ -41,6 +41,9 @@ public class Usdtop {
                 t.start();
                 t.join();
             }
+        } else if (args[0].equals("gc")) {
+            for (int i = 0; i < 5; i++) System.gc();
+            System.err.println(LoadedLate.x);
         } else {
             int sum = 0;
             for (int i = 0; i < 40; i++) sum += knownMethod(i);
@@ -153,4 +156,48 @@ fn method_entry_gives_class_method_and_signature_exactly() {
         let len = u(&e["args"], "class_len") as usize;
         assert!(cut || class.len() == len, "{class} is not {len} bytes: {e}");
     }
+}
+
+#[test]
+fn kernel_aggregates_key_by_pointer_and_length_strings_and_time_gc_pairs() {
+    let dir = TempDir::new("jvm");
+    let mut program = java(&dir, &[], "gc");
+    let pid = program.pid().to_string();
+    // Counted in the kernel per class name (the key read with its length there too), and
+    // gc__begin → gc__end paired in the kernel by thread.
+    let top = Tracer::start(&[
+        "top",
+        "--mode",
+        "kernel",
+        "--json",
+        "-p",
+        &pid,
+        "hotspot:class__loaded",
+    ]);
+    let latency = Tracer::start(&[
+        "latency",
+        "--mode",
+        "kernel",
+        "--json",
+        "-p",
+        &pid,
+        "hotspot:gc__begin",
+    ]);
+    program.go();
+    let top = top.json();
+    let latency = latency.json();
+
+    let rows = &top.last().expect("a top report")["rows"];
+    // java/lang/Shutdown (loaded as the JVM exits) is 18 bytes in a symbol table where other
+    // bytes follow it, not a NUL: read as a C string it shows them (`java/lang/Shutdown\xff…`).
+    for class in ["Usdtop$LoadedLate", "java/lang/Shutdown"] {
+        assert_eq!(u(common::row(rows, class), "count"), 1, "{rows}");
+    }
+    let last = latency.last().expect("a latency report");
+    assert_eq!(last["mode"], "kernel", "{last}");
+    assert_eq!(last["done"], "hotspot:gc__end", "{last}");
+    assert!(
+        u(last, "count") >= 5,
+        "one pair per System.gc() at least: {last}"
+    );
 }
