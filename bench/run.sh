@@ -118,6 +118,8 @@ row "usdtop trace (streaming)" loop "$U" trace -p @PID@ "$FIX:aggfix:tick"
 # is the price of a sleepable uprobe program when every string is readable.
 row "usdtop trace --str 1 (sleepable)" loop "$U" trace --str 1 -p @PID@ "$FIX:aggfix:tick"
 row "usdtop trace --str 1 --fault-strings never" loop "$U" trace --str 1 --fault-strings never -p @PID@ "$FIX:aggfix:tick"
+# Like with like: bpftrace printf above reads str(arg1) and prints it; so does this row.
+row "usdtop trace --str 1 --json (reads and prints the string)" loop "$U" trace --str 1 --json -p @PID@ "$FIX:aggfix:tick"
 row "usdtop top --by arg1 (streamed)" loop "$U" top --mode stream -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
 row "usdtop top --by arg1 (kernel)" loop "$U" top --mode kernel -p @PID@ "$FIX:aggfix:tick" --by arg1 --json
 row "no tracer (start/done pairs)" pairs none
@@ -208,7 +210,7 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
     }
     : >"$WORK/pg.tsv"
     for rep in $(seq "${PG_RUNS:-5}"); do
-        for cfg in none floor bpftrace usdtop usdtop-stream; do
+        for cfg in none floor bpftrace usdtop usdtop-stream usdtop-budget; do
             tpid=
             case $cfg in
             floor)
@@ -221,10 +223,11 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
                 tpid=$!
                 sleep 4
                 ;;
-            usdtop | usdtop-stream)
-                mode=auto
+            usdtop | usdtop-stream | usdtop-budget)
+                mode=auto budget=()
                 [[ $cfg == usdtop-stream ]] && mode=stream
-                "$U" latency --mode $mode -p "$PGPID" postgresql:query__start --json >"$WORK/ul.out" 2>"$WORK/ul.err" &
+                [[ $cfg == usdtop-budget ]] && budget=(--max-overhead 1)
+                "$U" latency --mode $mode -p "$PGPID" --exact-forks "${budget[@]}" postgresql:query__start --json >"$WORK/ul.out" 2>"$WORK/ul.err" &
                 tpid=$!
                 wait_line "$WORK/ul.err" Tracing
                 ;;
@@ -234,18 +237,21 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
                 kill -INT "$tpid"
                 wait "$tpid" || true
             fi
-            extra=""
-            [[ $cfg == usdtop* ]] && extra=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '"mode=\(.mode) count=\(.count) drops=\(.drops) p50=\(.p50_ns) sample_every=\(.sample_every)"')
-            printf '%s\t%s\t%s\n' "$cfg" "$tps" "$cpu" >>"$WORK/pg.tsv"
+            extra="" p50=""
+            if [[ $cfg == usdtop* ]]; then
+                extra=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '"mode=\(.mode) count=\(.count) drops=\(.drops) p50=\(.p50_ns) sample_every=\(.sample_every) sampled=\(.sampled.fraction // 1)"')
+                p50=$(grep '^{' "$WORK/ul.out" | tail -1 | jq -r '.p50_ns')
+            fi
+            printf '%s\t%s\t%s\t%s\n' "$cfg" "$tps" "$cpu" "$p50" >>"$WORK/pg.tsv"
             echo "  run $rep $cfg: $tps tps, $cpu us CPU/transaction $extra"
         done
     done
     {
         echo "### PostgreSQL 15, pgbench -c 2 -T 10 (scale 1, fsync off, alternating, median of ${PG_RUNS:-5})"
         echo
-        echo "| tracer | TPS (median) | TPS runs | TPS lost | CPU µs per transaction (median) | CPU runs | CPU added | added above the uprobe floor |"
-        echo "|---|---:|---|---:|---:|---|---:|---:|"
-        for cfg in none floor bpftrace usdtop usdtop-stream; do
+        echo "| tracer | TPS (median) | TPS runs | TPS lost | CPU µs per transaction (median) | CPU runs | CPU added | added above the uprobe floor | query p50 µs (median) |"
+        echo "|---|---:|---|---:|---:|---|---:|---:|---:|"
+        for cfg in none floor bpftrace usdtop usdtop-stream usdtop-budget; do
             m=$(awk -F'\t' -v c="$cfg" '$1 == c { print $2 }' "$WORK/pg.tsv" | median)
             runs=$(awk -F'\t' -v c="$cfg" '$1 == c { printf "%s%.0f", (n++ ? ", " : ""), $2 }' "$WORK/pg.tsv")
             cm=$(awk -F'\t' -v c="$cfg" '$1 == c { print $3 }' "$WORK/pg.tsv" | median)
@@ -261,7 +267,9 @@ if [[ ${SKIP_PG:-0} != 1 && -x $PG/postgres ]]; then
             [[ $cfg == bpftrace ]] && name="bpftrace hist() query__start/done"
             [[ $cfg == usdtop ]] && name="usdtop latency postgresql:query__start (auto: in-kernel pairing)"
             [[ $cfg == usdtop-stream ]] && name="usdtop latency --mode stream"
-            echo "| $name | $(printf '%.0f' "$m") | $runs | $lost | $(printf '%.0f' "$cm") | $cruns | $added | $above |"
+            [[ $cfg == usdtop-budget ]] && name="usdtop latency --max-overhead 1 (duty-cycled, counts scaled)"
+            pm=$(awk -F'\t' -v c="$cfg" '$1 == c && $4 != "" { print $4 / 1000 }' "$WORK/pg.tsv" | median)
+            echo "| $name | $(printf '%.0f' "$m") | $runs | $lost | $(printf '%.0f' "$cm") | $cruns | $added | $above | ${pm:-—} |"
         done
         echo
         echo "Every statement fires query__start and query__done once; each hit traps into the kernel"

@@ -166,8 +166,9 @@ fn assert_nested_figures(r: &Value) {
     assert_eq!(u(calls, "unwound"), 0, "{calls}");
     assert_eq!(u(calls, "not_on_stack"), 0, "{calls}");
     assert_eq!(u(calls, "too_deep"), 0, "{calls}");
-    // main was entered before tracing began: its return had no call to pair with.
-    assert!(u(calls, "no_open_call") >= 1, "{calls}");
+    // main (and Python's <module>) were entered before tracing began: their returns, if seen
+    // before usdtop ends, have no call to pair with.
+    assert!(u(calls, "no_open_call") <= 2, "{calls}");
     assert!(!has_row(r, "main"), "main's entry was never seen: {r}");
     assert_eq!(u(r, "events"), 0, "nothing is streamed on this path: {r}");
 }

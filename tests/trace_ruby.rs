@@ -163,9 +163,10 @@ fn require_latency_is_paired_per_required_file() {
     for (file, at_least_ms) in [("usdtop_slow_a", 200), ("usdtop_slow_b", 50)] {
         let r = row(&last["by"], file);
         assert_eq!(u(r, "count"), 1, "{r}");
+        // The kernel's buckets are 1/8 of a power of two wide; a p50 is its bucket's low edge.
         let p50 = u(r, "p50_ns");
         assert!(
-            p50 >= at_least_ms * MS && p50 < 10_000 * MS,
+            p50 >= at_least_ms * MS * 7 / 8 && p50 < 10_000 * MS,
             "{file}: {p50} ns"
         );
     }
