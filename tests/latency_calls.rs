@@ -368,3 +368,22 @@ fn top_shows_a_row_per_function_of_a_call_shaped_pair() {
     assert!(u(row(rows, "outer"), "p50_ns") >= 14 * MS, "{r}");
     assert!(r["calls"].is_object(), "{r}");
 }
+
+#[test]
+fn under_a_duty_cycle_no_call_is_paired_across_a_gap() {
+    // 150 outer calls of 15 ms (about 2.3 s), attached 300 ms of each second: a return paired
+    // with an entry from before a 700 ms gap would be far longer than any call.
+    let code = PHP_NESTED.replace("main(30)", "main(150)");
+    let (r, _) = latency(
+        Script::php(&code),
+        "php:function__entry",
+        "function",
+        &["--max-overhead", "1", "--duty", "0.3"],
+    );
+    let fraction = r["sampled"]["fraction"].as_f64().unwrap();
+    assert!(fraction < 0.6, "attached {fraction} of the time: {r}");
+    assert_p50_near(&r, "inner", 5);
+    assert_p50_near(&r, "outer", 15);
+    let max = u(&r, "max_ns");
+    assert!(max < 100 * MS, "a {max} ns call spans a gap: {r}");
+}

@@ -231,51 +231,27 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
                 if let Some(k) = &mut kernel {
                     k.gap();
                 }
+                if let Some(c) = &mut calls {
+                    c.gap();
+                }
                 return Ok(());
             }
         };
         agg.tick(now);
         let elapsed = now.saturating_sub(interval_start) as f64 / 1e9;
         let mut extra = serde_json::Map::new();
-        let mut note = String::new();
-        if let Some(c) = &mut calls {
-            let (report, total) = c.report(&mut agg, (now, scheme, args.limit), last);
-            extra.insert("mode".into(), "kernel".into());
-            extra.insert("calls".into(), calls_json(&total)?);
-            if args.json {
-                writeln!(out, "{}", json_report(&report, elapsed, stats, extra))?;
-            } else {
-                let text = text_report(&report, elapsed, stats);
-                writeln!(out, "{text}{}", calls_note(&total.mismatches))?;
-            }
-            out.flush()?;
-            if !last {
-                agg.reset_interval();
-                interval_start = now;
-            }
-            return Ok(());
-        }
-        let mut report = agg.report(Window::All, now, scheme, args.limit);
-        match &mut kernel {
-            Some(k) => {
-                let (r, streamed, delta) = k.report(report, now, scheme, last);
-                report = r;
+        let (mut report, mut note) = match &mut calls {
+            Some(c) => {
+                let (report, total) = c.report(&mut agg, (now, scheme, args.limit), last);
                 extra.insert("mode".into(), "kernel".into());
-                extra.insert("sample_every".into(), k.sample_every.into());
-                extra.insert("streamed".into(), serde_json::to_value(streamed)?);
-                note = if k.sample_every == 0 {
-                    "paired in the kernel; nothing streamed\n".to_string()
-                } else {
-                    format!(
-                        "paired in the kernel; {} requests streamed for the KEY table (1 in {} now)\n",
-                        delta.sampled, k.sample_every
-                    )
-                };
+                extra.insert("calls".into(), calls_json(&total)?);
+                (report, calls_note(&total.mismatches))
             }
             None => {
-                extra.insert("mode".into(), "stream".into());
+                let report = agg.report(Window::All, now, scheme, args.limit);
+                pair_report(report, &mut kernel, &mut extra, (now, scheme, last))?
             }
-        }
+        };
         let sampled = sampling.as_deref().map(|s| {
             let now = Instant::now();
             let attached = s.attached(now).saturating_sub(sampled_since.0);
@@ -304,6 +280,34 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
         }
         Ok(())
     })
+}
+
+/// The report of a start/done pair: the kernel's figures when it pairs (the streamed ones
+/// move to `streamed`), and the note saying how.
+fn pair_report(
+    mut report: LatencyReport,
+    kernel: &mut Option<KernelSide>,
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+    (now, scheme, last): (u64, BucketScheme, bool),
+) -> Result<(LatencyReport, String)> {
+    let Some(k) = kernel else {
+        extra.insert("mode".into(), "stream".into());
+        return Ok((report, String::new()));
+    };
+    let (r, streamed, delta) = k.report(report, now, scheme, last);
+    report = r;
+    extra.insert("mode".into(), "kernel".into());
+    extra.insert("sample_every".into(), k.sample_every.into());
+    extra.insert("streamed".into(), serde_json::to_value(streamed)?);
+    let note = if k.sample_every == 0 {
+        "paired in the kernel; nothing streamed\n".to_string()
+    } else {
+        format!(
+            "paired in the kernel; {} requests streamed for the KEY table (1 in {} now)\n",
+            delta.sampled, k.sample_every
+        )
+    };
+    Ok((report, note))
 }
 
 /// The kernel's figures of a call-shaped pair beyond the report's: how returns that did not

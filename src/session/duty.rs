@@ -141,7 +141,6 @@ impl DutyCycle {
             self.on = true;
             self.since = now;
             self.hits_at_on = hits;
-            self.shared.set_on(now, true);
             return Some(Toggle::Resume);
         }
         let slice = if self.fraction >= 1.0 {
@@ -174,6 +173,13 @@ impl DutyCycle {
         self.on = false;
         self.shared.set_on(now, false);
         Some(Toggle::Suspend)
+    }
+
+    /// The probes are back in (their links made): the attached clock runs from now. A resume
+    /// takes a grace period or two in the kernel, during which the probes are not all in.
+    pub fn resumed(&mut self, now: Instant) {
+        self.since = now;
+        self.shared.set_on(now, true);
     }
 }
 
@@ -212,6 +218,7 @@ mod tests {
         assert_eq!(d.poll(t1 + Duration::from_millis(700), 2500), None);
         let t2 = t1 + Duration::from_millis(750);
         assert_eq!(d.poll(t2, 2500), Some(Toggle::Resume));
+        d.resumed(t2);
         assert_eq!(d.poll(t2 + Duration::from_millis(200), 4500), None);
         let t3 = t2 + Duration::from_millis(250);
         assert_eq!(d.poll(t3, 5000), Some(Toggle::Suspend));

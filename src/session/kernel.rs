@@ -220,6 +220,12 @@ pub struct CallsSide {
 
 impl CallsSide {
     /// Gives the attached entry and return probes (attached with `Mode::Calls`) their roles.
+    /// The attachment had a gap (duty cycling): open calls are forgotten, never paired with
+    /// a return after it.
+    pub fn gap(&mut self) {
+        self.calls.forget_open();
+    }
+
     pub fn new(
         engine: &mut Engine,
         start_ids: Vec<ProbeId>,

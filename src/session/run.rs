@@ -208,6 +208,7 @@ impl Session {
                     // A failure leaves the probe out; its hits stop, which the report shows.
                     let _ = self.engine.resume(*id);
                 }
+                duty.resumed(Instant::now());
             }
             Some(Toggle::Suspend) => {
                 let _ = self.engine.suspend(&self.ids);

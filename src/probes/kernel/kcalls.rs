@@ -168,11 +168,17 @@ impl KernelCalls {
         for id in self.start_ids.iter().chain(&self.done_ids) {
             let _ = self.pairs.clear_role(*id);
         }
+        self.forget_open();
+        (self.pairs, self.maps)
+    }
+
+    /// Forgets every thread's open calls (after a gap in the attachment: a return after it
+    /// must not pair with an entry before it; it finds no open call and is counted so).
+    pub fn forget_open(&mut self) {
         let threads: Vec<u64> = self.maps.stacks.keys().filter_map(Result::ok).collect();
         for t in threads {
             let _ = self.maps.stacks.remove(&t);
         }
-        (self.pairs, self.maps)
     }
 
     /// Everything counted since the pair was configured.
