@@ -10,26 +10,39 @@ use common::{u, MS};
 use serde_json::Value;
 use std::process::Command;
 
-/// `usdtop latency -p FIXTURE aggfix:req__start aggfix:req__done --json OPTIONS` over the
-/// fixture's `pairs N SLEEP_US` run; the report printed once the fixture exited.
-fn latency(n: u64, sleep_us: u64, options: &[&str]) -> Value {
+/// `usdtop COMMAND -p FIXTURE PROBES... --json OPTIONS` (`command` is COMMAND and PROBES)
+/// over the fixture's `pairs N SLEEP_US` run; the report printed once the fixture exited.
+fn report(command: &[&str], n: u64, sleep_us: u64, options: &[&str]) -> Value {
     let (n, sleep_us) = (n.to_string(), sleep_us.to_string());
     let mut fx = AggFix::start(&["pairs", &n, &sleep_us]);
     let pid = fx.pid().to_string();
-    let mut args = vec![
-        "latency",
-        "-p",
-        &pid,
-        "aggfix:req__start",
-        "aggfix:req__done",
-        "--json",
-    ];
+    let mut args = vec![command[0], "-p", &pid, "--json"];
+    args.extend_from_slice(&command[1..]);
     args.extend_from_slice(options);
     let tracer = Tracer::start(&args);
     fx.go();
     fx.wait_for("fired");
     fx.wait();
     tracer.json().pop().expect("a report")
+}
+
+/// `usdtop latency` of the fixture's start/done pair.
+fn latency(n: u64, sleep_us: u64, options: &[&str]) -> Value {
+    let pair = ["latency", "aggfix:req__start", "aggfix:req__done"];
+    report(&pair, n, sleep_us, options)
+}
+
+/// `usdtop top` of the fixture's requests by label, with their latency.
+fn top(n: u64, sleep_us: u64, options: &[&str]) -> Value {
+    let by_label = [
+        "top",
+        "aggfix:req__start",
+        "--done",
+        "aggfix:req__done",
+        "--by",
+        "arg1",
+    ];
+    report(&by_label, n, sleep_us, options)
 }
 
 fn fraction(r: &Value) -> f64 {
@@ -110,4 +123,80 @@ fn a_budget_must_be_a_percentage_and_needs_the_uprobe_multi_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("needs the uprobe-multi attach path"), "{err}");
+}
+
+#[test]
+fn top_scales_each_rows_count_and_keeps_its_latencies_whole() {
+    // 18,000 requests cycling /a (100 µs), /b (200 µs), /c (300 µs); attached 30 % of the time.
+    for mode in ["kernel", "stream"] {
+        let r = top(
+            18_000,
+            100,
+            &["--max-overhead", "1", "--duty", "0.3", "--mode", mode],
+        );
+        assert!(fraction(&r) < 0.6, "{mode}: {r}");
+        let total = u(&r, "total");
+        assert!(
+            (16_200..=19_800).contains(&total),
+            "{mode}: total {total}: {r}"
+        );
+        for (label, us) in [("/a", 100), ("/b", 200), ("/c", 300)] {
+            let row = common::row(&r["rows"], label);
+            let count = u(row, "count");
+            assert!(
+                (5_400..=6_600).contains(&count),
+                "{mode} {label}: {count}: {r}"
+            );
+            let p50 = u(row, "p50_ns");
+            assert!(
+                (us * 1000 * 7 / 8..us * 1000 + 20 * MS).contains(&p50),
+                "{mode} {label}: p50 {p50} for {us} µs requests"
+            );
+        }
+    }
+}
+
+#[test]
+fn trace_prints_a_sample_and_scales_the_hits_in_its_summary() {
+    let mut fx = AggFix::start(&["pairs", "20000", "100"]);
+    let pid = fx.pid().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_usdtop"))
+        .args(["trace", "-p", &pid, "aggfix:req__start", "--json"])
+        .args(["--max-overhead", "1", "--duty", "0.3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = common::line_reader(child.stderr.take().unwrap());
+    common::wait_line(&stderr, "usdtop: tracing", "usdtop");
+    let stdout = child.stdout.take().unwrap();
+    let printed = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().count()
+    });
+    fx.go();
+    fx.wait_for("fired");
+    fx.wait();
+    assert!(child.wait().unwrap().success());
+    let printed = printed.join().unwrap();
+    let summary: Vec<String> = stderr.iter().collect();
+    let hits = summary
+        .iter()
+        .find(|l| l.contains("aggfix:req__start"))
+        .unwrap_or_else(|| panic!("{summary:?}"));
+    // "usdtop:   20123 hits (scaled; 6050 seen)  aggfix:req__start (...)"
+    let numbers: Vec<u64> = hits
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (scaled, seen) = (numbers[0], numbers[1]);
+    assert_eq!(seen as usize, printed, "every hit seen was printed: {hits}");
+    assert!(printed < 14_000, "only slices were traced: {printed}");
+    assert!((18_000..=22_000).contains(&scaled), "{hits}");
+    assert!(
+        summary
+            .iter()
+            .any(|l| l.contains("sampled") && l.contains("of the time")),
+        "{summary:?}"
+    );
 }

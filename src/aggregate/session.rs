@@ -261,6 +261,13 @@ impl TopAgg {
     }
 
     /// Start a new interval at `now_ns`: counts restart (waiting starts stay).
+    /// The attachment had a gap (duty cycling): waiting starts are forgotten.
+    pub fn gap(&mut self) {
+        if let Some(p) = &mut self.pairer {
+            p.forget_open();
+        }
+    }
+
     pub fn reset_interval(&mut self, now_ns: u64) {
         self.table = TopTable::with_origin(self.cap, now_ns);
         self.unreadable = 0;

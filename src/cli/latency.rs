@@ -3,10 +3,10 @@
 
 use super::headless;
 use super::numbers;
+use super::sampled::{Interval, Sampled};
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::io::Write;
-use std::time::{Duration, Instant};
 use usdtop::aggregate::{
     fit, format_duration_ns, render_bars, BucketScheme, LatencyAgg, LatencyReport, PairLimits,
     Window,
@@ -15,7 +15,7 @@ use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::kernel::kcalls::{CallMismatches, KernelCallStats, DEPTH};
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::Stats;
-use usdtop::session::duty::{DutyOptions, Sampling};
+use usdtop::session::duty::DutyOptions;
 use usdtop::session::{
     plan_latency, AggMode, Ask, CallsSide, KernelSide, LatencyPlan, Place, Step,
 };
@@ -200,8 +200,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     };
     let mut agg = LatencyAgg::new(pair, limits, by.map(|b| b.index), 1000);
     let mut interval_start = session.started_ns;
-    // Time attached at the start of the interval, and when it started (duty cycling).
-    let mut sampled_since = (Duration::ZERO, Instant::now());
+    let mut sampled_interval = Interval::start();
     let scheme = BucketScheme::from(args.buckets);
     let mut out = std::io::stdout().lock();
     let (duration, interval) = (args.duration, args.interval);
@@ -252,18 +251,10 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
                 pair_report(report, &mut kernel, &mut extra, (now, scheme, last))?
             }
         };
-        let sampled = sampling.as_deref().map(|s| {
-            let now = Instant::now();
-            let attached = s.attached(now).saturating_sub(sampled_since.0);
-            let wall = now.saturating_duration_since(sampled_since.1);
-            if !last {
-                sampled_since = (s.attached(now), now);
-            }
-            Sampled::new(s, attached, wall)
-        });
+        let sampled = sampling.as_deref().map(|s| sampled_interval.end(s, last));
         if let Some(s) = &sampled {
             extra.insert("sampled".into(), s.json(report.summary.count));
-            s.scale_report(&mut report);
+            scale_report(s, &mut report);
         }
         if args.json {
             writeln!(out, "{}", json_report(&report, elapsed, stats, extra))?;
@@ -352,81 +343,6 @@ pub fn json_report(
     v.to_string()
 }
 
-/// How much of a report's interval the probes were attached (duty cycling), and how its
-/// counts are scaled.
-struct Sampled {
-    /// Attached time / wall time.
-    fraction: f64,
-    /// What attaching all the time would cost, estimated (a fraction of the machine's CPU).
-    full_overhead: f64,
-    budget: f64,
-    hit_cost_ns: f64,
-}
-
-impl Sampled {
-    fn new(s: &Sampling, attached: Duration, wall: Duration) -> Sampled {
-        let fraction = if wall.is_zero() {
-            1.0
-        } else {
-            (attached.as_secs_f64() / wall.as_secs_f64()).clamp(0.0, 1.0)
-        };
-        Sampled {
-            fraction,
-            full_overhead: s.full_overhead(),
-            budget: s.budget,
-            hit_cost_ns: s.hit_cost_ns,
-        }
-    }
-
-    fn scale(&self) -> f64 {
-        if self.fraction > 0.0 {
-            1.0 / self.fraction
-        } else {
-            1.0
-        }
-    }
-
-    /// Scales the count and the `by` rows' counts and rates by the time attached.
-    /// Percentiles and buckets stay those of the requests seen.
-    fn scale_report(&self, r: &mut LatencyReport) {
-        let k = self.scale();
-        r.summary.count = (r.summary.count as f64 * k).round() as u64;
-        for row in r.by.iter_mut().flatten() {
-            row.count = (row.count as f64 * k).round() as u64;
-            row.rate_per_s *= k;
-        }
-    }
-
-    /// The `sampled` object of a JSON report; `seen` is the count before scaling.
-    fn json(&self, seen: u64) -> serde_json::Value {
-        serde_json::json!({
-            "fraction": self.fraction,
-            "scaled_by": self.scale(),
-            "count_seen": seen,
-            "estimated_overhead_pct": self.full_overhead * 100.0,
-            "max_overhead_pct": self.budget * 100.0,
-            "hit_cost_ns": self.hit_cost_ns,
-        })
-    }
-
-    fn text(&self) -> String {
-        if self.fraction >= 0.999 {
-            return format!(
-                "attached all the time: the probes cost an estimated {:.2}% of the CPU (budget {:.2}%)\n",
-                self.full_overhead * 100.0,
-                self.budget * 100.0
-            );
-        }
-        format!(
-            "sampled {:.0}% of the time (attached all the time the probes would cost an estimated {:.2}% of the CPU, budget {:.2}%): counts scaled by {:.2}, latencies as seen\n",
-            self.fraction * 100.0,
-            self.full_overhead * 100.0,
-            self.budget * 100.0,
-            self.scale()
-        )
-    }
-}
-
 pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
     let s = &r.summary;
     let d = format_duration_ns;
@@ -473,4 +389,14 @@ pub fn text_report(r: &LatencyReport, elapsed_s: f64, stats: &Stats) -> String {
         }
     }
     t
+}
+
+/// Scales the count and the `by` rows' counts and rates by the time attached. Percentiles
+/// and buckets stay those of the requests seen.
+fn scale_report(s: &Sampled, r: &mut LatencyReport) {
+    r.summary.count = s.count(r.summary.count);
+    for row in r.by.iter_mut().flatten() {
+        row.count = s.count(row.count);
+        row.rate_per_s = s.rate(row.rate_per_s);
+    }
 }

@@ -9,6 +9,7 @@ pub mod latency;
 pub mod list;
 pub mod numbers;
 pub mod output;
+pub mod sampled;
 pub mod top;
 pub mod trace;
 pub mod trace_output;

@@ -3,6 +3,7 @@
 
 use super::headless;
 use super::numbers;
+use super::sampled::Interval;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -10,6 +11,7 @@ use usdtop::aggregate::{fit, format_duration_ns, PairLimits, SortBy, TopAgg, Top
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::kernel::ktop::KEY_LEN;
 use usdtop::probes::tracing::engine::Stats;
+use usdtop::session::duty::DutyOptions;
 use usdtop::session::{plan_top, AggMode, Ask, Place, Step, TopAsk, TopKernel, TopPlan};
 
 #[derive(Args, Debug)]
@@ -46,6 +48,14 @@ pub struct TopArgs {
     /// the longest wait).
     #[arg(long)]
     pub exact_forks: bool,
+    /// Keep what the probes cost below PCT percent of the machine's CPU: above it, attach for
+    /// a slice of each period and scale counts and rates back up (latencies are not scaled;
+    /// see `usdtop latency --help`). Needs the uprobe-multi path.
+    #[arg(long, value_name = "PCT", value_parser = numbers::percent)]
+    pub max_overhead: Option<f64>,
+    /// With --max-overhead: attach for this fraction of each period whatever the estimate.
+    #[arg(long, hide = true, requires = "max_overhead", value_parser = numbers::fraction)]
+    pub duty: Option<f64>,
     /// Say which files a PATH glob matched.
     #[arg(short, long)]
     pub verbose: bool,
@@ -139,9 +149,14 @@ pub fn run(args: TopArgs) -> Result<u8> {
         queue_mb: args.queue_mb,
         exact_forks: args.exact_forks,
         verbose: args.verbose,
-        duty: None,
+        duty: args.max_overhead.map(|pct| DutyOptions {
+            budget: pct / 100.0,
+            fixed: args.duty,
+        }),
     };
     let mut session = headless::attach_plan(&plan, &how)?;
+    let sampling = session.sampling();
+    let mut sampled_interval = Interval::start();
     let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
     let (start_ids, done_ids) = (start_ids.to_vec(), done_ids.to_vec());
     let mut kernel = if in_kernel {
@@ -196,7 +211,14 @@ pub fn run(args: TopArgs) -> Result<u8> {
                 stats,
                 last,
             } => (now_ns, stats, last),
-            Step::Check | Step::Gap => return Ok(()),
+            Step::Check => return Ok(()),
+            Step::Gap => {
+                agg.gap();
+                if let Some(k) = &mut kernel {
+                    k.gap();
+                }
+                return Ok(());
+            }
         };
         agg.tick(now);
         let (kernel_overflow, kernel_pairing) = match &mut kernel {
@@ -212,9 +234,21 @@ pub fn run(args: TopArgs) -> Result<u8> {
             report.pairing = kernel_pairing;
         }
         let elapsed = now.saturating_sub(agg.origin_ns()) as f64 / 1e9;
+        let sampled = sampling.as_deref().map(|s| sampled_interval.end(s, last));
+        let seen = report.total;
+        if let Some(s) = &sampled {
+            report.total = s.count(report.total);
+            for row in &mut report.rows {
+                row.count = s.count(row.count);
+                row.rate_per_s = s.rate(row.rate_per_s);
+            }
+        }
         if args.json {
             let mut v = serde_json::to_value(&report)?;
             if let Some(o) = v.as_object_mut() {
+                if let Some(s) = &sampled {
+                    o.insert("sampled".into(), s.json(seen));
+                }
                 o.insert("by_arg".into(), serde_json::json!(by.index));
                 headless::insert_run_figures(o, elapsed, stats);
                 let mode = if in_kernel { "kernel" } else { "stream" };
@@ -229,6 +263,9 @@ pub fn run(args: TopArgs) -> Result<u8> {
             writeln!(out, "{v}")?;
         } else {
             write!(out, "{}", text_report(&report, by.index, elapsed, stats))?;
+            if let Some(s) = &sampled {
+                write!(out, "{}", s.text())?;
+            }
             if let Some(m) = mismatches {
                 write!(out, "{}", super::latency::calls_note(&m))?;
             }

@@ -1,6 +1,7 @@
 //! `usdtop trace`: print every hit of the chosen probes, one line (or JSON object) per event.
 
 use super::output::{Output, Written, OUTPUT_QUEUE_BYTES};
+use super::sampled::{Interval, Sampled};
 use super::trace_output::Printer;
 use super::{headless, numbers};
 use crate::stop;
@@ -14,6 +15,7 @@ use usdtop::probes::discovery::targets::{self, check_arg_index, Scope, Target};
 use usdtop::probes::discovery::watch::Change;
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{Engine, EngineOptions, FaultStrings, Stats};
+use usdtop::session::duty::DutyOptions;
 use usdtop::session::{Attacher, End, Flow, Session, SessionOptions, Step, WatchFiles};
 
 const AFTER_HELP: &str = "\
@@ -52,6 +54,14 @@ pub struct TraceArgs {
     /// the longest wait).
     #[arg(long)]
     pub exact_forks: bool,
+    /// Keep what the probes cost below PCT percent of the machine's CPU: above it, attach for
+    /// a slice of each period (the events printed are a sample of whole slices; the summary's
+    /// hits are scaled back up and say so). Needs the uprobe-multi path.
+    #[arg(long, value_name = "PCT", value_parser = numbers::percent)]
+    pub max_overhead: Option<f64>,
+    /// With --max-overhead: attach for this fraction of each period whatever the estimate.
+    #[arg(long, hide = true, requires = "max_overhead", value_parser = numbers::fraction)]
+    pub duty: Option<f64>,
     /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`; `N:LEN` reads
     /// argN as a string given by pointer and length (not NUL-terminated) whose length in bytes
     /// is argLEN, e.g. `--str 0:1`. Each must be an argument of every probe traced.
@@ -161,7 +171,10 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         // What may change under us: the -p processes (an exec) and the files named by PATH
         // (a deploy that renames a new build over them).
         watch: WatchFiles::These(named_files),
-        duty: None,
+        duty: args.max_overhead.map(|pct| DutyOptions {
+            budget: pct / 100.0,
+            fixed: args.duty,
+        }),
     };
     let mut session = Session::new(options, &stop::REQUESTED)?;
     session.engine.set_str_lengths(
@@ -245,7 +258,10 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         End::Asked if stdout_closed => eprintln!("usdtop: stdout was closed"),
         _ => {}
     }
-    report(written, &stats);
+    let sampled = session
+        .sampling()
+        .map(|s| Interval::start_at(session.attach_began()).end(&s, true));
+    report(written, &stats, sampled.as_ref());
     headless::detach(&mut session, args.verbose);
     Ok(stop::exit_status())
 }
@@ -293,7 +309,7 @@ fn follow(
     );
 }
 
-fn report(written: Written, stats: &Stats) {
+fn report(written: Written, stats: &Stats, sampled: Option<&Sampled>) {
     eprintln!(
         "usdtop: {} events printed, {} received, {} dropped (ring buffer full), {} dropped (output too slow), {} strings unreadable",
         written.printed,
@@ -307,12 +323,18 @@ fn report(written: Written, stats: &Stats) {
             0 => String::new(),
             n => format!("  {n} strings unreadable"),
         };
+        let hits = match sampled {
+            Some(s) => format!("{} hits (scaled; {} seen)", s.count(p.hits), p.hits),
+            None => format!("{} hits", p.hits),
+        };
         eprintln!(
-            "usdtop:   {} hits  {} ({}){unreadable}",
-            p.hits,
+            "usdtop:   {hits}  {} ({}){unreadable}",
             p.probe.full_name(),
             p.probe.path
         );
+    }
+    if let Some(s) = sampled {
+        eprint!("usdtop: {}", s.text());
     }
 }
 

@@ -97,6 +97,7 @@ pub struct DutyCycle {
     fraction: f64,
     hits_at_on: u64,
     shared: Arc<Sampling>,
+    began: Instant,
 }
 
 impl DutyCycle {
@@ -117,7 +118,13 @@ impl DutyCycle {
             fraction: options.fixed.unwrap_or(1.0),
             hits_at_on: 0,
             shared,
+            began: now,
         }
+    }
+
+    /// When the cycle began.
+    pub fn began(&self) -> Instant {
+        self.began
     }
 
     pub fn sampling(&self) -> Arc<Sampling> {

@@ -294,6 +294,16 @@ pub enum TopTotals {
 }
 
 impl TopKernel {
+    /// The attachment had a gap (duty cycling): requests and calls still open are forgotten,
+    /// never paired with a done or return after it.
+    pub fn gap(&mut self) {
+        match &mut self.kind {
+            TopKind::Counts(..) => {}
+            TopKind::Latency(lat, _) => lat.clear_starts(),
+            TopKind::Calls(calls, _) => calls.forget_open(),
+        }
+    }
+
     /// The kernel's figures since the attach, by key.
     pub fn totals(&self) -> TopTotals {
         match &self.kind {

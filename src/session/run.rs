@@ -186,6 +186,13 @@ impl Session {
         Ok(self)
     }
 
+    /// When the duty cycle began (the attach's end): the start of the time it scales over.
+    pub fn attach_began(&self) -> Instant {
+        self.duty
+            .as_ref()
+            .map_or_else(Instant::now, DutyCycle::began)
+    }
+
     /// With an overhead budget: the time attached so far and the cost model, for scaling
     /// counts in reports.
     pub fn sampling(&self) -> Option<Arc<Sampling>> {

@@ -234,6 +234,21 @@ impl KernelTopLat {
         out
     }
 
+    /// Forgets the requests started and not yet done (after a gap in the attachment: a done
+    /// after it must not pair with a start before it).
+    pub fn clear_starts(&mut self) {
+        let waiting: Vec<RawPairKey> = self
+            .starts
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, s)| s.ts_ns != 0 && self.start_ids.iter().any(|id| id.0 == s.k.probe_id))
+            .map(|(k, _)| k)
+            .collect();
+        for k in waiting {
+            let _ = self.starts.remove(&k);
+        }
+    }
+
     /// Requests started and not yet done (per-thread entries emptied by their done are not).
     pub fn open_starts(&self) -> u64 {
         self.starts
