@@ -57,6 +57,9 @@ pub enum SessionError {
     ArgIndex(#[from] ArgIndexError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// An overhead budget asked where probes cannot be taken out and put back cheaply.
+    #[error("--max-overhead needs the uprobe-multi attach path; this one is {0}")]
+    BudgetNeedsMulti(String),
     #[error("attaching {probe} in {}", path.display())]
     Attach {
         probe: String,

@@ -97,7 +97,15 @@ impl Session {
         let mut engine = Engine::new(options.engine)?;
         engine.set_cancel(cancel);
         let duty_options = match options.duty {
-            Some(d) => Some((d, engine.measure_hit_cost()?)),
+            Some(d) => match engine.measure_hit_cost() {
+                Ok(cost) => Some((d, cost)),
+                Err(EngineError::NotMulti) => {
+                    return Err(SessionError::BudgetNeedsMulti(
+                        engine.attach_path().to_string(),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         };
         let events = engine.take_events().ok_or(SessionError::EventsTaken)?;

@@ -260,8 +260,9 @@ struct Attachment {
 enum Progs {
     Multi {
         loader: Box<MultiLoader>,
-        hit: OwnedFd,
-        sleepable: Option<Result<OwnedFd, String>>,
+        // Shared with the follower's groups: one fd per program, not one per group.
+        hit: Arc<OwnedFd>,
+        sleepable: Option<Result<Arc<OwnedFd>, String>>,
     },
     PerSite {
         why: String,
@@ -325,9 +326,11 @@ impl Engine {
         let fork_tracking = attach_fork_tracking(&mut ebpf);
         let progs = match multi_loader(&ebpf, fork_tracking.is_ok(), options.force_per_site) {
             Ok(loader) => Progs::Multi {
-                hit: loader
-                    .load(bpf::PROG_HIT, false)
-                    .map_err(EngineError::Load)?,
+                hit: Arc::new(
+                    loader
+                        .load(bpf::PROG_HIT, false)
+                        .map_err(EngineError::Load)?,
+                ),
                 loader: Box::new(loader),
                 sleepable: never.map(Err),
             },
@@ -493,7 +496,7 @@ impl Engine {
                 loader, sleepable, ..
             } => {
                 if sleepable.is_none() {
-                    *sleepable = Some(loader.load(bpf::PROG_HIT_SLEEPABLE, true));
+                    *sleepable = Some(loader.load(bpf::PROG_HIT_SLEEPABLE, true).map(Arc::new));
                 }
             }
             Progs::PerSite { sleepable, .. } => {
@@ -502,6 +505,17 @@ impl Engine {
                     *sleepable = Some(prog.map_err(|e| e.to_string()));
                 }
             }
+        }
+    }
+
+    /// The uprobe-multi program for links whose sites read strings or not.
+    fn multi_prog(&self, reads_strings: bool) -> Option<Arc<OwnedFd>> {
+        match &self.progs {
+            Progs::Multi { sleepable, hit, .. } => Some(match sleepable {
+                Some(Ok(p)) if reads_strings => p.clone(),
+                _ => hit.clone(),
+            }),
+            Progs::PerSite { .. } => None,
         }
     }
 
@@ -717,9 +731,10 @@ impl Engine {
             }
             ProcFilter::Pids(pids) => pids,
         };
+        let bit = 1u64 << filter_slot.expect("set for a pid filter");
         let group = Group {
-            bit: 1u64 << filter_slot.expect("set for a pid filter"),
-            prog: prog.try_clone_to_owned().map_err(|e| multi_err(None, e))?,
+            bit,
+            prog: self.multi_prog(relink.strings).expect("on this path"),
             path: relink.path.clone(),
             offsets: relink.offsets.clone(),
             ref_ctr: relink.sem,
@@ -732,7 +747,21 @@ impl Engine {
         let mut groups = follower.lock();
         groups.insert(id.0, group);
         let group = groups.get_mut(&id.0).expect("just inserted");
-        for pid in with_descendants(pids) {
+        // The tree is what the filter holds: seeded from /proc when the filter was made, kept
+        // up to date by the kernel's fork hook since (a walk of /proc per probe took 1.2 s
+        // for the 473 probes of hotspot_jni:*).
+        let tree: Vec<u32> = self
+            .filter
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, mask)| mask & bit != 0)
+            .map(|(pid, _)| pid)
+            .collect();
+        if let Some(gone) = pids.iter().find(|p| !tree.contains(p)) {
+            let error = std::io::Error::from_raw_os_error(libc::ESRCH);
+            return Err(multi_err(Some(*gone), error).into());
+        }
+        for pid in tree {
             if self.cancelled() {
                 return Err(EngineError::Interrupted);
             }

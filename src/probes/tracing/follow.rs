@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 pub(super) struct Group {
     /// The filter-slot bit of the probe's pid set: a fork is followed when its mask has it.
     pub bit: u64,
-    pub prog: OwnedFd,
+    pub prog: Arc<OwnedFd>,
     pub path: PathBuf,
     pub offsets: Vec<u64>,
     pub ref_ctr: Option<u64>,
