@@ -97,7 +97,7 @@ when() { awk -v re="$2" '$0 ~ re { print $1; found = 1; exit } END { if (!found)
 after() { grep -o "$2 [0-9.]*" "$1" | head -1 | awk '{ print $NF } END { if (!NR) print "-" }'; }
 
 # usdtop trace -v with attach path $1 (multi|per-site), the rest its arguments, for 1 s.
-# Prints: wall_ms ms_to_tracing attach_ms detach_ms sites.
+# Prints: wall_ms ms_to_tracing attach_ms detach_ms sites probes.
 usdtop_once() {
     local path=$1 t0
     shift
@@ -107,11 +107,26 @@ usdtop_once() {
     local wall=$(($(now_ms) - t0))
     if grep -q FAILED "$WORK/out"; then
         sed 's/^/    /' "$WORK/out" | tail -5 >&2
-        echo "failed - - - -"
+        echo "failed - - - - -"
         return
     fi
     echo "$wall $(when "$WORK/out" 'usdtop: tracing') $(after "$WORK/out" 'site.s. in') \
-$(after "$WORK/out" 'detached in') $(after "$WORK/out" 'attached')"
+$(after "$WORK/out" 'detached in') $(after "$WORK/out" 'attached') \
+$(after "$WORK/out" 'tracing')"
+}
+
+# The file descriptors a tracing usdtop (attach path $1, the rest its arguments) holds, once it
+# says "tracing": "total/bpf_links/perf_events".
+usdtop_fds() {
+    local path=$1 pid fds
+    shift
+    USDTOP_ATTACH_PATH=$path "$U" trace -v "$@" --duration 2 >/dev/null 2>"$WORK/fds.err" &
+    pid=$!
+    for _ in $(seq 600); do grep -q 'usdtop: tracing' "$WORK/fds.err" && break; sleep 0.05; done
+    fds=$(ls -l "/proc/$pid/fd" 2>/dev/null | awk '/->/ { n++ } /bpf_link/ { l++ } /perf_event/ { p++ }
+        END { printf "%d/%d/%d", n, l, p }')
+    wait "$pid" || true
+    echo "$fds"
 }
 
 # bpftrace -p $1 on every probe of provider $3 in object $2, for 1 s. Prints: wall_ms.
@@ -137,7 +152,8 @@ echo "## Attach and detach at scale (bench/attach.sh)"
 echo
 echo "$(uname -r), $(nproc) cores, bpftrace $(bpftrace --version | awk '{ print $2 }'), $ROUNDS rounds"
 echo "(BIG_ROUNDS=$BIG_ROUNDS for hotspot_jni:* on the per-site path and bpftrace), load average at"
-echo "start: $(cut -d' ' -f1-3 /proc/loadavg). Times in ms, \"min / median\"."
+echo "start: $(cut -d' ' -f1-3 /proc/loadavg); the postmaster has $(pgrep -c -P "$PGPID") children. Times in ms,"
+echo "\"min / median\"."
 
 # ---- 1. attach + 1 s + detach ------------------------------------------------------------------
 if [[ $PARTS == *1* ]]; then
@@ -148,18 +164,24 @@ if [[ $PARTS == *1* ]]; then
         "hotspot_jni:* (OpenJDK 17 libjvm)|$JPID|hotspot_jni:*|$LIBJVM|hotspot_jni|big"
     )
     declare -A WALL TOTR ATT DET SITES
+    declare -A FDS
+    for entry in "${TARGETS[@]}"; do
+        IFS='|' read -r name pid probe obj prov big <<<"$entry"
+        FDS[$name|usdtop multi]=$(usdtop_fds multi -p "$pid" "$probe")
+        [[ -n $big ]] || FDS[$name|usdtop per-site]=$(usdtop_fds per-site -p "$pid" "$probe")
+    done
     for round in $(seq "$ROUNDS"); do
         for entry in "${TARGETS[@]}"; do
             IFS='|' read -r name pid probe obj prov big <<<"$entry"
             for path in multi per-site; do
                 [[ -n $big && $path == per-site && $round -gt $BIG_ROUNDS ]] && continue
-                read -r w t a d s <<<"$(usdtop_once "$path" -p "$pid" "$probe")"
+                read -r w t a d s p <<<"$(usdtop_once "$path" -p "$pid" "$probe")"
                 k="$name|usdtop $path"
                 WALL[$k]+="$w "
                 TOTR[$k]+="$t "
                 ATT[$k]+="$a "
                 DET[$k]+="$d "
-                SITES[$name]=$s
+                SITES[$name]="$s sites, $p probes"
             done
             [[ -n $big && $round -gt $BIG_ROUNDS ]] && continue
             WALL[$name|bpftrace]+="$(bpftrace_once "$pid" "$obj" "$prov") "
@@ -170,10 +192,11 @@ if [[ $PARTS == *1* ]]; then
     echo
     echo "Wall time from launch to exit (bpftrace: \`-p PID -e 'usdt:OBJ:PROVIDER:* { @ = count(); }"
     echo "interval:s:1 { exit(); }'\`), usdtop's time to its \"tracing\" line and its own -v attach and"
-    echo "detach times."
+    echo "detach times; the file descriptors usdtop holds while tracing (all / BPF links / perf events,"
+    echo "one extra run; not measured for the per-site path on hotspot_jni:*)."
     echo
-    echo "| sites | tracer | rounds | wall | to \"tracing\" | attach (-v) | detach (-v) |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| sites | tracer | rounds | wall | to \"tracing\" | attach (-v) | detach (-v) | fds: all/links/perf |"
+    echo "|---|---|---|---|---|---|---|---|"
     for entry in "${TARGETS[@]}"; do
         IFS='|' read -r name _ <<<"$entry"
         label="${SITES[$name]:-?}: $name"
@@ -182,10 +205,10 @@ if [[ $PARTS == *1* ]]; then
             v=${WALL[$k]:-}
             n=$(wc -w <<<"$v")
             if [[ $tracer == bpftrace ]]; then
-                echo "| $label | bpftrace 0.17 | $n | $(stats "$v") | | | |"
+                echo "| $label | bpftrace 0.17 | $n | $(stats "$v") | | | | |"
             else
-                echo "| $label | $tracer | $n | $(stats "$v") | $(stats "${TOTR[$k]}") |" \
-                    "$(stats "${ATT[$k]}") | $(stats "${DET[$k]}") |"
+                echo "| $label | $tracer | $n | $(stats "$v") | $(stats "${TOTR[$k]:-}") |" \
+                    "$(stats "${ATT[$k]:-}") | $(stats "${DET[$k]:-}") | ${FDS[$k]:-} |"
             fi
         done
     done
@@ -270,12 +293,13 @@ sem_of() {
         od -An -tu2 | tr -d ' '
 }
 # Loop speed (iterations/s) of a fresh copy of the fixture ticking N times; also its semaphore
-# 0.1 s into the loop. Prints "iterations_per_s semaphore".
+# as the loop starts. Prints "iterations_per_s semaphore".
 loop_speed() {
     local n=$1 pid sem
     "$FIX" loop "$n" --no-wait >"$WORK/loop" &
     pid=$!
-    sleep 0.1
+    # Its semaphore once it runs the loop (it prints "ready" first).
+    for _ in $(seq 200); do grep -q ready "$WORK/loop" && break; sleep 0.01; done
     sem=$(sem_of "$pid")
     wait "$pid"
     awk -v n="$n" -v s="${sem:-?}" '/^elapsed_ns/ { printf "%.3g %s\n", n / $2 * 1e9, s }' "$WORK/loop"
