@@ -299,10 +299,22 @@ loop_speed() {
     "$FIX" loop "$n" --no-wait >"$WORK/loop" &
     pid=$!
     # Its semaphore once it runs the loop (it prints "ready" first).
-    for _ in $(seq 200); do grep -q ready "$WORK/loop" && break; sleep 0.01; done
+    for _ in $(seq 500); do grep -qs ready "$WORK/loop" && break; sleep 0.01; done
     sem=$(sem_of "$pid")
     wait "$pid"
     awk -v n="$n" -v s="${sem:-?}" '/^elapsed_ns/ { printf "%.3g %s\n", n / $2 * 1e9, s }' "$WORK/loop"
+}
+# SIGINT to tracer $1, again if it is still there after 10 s (a background job starts with SIGINT
+# ignored: one that comes before the tracer's own handler is lost), SIGTERM after 40 s.
+stop_tracer() {
+    kill -INT "$1" 2>/dev/null || true
+    for i in $(seq 400); do
+        kill -0 "$1" 2>/dev/null || break
+        ((i % 100)) || kill -INT "$1" 2>/dev/null || true
+        sleep 0.1
+    done
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" || true
 }
 if [[ $PARTS == *3* ]]; then
     "$FIX" orphans 0 --no-wait >/dev/null &
@@ -326,27 +338,29 @@ if [[ $PARTS == *3* ]]; then
                 bash -c "exec ${cmd//@A@/$A}" >/dev/null 2>"$WORK/err" &
                 tpid=$!
                 # Attached when A's semaphore is up.
-                for _ in $(seq 300); do [[ $(sem_of "$A") -gt 0 ]] && break; sleep 0.05; done
+                for _ in $(seq 600); do [[ $(sem_of "$A") -gt 0 ]] && break; sleep 0.1; done
+                if [[ $(sem_of "$A") -eq 0 ]]; then
+                    echo "$name: not attached within 60 s; round $round skipped" >&2
+                    stop_tracer "$tpid"
+                    continue
+                fi
                 sleep 0.2
             fi
-            # Calibrate the loop length to about half a second.
+            # Calibrate the loop length to about a second.
             read -r rate _ <<<"$(loop_speed 1000000)"
-            n=$(awk -v r="$rate" 'BEGIN { n = r / 2; if (n < 1e6) n = 1e6; if (n > 2e9) n = 2e9; printf "%d", n }')
+            n=$(awk -v r="$rate" 'BEGIN { n = r; if (n < 1e6) n = 1e6; if (n > 2e9) n = 2e9; printf "%d", n }')
             read -r speed semb <<<"$(loop_speed "$n")"
             SPEED[$name]+="$speed "
             SEMB[$name]+="$semb "
             SEMI[$name]+="$(sem_of "$IDLE") "
-            if [[ -n $tpid ]]; then
-                kill -INT "$tpid"
-                wait "$tpid" || true
-            fi
+            [[ -z $tpid ]] || stop_tracer "$tpid"
         done
     done
     echo
     echo "### Isolation: an unrelated copy of the traced binary"
     echo
     echo "A tracer traces aggfix:tick (3 sites) with -p A while another process of the same binary"
-    echo "runs aggfix:tick in a tight loop (started after the attach; about 0.5 s): its iterations"
+    echo "runs aggfix:tick in a tight loop (started after the attach; about 1 s): its iterations"
     echo "per second (best and median of the rounds), and the tick semaphore of that copy and of an"
     echo "idle copy started before the attach (values seen over the rounds)."
     echo
