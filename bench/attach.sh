@@ -296,6 +296,7 @@ sem_of() {
 # as the loop starts. Prints "iterations_per_s semaphore".
 loop_speed() {
     local n=$1 pid sem
+    rm -f "$WORK/loop" # not the last run's "ready"
     "$FIX" loop "$n" --no-wait >"$WORK/loop" &
     pid=$!
     # Its semaphore once it runs the loop (it prints "ready" first).
