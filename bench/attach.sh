@@ -71,19 +71,9 @@ runuser -u postgres -- "$PG/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
 PGPID=$(head -1 "$PGDIR/data/postmaster.pid")
 
 # A java that sleeps (OpenJDK 17).
-cat >"$WORK/Sleep.java" <<'EOF'
-public class Sleep {
-    public static void main(String[] args) throws Exception {
-        Thread.sleep(3_600_000L);
-    }
-}
-EOF
-"$JDK/bin/javac" -d "$WORK" "$WORK/Sleep.java"
-"$JDK/bin/java" -cp "$WORK" Sleep &
-JPID=$!
+source bench/sleeping_java.sh
+start_sleeping_java "$WORK"
 PIDS+=("$JPID")
-for _ in $(seq 100); do grep -q libjvm.so "/proc/$JPID/maps" 2>/dev/null && break; sleep 0.1; done
-sleep 2 # let the JVM finish starting
 
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }

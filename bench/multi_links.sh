@@ -32,17 +32,8 @@ awk 'function hex(s,  v, i) { v = 0; s = tolower(substr(s, 3))
      $1 == "S" { a = hex($2); for (i = 0; i < n; i++) if (a >= va[i] && a < va[i] + sz[i]) print a - va[i] + off[i] }' \
     "$WORK/map" >"$WORK/offsets"
 
-cat >"$WORK/Sleep.java" <<'JAVA'
-public class Sleep {
-    public static void main(String[] args) throws Exception {
-        Thread.sleep(3_600_000L);
-    }
-}
-JAVA
-"$JDK/bin/javac" -d "$WORK" "$WORK/Sleep.java"
-"$JDK/bin/java" -cp "$WORK" Sleep &
-JPID=$!
-sleep 3
+source bench/sleeping_java.sh
+start_sleeping_java "$WORK"
 
 echo "### uprobe-multi links without usdtop (bench/multi_links.sh)"
 echo
