@@ -11,7 +11,7 @@ use crate::probes::discovery::watch::{Change, Watch};
 use crate::probes::tracing::bpf::Mode;
 use crate::probes::tracing::clock::monotonic_ns;
 use crate::probes::tracing::engine::{
-    AttachOptions, Engine, EngineError, EngineOptions, ProbeId, ProcFilter, Stats,
+    AttachOptions, AttachRequest, Engine, EngineError, EngineOptions, ProbeId, ProcFilter, Stats,
 };
 use crate::probes::tracing::queue::EventStream;
 use crate::probes::Event;
@@ -172,25 +172,44 @@ impl Session {
         targets: &[(Target, Vec<usize>)],
         mode: Mode,
     ) -> Result<Session, SessionError> {
-        for (t, strings) in targets {
-            let id = match self.attach_one(t, strings.clone(), mode) {
-                Ok(id) => id,
-                Err(EngineError::Interrupted) => {
-                    return Err(SessionError::Interrupted(super::Interrupted(Box::new(
-                        self.engine,
-                    ))))
-                }
-                Err(source) => {
-                    return Err(SessionError::Attach {
-                        probe: t.probe().full_name(),
-                        path: t.open_path.clone(),
-                        source: Box::new(source),
-                    })
-                }
-            };
-            self.ids.push(id);
-            self.sites += t.probe().sites.len();
+        // All at once: the probes of one object share their links (one link to make and to
+        // close for `postgresql:*`, not 57).
+        let attacher = Attacher {
+            filter: self.filter.clone(),
+            mode,
+        };
+        let options: Vec<AttachOptions> = targets
+            .iter()
+            .map(|(t, strings)| attacher.options(t, strings.clone()))
+            .collect();
+        let requests: Vec<AttachRequest> = targets
+            .iter()
+            .zip(&options)
+            .map(|((t, _), options)| AttachRequest {
+                object: &t.object,
+                probe: t.probe(),
+                options,
+            })
+            .collect();
+        match self.engine.attach_many(&requests) {
+            Ok(ids) => self.ids.extend(ids),
+            Err((_, EngineError::Interrupted)) => {
+                return Err(SessionError::Interrupted(super::Interrupted(Box::new(
+                    self.engine,
+                ))))
+            }
+            Err((i, source)) => {
+                return Err(SessionError::Attach {
+                    probe: targets[i].0.probe().full_name(),
+                    path: targets[i].0.open_path.clone(),
+                    source: Box::new(source),
+                })
+            }
         }
+        self.sites += targets
+            .iter()
+            .map(|(t, _)| t.probe().sites.len())
+            .sum::<usize>();
         Ok(self)
     }
 
@@ -244,19 +263,6 @@ impl Session {
         began.elapsed()
     }
 
-    fn attach_one(
-        &mut self,
-        t: &Target,
-        strings: Vec<usize>,
-        mode: Mode,
-    ) -> Result<ProbeId, EngineError> {
-        let attacher = Attacher {
-            filter: self.filter.clone(),
-            mode,
-        };
-        attacher.attach(&mut self.engine, t, strings)
-    }
-
     /// The processes traced (with their children); empty: every process.
     pub fn pids(&self) -> &[u32] {
         &self.pids
@@ -286,13 +292,16 @@ impl Attacher {
         t: &Target,
         strings: Vec<usize>,
     ) -> Result<ProbeId, EngineError> {
-        let options = AttachOptions {
+        engine.attach(&t.object, t.probe(), &self.options(t, strings))
+    }
+
+    fn options(&self, t: &Target, strings: Vec<usize>) -> AttachOptions {
+        AttachOptions {
             strings,
             filter: self.filter.clone(),
             mode: self.mode,
             open_path: Some(t.open_path.clone()),
-        };
-        engine.attach(&t.object, t.probe(), &options)
+        }
     }
 }
 

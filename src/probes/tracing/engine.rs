@@ -220,27 +220,49 @@ pub struct FollowStats {
 /// e.g. to compare the two paths or to test the fallback.
 pub const ATTACH_PATH_ENV: &str = "USDTOP_ATTACH_PATH";
 
-/// The links of one attached probe; dropping them detaches.
+/// Where an attached probe's sites are linked; dropping the links detaches.
 #[derive(Debug)]
 enum Links {
+    /// One uprobe perf event per site (the per-site path).
     PerSite(Vec<SiteLink>),
+    /// In the uprobe-multi links of a [`LinkSet`], with the other probes attached with it.
+    InSet(u32),
+}
+
+/// The uprobe-multi links of a set of probes attached together in one object (one attach
+/// request: `postgresql:*` is one set): one link, or one per process of a filtered tree.
+#[derive(Debug)]
+enum SetLinks {
     Multi(MultiLink),
-    /// Per-process links, kept by the follower (its group of the same probe id).
+    /// Per-process links, kept by the follower (its group of the same set id).
     Followed,
     /// Taken out by [`Engine::suspend`] until [`Engine::resume`].
     Suspended,
 }
 
-/// What a probe's uprobe-multi links are made of, kept to make them again after a suspend.
+/// What a set's links are made of, kept to make them again after a suspend.
 #[derive(Debug)]
 struct Relink {
     path: PathBuf,
     offsets: Vec<u64>,
-    sem: Option<u64>,
+    /// Each site's semaphore (file offset; 0 for none).
+    ref_ctrs: Vec<u64>,
     cookies: Vec<u64>,
     /// Whether a site reads strings (the sleepable program, when loaded).
     strings: bool,
     filter: ProcFilter,
+}
+
+/// Probes linked together (see [`SetLinks`]). A probe detached while others stay is retired:
+/// its sites keep trapping until the set closes, but its cookies point at a spec that only
+/// counts for nobody, and are freed with the set.
+#[derive(Debug)]
+struct LinkSet {
+    members: Vec<ProbeId>,
+    relink: Relink,
+    links: SetLinks,
+    filter_slot: Option<u32>,
+    retired: Vec<u32>,
 }
 
 /// One attached probe: all its sites. Dropping it detaches (closes the links and perf events).
@@ -250,8 +272,28 @@ struct Attachment {
     cookies: Vec<u32>,
     filter_slot: Option<u32>,
     links: Links,
-    /// On the uprobe-multi path: how to make the links again (see [`Engine::suspend`]).
-    relink: Option<Relink>,
+}
+
+/// The probe id the sites of a retired probe count for (nobody reads it).
+const RETIRED: u32 = bpf::MAX_PROBES - 1;
+
+/// One probe to attach with [`Engine::attach_many`].
+pub struct AttachRequest<'a> {
+    pub object: &'a ObjectProbes,
+    pub probe: &'a Probe,
+    pub options: &'a AttachOptions,
+}
+
+/// A probe prepared for a set: its sites, to be linked with the others of its object.
+struct Prepared {
+    id: ProbeId,
+    open: PathBuf,
+    offsets: Vec<u64>,
+    ref_ctrs: Vec<u64>,
+    cookies: Vec<u64>,
+    strings: bool,
+    filter: ProcFilter,
+    filter_slot: Option<u32>,
 }
 
 /// The programs sites are linked to, for the path in use. `sleepable` is loaded at the first
@@ -259,7 +301,10 @@ struct Attachment {
 /// used.
 enum Progs {
     Multi {
-        loader: Box<MultiLoader>,
+        loader: Arc<MultiLoader>,
+        /// The sleepable program being verified on another thread since the start (it takes
+        /// ~0.2 s, as long as the plain one: in parallel, the first string probe does not wait).
+        pending: Option<std::thread::JoinHandle<Result<OwnedFd, String>>>,
         // Shared with the follower's groups: one fd per program, not one per group.
         hit: Arc<OwnedFd>,
         sleepable: Option<Result<Arc<OwnedFd>, String>>,
@@ -287,6 +332,9 @@ pub struct Engine {
     nr_cpus: usize,
     sites: Arc<Mutex<SiteTable>>,
     attachments: BTreeMap<ProbeId, Attachment>,
+    /// Probes linked together on the uprobe-multi path, by set id.
+    sets: BTreeMap<u32, LinkSet>,
+    next_set: u32,
     free_cookies: VecDeque<u32>,
     free_ids: VecDeque<u32>,
     /// Process-filter slots (bits of the `pid_filter` masks): the pid set each serves and how
@@ -325,15 +373,29 @@ impl Engine {
             .then(|| "not asked for (--fault-strings never)".to_string());
         let fork_tracking = attach_fork_tracking(&mut ebpf);
         let progs = match multi_loader(&ebpf, fork_tracking.is_ok(), options.force_per_site) {
-            Ok(loader) => Progs::Multi {
-                hit: Arc::new(
-                    loader
-                        .load(bpf::PROG_HIT, false)
-                        .map_err(EngineError::Load)?,
-                ),
-                loader: Box::new(loader),
-                sleepable: never.map(Err),
-            },
+            Ok(loader) => {
+                let loader = Arc::new(loader);
+                let pending = match never {
+                    Some(_) => None,
+                    None => {
+                        let loader = loader.clone();
+                        std::thread::Builder::new()
+                            .name("usdtop-verify".into())
+                            .spawn(move || loader.load(bpf::PROG_HIT_SLEEPABLE, true))
+                            .ok()
+                    }
+                };
+                Progs::Multi {
+                    hit: Arc::new(
+                        loader
+                            .load(bpf::PROG_HIT, false)
+                            .map_err(EngineError::Load)?,
+                    ),
+                    loader,
+                    pending,
+                    sleepable: never.map(Err),
+                }
+            }
             Err(why) => Progs::PerSite {
                 why,
                 hit: load_uprobe(&mut ebpf, bpf::PROG_HIT)?,
@@ -401,7 +463,9 @@ impl Engine {
             sites,
             attachments: BTreeMap::new(),
             free_cookies: (0..bpf::MAX_SITES).collect(),
-            free_ids: (0..bpf::MAX_PROBES).collect(),
+            free_ids: (0..RETIRED).collect(),
+            sets: BTreeMap::new(),
+            next_set: 0,
             slots: std::array::from_fn(|_| None),
             counters,
             events_rx: Some(rx),
@@ -493,10 +557,18 @@ impl Engine {
     fn load_sleepable(&mut self) {
         match &mut self.progs {
             Progs::Multi {
-                loader, sleepable, ..
+                loader,
+                sleepable,
+                pending,
+                ..
             } => {
                 if sleepable.is_none() {
-                    *sleepable = Some(loader.load(bpf::PROG_HIT_SLEEPABLE, true).map(Arc::new));
+                    let prog = match pending.take().map(std::thread::JoinHandle::join) {
+                        Some(Ok(loaded)) => loaded,
+                        // No thread could be started, or it panicked: load it here.
+                        _ => loader.load(bpf::PROG_HIT_SLEEPABLE, true),
+                    };
+                    *sleepable = Some(prog.map(Arc::new));
                 }
             }
             Progs::PerSite { sleepable, .. } => {
@@ -542,6 +614,123 @@ impl Engine {
         probe: &Probe,
         options: &AttachOptions,
     ) -> Result<ProbeId, EngineError> {
+        let request = AttachRequest {
+            object,
+            probe,
+            options,
+        };
+        self.attach_many(&[request])
+            .map(|ids| ids[0])
+            .map_err(|(_, e)| e)
+    }
+
+    /// Attaches several probes at once. On the uprobe-multi path those in one object with the
+    /// same process filter share their links: one link for all their sites (one per process
+    /// with `-p`), so `postgresql:*` costs one link, not 57, to make and to close. Each keeps
+    /// its own id, counters and detach. On an error nothing stays attached; the error says
+    /// which request failed.
+    pub fn attach_many(
+        &mut self,
+        requests: &[AttachRequest<'_>],
+    ) -> Result<Vec<ProbeId>, (usize, EngineError)> {
+        let mut prepared: Vec<Prepared> = Vec::new();
+        let undo = |engine: &mut Engine, prepared: &[Prepared]| {
+            for p in prepared {
+                let _ = engine.detach(p.id);
+            }
+        };
+        for (i, r) in requests.iter().enumerate() {
+            if self.cancelled() {
+                undo(self, &prepared);
+                return Err((i, EngineError::Interrupted));
+            }
+            match self.prepare(r.object, r.probe, r.options) {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    undo(self, &prepared);
+                    return Err((i, e));
+                }
+            }
+        }
+        let ids: Vec<ProbeId> = prepared.iter().map(|p| p.id).collect();
+        if let Progs::PerSite { .. } = self.progs {
+            return Ok(ids);
+        }
+        // Sets: probes of one object with one filter, in the order asked.
+        let mut sets: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, p) in prepared.iter().enumerate() {
+            let same = |first: usize| {
+                let q = &prepared[first];
+                q.open == p.open && q.filter == p.filter && q.filter_slot == p.filter_slot
+            };
+            match sets.iter_mut().find(|(first, _)| same(*first)) {
+                Some((_, members)) => members.push(i),
+                None => sets.push((i, vec![i])),
+            }
+        }
+        for (first, members) in sets {
+            let mut relink = Relink {
+                path: prepared[first].open.clone(),
+                offsets: Vec::new(),
+                ref_ctrs: Vec::new(),
+                cookies: Vec::new(),
+                strings: false,
+                filter: prepared[first].filter.clone(),
+            };
+            // Last asked first (a pair's dones come after its starts): the kernel puts a link's
+            // sites in and takes them out one after another, at worst a grace period apart,
+            // and a start must not be in while its done is out.
+            for &m in members.iter().rev() {
+                let p = &prepared[m];
+                relink.offsets.extend(&p.offsets);
+                relink.ref_ctrs.extend(&p.ref_ctrs);
+                relink.cookies.extend(&p.cookies);
+                relink.strings |= p.strings;
+            }
+            let sid = self.next_set;
+            self.next_set = self.next_set.wrapping_add(1);
+            let filter_slot = prepared[first].filter_slot;
+            let result = self.link_set(sid, &relink, filter_slot);
+            let member_ids: Vec<ProbeId> = members.iter().map(|&m| prepared[m].id).collect();
+            for id in &member_ids {
+                if let Some(a) = self.attachments.get_mut(id) {
+                    a.links = Links::InSet(sid);
+                }
+            }
+            let failed = result.is_err();
+            self.sets.insert(
+                sid,
+                LinkSet {
+                    members: member_ids,
+                    relink,
+                    // After an error a part may be in place (the follower's group): the undo
+                    // below closes it.
+                    links: result
+                        .as_ref()
+                        .map_or(SetLinks::Followed, |_| SetLinks::Suspended),
+                    filter_slot,
+                    retired: Vec::new(),
+                },
+            );
+            match result {
+                Ok(links) => self.sets.get_mut(&sid).expect("inserted").links = links,
+                Err(e) => {
+                    debug_assert!(failed);
+                    undo(self, &prepared);
+                    return Err((first, e));
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Gives `probe` an id, cookies and site specs; on the per-site path links its sites too.
+    fn prepare(
+        &mut self,
+        object: &ObjectProbes,
+        probe: &Probe,
+        options: &AttachOptions,
+    ) -> Result<Prepared, EngineError> {
         if probe.sites.is_empty() {
             return Err(EngineError::NoSites(probe.full_name()));
         }
@@ -564,21 +753,15 @@ impl Engine {
             cookies: Vec::new(),
             filter_slot: None,
             links: Links::PerSite(Vec::new()),
-            relink: None,
         };
-        // On any error below, `attachment` is dropped: links close, and `release` frees the rest.
         let open = options.open_path.as_deref().unwrap_or(&object.path);
         let result = self.attach_sites(id, open, probe, options, &mut attachment);
-        match result {
-            Ok(()) => {
-                self.attachments.insert(id, attachment);
-                Ok(id)
-            }
-            Err(e) => {
-                self.release(id, attachment);
-                Err(e)
-            }
+        self.attachments.insert(id, attachment);
+        if result.is_err() {
+            // Closes what was linked and frees the rest.
+            let _ = self.detach(id);
         }
+        result
     }
 
     fn attach_sites(
@@ -588,7 +771,7 @@ impl Engine {
         probe: &Probe,
         options: &AttachOptions,
         attachment: &mut Attachment,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Prepared, EngineError> {
         if !options.strings.is_empty() {
             self.load_sleepable();
         }
@@ -659,6 +842,16 @@ impl Engine {
         let cookies: Vec<u64> = attachment.cookies.iter().map(|&c| c as u64).collect();
         let offsets: Vec<u64> = probe.sites.iter().map(|s| s.file_offset).collect();
         let sem = probe.semaphore_offset;
+        let prepared = Prepared {
+            id,
+            open: object.to_path_buf(),
+            offsets: offsets.clone(),
+            ref_ctrs: vec![sem.unwrap_or(0); offsets.len()],
+            cookies: cookies.clone(),
+            strings: reads_strings.contains(&true),
+            filter: options.filter.clone(),
+            filter_slot: attachment.filter_slot,
+        };
         if let Progs::PerSite { .. } = self.progs {
             let mut links = Vec::new();
             for (i, &offset) in offsets.iter().enumerate() {
@@ -678,40 +871,18 @@ impl Engine {
                 }
             }
             attachment.links = Links::PerSite(links);
-            return Ok(());
         }
-        // One program per link: the sleepable one if any site reads strings.
-        let relink = Relink {
-            path: object.to_path_buf(),
-            offsets,
-            sem,
-            cookies,
-            strings: reads_strings.contains(&true),
-            filter: options.filter.clone(),
-        };
-        let result = self.link_multi(id, &relink, attachment.filter_slot);
-        attachment.relink = Some(relink);
-        match result {
-            Ok(links) => {
-                attachment.links = links;
-                Ok(())
-            }
-            Err(e) => {
-                // A part may be in place (the follower's group): the release undoes it.
-                attachment.links = Links::Followed;
-                Err(e)
-            }
-        }
+        Ok(prepared)
     }
 
-    /// Makes the uprobe-multi links of `relink` for probe `id`: one for every process, or one
-    /// per process of the filter's tree (kept by the follower, which links later children).
-    fn link_multi(
+    /// Makes the uprobe-multi links of set `sid`: one for every process, or one per process of
+    /// the filter's tree (kept by the follower, which links later children).
+    fn link_set(
         &self,
-        id: ProbeId,
+        sid: u32,
         relink: &Relink,
         filter_slot: Option<u32>,
-    ) -> Result<Links, EngineError> {
+    ) -> Result<SetLinks, EngineError> {
         let prog = self.prog(relink.strings);
         let multi_err = |pid: Option<u32>, error: std::io::Error| {
             AttachError::multi(&relink.path, relink.offsets.len(), pid, error)
@@ -722,12 +893,12 @@ impl Engine {
                     prog,
                     &relink.path,
                     &relink.offsets,
-                    relink.sem,
+                    &relink.ref_ctrs,
                     &relink.cookies,
                     None,
                 )
                 .map_err(|e| multi_err(None, e))?;
-                return Ok(Links::Multi(link));
+                return Ok(SetLinks::Multi(link));
             }
             ProcFilter::Pids(pids) => pids,
         };
@@ -737,7 +908,7 @@ impl Engine {
             prog: self.multi_prog(relink.strings).expect("on this path"),
             path: relink.path.clone(),
             offsets: relink.offsets.clone(),
-            ref_ctr: relink.sem,
+            ref_ctrs: relink.ref_ctrs.clone(),
             cookies: relink.cookies.clone(),
             links: BTreeMap::new(),
         };
@@ -745,8 +916,8 @@ impl Engine {
         // Registered before the tree is listed: a child forked from now on is either listed
         // or reported to the follower (or both; linking twice is a no-op).
         let mut groups = follower.lock();
-        groups.insert(id.0, group);
-        let group = groups.get_mut(&id.0).expect("just inserted");
+        groups.insert(sid, group);
+        let group = groups.get_mut(&sid).expect("just inserted");
         // The tree is what the filter holds: seeded from /proc when the filter was made, kept
         // up to date by the kernel's fork hook since (a walk of /proc per probe took 1.2 s
         // for the 473 probes of hotspot_jni:*).
@@ -772,7 +943,7 @@ impl Engine {
                 Err(e) => return Err(multi_err(Some(pid), e).into()),
             }
         }
-        Ok(Links::Followed)
+        Ok(SetLinks::Followed)
     }
 
     /// What one hit of a probe costs the process that fires it, measured on a site in usdtop
@@ -816,7 +987,7 @@ impl Engine {
                     prog.as_fd(),
                     Path::new("/proc/self/exe"),
                     &[offset],
-                    None,
+                    &[],
                     &[cookie as u64],
                     Some(std::process::id()),
                 )
@@ -835,22 +1006,24 @@ impl Engine {
     }
 
     /// Takes the probes' sites out of the traced processes for a while, keeping everything
-    /// else (its id, counters, argument specs): [`Engine::resume`] puts them back. For duty
-    /// cycling; only on the uprobe-multi path, where this costs one link close.
+    /// else (their ids, counters, argument specs): [`Engine::resume`] puts them back. For duty
+    /// cycling; only on the uprobe-multi path, where this costs a link close per set (the
+    /// sets of these probes go out whole).
     pub fn suspend(&mut self, ids: &[ProbeId]) -> Result<(), EngineError> {
-        let mut closing = Vec::new();
-        for &id in ids {
-            let mut a = self
-                .attachments
-                .remove(&id)
-                .ok_or(EngineError::UnknownProbe(id))?;
-            if a.relink.is_none() {
-                self.attachments.insert(id, a);
-                return Err(EngineError::NotMulti);
+        let mut sids = Vec::new();
+        for id in ids {
+            match self.attachments.get(id).map(|a| &a.links) {
+                None => return Err(EngineError::UnknownProbe(*id)),
+                Some(Links::PerSite(_)) => return Err(EngineError::NotMulti),
+                Some(Links::InSet(sid)) if !sids.contains(sid) => sids.push(*sid),
+                Some(Links::InSet(_)) => {}
             }
-            let links = std::mem::replace(&mut a.links, Links::Suspended);
-            closing.extend(self.take_links(id, links));
-            self.attachments.insert(id, a);
+        }
+        let mut closing = Vec::new();
+        for sid in sids {
+            let set = self.sets.get_mut(&sid).expect("a member's set exists");
+            let links = std::mem::replace(&mut set.links, SetLinks::Suspended);
+            closing.extend(self.take_set_links(sid, links));
         }
         // All at once: a start probe must not stay out longer than its done (or the reverse),
         // and the kernel's waits overlap.
@@ -858,27 +1031,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Puts back the sites of a probe taken out by [`Engine::suspend`].
+    /// Puts back the sites of a probe (and of its set) taken out by [`Engine::suspend`].
     pub fn resume(&mut self, id: ProbeId) -> Result<(), EngineError> {
-        let a = self
-            .attachments
-            .get(&id)
-            .ok_or(EngineError::UnknownProbe(id))?;
-        if !matches!(a.links, Links::Suspended) {
+        let sid = match self.attachments.get(&id).map(|a| &a.links) {
+            None => return Err(EngineError::UnknownProbe(id)),
+            Some(Links::PerSite(_)) => return Err(EngineError::NotMulti),
+            Some(Links::InSet(sid)) => *sid,
+        };
+        let set = self.sets.get(&sid).expect("a member's set exists");
+        if !matches!(set.links, SetLinks::Suspended) {
             return Ok(());
         }
-        let relink = a.relink.as_ref().ok_or(EngineError::NotMulti)?;
-        let result = self.link_multi(id, relink, a.filter_slot);
-        let a = self.attachments.get_mut(&id).expect("looked up above");
+        let result = self.link_set(sid, &set.relink, set.filter_slot);
+        let set = self.sets.get_mut(&sid).expect("looked up above");
         match result {
             Ok(links) => {
-                a.links = links;
+                set.links = links;
                 Ok(())
             }
             Err(e) => {
                 // A group may be half made: the follower's copy goes with the next suspend
                 // or the detach.
-                a.links = Links::Followed;
+                set.links = SetLinks::Followed;
                 Err(e)
             }
         }
@@ -890,13 +1064,10 @@ impl Engine {
             .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
-    /// Detaches a probe: its semaphore drops back when no other tracer holds it.
+    /// Detaches a probe: its semaphore drops back when no other tracer holds it (and, on the
+    /// uprobe-multi path, once every probe attached with it is detached too).
     pub fn detach(&mut self, id: ProbeId) -> Result<(), EngineError> {
-        let attachment = self
-            .attachments
-            .remove(&id)
-            .ok_or(EngineError::UnknownProbe(id))?;
-        self.release(id, attachment);
+        close_all(self.unlink(id)?);
         Ok(())
     }
 
@@ -904,72 +1075,80 @@ impl Engine {
     /// period or more) finishing on another thread: for a UI that must not freeze. Its hits
     /// stop being counted now; its sites may still trap for a moment.
     pub fn detach_in_background(&mut self, id: ProbeId) -> Result<(), EngineError> {
-        let a = self
-            .attachments
-            .remove(&id)
-            .ok_or(EngineError::UnknownProbe(id))?;
-        let links = self.take_links(id, a.links);
+        let links = self.unlink(id)?;
         // The specs of its cookies stay until they are reused, and freed cookies are reused
         // last (after MAX_SITES others), long after the closes below are done.
         let closer = std::thread::Builder::new().name("usdtop-detach".into());
         if let Err(e) = closer.spawn(move || close_all(links)) {
             drop(e);
         }
-        self.release_rest(id, a.cookies, a.filter_slot);
         Ok(())
     }
 
     /// Detaches everything.
     pub fn detach_all(&mut self) {
         let mut links = Vec::new();
-        while let Some((id, a)) = self.attachments.pop_first() {
-            links.extend(self.take_links(id, a.links));
-            self.release_rest(id, a.cookies, a.filter_slot);
+        let ids: Vec<ProbeId> = self.attachments.keys().copied().collect();
+        for id in ids {
+            links.extend(self.unlink(id).unwrap_or_default());
         }
         close_all(links);
     }
 
-    fn release(&mut self, id: ProbeId, attachment: Attachment) {
-        let Attachment {
-            cookies,
-            filter_slot,
-            links,
-            ..
-        } = attachment;
-        close_all(self.take_links(id, links));
-        self.release_rest(id, cookies, filter_slot);
+    /// Takes probe `id` out of the engine and returns the links to close: its own, or its
+    /// set's when it was the set's last member (else it is retired in its set).
+    fn unlink(&mut self, id: ProbeId) -> Result<Vec<Closing>, EngineError> {
+        let a = self
+            .attachments
+            .remove(&id)
+            .ok_or(EngineError::UnknownProbe(id))?;
+        let (closing, free) = match a.links {
+            Links::PerSite(l) => (l.into_iter().map(boxed).collect(), a.cookies.clone()),
+            Links::InSet(sid) => {
+                let set = self.sets.get_mut(&sid).expect("a member's set exists");
+                set.members.retain(|m| *m != id);
+                if set.members.is_empty() {
+                    let set = self.sets.remove(&sid).expect("looked up above");
+                    let mut free = a.cookies.clone();
+                    free.extend(set.retired);
+                    (self.take_set_links(sid, set.links), free)
+                } else {
+                    // Its sites stay linked with the others': they count for nobody now.
+                    set.retired.extend(&a.cookies);
+                    let (spec, _) = encode_site(RETIRED, Mode::Count, 0, 0, &[], &[], &[]);
+                    for &c in &a.cookies {
+                        let _ = self.specs.set(c, spec, 0);
+                    }
+                    (Vec::new(), Vec::new())
+                }
+            }
+        };
+        // Records already in the ring for these cookies are counted as stale, never misread:
+        // cookies and ids go to the back of their free lists.
+        let mut sites = self.sites.lock().unwrap();
+        for c in &a.cookies {
+            sites.remove(c);
+        }
+        drop(sites);
+        self.free_cookies.extend(free);
+        self.free_ids.push_back(id.0);
+        if let Some(slot) = a.filter_slot {
+            self.release_filter_slot(slot);
+        }
+        Ok(closing)
     }
 
-    /// The links to close for a probe, as one list whatever the path.
-    fn take_links(&mut self, id: ProbeId, links: Links) -> Vec<Box<dyn Send + std::fmt::Debug>> {
-        fn boxed<T: Send + std::fmt::Debug + 'static>(t: T) -> Box<dyn Send + std::fmt::Debug> {
-            Box::new(t)
-        }
+    /// The links of set `sid` to close.
+    fn take_set_links(&mut self, sid: u32, links: SetLinks) -> Vec<Closing> {
         match links {
-            Links::PerSite(l) => l.into_iter().map(boxed).collect(),
-            Links::Multi(l) => vec![boxed(l)],
-            Links::Suspended => Vec::new(),
-            Links::Followed => {
-                let group = self.follower.as_ref().and_then(|f| f.lock().remove(&id.0));
+            SetLinks::Multi(l) => vec![boxed(l)],
+            SetLinks::Suspended => Vec::new(),
+            SetLinks::Followed => {
+                let group = self.follower.as_ref().and_then(|f| f.lock().remove(&sid));
                 group
                     .map(|g| g.links.into_values().map(boxed).collect())
                     .unwrap_or_default()
             }
-        }
-    }
-
-    fn release_rest(&mut self, id: ProbeId, cookies: Vec<u32>, filter_slot: Option<u32>) {
-        // Records already in the ring for these cookies are counted as stale, never misread:
-        // cookies and ids go to the back of their free lists.
-        let mut sites = self.sites.lock().unwrap();
-        for c in &cookies {
-            sites.remove(c);
-        }
-        drop(sites);
-        self.free_cookies.extend(cookies);
-        self.free_ids.push_back(id.0);
-        if let Some(slot) = filter_slot {
-            self.release_filter_slot(slot);
         }
     }
 
@@ -1087,6 +1266,13 @@ impl Drop for Engine {
             let _ = r.join();
         }
     }
+}
+
+/// A link (or perf event) to close, whatever its kind.
+type Closing = Box<dyn Send + std::fmt::Debug>;
+
+fn boxed<T: Send + std::fmt::Debug + 'static>(t: T) -> Closing {
+    Box::new(t)
 }
 
 /// Closes links in parallel: each close waits for the kernel to unregister its uprobes (an RCU

@@ -31,7 +31,7 @@ pub(super) struct Group {
     pub prog: Arc<OwnedFd>,
     pub path: PathBuf,
     pub offsets: Vec<u64>,
-    pub ref_ctr: Option<u64>,
+    pub ref_ctrs: Vec<u64>,
     pub cookies: Vec<u64>,
     pub links: BTreeMap<u32, MultiLink>,
 }
@@ -46,7 +46,7 @@ impl Group {
             self.prog.as_fd(),
             &self.path,
             &self.offsets,
-            self.ref_ctr,
+            &self.ref_ctrs,
             &self.cookies,
             Some(pid),
         )?;

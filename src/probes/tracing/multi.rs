@@ -137,21 +137,26 @@ impl MultiLoader {
 #[derive(Debug)]
 pub struct MultiLink(OwnedFd);
 
-/// Attaches `prog` at `offsets` of the file at `path` (`cookies[i]` for site i), with the
-/// semaphore at file offset `ref_ctr` for every site, for process `pid` only or for every
-/// process (`None`).
+/// Attaches `prog` at `offsets` of the file at `path` (`cookies[i]` for site i), with site i's
+/// semaphore at file offset `ref_ctrs[i]` (0: none; or no `ref_ctrs` at all), for process
+/// `pid` only or for every process (`None`).
 pub fn attach_multi(
     prog: BorrowedFd<'_>,
     path: &Path,
     offsets: &[u64],
-    ref_ctr: Option<u64>,
+    ref_ctrs: &[u64],
     cookies: &[u64],
     pid: Option<u32>,
 ) -> io::Result<MultiLink> {
     assert_eq!(offsets.len(), cookies.len());
+    assert!(ref_ctrs.is_empty() || ref_ctrs.len() == offsets.len());
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let ref_ctrs: Vec<u64> = ref_ctr.map_or_else(Vec::new, |r| vec![r; offsets.len()]);
+    let ref_ctrs = if ref_ctrs.iter().all(|&r| r == 0) {
+        &[][..]
+    } else {
+        ref_ctrs
+    };
     // SAFETY: an all-zero bpf_attr is valid; the pointers set below outlive the call.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     // SAFETY: writing plain integer fields of the union's link-create member.
