@@ -51,8 +51,10 @@ pub fn install() -> std::io::Result<()> {
 
 /// As [`install`], but SIGHUP asks for a reload instead of a stop (`export`).
 pub fn install_reload_on_hup() -> std::io::Result<()> {
-    install()?;
-    handle(libc::SIGHUP, on_hup)
+    SIGNALS.into_iter().try_for_each(|sig| match sig {
+        libc::SIGHUP => handle(sig, on_hup),
+        _ => handle(sig, on_signal),
+    })
 }
 
 /// Whether SIGHUP arrived since the last call (after [`install_reload_on_hup`]).

@@ -125,7 +125,8 @@ fn wait_hits(addr: &str, probe: &str, want: u64) {
 }
 
 #[test]
-fn export_outlives_its_targets_picks_up_later_ones_serves_healthz_and_ends_with_0_on_sigterm() {
+fn export_outlives_its_targets_picks_up_later_ones_serves_healthz_goes_on_after_sighup_and_ends_with_0_on_sigterm(
+) {
     let mut fix = AggFix::start(&["pairs", "3", "0"]);
     let args = aggfix_pair(&fix);
     let (exporter, addr) = export(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -147,6 +148,11 @@ fn export_outlives_its_targets_picks_up_later_ones_serves_healthz_and_ends_with_
         "{body}"
     );
     assert_eq!(get(&addr, "/nothing").map(|r| r.0), Some(404));
+    // SIGHUP reloads (there is no file here): it never stops an exporter.
+    let mut exporter = exporter;
+    exporter.signal(libc::SIGHUP);
+    exporter.wait_for("there is no -c file to reload; serving on");
+    assert_eq!(get(&addr, "/healthz").map(|r| r.0), Some(200));
     exporter.signal(libc::SIGTERM);
     let (status, said) = exporter.exit_within(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{said:?}");

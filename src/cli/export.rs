@@ -66,6 +66,10 @@ pub struct ExportArgs {
     /// Say which files a PATH glob matched.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Seconds between reads of the kernel's maps (bench/export.sh reads fast to pack hours of
+    /// reads into minutes).
+    #[arg(long, hide = true, default_value_t = 1.0, value_parser = super::numbers::seconds)]
+    pub read_every: f64,
 }
 
 impl ExportArgs {
@@ -163,16 +167,17 @@ struct Exporter {
 }
 
 impl Exporter {
-    /// Reads the kernel every second until a stop signal, or until every -p process exited;
+    /// Reads the kernel every second (`--read-every`) until a stop signal, or until every -p process exited;
     /// reloads on SIGHUP. Dropping the probes at the end detaches them.
     fn run(&mut self) {
-        let mut next_read = Instant::now() + Duration::from_secs(1);
+        let every = Duration::from_secs_f64(self.args.read_every);
+        let mut next_read = Instant::now() + every;
         while !stop::requested() {
             if stop::reload_requested() {
                 self.reload();
             }
             if Instant::now() >= next_read {
-                next_read = Instant::now() + Duration::from_secs(1);
+                next_read = Instant::now() + every;
                 self.publish();
                 for s in &mut self.served {
                     s.changes()
@@ -184,7 +189,7 @@ impl Exporter {
                     break;
                 }
             }
-            std::thread::sleep(POLL);
+            std::thread::sleep(POLL.min(every));
         }
         stop::say_why_stopped();
         self.served.clear();
