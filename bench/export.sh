@@ -155,7 +155,10 @@ for n in 10 9; do
             "$PAIRS" "$k" "$k"
     done >"$WORK/pairs$n.toml"
 done
+t0=$(date +%s.%N)
 start_export -c "$WORK/pairs10.toml"
+t1=$(date +%s.%N)
+echo "| start of export -c with 10 pairs (10 engines loaded, 20 probes attached) to serving | $(echo "$t1 - $t0" | bc | cut -c1-5) s |"
 "$PAIRS" 3
 sleep 2
 PROTO='application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited'
@@ -179,6 +182,8 @@ for kind in text protobuf; do
     echo "| scrape of 10 pairs x 100 keys, $what, $size bytes, $SCRAPES scrapes | min ${min} s, median ${med} s |"
 done
 echo "| RSS of export serving 10 pairs x 100 keys (10 engines) | $(rss_kb "$EXP") kB |"
+idle=$(cpu_percent "$EXP" "$IDLE")
+echo "| CPU idle with the 10 pairs attached (no hits, ${IDLE} s) | ${idle} % of a core |"
 kill "$EXP"; wait "$EXP" 2>/dev/null || true
 
 # 6. Memory over a simulated long run.
