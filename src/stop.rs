@@ -9,12 +9,17 @@
 //!
 //! Exit status after a signal is the shell's convention, 128 + the signal's number: 130 for
 //! SIGINT, 143 for SIGTERM, 129 for SIGHUP, 131 for SIGQUIT.
+//!
+//! `export` alone takes SIGHUP as "reload the configuration" ([`install_reload_on_hup`]), as
+//! daemons do; it never stops it.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// Raised by the first stop signal; handed to the engine to interrupt an attach.
 pub static REQUESTED: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Raised by SIGHUP after [`install_reload_on_hup`]; taken by [`reload_requested`].
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
 const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
@@ -33,23 +38,44 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
+extern "C" fn on_hup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
+}
+
 /// Installs the handlers. Call first thing in a command that attaches.
 pub fn install() -> std::io::Result<()> {
-    for sig in SIGNALS {
-        // SAFETY: a zeroed sigaction with a handler that only touches atomics (and, the second
-        // time, async-signal-safe calls); SA_RESTART keeps blocking calls going.
-        let rc = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+    SIGNALS
+        .into_iter()
+        .try_for_each(|sig| handle(sig, on_signal))
+}
+
+/// As [`install`], but SIGHUP asks for a reload instead of a stop (`export`).
+pub fn install_reload_on_hup() -> std::io::Result<()> {
+    SIGNALS.into_iter().try_for_each(|sig| match sig {
+        libc::SIGHUP => handle(sig, on_hup),
+        _ => handle(sig, on_signal),
+    })
+}
+
+/// Whether SIGHUP arrived since the last call (after [`install_reload_on_hup`]).
+pub fn reload_requested() -> bool {
+    RELOAD.swap(false, Ordering::SeqCst)
+}
+
+fn handle(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction with a handler that only touches atomics (and, the second
+    // time, async-signal-safe calls); SA_RESTART keeps blocking calls going.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, std::ptr::null_mut())
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
-    Ok(())
 }
 
 /// Whether a stop signal has arrived.

@@ -1,32 +1,44 @@
-//! `usdtop export --listen ADDR`: a long-running session whose figures, always aggregated in
-//! the kernel, are served to Prometheus over HTTP (`/metrics`, `/healthz`).
+//! `usdtop export`: a long-running session whose figures, always aggregated in the kernel, are
+//! served to Prometheus over HTTP (`/metrics`, `/healthz`). Its probes come from the command
+//! line and a `-c` file (export_config); each is attached in an engine of its own
+//! (export_probes), so SIGHUP can reload the file: probes no longer named are detached, new ones
+//! attached, and the others keep their kernel counters.
 
-use super::export_metrics::{exposition, Edges, Figures, Histogram, KeyBound, Shared};
+use super::export_config::{self, Flags, Kind, ProbeSpec, Setup, CLI};
+use super::export_http::serve;
+use super::export_metrics::{Figures, Reloads, Shared};
+use super::export_probes::{self, Planned, Served};
 use super::headless;
-use anyhow::{bail, Context, Result};
-use clap::Args;
+use crate::stop;
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args};
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 use usdtop::probes::discovery::catalog::Catalog;
-use usdtop::probes::kernel::ktoplat::{bucket_range, BUCKETS};
-use usdtop::probes::tracing::engine::Stats;
-use usdtop::session::{plan_top, AggMode, Ask, Place, Step, TopAsk, TopKernel, TopPlan, TopTotals};
+use usdtop::session::{all_exited, SessionError, POLL};
 
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("probe").args(["count", "latency"])))]
+#[command(group(
+    ArgGroup::new("what").required(true).multiple(true).args(["count", "latency", "config"])
+))]
 #[command(after_help = "Examples:
-  usdtop export --listen 127.0.0.1:9464 --latency php:request__startup --by uri
-  usdtop export --listen :9464 --latency /srv/app:app:req__start --done app:req__done --by arg1
-  usdtop export --listen 127.0.0.1:9464 --count /usr/bin/python3.11:python:function__entry --by arg1")]
+  usdtop export --listen 127.0.0.1:9464 --latency php:request__startup --by uri --fold
+  usdtop export --listen 127.0.0.1:9464 --latency /srv/app:app:req__start --done app:req__done --by arg1
+  usdtop export --listen 127.0.0.1:9464 -p 4242 -p 4243 --count app:tick --by arg1
+  usdtop export -c /etc/usdtop.toml          # many probes; kill -HUP reloads it")]
 pub struct ExportArgs {
-    /// Where to serve /metrics and /healthz: `HOST:PORT` (port 0: any free port, said on stderr).
+    /// Where to serve /metrics and /healthz: `HOST:PORT` (port 0: any free port, said on
+    /// stderr). Replaces the -c file's `listen`.
     #[arg(long)]
-    pub listen: SocketAddr,
-    /// Only this process (and the processes it forks); without it every process running the
-    /// probe's file, including those started later.
-    #[arg(short, long)]
-    pub pid: Option<u32>,
+    pub listen: Option<SocketAddr>,
+    /// Only this process (and the processes it forks); repeat for several. Without, every
+    /// process running the probes' files, including those started later. Replaces `pids`.
+    #[arg(short = 'p', long = "pid", value_parser = super::numbers::at_least_one::<u32>)]
+    pub pids: Vec<u32>,
     /// Count the hits of this probe by the --by key.
-    #[arg(long, conflicts_with = "latency", required_unless_present = "latency")]
+    #[arg(long)]
     pub count: Option<String>,
     /// Measure latency from this start probe to its done (the catalog's, or --done).
     #[arg(long)]
@@ -39,231 +51,323 @@ pub struct ExportArgs {
     pub key: Option<String>,
     /// The argument to split by: `argN` or a catalog argument name (default: the catalog
     /// pair's label, else the probe's first string argument).
-    #[arg(long)]
+    #[arg(long, requires = "probe")]
     pub by: Option<String>,
-    /// Group keys by shape as `top --fold` does. Refused for now: folding cannot run in the
-    /// kernel, and an exporter never streams every event.
+    /// Group keys by shape as `top --fold` does (/users/42 and /users/7 are /users/N).
     #[arg(long)]
     pub fold: bool,
-    /// Most keys per pair served as their own series; the rest are summed as key="other".
-    #[arg(long, default_value_t = 100, value_parser = super::numbers::at_least_one::<usize>)]
-    pub max_keys: usize,
+    /// Most keys per probe served as their own series; the rest are summed as key="other"
+    /// [default: 100].
+    #[arg(long, value_parser = super::numbers::at_least_one::<usize>)]
+    pub max_keys: Option<usize>,
+    /// A TOML file naming many probes (see assets/usdtop.toml); SIGHUP reloads it.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Say which files a PATH glob matched.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Seconds between reads of the kernel's maps (bench/export.sh reads fast to pack hours of
+    /// reads into minutes).
+    #[arg(long, hide = true, default_value_t = 1.0, value_parser = super::numbers::seconds)]
+    pub read_every: f64,
+}
+
+impl ExportArgs {
+    fn flags(&self) -> Flags {
+        Flags {
+            listen: self.listen,
+            pids: self.pids.clone(),
+            count: self.count.clone(),
+            latency: self.latency.clone(),
+            done: self.done.clone(),
+            key: self.key.clone(),
+            by: self.by.clone(),
+            fold: self.fold,
+            max_keys: self.max_keys,
+        }
+    }
+}
+
+/// Why probes could not be served, and the exit status at start: 2 for what the file says
+/// (it is wrong or names what cannot be found), 1 otherwise (as for the command line).
+struct Failed {
+    status: u8,
+    why: String,
 }
 
 pub fn run(args: ExportArgs) -> Result<u8> {
-    let catalog = Catalog::builtin();
-    let (start, no_pair) = match (&args.count, &args.latency) {
-        (Some(p), None) => (p.as_str(), true),
-        (None, Some(p)) => (p.as_str(), false),
-        _ => bail!("give one --count PROBE or one --latency START"),
-    };
-    if args.fold {
-        // Folding is done in user space on every event; the kernel keeps raw strings (at most
-        // 2048 keys with a pair) and an exporter never streams.
-        bail!(
-            "--fold cannot run in the kernel (the kernel keys by the raw string) and export \
-             never streams every event; use `usdtop top --fold` for a look, or --by an \
-             argument with few distinct values"
-        );
-    }
-    let ask = TopAsk {
-        ask: Ask {
-            start,
-            done: args.done.as_deref(),
-            key: args.key.as_deref(),
-            by: args.by.as_deref(),
-            // An exporter runs for weeks: never stream every event.
-            mode: AggMode::Kernel,
-        },
-        no_pair,
-        fold: false,
-    };
-    let place = Place {
-        pid: args.pid,
-        verbose: args.verbose,
-    };
-    let TopPlan {
-        name, pair, plan, ..
-    } = plan_top(&ask, place, &catalog, headless::notice)?;
-    // Bound before attaching: a port in use is said at once.
-    let listener = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let how = headless::How {
-        pid: args.pid,
-        queue_mb: 64,
-        exact_forks: false,
-        verbose: args.verbose,
-        duty: None,
-    };
-    let mut session = headless::attach_plan(&plan, &how)?;
-    let (start_ids, done_ids) = session.ids.split_at(plan.n_start);
-    let kernel = TopKernel::new(
-        &mut session.engine,
-        pair.as_ref(),
-        start_ids.to_vec(),
-        done_ids.to_vec(),
-    )?;
-    let shared = Shared::default();
-    serve(listener, shared.clone())?;
-    eprintln!(
-        "Tracing {name} ({} sites), serving http://{addr}/metrics ... SIGTERM or Ctrl-C ends.",
-        session.sites
-    );
-    let mut bound = KeyBound::new(args.max_keys);
-    let mut edges = Edges::default();
-    let sites = session.sites as u64;
-    let mut publish = |stats: &Stats| {
-        let figures = read(&kernel, &name, (&mut bound, &mut edges), stats, sites);
-        *shared.0.lock().unwrap_or_else(|e| e.into_inner()) = figures;
-    };
-    headless::run(&mut session, None, Some(1.0), args.verbose, |step| {
-        if let Step::Report { stats, .. } = step {
-            publish(stats);
+    // SIGHUP reloads from here on, the attach included (the reload follows it).
+    stop::install_reload_on_hup().context("installing signal handlers")?;
+    let flags = args.flags();
+    let setup = match export_config::setup(&flags, args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("usdtop: {e:#}");
+            return Ok(2);
         }
-        Ok(())
-    })?;
+    };
+    let catalog = Catalog::builtin();
+    let planned = match plan_all(&setup.probes, &[], &catalog, args.verbose) {
+        Ok(p) => p,
+        Err(f) => {
+            eprintln!("usdtop: {}", f.why);
+            return Ok(f.status);
+        }
+    };
+    // Bound before attaching: a port in use is said at once.
+    let listener = std::net::TcpListener::bind(setup.listen)
+        .with_context(|| format!("listening on {}", setup.listen))?;
+    let addr = listener.local_addr()?;
+    let mut exporter = Exporter {
+        args,
+        flags,
+        catalog,
+        setup,
+        served: Vec::new(),
+        shared: Shared::default(),
+        reloads: Reloads {
+            last_success_s: unix_now(),
+            ..Reloads::default()
+        },
+    };
+    match attach_all(planned) {
+        Ok(served) => exporter.served = served,
+        Err(Attached::Stopped) => return Ok(0),
+        Err(Attached::Failed(why)) => {
+            eprintln!("usdtop: {why}");
+            return Ok(1);
+        }
+    }
+    exporter.publish();
+    serve(listener, exporter.shared.clone())?;
+    let sites: usize = exporter.served.iter().map(Served::sites).sum();
+    let reload = match &exporter.args.config {
+        Some(path) => format!(", SIGHUP reloads {}", path.display()),
+        None => String::new(),
+    };
+    eprintln!(
+        "Tracing {} probe(s) ({sites} sites), serving http://{addr}/metrics ... SIGTERM or \
+         Ctrl-C ends{reload}.",
+        exporter.served.len()
+    );
+    exporter.run();
     // A service manager's SIGTERM is the normal end of an exporter.
     Ok(0)
 }
 
-/// The figures now: hits of every attached probe, and the kernel's per-key figures bounded.
-fn read(
-    kernel: &TopKernel,
-    pair: &str,
-    (bound, edges): (&mut KeyBound, &mut Edges),
-    stats: &Stats,
-    sites: u64,
-) -> Figures {
-    let mut f = Figures {
-        ring_drops: stats.drops,
-        attached_sites: sites,
-        ..Figures::default()
-    };
-    for p in &stats.probes {
-        *f.hits
-            .entry((
-                p.probe.path.clone(),
-                p.probe.provider.clone(),
-                p.probe.name.clone(),
-            ))
-            .or_default() += p.hits;
-    }
-    let overflow = match kernel.totals() {
-        TopTotals::Counts(c) => c.overflow,
-        TopTotals::Latency(l) => {
-            for k in l.keys.values() {
-                edges.note(&k.buckets);
-            }
-            let keys = l
-                .keys
-                .into_iter()
-                .map(|(key, k)| {
-                    let h = Histogram {
-                        count: k.count,
-                        sum_s: k.sum_ns as f64 / 1e9,
-                        buckets: edges.served(&k.buckets, upper_edge_s),
-                    };
-                    (key, h)
-                })
-                .collect();
-            for (key, h) in bound.bound(keys) {
-                f.latency.insert((pair.to_string(), key), h);
-            }
-            l.overflow
-        }
-    };
-    f.keys_overflow.insert(pair.to_string(), overflow);
-    f
+struct Exporter {
+    args: ExportArgs,
+    flags: Flags,
+    catalog: Catalog,
+    /// The configuration running.
+    setup: Setup,
+    served: Vec<Served>,
+    shared: Shared,
+    reloads: Reloads,
 }
 
-/// The upper edge of a kernel bucket in seconds; the last one is open above.
-fn upper_edge_s(i: usize) -> f64 {
-    if i + 1 >= BUCKETS {
-        f64::INFINITY
-    } else {
-        bucket_range(i).1 as f64 / 1e9
-    }
-}
-
-/// Serves /metrics and /healthz from a thread of its own, so a slow scraper never holds up
-/// the session loop. A minimal HTTP/1.1 responder: one request per connection.
-fn serve(listener: std::net::TcpListener, shared: Shared) -> Result<()> {
-    listener.set_nonblocking(true)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    std::thread::Builder::new()
-        .name("export-http".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => return eprintln!("usdtop: serving metrics: {e}"),
-                };
-                loop {
-                    let Ok((conn, _)) = listener.accept().await else {
-                        // Out of file descriptors, say: wait rather than spin until it passes.
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    };
-                    let shared = shared.clone();
-                    tokio::spawn(async move {
-                        let _ = answer(conn, &shared).await;
-                    });
+impl Exporter {
+    /// Reads the kernel every second (`--read-every`) until a stop signal, or until every -p process exited;
+    /// reloads on SIGHUP. Dropping the probes at the end detaches them.
+    fn run(&mut self) {
+        let every = Duration::from_secs_f64(self.args.read_every);
+        let mut next_read = Instant::now() + every;
+        while !stop::requested() {
+            if stop::reload_requested() {
+                self.reload();
+            }
+            if Instant::now() >= next_read {
+                next_read = Instant::now() + every;
+                self.publish();
+                for s in &mut self.served {
+                    s.changes()
+                        .into_iter()
+                        .for_each(|c| headless::notice(c.to_string()));
                 }
-            })
-        })?;
-    Ok(())
-}
-
-/// Reads one request head (at most 8 KiB, 10 s) and answers it.
-async fn answer(mut conn: tokio::net::TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let read_head = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-            let n = conn.read(&mut buf).await?;
-            if n == 0 {
-                break;
+                if all_exited(&self.setup.pids) {
+                    eprintln!("usdtop: traced process(es) exited");
+                    break;
+                }
             }
-            head.extend_from_slice(&buf[..n]);
+            std::thread::sleep(POLL.min(every));
         }
-        Ok::<_, std::io::Error>(())
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(10), read_head)
-        .await
-        .is_err()
-    {
-        return Ok(());
+        stop::say_why_stopped();
+        self.served.clear();
     }
-    let (status, kind, body) = respond(&String::from_utf8_lossy(&head), shared);
-    let reply = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(reply.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
-    conn.shutdown().await
+
+    /// Reads every probe's figures and hands them to the scrapes.
+    fn publish(&mut self) {
+        let mut f = Figures {
+            reloads: self.reloads,
+            ..Figures::default()
+        };
+        for s in &mut self.served {
+            s.read(&mut f);
+        }
+        self.shared.set(f);
+    }
+
+    /// SIGHUP: loads the -c file again. A failure keeps everything as it runs and says why.
+    fn reload(&mut self) {
+        let Some(path) = self.args.config.clone() else {
+            eprintln!("usdtop: SIGHUP: there is no -c file to reload; serving on");
+            return;
+        };
+        let said = match self.try_reload() {
+            Ok((kept, added, removed)) => {
+                self.reloads.last_successful = true;
+                self.reloads.last_success_s = unix_now();
+                format!(
+                    "reloaded {}: {kept} probe(s) kept, {added} attached, {removed} detached",
+                    path.display()
+                )
+            }
+            Err(why) => {
+                self.reloads.failures += 1;
+                self.reloads.last_successful = false;
+                format!(
+                    "reloading {} failed; the running configuration stays: {why}",
+                    path.display()
+                )
+            }
+        };
+        // Served before it is said: whoever reads the line finds the metrics up to date.
+        self.publish();
+        eprintln!("usdtop: {said}");
+    }
+
+    /// Plans and attaches what is new first, so a failure changes nothing; then swaps.
+    /// Returns the probes kept, attached and detached.
+    fn try_reload(&mut self) -> Result<(usize, usize, usize), String> {
+        let setup = export_config::setup(&self.flags, self.args.config.as_deref())
+            .map_err(|e| format!("{e:#}"))?;
+        if setup.listen != self.setup.listen {
+            return Err(format!(
+                "listen changed from {} to {}: restart usdtop export to serve elsewhere",
+                self.setup.listen, setup.listen
+            ));
+        }
+        let mut kept: Vec<(usize, ProbeSpec)> = Vec::new();
+        let mut fresh: Vec<ProbeSpec> = Vec::new();
+        for spec in setup.probes.iter().cloned() {
+            match self
+                .served
+                .iter()
+                .position(|s| s.spec.same_attachment(&spec))
+            {
+                Some(i) => kept.push((i, spec)),
+                None => fresh.push(spec),
+            }
+        }
+        let staying: Vec<(Kind, String, String)> = kept
+            .iter()
+            .map(|(i, _)| {
+                let s = &self.served[*i];
+                (s.spec.kind, s.name.clone(), s.spec.origin.clone())
+            })
+            .collect();
+        let planned =
+            plan_all(&fresh, &staying, &self.catalog, self.args.verbose).map_err(|f| f.why)?;
+        let attached = match attach_all(planned) {
+            Ok(a) => a,
+            // The stop flag is up: the loop ends next.
+            Err(Attached::Stopped) => return Err("a stop signal came during the attach".into()),
+            Err(Attached::Failed(why)) => return Err(why),
+        };
+        let (added, old) = (attached.len(), std::mem::take(&mut self.served));
+        let mut gone = Vec::new();
+        for (i, mut s) in old.into_iter().enumerate() {
+            match kept.iter().find(|(k, _)| *k == i) {
+                Some((_, spec)) => {
+                    s.set_max_keys(spec.max_keys);
+                    s.spec.origin = spec.origin.clone();
+                    self.served.push(s);
+                }
+                None => gone.push(s),
+            }
+        }
+        let kept = self.served.len();
+        self.served.extend(attached);
+        self.setup = setup;
+        // The removed probes' series leave the scrapes before their (slow) detach.
+        self.publish();
+        let removed = gone.len();
+        drop(gone);
+        Ok((kept, added, removed))
+    }
 }
 
-/// Status, content type and body for a request head.
-fn respond(head: &str, shared: &Shared) -> (&'static str, &'static str, String) {
-    let mut words = head.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            exposition(shared),
-        ),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".into()),
-        ("GET", _) => ("404 Not Found", "text/plain", "try /metrics\n".into()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+/// Plans `probes`, refusing two with one label (their series would be one); `staying` are the
+/// (kind, label, origin) of probes already served that stay.
+fn plan_all(
+    probes: &[ProbeSpec],
+    staying: &[(Kind, String, String)],
+    catalog: &Catalog,
+    verbose: bool,
+) -> Result<Vec<Planned>, Failed> {
+    let mut labels: Vec<(Kind, String, String)> = staying.to_vec();
+    let mut out = Vec::new();
+    for spec in probes {
+        let named = |why: String| Failed {
+            status: if spec.origin == CLI { 1 } else { 2 },
+            why: at(&spec.origin, why),
+        };
+        let p = export_probes::plan(spec, catalog, verbose).map_err(|e| named(e.to_string()))?;
+        if let Some((_, _, other)) = labels
+            .iter()
+            .find(|(kind, name, _)| *kind == spec.kind && *name == p.name)
+        {
+            return Err(named(format!(
+                "{} is served by {other} already (its series would mix): give it once",
+                p.name
+            )));
+        }
+        labels.push((spec.kind, p.name.clone(), spec.origin.clone()));
+        out.push(p);
     }
+    Ok(out)
+}
+
+enum Attached {
+    /// A stop signal came during the attach; what was attached is undone.
+    Stopped,
+    Failed(String),
+}
+
+/// Attaches every planned probe, or none (those attached are detached again on a failure).
+fn attach_all(planned: Vec<Planned>) -> Result<Vec<Served>, Attached> {
+    let mut served = Vec::new();
+    for p in planned {
+        let origin = p.spec.origin.clone();
+        match export_probes::attach(p) {
+            Ok(s) => served.push(s),
+            Err(SessionError::Interrupted(engine)) => {
+                eprintln!(
+                    "usdtop: {} while attaching; detaching",
+                    stop::signal_name().unwrap_or("a signal")
+                );
+                drop(engine);
+                return Err(Attached::Stopped);
+            }
+            Err(e) => {
+                let why = format!("{:#}", anyhow::Error::from(e));
+                return Err(Attached::Failed(at(&origin, why)));
+            }
+        }
+    }
+    Ok(served)
+}
+
+/// `why`, after where the probe was named when that is the file.
+fn at(origin: &str, why: String) -> String {
+    match origin {
+        CLI => why,
+        _ => format!("{origin}: {why}"),
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

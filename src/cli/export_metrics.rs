@@ -2,38 +2,81 @@
 //! bounded set of keys, and their Prometheus exposition (written by `prometheus-client`, which
 //! also escapes label values).
 
+use super::export_native::Native;
+use super::export_native::SCHEMA;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::prometheus_protobuf;
+use prometheus_client::encoding::{DescriptorEncoder, NativeHistogram, NativeHistogramBuckets};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
+use usdtop::aggregate::normalize_key;
 
 /// The key label of the keys beyond `--max-keys`.
 pub const OTHER: &str = "other";
 
 /// One latency histogram: cumulative counts per bucket with the bucket's upper edge in
-/// seconds (the last edge is +Inf).
+/// seconds (the last edge is +Inf), and the same counts as a native histogram.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Histogram {
     pub count: u64,
     pub sum_s: f64,
     /// (upper edge in seconds, hits in this bucket only), edges rising.
     pub buckets: Vec<(f64, u64)>,
+    pub native: Native,
 }
 
-impl Histogram {
-    fn add(&mut self, other: &Histogram) {
-        self.count += other.count;
-        self.sum_s += other.sum_s;
-        if self.buckets.is_empty() {
-            self.buckets = other.buckets.clone();
-            return;
+/// What the kernel counted for one key, summed as keys are folded or bounded.
+pub trait Tally: Default {
+    fn count(&self) -> u64;
+    fn add(&mut self, other: &Self);
+}
+
+impl Tally for u64 {
+    fn count(&self) -> u64 {
+        *self
+    }
+
+    fn add(&mut self, other: &u64) {
+        *self += other;
+    }
+}
+
+/// A key's latencies in the kernel's buckets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelLatency {
+    pub sum_ns: u64,
+    pub buckets: Vec<u64>,
+}
+
+impl Tally for KernelLatency {
+    /// The requests in its buckets (the kernel's own count may be read a moment apart).
+    fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    fn add(&mut self, other: &KernelLatency) {
+        self.sum_ns += other.sum_ns;
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
         }
         for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
-            mine.1 += theirs.1;
+            *mine += theirs;
         }
     }
+}
+
+/// Sums tallies by label: the keys folded by shape (`top --fold`), or as they are.
+pub fn by_label<T: Tally>(keys: Vec<(String, T)>, fold: bool) -> Vec<(String, T)> {
+    if !fold {
+        return keys;
+    }
+    let mut out: BTreeMap<String, T> = BTreeMap::new();
+    for (k, t) in keys {
+        out.entry(normalize_key(&k)).or_default().add(&t);
+    }
+    out.into_iter().collect()
 }
 
 /// The figures at the last read, cumulative since the attach.
@@ -43,10 +86,32 @@ pub struct Figures {
     pub hits: BTreeMap<(String, String, String), u64>,
     /// (pair, key) → latency histogram, keys already bounded.
     pub latency: BTreeMap<(String, String), Histogram>,
+    /// (probe, key) → hits of a counted probe, keys already bounded.
+    pub key_hits: BTreeMap<(String, String), u64>,
     pub ring_drops: u64,
     /// pair → requests or hits of keys the kernel had no room for.
     pub keys_overflow: BTreeMap<String, u64>,
     pub attached_sites: u64,
+    pub reloads: Reloads,
+}
+
+/// How the reloads of the configuration went (as Prometheus reports its own).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reloads {
+    pub failures: u64,
+    pub last_successful: bool,
+    /// Unix time of the last successful load (the start counts as one).
+    pub last_success_s: f64,
+}
+
+impl Default for Reloads {
+    fn default() -> Reloads {
+        Reloads {
+            failures: 0,
+            last_successful: true,
+            last_success_s: 0.0,
+        }
+    }
 }
 
 /// Keeps at most `max` keys of a pair as their own series, the rest summed as `other`. A key
@@ -54,7 +119,7 @@ pub struct Figures {
 /// down would read as a restart); new keys are admitted busiest first while there is room.
 #[derive(Debug)]
 pub struct KeyBound {
-    max: usize,
+    pub max: usize,
     shown: HashSet<String>,
 }
 
@@ -66,27 +131,27 @@ impl KeyBound {
         }
     }
 
-    /// The histograms of `keys` under their label: their own key, or `other`.
-    pub fn bound(&mut self, keys: Vec<(String, Histogram)>) -> BTreeMap<String, Histogram> {
-        let mut fresh: Vec<&(String, Histogram)> = keys
+    /// The tallies of `keys` under their label: their own key, or `other`.
+    pub fn bound<T: Tally>(&mut self, keys: Vec<(String, T)>) -> BTreeMap<String, T> {
+        let mut fresh: Vec<&(String, T)> = keys
             .iter()
             .filter(|(k, _)| !self.shown.contains(k))
             .collect();
-        fresh.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+        fresh.sort_by(|a, b| b.1.count().cmp(&a.1.count()).then_with(|| a.0.cmp(&b.0)));
         for (k, _) in fresh {
             if self.shown.len() >= self.max {
                 break;
             }
             self.shown.insert(k.clone());
         }
-        let mut out: BTreeMap<String, Histogram> = BTreeMap::new();
-        for (k, h) in keys {
+        let mut out: BTreeMap<String, T> = BTreeMap::new();
+        for (k, t) in keys {
             let label = if self.shown.contains(&k) {
                 k
             } else {
                 OTHER.to_string()
             };
-            out.entry(label).or_default().add(&h);
+            out.entry(label).or_default().add(&t);
         }
         out
     }
@@ -134,9 +199,21 @@ impl Edges {
 #[derive(Debug, Clone, Default)]
 pub struct Shared(pub Arc<Mutex<Figures>>);
 
+impl Shared {
+    pub fn set(&self, figures: Figures) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = figures;
+    }
+
+    fn get(&self) -> Figures {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+type NoLabels = prometheus_client::encoding::NoLabelSet;
+
 impl Collector for Shared {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let f = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let f = self.get();
         let mut family = encoder.encode_descriptor(
             "usdt_probe_hits",
             "Hits of a USDT probe since usdtop attached it (after the process filter).",
@@ -149,23 +226,46 @@ impl Collector for Shared {
                 ("provider", provider.as_str()),
                 ("probe", probe.as_str()),
             ];
-            family
-                .encode_family(&labels)?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+            counter(&mut family.encode_family(&labels)?, *n)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "usdt_probe_key_hits",
+            "Hits of a counted probe by its --by key (provider:name as probe).",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((probe, key), n) in &f.key_hits {
+            let labels = [("probe", probe.as_str()), ("key", key.as_str())];
+            counter(&mut family.encode_family(&labels)?, *n)?;
         }
         let mut family = encoder.encode_descriptor(
             "usdt_latency_seconds",
             "Latency from a start probe to its done probe, by the --by key, in the kernel's \
-             buckets (1/8 of a power of two wide).",
+             buckets (1/8 of a power of two wide); native: schema 5, see README.",
             None,
             MetricType::Histogram,
         )?;
         for ((pair, key), h) in &f.latency {
             let labels = [("pair", pair.as_str()), ("key", key.as_str())];
+            let sparse = h.native.sparse();
+            let native = NativeHistogram {
+                schema: SCHEMA,
+                zero_threshold: h.native.zero_threshold,
+                zero_count: h.native.zero_count,
+                negative: NativeHistogramBuckets {
+                    spans: &[],
+                    deltas: &[],
+                },
+                positive: NativeHistogramBuckets {
+                    spans: &sparse.spans,
+                    deltas: &sparse.deltas,
+                },
+                created: None,
+            };
             family
                 .encode_family(&labels)?
-                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    h.sum_s, h.count, &h.buckets, None,
+                .encode_histogram_with_native::<NoLabels>(
+                    h.sum_s, h.count, &h.buckets, None, native,
                 )?;
         }
         let mut family = encoder.encode_descriptor(
@@ -182,9 +282,7 @@ impl Collector for Shared {
             MetricType::Counter,
         )?;
         for (pair, n) in &f.keys_overflow {
-            family
-                .encode_family(&[("pair", pair.as_str())])?
-                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+            counter(&mut family.encode_family(&[("pair", pair.as_str())])?, *n)?;
         }
         let mut family = encoder.encode_descriptor(
             "usdtop_attached_sites",
@@ -193,6 +291,27 @@ impl Collector for Shared {
             MetricType::Gauge,
         )?;
         family.encode_gauge(&(f.attached_sites as i64))?;
+        let mut family = encoder.encode_descriptor(
+            "usdtop_config_reload_failures",
+            "Reloads of the -c file (SIGHUP) that failed; the running configuration stayed.",
+            None,
+            MetricType::Counter,
+        )?;
+        counter(&mut family, f.reloads.failures)?;
+        let mut family = encoder.encode_descriptor(
+            "usdtop_config_last_reload_successful",
+            "Whether the last load of the configuration succeeded (1) or failed (0).",
+            None,
+            MetricType::Gauge,
+        )?;
+        family.encode_gauge(&i64::from(f.reloads.last_successful))?;
+        let mut family = encoder.encode_descriptor(
+            "usdtop_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the configuration.",
+            None,
+            MetricType::Gauge,
+        )?;
+        family.encode_gauge(&f.reloads.last_success_s)?;
         let mut family = encoder.encode_descriptor(
             "usdtop_build_info",
             "The usdtop version serving these metrics (always 1).",
@@ -210,17 +329,27 @@ fn counter(
     family: &mut prometheus_client::encoding::MetricEncoder,
     n: u64,
 ) -> Result<(), std::fmt::Error> {
-    family.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&n, None)
+    family.encode_counter::<NoLabels, _, u64>(&n, None)
 }
 
-/// The OpenMetrics text of the figures.
-pub fn exposition(shared: &Shared) -> String {
+fn registry(shared: &Shared) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(shared.clone()));
+    registry
+}
+
+/// The OpenMetrics text of the figures (classic histograms only).
+pub fn exposition(shared: &Shared) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry(shared));
     out
+}
+
+/// The delimited protobuf exposition of the figures: histograms both classic and native.
+pub fn exposition_protobuf(shared: &Shared) -> Vec<u8> {
+    // Encoding into memory fails only on a metric the encoder refuses (none here).
+    prometheus_protobuf::encode_to_vec(&registry(shared)).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -232,6 +361,11 @@ mod tests {
             count,
             sum_s: count as f64 * 0.005,
             buckets: vec![(0.004, 0), (0.006, count), (f64::INFINITY, 0)],
+            native: Native {
+                zero_threshold: 288e-9,
+                zero_count: 0,
+                buckets: vec![(-245, count)],
+            },
         }
     }
 
@@ -291,6 +425,7 @@ mod tests {
                 count: 3,
                 sum_s: 0.0,
                 buckets: vec![(0.001, 1), (0.002, 2), (f64::INFINITY, 0)],
+                native: Native::default(),
             },
         );
         let t = text(f);
@@ -325,23 +460,63 @@ mod tests {
     fn max_keys_keeps_the_busiest_and_sums_the_rest_as_other_which_never_shrinks() {
         let mut bound = KeyBound::new(2);
         let first = bound.bound(vec![
-            ("/a".into(), hist(1)),
-            ("/b".into(), hist(10)),
-            ("/c".into(), hist(5)),
+            ("/a".into(), 1u64),
+            ("/b".into(), 10),
+            ("/c".into(), 5),
         ]);
         assert_eq!(
             first.keys().cloned().collect::<Vec<_>>(),
             ["/b", "/c", OTHER]
         );
-        assert_eq!(first[OTHER].count, 1);
+        assert_eq!(first[OTHER], 1);
         // /a becomes the busiest, but /b and /c keep their series; other still grows.
         let later = bound.bound(vec![
-            ("/a".into(), hist(100)),
-            ("/b".into(), hist(11)),
-            ("/c".into(), hist(5)),
-            ("/d".into(), hist(2)),
+            ("/a".into(), 100u64),
+            ("/b".into(), 11),
+            ("/c".into(), 5),
+            ("/d".into(), 2),
         ]);
-        assert_eq!(later[OTHER].count, 102);
-        assert_eq!(later["/b"].count, 11);
+        assert_eq!(later[OTHER], 102);
+        assert_eq!(later["/b"], 11);
+    }
+
+    #[test]
+    fn folding_sums_keys_of_one_shape_as_top_fold_does() {
+        let keys = vec![
+            ("/users/42".to_string(), 2u64),
+            ("/users/7".to_string(), 3),
+            ("/about".to_string(), 1),
+        ];
+        assert_eq!(
+            by_label(keys.clone(), true),
+            [("/about".to_string(), 1), ("/users/N".to_string(), 5)]
+        );
+        assert_eq!(by_label(keys.clone(), false), keys);
+    }
+
+    #[test]
+    fn the_protobuf_exposition_carries_classic_and_native_buckets_and_the_same_names() {
+        let mut f = Figures::default();
+        f.hits
+            .insert(("/bin/app".into(), "app".into(), "req".into()), 7);
+        f.latency
+            .insert(("app:req__start".into(), "/a".into()), hist(3));
+        let shared = Shared(Arc::new(Mutex::new(f)));
+        // The messages as the encoder builds them, before the delimited framing.
+        let fams = prometheus_protobuf::encode(&registry(&shared)).unwrap();
+        let names: Vec<&str> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert!(names.contains(&"usdt_probe_hits_total"), "{names:?}");
+        let lat = fams
+            .iter()
+            .find(|f| f.name == "usdt_latency_seconds")
+            .unwrap();
+        let h = lat.metric[0].histogram.as_ref().unwrap();
+        assert_eq!(h.sample_count, 3);
+        assert_eq!(h.schema, SCHEMA);
+        assert_eq!(h.zero_threshold, 288e-9);
+        assert_eq!(h.positive_delta, [3]);
+        assert_eq!(h.positive_span[0].offset, -245);
+        assert_eq!(h.bucket.len(), 3, "classic buckets too");
+        assert!(!exposition_protobuf(&shared).is_empty());
     }
 }

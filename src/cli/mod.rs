@@ -3,7 +3,11 @@
 
 pub mod demo_server;
 pub mod export;
+pub mod export_config;
+pub mod export_http;
 pub mod export_metrics;
+pub mod export_native;
+pub mod export_probes;
 pub mod headless;
 pub mod latency;
 pub mod list;

@@ -1,5 +1,8 @@
 //! A real Prometheus server (Debian's `prometheus`) scraping one target every second, with a
-//! temporary config and TSDB, queried through its HTTP API.
+//! temporary config and TSDB, queried through its HTTP API. Classic: it asks for the text
+//! exposition and stores classic histograms; native (`--enable-feature=native-histograms`): it
+//! asks for the protobuf exposition and Prometheus 2.42 then stores a histogram that has native
+//! buckets as a native histogram only.
 
 use super::require;
 use std::io::{Read, Write};
@@ -19,14 +22,24 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus on a free loopback port scraping `target` (`HOST:PORT`), and waits
-    /// until it is ready.
+    /// Starts a classic Prometheus on a free loopback port scraping `target` (`HOST:PORT`),
+    /// and waits until it is ready.
     pub fn start(target: &str) -> Prometheus {
+        Prometheus::launch(target, false)
+    }
+
+    /// As [`Prometheus::start`], with native histograms enabled.
+    pub fn start_native(target: &str) -> Prometheus {
+        Prometheus::launch(target, true)
+    }
+
+    fn launch(target: &str, native: bool) -> Prometheus {
         let binary = require("/usr/bin/prometheus");
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "prometheus-{}-{}",
+            "prometheus-{}-{}-{}",
             std::process::id(),
-            target.replace(':', "_")
+            target.replace(':', "_"),
+            if native { "native" } else { "classic" }
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -46,14 +59,18 @@ impl Prometheus {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(dir.join("log")).unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--enable-feature=native-histograms")
+            .arg(format!("--web.listen-address={addr}"));
+        if native {
+            command.arg("--enable-feature=native-histograms");
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
