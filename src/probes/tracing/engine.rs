@@ -193,8 +193,8 @@ impl std::fmt::Display for AttachPath {
         match self {
             AttachPath::Multi => write!(
                 f,
-                "uprobe-multi: one link per probe, per process with -p (only the processes \
-                 asked for trap)"
+                "uprobe-multi: one link per object and attach request, per process with -p \
+                 (only the processes asked for trap)"
             ),
             AttachPath::PerSite(why) => write!(
                 f,
