@@ -713,3 +713,31 @@ fn a_php_function_pair_paired_in_the_kernel_shows_a_top_row_per_function() {
     assert!((4.5..8.0).contains(&inner), "inner p50 {inner} ms: {s}");
     assert!((14.0..19.0).contains(&outer), "outer p50 {outer} ms: {s}");
 }
+
+#[test]
+fn shift_o_sets_an_overhead_budget_and_the_header_says_what_was_sampled() {
+    let bin = Binary::copy("budget");
+    let b = bin.path.as_str();
+    let server = DemoServer::start(b);
+    let cmd = format!("{b} -p {} -a node:http__server__request", server.pid);
+    let t = Tmux::start("budget", 200, 40, &cmd);
+    t.wait_for("request events from the demo server", |s| {
+        s.contains("method=GET")
+    });
+    t.keys(&["O"]);
+    t.wait_for("the budget on the status line and in the header", |s| {
+        let header = s.lines().next().unwrap_or_default();
+        s.contains("overhead budget 1%") && header.contains("budget 1%")
+    });
+    // The demo's requests cost far less than 1 % of the CPU: it stays attached, and says what
+    // attaching costs.
+    t.wait_for("the estimated cost in the header", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|h| h.contains("budget 1%: attached (cost ~"))
+    });
+    t.keys(&["O", "O"]);
+    t.wait_for("the budget off again", |s| {
+        s.contains("overhead budget off")
+    });
+}

@@ -82,6 +82,21 @@ pub enum Action {
     TogglePause,
     /// Clear the request log and the aggregations.
     Clear,
+    /// Cycle the overhead budget: off, 1 %, 5 %, off (duty-cycled attachment).
+    CycleBudget,
+    /// The tracer took the probes out for a while (duty cycling): open starts are forgotten.
+    Gap,
+    /// What the duty cycle did so far: the fraction of time attached and the estimated cost
+    /// of attaching all the time (a fraction of the CPU).
+    Sampled {
+        fraction: f64,
+        full_overhead: f64,
+    },
+    /// The outcome of [`Command::SetBudget`].
+    BudgetSet {
+        budget: Option<f64>,
+        result: Result<(), String>,
+    },
     ToggleHelp,
     Quit,
     // --- results from the runtime ---
@@ -184,6 +199,8 @@ pub enum Command {
     PairInStream {
         cooled: Option<(String, f64)>,
     },
+    /// Keep the probes' cost under this fraction of the CPU by duty cycling (`None`: off).
+    SetBudget(Option<f64>),
     /// Read the kernel's pairing aggregates and answer with [`Action::PairingReport`].
     ReadKernelPairing {
         now_ns: u64,

@@ -117,6 +117,14 @@ pub struct Live {
 }
 
 impl Live {
+    /// The probes were taken out for a while (duty cycling): a start seen before must not
+    /// pair with a done seen after.
+    pub fn gap(&mut self) {
+        if let Some(p) = self.pairer.as_mut() {
+            p.forget_open();
+        }
+    }
+
     pub fn new(catalog: Arc<Catalog>) -> Live {
         Live {
             catalog,

@@ -36,6 +36,10 @@ pub struct App {
     pub attach_unavailable: Option<String>,
     /// How probes are attached (shown in the help screen), once the tracer is up.
     pub attach_path: Option<String>,
+    /// The overhead budget (a fraction of the CPU) and, once known, the fraction of time the
+    /// probes were attached and the estimated cost of attaching all the time.
+    pub budget: Option<f64>,
+    pub sampled: Option<(f64, f64)>,
     pub status: Option<Status>,
     pub show_help: bool,
     pub quit: bool,
@@ -61,6 +65,8 @@ impl App {
             attached: HashMap::new(),
             attach_unavailable: None,
             attach_path: None,
+            budget: None,
+            sampled: None,
             status: None,
             show_help: false,
             quit: false,
@@ -171,6 +177,34 @@ impl App {
                 self.info("cleared the log and the aggregations");
             }
             Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::CycleBudget => {
+                let next = match self.budget {
+                    None => Some(0.01),
+                    Some(b) if b < 0.05 => Some(0.05),
+                    Some(_) => None,
+                };
+                out.push(Command::SetBudget(next));
+            }
+            Action::BudgetSet { budget, result } => match result {
+                Ok(()) => {
+                    self.budget = budget;
+                    self.sampled = None;
+                    match budget {
+                        Some(b) => self.info(format!(
+                            "overhead budget {:.0}%: above it the probes are attached for a \
+                             slice of each second; the panes show what the slices saw",
+                            b * 100.0
+                        )),
+                        None => self.info("overhead budget off: attached all the time"),
+                    }
+                }
+                Err(why) => self.error(format!("overhead budget: {why}")),
+            },
+            Action::Gap => self.live.gap(),
+            Action::Sampled {
+                fraction,
+                full_overhead,
+            } => self.sampled = Some((fraction, full_overhead)),
             Action::Quit => {
                 self.quit = true;
                 out.push(Command::Quit);

@@ -856,3 +856,44 @@ fn a_call_shaped_pair_moved_into_the_kernel_turns_the_log_off_and_says_so() {
         "{said}"
     );
 }
+
+#[test]
+fn shift_o_cycles_the_overhead_budget_off_1_percent_5_percent_off() {
+    let mut app = app();
+    let mut budgets = Vec::new();
+    for _ in 0..3 {
+        let commands = app.update(Action::CycleBudget);
+        let [Command::SetBudget(budget)] = commands.as_slice() else {
+            panic!("{commands:?}");
+        };
+        budgets.push(*budget);
+        step(
+            &mut app,
+            Action::BudgetSet {
+                budget: *budget,
+                result: Ok(()),
+            },
+        );
+        assert_eq!(app.budget, *budget);
+    }
+    assert_eq!(budgets, [Some(0.01), Some(0.05), None]);
+}
+
+#[test]
+fn a_budget_the_tracer_refuses_is_said_and_not_kept() {
+    let mut app = app();
+    step(
+        &mut app,
+        Action::BudgetSet {
+            budget: Some(0.01),
+            result: Err("needs the uprobe-multi attach path".into()),
+        },
+    );
+    assert_eq!(app.budget, None);
+    let status = app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert!(status.contains("uprobe-multi"), "{status}");
+}

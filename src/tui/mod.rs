@@ -189,6 +189,15 @@ async fn run_loop(args: Options) -> anyhow::Result<u8> {
             },
             _ = ticker.tick() => {
                 quit = runner.dispatch(&mut app, Action::Tick { now_ns: monotonic_ns() });
+                if let Some(t) = runner.tracer.duty_tick() {
+                    if t.gap {
+                        quit |= runner.dispatch(&mut app, Action::Gap);
+                    }
+                    quit |= runner.dispatch(&mut app, Action::Sampled {
+                        fraction: t.fraction,
+                        full_overhead: t.full_overhead,
+                    });
+                }
                 if last_counts.elapsed() >= Duration::from_secs(1) {
                     let c = runner.tracer.counts();
                     for hint in runner.silence_hints(&c.hits) {
@@ -414,6 +423,10 @@ impl Runner {
                     .live
                     .pair()
                     .and_then(|p| kernel_unsupported(p, &self.catalog, false)),
+            },
+            Command::SetBudget(budget) => Action::BudgetSet {
+                budget,
+                result: self.tracer.set_budget(budget),
             },
             Command::Quit => return None,
         })

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 use usdtop::app::{KernelKey, KernelLatency};
 use usdtop::probes::discovery::catalog::{Catalog, Pair};
 use usdtop::probes::kernel::kcalls::{CallMaps, KernelCallStats, KernelCalls};
@@ -13,6 +14,7 @@ use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{AttachOptions, Engine, EngineOptions, ProbeId, ProcFilter};
 use usdtop::probes::tracing::queue::EventStream;
 use usdtop::probes::{ObjectProbes, Probe, ProbeKey};
+use usdtop::session::duty::{DutyCycle, DutyOptions, Toggle};
 use usdtop::session::{return_key, KernelSide};
 
 pub struct AttachRequest<'a> {
@@ -42,6 +44,15 @@ pub trait Tracer {
     fn attach_path(&self) -> Option<String> {
         None
     }
+    /// Keeps the probes' cost under `budget` (a fraction of the CPU) by duty cycling, or
+    /// stops doing so (`None`).
+    fn set_budget(&mut self, _budget: Option<f64>) -> Result<(), String> {
+        Err("no BPF tracer".into())
+    }
+    /// Called every frame: takes the probes out or puts them back as the duty cycle says.
+    fn duty_tick(&mut self) -> Option<DutyTick> {
+        None
+    }
     /// The event stream (taken once).
     fn take_events(&mut self) -> Option<EventStream>;
     /// Pairs `pair` in the kernel from now on: its attached start and done probes are
@@ -67,6 +78,16 @@ pub trait Tracer {
     fn kernel_latency(&mut self, _now_ns: u64) -> Option<Result<KernelLatency, String>> {
         None
     }
+}
+
+/// What a duty-cycle step did.
+pub struct DutyTick {
+    /// The probes were just taken out: open starts must be forgotten.
+    pub gap: bool,
+    /// The fraction of time attached since the budget was set.
+    pub fraction: f64,
+    /// The estimated cost of attaching all the time, a fraction of the CPU.
+    pub full_overhead: f64,
 }
 
 /// Stands in when no tracer could be started; every attach says why.
@@ -132,9 +153,21 @@ pub struct BpfTracer {
     kernel: Option<InKernel>,
     /// Which argument names a call, for call-shaped pairs.
     catalog: Catalog,
+    /// The duty cycle under an overhead budget, and the measured cost of a hit.
+    duty: Option<DutyCycle>,
+    hit_cost: Option<std::time::Duration>,
 }
 
 impl BpfTracer {
+    /// Puts every attached probe back in (after a suspend of the duty cycle).
+    fn resume_all(&mut self) {
+        let ids: Vec<ProbeId> = self.ids.values().map(|a| a.id).collect();
+        for id in ids {
+            // A failure leaves the probe out; its hits stop, which the panes show.
+            let _ = self.engine.resume(id);
+        }
+    }
+
     pub fn start() -> Result<BpfTracer, String> {
         // A short queue between the ring reader and the UI bounds memory when the UI falls
         // behind: what does not fit is dropped and counted, and the count is shown.
@@ -151,6 +184,8 @@ impl BpfTracer {
             call_maps: None,
             kernel: None,
             catalog: Catalog::builtin(),
+            duty: None,
+            hit_cost: None,
         })
     }
 
@@ -323,6 +358,71 @@ impl Tracer for BpfTracer {
                 .map_err(|e| e.to_string()),
             None => Ok(()),
         }
+    }
+
+    fn set_budget(&mut self, budget: Option<f64>) -> Result<(), String> {
+        let Some(budget) = budget else {
+            if self.duty.take().is_some() {
+                self.resume_all();
+            }
+            return Ok(());
+        };
+        let cost = match self.hit_cost {
+            Some(c) => c,
+            None => {
+                let c = self.engine.measure_hit_cost().map_err(|e| e.to_string())?;
+                *self.hit_cost.insert(c)
+            }
+        };
+        if self.duty.is_some() {
+            self.resume_all();
+        }
+        let options = DutyOptions {
+            budget,
+            fixed: None,
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.duty = Some(DutyCycle::new(options, cost, cpus, Instant::now()));
+        Ok(())
+    }
+
+    fn duty_tick(&mut self) -> Option<DutyTick> {
+        let duty = self.duty.as_mut()?;
+        let hits = self.engine.stats().probes.iter().map(|p| p.hits).sum();
+        let now = Instant::now();
+        let mut gap = false;
+        match duty.poll(now, hits) {
+            Some(Toggle::Suspend) => {
+                let ids: Vec<ProbeId> = self.ids.values().map(|a| a.id).collect();
+                let _ = self.engine.suspend(&ids);
+                match self.kernel.as_mut().map(|k| &mut k.side) {
+                    Some(Side::Pair(k)) => k.gap(),
+                    Some(Side::Calls(calls, _)) => calls.forget_open(),
+                    None => {}
+                }
+                gap = true;
+            }
+            Some(Toggle::Resume) => {
+                self.resume_all();
+                if let Some(d) = self.duty.as_mut() {
+                    d.resumed(Instant::now());
+                }
+            }
+            None => {}
+        }
+        let duty = self.duty.as_ref()?;
+        let sampling = duty.sampling();
+        let wall = now.saturating_duration_since(duty.began());
+        let fraction = if wall.is_zero() {
+            1.0
+        } else {
+            sampling.attached(now).as_secs_f64() / wall.as_secs_f64()
+        };
+        Some(DutyTick {
+            gap,
+            fraction: fraction.min(1.0),
+            full_overhead: sampling.full_overhead(),
+        })
     }
 
     fn attach_path(&self) -> Option<String> {

@@ -194,6 +194,12 @@ pub const KEYS: &[KeyBinding] = &[
     },
     KeyBinding {
         mode: Mode::Normal,
+        keys: &[(key('O'), Action::CycleBudget)],
+        does: "overhead budget: off / 1 % / 5 %",
+        hints: &[],
+    },
+    KeyBinding {
+        mode: Mode::Normal,
         keys: &[(key('c'), Action::Clear)],
         does: "clear log and aggregations",
         hints: &[hint(Pane::Log, "clear")],

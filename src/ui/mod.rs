@@ -146,6 +146,22 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             text::rate(app.live.events_per_sec),
         )),
     ];
+    if let Some(budget) = app.budget {
+        spans.push(Span::raw(match app.sampled {
+            Some((f, _)) if f < 0.999 => format!(
+                " · sampled {:.0}% of the time (budget {:.0}%): counts ×{:.1}",
+                f * 100.0,
+                budget * 100.0,
+                1.0 / f.max(1e-9)
+            ),
+            Some((_, cost)) => format!(
+                " · budget {:.0}%: attached (cost ~{:.1}%)",
+                budget * 100.0,
+                cost * 100.0
+            ),
+            None => format!(" · budget {:.0}%", budget * 100.0),
+        }));
+    }
     if app.live.dropped > 0 {
         spans.push(Span::styled(
             format!(" · {} dropped", app.live.dropped),

@@ -409,3 +409,28 @@ mod snapshots {
         both_sizes("filter", &app);
     }
 }
+
+#[test]
+fn the_header_says_how_much_of_the_time_a_budget_left_the_probes_attached() {
+    let mut app = app_with_traffic();
+    step(
+        &mut app,
+        Action::BudgetSet {
+            budget: Some(0.01),
+            result: Ok(()),
+        },
+    );
+    step(
+        &mut app,
+        Action::Sampled {
+            fraction: 0.125,
+            full_overhead: 0.08,
+        },
+    );
+    let s = screen(&app);
+    let header = s.lines().next().unwrap();
+    assert!(
+        header.contains("sampled 12% of the time (budget 1%): counts ×8.0"),
+        "{s}"
+    );
+}
