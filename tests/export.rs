@@ -390,3 +390,32 @@ fn several_pids_are_served_together_and_fold_groups_their_keys_by_shape() {
     );
     drop(exporter);
 }
+
+#[test]
+fn with_max_overhead_a_busy_probe_is_attached_only_part_of_the_time_and_says_for_how_long() {
+    // 200,000 ticks a second cost far more than 0.5 % of the CPU: the exporter attaches the
+    // probe for slices and serves how long it was attached.
+    let mut fix = AggFix::start(&["rate", "200000", "30"]);
+    let probe = format!("{}:aggfix:tick", fix.path().display());
+    let args = ["--count", &probe, "--by", "arg1", "--max-overhead", "0.5"];
+    let (exporter, addr) = export(&args);
+    fix.go();
+    let body = wait_metrics(&addr, "usdtop_attached_seconds_total", |b| {
+        b.contains("usdtop_attached_seconds_total{probe=\"aggfix:tick\"}")
+    });
+    assert!(body.contains("usdtop_attached_seconds"), "{body}");
+    std::thread::sleep(Duration::from_secs(4));
+    let began = std::time::Instant::now();
+    let attached = sample(
+        &addr,
+        "usdtop_attached_seconds_total{probe=\"aggfix:tick\"}",
+    )
+    .expect("attached seconds served");
+    // Up to about 5 s since the attach; a budget this small keeps it out most of the time.
+    assert!(
+        attached > 0.0 && attached < 3.0,
+        "attached {attached} s of about {} s",
+        4.0 + began.elapsed().as_secs_f64()
+    );
+    drop(exporter);
+}

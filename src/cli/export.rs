@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use usdtop::probes::discovery::catalog::Catalog;
+use usdtop::session::duty::DutyOptions;
 use usdtop::session::{all_exited, SessionError, POLL};
 
 #[derive(Args, Debug)]
@@ -60,6 +61,12 @@ pub struct ExportArgs {
     /// [default: 100].
     #[arg(long, value_parser = super::numbers::at_least_one::<usize>)]
     pub max_keys: Option<usize>,
+    /// Keep what the probes cost below PCT percent of the machine's CPU by attaching them for
+    /// a slice of each period (see `usdtop latency --help`); counters then count what the
+    /// slices saw, and `usdtop_attached_seconds_total{probe}` says for how long each was
+    /// attached. Needs the uprobe-multi path.
+    #[arg(long, value_name = "PCT", value_parser = super::numbers::percent)]
+    pub max_overhead: Option<f64>,
     /// A TOML file naming many probes (see assets/usdtop.toml); SIGHUP reloads it.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -130,7 +137,7 @@ pub fn run(args: ExportArgs) -> Result<u8> {
             ..Reloads::default()
         },
     };
-    match attach_all(planned) {
+    match attach_all(planned, exporter.duty()) {
         Ok(served) => exporter.served = served,
         Err(Attached::Stopped) => return Ok(0),
         Err(Attached::Failed(why)) => {
@@ -167,6 +174,14 @@ struct Exporter {
 }
 
 impl Exporter {
+    /// The overhead budget every probe is duty-cycled under, if any.
+    fn duty(&self) -> Option<DutyOptions> {
+        self.args.max_overhead.map(|pct| DutyOptions {
+            budget: pct / 100.0,
+            fixed: None,
+        })
+    }
+
     /// Reads the kernel every second (`--read-every`) until a stop signal, or until every -p process exited;
     /// reloads on SIGHUP. Dropping the probes at the end detaches them.
     fn run(&mut self) {
@@ -175,6 +190,9 @@ impl Exporter {
         while !stop::requested() {
             if stop::reload_requested() {
                 self.reload();
+            }
+            for s in &mut self.served {
+                s.duty_tick();
             }
             if Instant::now() >= next_read {
                 next_read = Instant::now() + every;
@@ -268,7 +286,7 @@ impl Exporter {
             .collect();
         let planned =
             plan_all(&fresh, &staying, &self.catalog, self.args.verbose).map_err(|f| f.why)?;
-        let attached = match attach_all(planned) {
+        let attached = match attach_all(planned, self.duty()) {
             Ok(a) => a,
             // The stop flag is up: the loop ends next.
             Err(Attached::Stopped) => return Err("a stop signal came during the attach".into()),
@@ -335,11 +353,11 @@ enum Attached {
 }
 
 /// Attaches every planned probe, or none (those attached are detached again on a failure).
-fn attach_all(planned: Vec<Planned>) -> Result<Vec<Served>, Attached> {
+fn attach_all(planned: Vec<Planned>, duty: Option<DutyOptions>) -> Result<Vec<Served>, Attached> {
     let mut served = Vec::new();
     for p in planned {
         let origin = p.spec.origin.clone();
-        match export_probes::attach(p) {
+        match export_probes::attach(p, duty) {
             Ok(s) => served.push(s),
             Err(SessionError::Interrupted(engine)) => {
                 eprintln!(

@@ -92,6 +92,8 @@ pub struct Figures {
     /// pair → requests or hits of keys the kernel had no room for.
     pub keys_overflow: BTreeMap<String, u64>,
     pub attached_sites: u64,
+    /// Under `--max-overhead`: probe → seconds its sites were attached since its attach.
+    pub attached_seconds: BTreeMap<String, f64>,
     pub reloads: Reloads,
 }
 
@@ -291,6 +293,20 @@ impl Collector for Shared {
             MetricType::Gauge,
         )?;
         family.encode_gauge(&(f.attached_sites as i64))?;
+        if !f.attached_seconds.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "usdtop_attached_seconds",
+                "Seconds a probe's sites were attached (--max-overhead duty-cycles them): its \
+                 hits over these seconds estimate the rate all the time.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (probe, s) in &f.attached_seconds {
+                family
+                    .encode_family(&[("probe", probe.as_str())])?
+                    .encode_counter::<NoLabels, _, u64>(s, None)?;
+            }
+        }
         let mut family = encoder.encode_descriptor(
             "usdtop_config_reload_failures",
             "Reloads of the -c file (SIGHUP) that failed; the running configuration stayed.",

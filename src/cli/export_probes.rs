@@ -15,6 +15,7 @@ use usdtop::probes::discovery::watch::{Change, Watch};
 use usdtop::probes::kernel::ktoplat::{bucket_range, BUCKETS};
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::EngineOptions;
+use usdtop::session::duty::DutyOptions;
 use usdtop::session::{
     self, plan_top, AggMode, Ask, Place, Session, SessionError, SessionOptions, TopAsk, TopKernel,
     TopPlan, TopTotals, WatchFiles,
@@ -112,7 +113,7 @@ pub struct Served {
 
 /// Attaches a planned probe in an engine of its own. A stop signal during the attach gives
 /// [`SessionError::Interrupted`] (its engine, once dropped, has undone the attach).
-pub fn attach(p: Planned) -> Result<Served, SessionError> {
+pub fn attach(p: Planned, duty: Option<DutyOptions>) -> Result<Served, SessionError> {
     let options = SessionOptions {
         pids: p.spec.pids.clone(),
         exact_forks: false,
@@ -123,7 +124,7 @@ pub fn attach(p: Planned) -> Result<Served, SessionError> {
             ..EngineOptions::default()
         },
         watch: WatchFiles::Traced,
-        duty: None,
+        duty,
     };
     let mut session = session::attach(&p.targets, options, &stop::REQUESTED)?;
     if !p.spec.pids.is_empty() {
@@ -170,8 +171,20 @@ impl Served {
         self.watch.changes()
     }
 
+    /// Under an overhead budget: takes the probe out or puts it back as the duty cycle says;
+    /// at a gap the kernel forgets its open starts.
+    pub fn duty_tick(&mut self) {
+        if self.session.duty_step() {
+            self.kernel.gap();
+        }
+    }
+
     /// Adds this probe's figures, cumulative since its attach, to `f`.
     pub fn read(&mut self, f: &mut Figures) {
+        if let Some(s) = self.session.sampling() {
+            let attached = s.attached(std::time::Instant::now()).as_secs_f64();
+            f.attached_seconds.insert(self.name.clone(), attached);
+        }
         let stats = self.session.engine.stats();
         f.ring_drops += stats.drops;
         f.attached_sites += self.session.sites as u64;

@@ -226,15 +226,16 @@ impl Session {
         self.duty.as_ref().map(DutyCycle::sampling)
     }
 
-    /// Takes the probes out or puts them back when the duty cycle says so. Before a gap,
-    /// every event fired so far is handed to `step`, then [`Step::Gap`].
-    fn duty_cycle<E>(&mut self, step: &mut impl FnMut(Step) -> Result<Flow, E>) -> Result<(), E> {
+    /// Takes the probes out or puts them back when the duty cycle says so (a no-op without
+    /// a budget); true when they were just taken out: a gap begins, and starts still open
+    /// must be forgotten (see [`Step::Gap`]).
+    pub fn duty_step(&mut self) -> bool {
         let Some(duty) = &mut self.duty else {
-            return Ok(());
+            return false;
         };
         let hits = self.engine.stats().probes.iter().map(|p| p.hits).sum();
         match duty.poll(Instant::now(), hits) {
-            None => {}
+            None => false,
             Some(Toggle::Resume) => {
                 // Last attached first: a pair's dones come after its starts, and a start must
                 // not be seen before its done can be.
@@ -243,15 +244,24 @@ impl Session {
                     let _ = self.engine.resume(*id);
                 }
                 duty.resumed(Instant::now());
+                false
             }
             Some(Toggle::Suspend) => {
                 let _ = self.engine.suspend(&self.ids);
-                self.engine.sync(Duration::from_millis(100));
-                while let Some(batch) = self.events.try_recv() {
-                    step(Step::Events(&batch))?;
-                }
-                step(Step::Gap)?;
+                true
             }
+        }
+    }
+
+    /// [`Session::duty_step`] in the run loop: before a gap, every event fired so far is
+    /// handed to `step`, then [`Step::Gap`].
+    fn duty_cycle<E>(&mut self, step: &mut impl FnMut(Step) -> Result<Flow, E>) -> Result<(), E> {
+        if self.duty_step() {
+            self.engine.sync(Duration::from_millis(100));
+            while let Some(batch) = self.events.try_recv() {
+                step(Step::Events(&batch))?;
+            }
+            step(Step::Gap)?;
         }
         Ok(())
     }
