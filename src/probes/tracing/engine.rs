@@ -182,7 +182,7 @@ pub struct Stats {
 /// How the engine attaches: the [`AttachPath`] in use and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttachPath {
-    /// One uprobe-multi link per probe and object (per process with a process filter).
+    /// One uprobe-multi link per object and attach request (per process with a filter).
     Multi,
     /// One uprobe perf event per site, for all processes, filtered in BPF; the text says why.
     PerSite(String),
