@@ -42,6 +42,38 @@ pub fn attach(targets: &[(Target, Vec<usize>)], mode: Mode, how: &How) -> Result
     Ok(session)
 }
 
+/// The flags of `trace`, `latency` and `top` that say how their probes are attached.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AttachFlags {
+    /// With -p: attach for every process running the traced files and filter in BPF, so no
+    /// hit of a process forked later is missed. Without it, each traced process gets links of
+    /// its own: other processes running the same files pay nothing, and a child forked later
+    /// is linked about 0.05-15 ms after its fork (its hits before that are not seen; -v says
+    /// the longest wait).
+    #[arg(long)]
+    pub exact_forks: bool,
+    /// Keep what the probes cost below PCT percent of the machine's CPU (hits per second ×
+    /// the cost of a hit, measured at start): above it, attach them for only a slice of each
+    /// period, scale counts and rates back up and say so ("sampled 12% of the time").
+    /// Latencies are a sample of whole requests, never scaled. Needs the uprobe-multi path.
+    #[arg(long, value_name = "PCT", value_parser = super::numbers::percent)]
+    pub max_overhead: Option<f64>,
+    /// With --max-overhead: attach for this fraction of each period whatever the estimate
+    /// (for tests and benchmarks).
+    #[arg(long, hide = true, requires = "max_overhead", value_parser = super::numbers::fraction)]
+    pub duty: Option<f64>,
+}
+
+impl AttachFlags {
+    /// The overhead budget asked for, if any.
+    pub fn duty(&self) -> Option<DutyOptions> {
+        self.max_overhead.map(|pct| DutyOptions {
+            budget: pct / 100.0,
+            fixed: self.duty,
+        })
+    }
+}
+
 /// How a command attaches: its -p, queue, fork following, -v and overhead budget.
 pub struct How {
     pub pid: Option<u32>,

@@ -15,7 +15,6 @@ use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::kernel::kcalls::{CallMismatches, KernelCallStats, DEPTH};
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::Stats;
-use usdtop::session::duty::DutyOptions;
 use usdtop::session::{
     plan_latency, AggMode, Ask, CallsSide, KernelSide, LatencyPlan, Place, Step,
 };
@@ -47,23 +46,8 @@ pub struct LatencyArgs {
     /// Trace only this process (and the processes it forks).
     #[arg(short, long)]
     pub pid: Option<u32>,
-    /// With -p: attach for every process running the traced files and filter in BPF, so no
-    /// hit of a process forked later is missed. Without it, each traced process gets links of
-    /// its own: other processes running the same files pay nothing, and a child forked later
-    /// is linked about 0.05-15 ms after its fork (its hits before that are not seen; -v says
-    /// the longest wait).
-    #[arg(long)]
-    pub exact_forks: bool,
-    /// Keep what the probes cost below PCT percent of the machine's CPU (hits per second ×
-    /// the cost of a hit, measured at start): above it, attach for only a slice of each
-    /// period, scale counts and rates back up and say so ("sampled 12% of the time").
-    /// Latencies are a sample of whole requests, never scaled. Needs the uprobe-multi path.
-    #[arg(long, value_name = "PCT", value_parser = numbers::percent)]
-    pub max_overhead: Option<f64>,
-    /// With --max-overhead: attach for this fraction of each period whatever the estimate
-    /// (for tests and benchmarks).
-    #[arg(long, hide = true, requires = "max_overhead", value_parser = numbers::fraction)]
-    pub duty: Option<f64>,
+    #[command(flatten)]
+    pub attach: headless::AttachFlags,
     /// Say which files a PATH glob matched.
     #[arg(short, long)]
     pub verbose: bool,
@@ -146,12 +130,9 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     let how = headless::How {
         pid: args.pid,
         queue_mb: args.queue_mb,
-        exact_forks: args.exact_forks,
+        exact_forks: args.attach.exact_forks,
         verbose: args.verbose,
-        duty: args.max_overhead.map(|pct| DutyOptions {
-            budget: pct / 100.0,
-            fixed: args.duty,
-        }),
+        duty: args.attach.duty(),
     };
     let mut session = headless::attach_plan(&plan, &how)?;
     let sampling = session.sampling();

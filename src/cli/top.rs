@@ -11,7 +11,6 @@ use usdtop::aggregate::{fit, format_duration_ns, PairLimits, SortBy, TopAgg, Top
 use usdtop::probes::discovery::catalog::Catalog;
 use usdtop::probes::kernel::ktop::KEY_LEN;
 use usdtop::probes::tracing::engine::Stats;
-use usdtop::session::duty::DutyOptions;
 use usdtop::session::{plan_top, AggMode, Ask, Place, Step, TopAsk, TopKernel, TopPlan};
 
 #[derive(Args, Debug)]
@@ -41,21 +40,8 @@ pub struct TopArgs {
     /// Trace only this process (and the processes it forks).
     #[arg(short, long)]
     pub pid: Option<u32>,
-    /// With -p: attach for every process running the traced files and filter in BPF, so no
-    /// hit of a process forked later is missed. Without it, each traced process gets links of
-    /// its own: other processes running the same files pay nothing, and a child forked later
-    /// is linked about 0.05-15 ms after its fork (its hits before that are not seen; -v says
-    /// the longest wait).
-    #[arg(long)]
-    pub exact_forks: bool,
-    /// Keep what the probes cost below PCT percent of the machine's CPU: above it, attach for
-    /// a slice of each period and scale counts and rates back up (latencies are not scaled;
-    /// see `usdtop latency --help`). Needs the uprobe-multi path.
-    #[arg(long, value_name = "PCT", value_parser = numbers::percent)]
-    pub max_overhead: Option<f64>,
-    /// With --max-overhead: attach for this fraction of each period whatever the estimate.
-    #[arg(long, hide = true, requires = "max_overhead", value_parser = numbers::fraction)]
-    pub duty: Option<f64>,
+    #[command(flatten)]
+    pub attach: headless::AttachFlags,
     /// Say which files a PATH glob matched.
     #[arg(short, long)]
     pub verbose: bool,
@@ -147,12 +133,9 @@ pub fn run(args: TopArgs) -> Result<u8> {
     let how = headless::How {
         pid: args.pid,
         queue_mb: args.queue_mb,
-        exact_forks: args.exact_forks,
+        exact_forks: args.attach.exact_forks,
         verbose: args.verbose,
-        duty: args.max_overhead.map(|pct| DutyOptions {
-            budget: pct / 100.0,
-            fixed: args.duty,
-        }),
+        duty: args.attach.duty(),
     };
     let mut session = headless::attach_plan(&plan, &how)?;
     let sampling = session.sampling();

@@ -15,7 +15,6 @@ use usdtop::probes::discovery::targets::{self, check_arg_index, Scope, Target};
 use usdtop::probes::discovery::watch::Change;
 use usdtop::probes::tracing::bpf::Mode;
 use usdtop::probes::tracing::engine::{Engine, EngineOptions, FaultStrings, Stats};
-use usdtop::session::duty::DutyOptions;
 use usdtop::session::{Attacher, End, Flow, Session, SessionOptions, Step, WatchFiles};
 
 const AFTER_HELP: &str = "\
@@ -47,21 +46,8 @@ pub struct TraceArgs {
     /// Trace only this process and its children (repeatable).
     #[arg(short = 'p', long = "pid")]
     pub pids: Vec<u32>,
-    /// With -p: attach for every process running the traced files and filter in BPF, so no
-    /// hit of a process forked later is missed. Without it, each traced process gets links of
-    /// its own: other processes running the same files pay nothing, and a child forked later
-    /// is linked about 0.05-15 ms after its fork (its hits before that are not seen; -v says
-    /// the longest wait).
-    #[arg(long)]
-    pub exact_forks: bool,
-    /// Keep what the probes cost below PCT percent of the machine's CPU: above it, attach for
-    /// a slice of each period (the events printed are a sample of whole slices; the summary's
-    /// hits are scaled back up and say so). Needs the uprobe-multi path.
-    #[arg(long, value_name = "PCT", value_parser = numbers::percent)]
-    pub max_overhead: Option<f64>,
-    /// With --max-overhead: attach for this fraction of each period whatever the estimate.
-    #[arg(long, hide = true, requires = "max_overhead", value_parser = numbers::fraction)]
-    pub duty: Option<f64>,
+    #[command(flatten)]
+    pub attach: headless::AttachFlags,
     /// Also read these argument indices (0-based) as C strings, e.g. `--str 0,2`; `N:LEN` reads
     /// argN as a string given by pointer and length (not NUL-terminated) whose length in bytes
     /// is argLEN, e.g. `--str 0:1`. Each must be an argument of every probe traced.
@@ -160,7 +146,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         .context("--ring-mb must be a power of two of at most 2048")?;
     let options = SessionOptions {
         pids: args.pids.clone(),
-        exact_forks: args.exact_forks,
+        exact_forks: args.attach.exact_forks,
         mode: Mode::default(),
         engine: EngineOptions {
             ring_bytes: Some(ring_bytes),
@@ -171,10 +157,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<u8> {
         // What may change under us: the -p processes (an exec) and the files named by PATH
         // (a deploy that renames a new build over them).
         watch: WatchFiles::These(named_files),
-        duty: args.max_overhead.map(|pct| DutyOptions {
-            budget: pct / 100.0,
-            fixed: args.duty,
-        }),
+        duty: args.attach.duty(),
     };
     let mut session = Session::new(options, &stop::REQUESTED)?;
     session.engine.set_str_lengths(
