@@ -65,6 +65,17 @@ pub struct AttachFlags {
 }
 
 impl AttachFlags {
+    /// How a command with these flags attaches.
+    pub fn how(&self, pid: Option<u32>, queue_mb: usize, verbose: bool) -> How {
+        How {
+            pid,
+            queue_mb,
+            exact_forks: self.exact_forks,
+            verbose,
+            duty: self.duty(),
+        }
+    }
+
     /// The overhead budget asked for, if any.
     pub fn duty(&self) -> Option<DutyOptions> {
         self.max_overhead.map(|pct| DutyOptions {

@@ -127,13 +127,7 @@ pub fn run(args: LatencyArgs) -> Result<u8> {
     };
     let LatencyPlan { pair, by, plan } = plan_latency(&ask, place, &catalog, headless::notice)?;
     let (in_kernel, n_start) = (plan.in_kernel, plan.n_start);
-    let how = headless::How {
-        pid: args.pid,
-        queue_mb: args.queue_mb,
-        exact_forks: args.attach.exact_forks,
-        verbose: args.verbose,
-        duty: args.attach.duty(),
-    };
+    let how = args.attach.how(args.pid, args.queue_mb, args.verbose);
     let mut session = headless::attach_plan(&plan, &how)?;
     let sampling = session.sampling();
     // The sampled stream only feeds the --by table: without one, stream nothing (it cost

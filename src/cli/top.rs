@@ -130,13 +130,7 @@ pub fn run(args: TopArgs) -> Result<u8> {
         plan,
     } = plan_top(&ask, place, &catalog, headless::notice)?;
     let in_kernel = plan.in_kernel;
-    let how = headless::How {
-        pid: args.pid,
-        queue_mb: args.queue_mb,
-        exact_forks: args.attach.exact_forks,
-        verbose: args.verbose,
-        duty: args.attach.duty(),
-    };
+    let how = args.attach.how(args.pid, args.queue_mb, args.verbose);
     let mut session = headless::attach_plan(&plan, &how)?;
     let sampling = session.sampling();
     let mut sampled_interval = Interval::start();

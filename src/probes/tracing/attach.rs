@@ -3,6 +3,8 @@
 //! cannot pass), then `BPF_LINK_CREATE` with the site's cookie. Closing the fds detaches and the
 //! kernel lowers the semaphore again, even if usdtop dies.
 
+use super::multi::bpf;
+use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -13,8 +15,6 @@ use thiserror::Error;
 
 const UPROBE_PMU: &str = "/sys/bus/event_source/devices/uprobe";
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
-const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_PERF_EVENT: u32 = 41;
 /// PERF_ATTR_SIZE_VER8: every field up to `config3`.
 const PERF_ATTR_SIZE: u32 = 136;
 
@@ -113,18 +113,6 @@ struct PerfEventAttr {
     _reserved3: u32,
     sig_data: u64,
     config3: u64,
-}
-
-/// The `link_create` member of `union bpf_attr`, for a perf-event target.
-#[repr(C)]
-#[derive(Default)]
-struct LinkCreateAttr {
-    prog_fd: u32,
-    target_fd: u32,
-    attach_type: u32,
-    flags: u32,
-    bpf_cookie: u64,
-    _rest: [u64; 4],
 }
 
 /// The uprobe PMU's type and the bit where `ref_ctr_offset` goes in `config`.
@@ -252,27 +240,15 @@ pub fn attach_site(
 }
 
 fn link_create(prog: BorrowedFd<'_>, perf: BorrowedFd<'_>, cookie: u64) -> io::Result<OwnedFd> {
-    let attr = LinkCreateAttr {
-        prog_fd: prog.as_raw_fd() as u32,
-        target_fd: perf.as_raw_fd() as u32,
-        attach_type: BPF_PERF_EVENT,
-        bpf_cookie: cookie,
-        ..Default::default()
-    };
-    // SAFETY: attr is a zero-padded link_create attribute of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_CREATE,
-            &attr as *const LinkCreateAttr,
-            std::mem::size_of::<LinkCreateAttr>() as u32,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh fd returned by the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // SAFETY: an all-zero bpf_attr is valid.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing plain integer fields of the union's link-create member.
+    let l = unsafe { &mut attr.link_create };
+    l.__bindgen_anon_1.prog_fd = prog.as_raw_fd() as u32;
+    l.__bindgen_anon_2.target_fd = perf.as_raw_fd() as u32;
+    l.attach_type = bpf_attach_type::BPF_PERF_EVENT as u32;
+    l.__bindgen_anon_3.perf_event.bpf_cookie = cookie;
+    bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)
 }
 
 #[cfg(test)]

@@ -4,23 +4,15 @@
 /// and per-process links one per probe and process, and the common soft limit (1024) ran out
 /// with `hotspot_jni:* hotspot:*` (DESIGN.md §3). Returns the limit now in force.
 pub fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
+    let Some(lim) = nofile() else { return 0 };
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit with a valid rlimit struct.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
         }
     }
     lim.rlim_cur
@@ -28,15 +20,16 @@ pub fn raise_nofile() -> u64 {
 
 /// The soft limit of open files.
 pub fn nofile_limit() -> u64 {
+    nofile().map_or(0, |l| l.rlim_cur)
+}
+
+fn nofile() -> Option<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit with a valid rlimit struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
-    }
-    lim.rlim_cur
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
 }
 
 /// The running kernel's (major, minor) version.
@@ -67,12 +60,7 @@ mod tests {
     #[test]
     fn the_soft_file_limit_is_raised_to_the_hard_one() {
         let raised = raise_nofile();
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit with a valid rlimit struct.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let lim = nofile().expect("getrlimit");
         assert_eq!(lim.rlim_cur, lim.rlim_max);
         assert_eq!(raised, lim.rlim_cur);
         assert_eq!(nofile_limit(), lim.rlim_cur);

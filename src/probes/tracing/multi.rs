@@ -194,8 +194,8 @@ fn btf_load(bytes: &[u8]) -> Result<OwnedFd, String> {
     bpf(bpf_cmd::BPF_BTF_LOAD, &mut attr).map_err(|e| format!("loading the object's BTF: {e}"))
 }
 
-/// One `bpf(2)` call that returns a new fd.
-fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+/// One `bpf(2)` call that returns a new fd (the per-site path's links use it too).
+pub(super) fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
     // SAFETY: attr is a fully initialised bpf_attr of the size passed.
     let fd = unsafe {
         libc::syscall(
